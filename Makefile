@@ -1,0 +1,35 @@
+# Two commands matter: `make run` (everything) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.run-deps
+DEV_STAMP := $(VENV)/.dev-deps
+
+.PHONY: run test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(RUN_STAMP) $@
+
+run: $(RUN_STAMP)
+	$(PY) -m claudemon
+
+test: $(DEV_STAMP)
+	bash tests/setup_browser.sh
+	$(PY) -m pytest
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(DEV_STAMP)
+	$(PY) bench/relay.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class IndexingConfig(AppConfig):
+    name = "apps.indexing"
+    label = "indexing"
+    verbose_name = "Transcript index"

@@ -1,0 +1,118 @@
+"""Settings shared by both deployments; every knob of ours is a CLAUDEMON_* variable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from claudemon.settings.env import env_bool, env_float, env_int, env_list, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+CLAUDEMON_VAR_DIR = Path(env_str("CLAUDEMON_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+CLAUDEMON_DB_PATH = Path(
+    env_str("CLAUDEMON_DB_PATH", str(CLAUDEMON_VAR_DIR / "claudemon.sqlite3"))
+).resolve()
+CLAUDEMON_UPSTREAM_URL = env_url("CLAUDEMON_UPSTREAM_URL", "https://api.anthropic.com")
+CLAUDEMON_BIND = env_str("CLAUDEMON_BIND", "127.0.0.1")
+CLAUDEMON_CORE_PORT = env_int("CLAUDEMON_CORE_PORT", 8001, minimum=1, maximum=65535)
+CLAUDEMON_DATA_PORT = env_int("CLAUDEMON_DATA_PORT", 8002, minimum=1, maximum=65535)
+CLAUDEMON_CONNECT_TIMEOUT = env_float("CLAUDEMON_CONNECT_TIMEOUT", 10.0)
+CLAUDEMON_IDLE_TIMEOUT = env_float("CLAUDEMON_IDLE_TIMEOUT", 600.0)
+CLAUDEMON_REDACT_HEADERS = [h.lower() for h in env_list("CLAUDEMON_REDACT_HEADERS", [])]
+CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
+CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
+# Hosts other than loopback must be named explicitly to be served (see README).
+CLAUDEMON_ALLOWED_HOSTS = env_list("CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+if CLAUDEMON_CORE_PORT == CLAUDEMON_DATA_PORT:
+    raise ImproperlyConfigured(
+        "CLAUDEMON_CORE_PORT and CLAUDEMON_DATA_PORT must differ "
+        f"(both are {CLAUDEMON_CORE_PORT})."
+    )
+if CLAUDEMON_PRICES_FILE and not Path(CLAUDEMON_PRICES_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"CLAUDEMON_PRICES_FILE={CLAUDEMON_PRICES_FILE!r} is not a readable file."
+    )
+
+
+def _secret_key() -> str:
+    """Use CLAUDEMON_SECRET_KEY, else a key generated once into var/ (mode 0600)."""
+    configured = env_str("CLAUDEMON_SECRET_KEY", "")
+    if configured:
+        return configured
+    path = CLAUDEMON_VAR_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    CLAUDEMON_VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("CLAUDEMON_DEBUG", False)
+ALLOWED_HOSTS = CLAUDEMON_ALLOWED_HOSTS
+
+CLAUDEMON_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(CLAUDEMON_DB_PATH),
+        "OPTIONS": {
+            # Both deployments, the indexer and the relay's writer share this file:
+            # WAL lets readers run beside the one writer; IMMEDIATE takes the write
+            # lock at BEGIN so a busy database waits (timeout) instead of failing
+            # halfway through a transaction.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 5,
+            "init_command": (
+                "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
+                "PRAGMA temp_store=MEMORY;PRAGMA mmap_size=268435456;"
+                "PRAGMA cache_size=-32000"
+            ),
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "claudemon": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "apps": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,88 @@
+"""Typed readers for CLAUDEMON_* environment variables that fail loudly on bad values."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _fail(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}.")
+
+
+def env_str(name: str, default: str) -> str:
+    """Return a string setting, or the default when unset or blank."""
+    return _raw(name) or default
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return an integer setting within [minimum, maximum]."""
+    value = _raw(name)
+    if value is None:
+        return default
+    bounds = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
+    try:
+        number = int(value)
+    except ValueError:
+        raise _fail(name, value, bounds) from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise _fail(name, value, bounds)
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Return a positive number setting (seconds, ratios)."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise _fail(name, value, f"a number > {minimum}") from None
+    if not number > minimum or number != number or number == float("inf"):
+        raise _fail(name, value, f"a number > {minimum}")
+    return number
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Return a boolean setting spelled 1/0, true/false, yes/no or on/off."""
+    value = _raw(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _fail(name, value, "one of 1/0, true/false, yes/no, on/off")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """Return a comma-separated list setting with blanks dropped."""
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_url(name: str, default: str) -> str:
+    """Return an http(s) URL setting without a trailing slash."""
+    value = _raw(name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(name, value, "an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise _fail(name, value, "a URL without query string or fragment")
+    return value.rstrip("/")

@@ -1,0 +1,1 @@
+"""Shared fixtures: the fake Anthropic upstream, a running relay, sample data."""
