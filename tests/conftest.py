@@ -1,1 +1,124 @@
 """Shared fixtures: the fake Anthropic upstream, a running relay, sample data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.db import connection
+
+from tests.fake_upstream import FakeAnthropic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Relay:
+    """A real core deployment under daphne, in its own process."""
+
+    def __init__(self, *, db_path: str, var_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = var_dir / f"daphne-{self.port}.log"
+        environment = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="claudemon.settings.core",
+            CLAUDEMON_DB_PATH=db_path,
+            CLAUDEMON_VAR_DIR=str(var_dir),
+            PYTHONUNBUFFERED="1",
+        )
+        environment.update(env)
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "claudemon.asgi:application"],
+            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"relay exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"relay did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(fake: FakeAnthropic) -> FakeAnthropic:
+    """The fake upstream with no requests recorded and no replies programmed."""
+    fake.reset()
+    return fake
+
+
+@pytest.fixture(scope="session")
+def relay_factory(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Relay]]:
+    """Start relays (real daphne processes) writing into the test database."""
+    started: list[Relay] = []
+    db_path = connection.settings_dict["NAME"]
+
+    def start(**env: str) -> Relay:
+        relay = Relay(db_path=db_path, var_dir=tmp_path_factory.mktemp("var"), env=env)
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(relay_factory: Callable[..., Relay], fake: FakeAnthropic) -> Relay:
+    """The default relay in front of the fake upstream."""
+    return relay_factory(CLAUDEMON_UPSTREAM_URL=fake.url)
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0) -> Any:
+    """Poll until predicate() returns something truthy; fail with a clear message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.05)

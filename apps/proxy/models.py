@@ -37,7 +37,9 @@ class Exchange(models.Model):
     tools_offered = models.JSONField(default=list, blank=True)
 
     # Outcome.
-    state = models.CharField(max_length=24, choices=State.choices, default=State.IN_PROGRESS)
+    state = models.CharField(
+        max_length=24, choices=State.choices, default=State.IN_PROGRESS
+    )
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     model = models.CharField(max_length=200, blank=True, default="")
     message_id = models.CharField(max_length=200, blank=True, default="")
@@ -79,7 +81,9 @@ class Exchange(models.Model):
         ordering = ["-started_at"]
         indexes = [
             models.Index(fields=["model", "started_at"], name="exchange_model_time"),
-            models.Index(fields=["session_id", "started_at"], name="exchange_session_time"),
+            models.Index(
+                fields=["session_id", "started_at"], name="exchange_session_time"
+            ),
             models.Index(fields=["state", "started_at"], name="exchange_state_time"),
             models.Index(fields=["request_id"], name="exchange_request_id"),
             models.Index(fields=["message_id"], name="exchange_message_id"),

@@ -62,7 +62,9 @@ def _load_families(path: Path) -> list[Family]:
                 for tier in [rate, *rate.get("tiers", [])]:
                     for key in _RATE_KEYS:
                         float(tier[key])
-            families.append(Family(row["family"], re.compile(row["match"]), tuple(rates)))
+            families.append(
+                Family(row["family"], re.compile(row["match"]), tuple(rates))
+            )
         return families
     except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
         raise ImproperlyConfigured(

@@ -1,9 +1,175 @@
-from django.http import JsonResponse
+"""The relay: every request except /health goes upstream, and its answer comes back
+byte for byte as it arrives. Recording happens off the hot path (apps.proxy.writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+
+import claudemon
+from apps.proxy import selectors
+from apps.proxy.models import Exchange
+from apps.proxy.recorder import Call
+from apps.proxy.upstream import headers_forwardable, upstream_client, upstream_url
+from apps.proxy.writer import recording, recording_submit
+
+State = Exchange.State
 
 
-async def health(request):
-    return JsonResponse({"status": "ok"})
+class RelayResponse(StreamingHttpResponse):
+    """A streaming response that sends exactly the upstream's headers.
+
+    Django's ASGI handler takes the header list from `items()`; returning the raw
+    pairs keeps their bytes, order and duplicates (several set-cookie lines) and adds
+    nothing of Django's own (no default Content-Type).
+    """
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, status: int, raw_headers: list
+    ) -> None:
+        super().__init__(content, status=status)
+        self._raw_headers = raw_headers
+
+    def items(self) -> list:
+        return self._raw_headers
 
 
-async def relay(request):
-    return JsonResponse({"status": "todo"})
+async def relay(request: HttpRequest) -> HttpResponse:
+    """Forward one call upstream and stream the answer back as it arrives."""
+    call = _call_open(request)
+    recording_submit("start", call)
+    try:
+        upstream = await _upstream_send(call)
+    except (httpx.HTTPError, OSError) as exc:
+        return _failure_response(call, exc)
+    call.status_code = upstream.status_code
+    call.response_headers = upstream.headers.raw
+    call.ttfb_ms = (time.perf_counter() - call.t0) * 1000
+    return RelayResponse(
+        _relay_body(call, upstream),
+        status=upstream.status_code,
+        raw_headers=headers_forwardable(upstream.headers.raw),
+    )
+
+
+def _call_open(request: HttpRequest) -> Call:
+    scope = request.scope
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    return Call(
+        uid=uuid.uuid4(),
+        started_at=datetime.now(UTC),
+        t0=time.perf_counter(),
+        method=scope["method"],
+        path=raw_path.decode("latin-1"),
+        query=scope.get("query_string", b"").decode("latin-1"),
+        request_headers=list(scope["headers"]),
+        request_body=request.body,
+    )
+
+
+async def _upstream_send(call: Call) -> httpx.Response:
+    client = upstream_client()
+    outgoing = client.build_request(
+        call.method,
+        upstream_url(
+            raw_path=call.path.encode("latin-1"),
+            query_string=call.query.encode("latin-1"),
+        ),
+        headers=headers_forwardable(call.request_headers),
+        content=call.request_body,
+    )
+    return await client.send(outgoing, stream=True)
+
+
+async def _relay_body(call: Call, upstream: httpx.Response) -> AsyncIterator[bytes]:
+    """Yield each upstream chunk the moment it arrives; keep a reference for the record."""
+    chunks = call.chunks
+    try:
+        async for chunk in upstream.aiter_raw():
+            chunks.append(chunk)
+            yield chunk
+        call.state = State.COMPLETE
+    except (asyncio.CancelledError, GeneratorExit):
+        call.state = State.CLIENT_DISCONNECTED
+        call.error_type = "client_disconnected"
+        call.error_message = "The client disconnected before the response ended."
+        raise
+    except httpx.HTTPError as exc:
+        # Ending the client's stream abruptly (not cleanly) tells it the answer broke.
+        call.state = State.UPSTREAM_ERROR
+        call.error_type, call.error_message = _describe(exc)
+        raise
+    finally:
+        call.duration_ms = (time.perf_counter() - call.t0) * 1000
+        await upstream.aclose()  # on a disconnect this cancels the upstream request
+        recording_submit("finish", call)
+
+
+def _failure_response(call: Call, exc: Exception) -> HttpResponse:
+    """Answer like Anthropic would when the upstream cannot be reached or times out."""
+    status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+    call.error_type, call.error_message = _describe(exc)
+    call.state = State.UPSTREAM_ERROR
+    call.status_code = status
+    call.duration_ms = (time.perf_counter() - call.t0) * 1000
+    body = {
+        "type": "error",
+        "error": {"type": "api_error", "message": call.error_message},
+    }
+    payload = json.dumps(body).encode()
+    call.response_headers = [(b"content-type", b"application/json")]
+    call.chunks = [payload]
+    recording_submit("finish", call)
+    return HttpResponse(payload, status=status, content_type="application/json")
+
+
+def _describe(exc: Exception) -> tuple[str, str]:
+    """Name the cause of an upstream failure in words a user can act on."""
+    upstream = settings.CLAUDEMON_UPSTREAM_URL
+    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return "upstream_connect_timeout", (
+            f"claudemon could not connect to the upstream {upstream} within "
+            f"{settings.CLAUDEMON_CONNECT_TIMEOUT:g} s (CLAUDEMON_CONNECT_TIMEOUT)."
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return "upstream_idle_timeout", (
+            f"The upstream {upstream} sent nothing for "
+            f"{settings.CLAUDEMON_IDLE_TIMEOUT:g} s (CLAUDEMON_IDLE_TIMEOUT)."
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return (
+            "upstream_unreachable",
+            f"claudemon could not connect to the upstream {upstream}: {exc}",
+        )
+    return "upstream_connection_error", (
+        f"The connection to the upstream {upstream} failed: {type(exc).__name__}: {exc}"
+    )
+
+
+async def health(request: HttpRequest) -> JsonResponse:
+    """Report relay health: 200 while relaying works; database trouble is 'degraded'."""
+    database = await sync_to_async(selectors.database_status, thread_sensitive=False)()
+    backlog = recording()
+    report: dict[str, Any] = {
+        "status": "ok"
+        if database == "ok" and not backlog.database_error
+        else "degraded",
+        "version": claudemon.__version__,
+        "upstream": settings.CLAUDEMON_UPSTREAM_URL,
+        "database": database
+        if not backlog.database_error
+        else f"error: {backlog.database_error}",
+        "recording_backlog": backlog.backlog(),
+    }
+    return JsonResponse(report)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from claudemon.settings.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from claudemon.settings.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -25,8 +32,12 @@ CLAUDEMON_IDLE_TIMEOUT = env_float("CLAUDEMON_IDLE_TIMEOUT", 600.0)
 CLAUDEMON_REDACT_HEADERS = [h.lower() for h in env_list("CLAUDEMON_REDACT_HEADERS", [])]
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
+# Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
+CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 # Hosts other than loopback must be named explicitly to be served (see README).
-CLAUDEMON_ALLOWED_HOSTS = env_list("CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CLAUDEMON_ALLOWED_HOSTS = env_list(
+    "CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]
+)
 
 if CLAUDEMON_CORE_PORT == CLAUDEMON_DATA_PORT:
     raise ImproperlyConfigured(
@@ -109,7 +120,9 @@ TEMPLATES = [
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "claudemon": {"handlers": ["console"], "level": "INFO", "propagate": False},

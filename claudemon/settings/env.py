@@ -24,7 +24,9 @@ def env_str(name: str, default: str) -> str:
     return _raw(name) or default
 
 
-def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
     """Return an integer setting within [minimum, maximum]."""
     value = _raw(name)
     if value is None:

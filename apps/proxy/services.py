@@ -1,0 +1,42 @@
+"""Writes of the relay: exchanges recorded in short transactions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+
+from apps.proxy.models import Exchange
+
+
+def exchange_record(
+    *, starts: list[dict[str, Any]], finishes: list[dict[str, Any]]
+) -> None:
+    """Insert in-progress rows and complete finished ones, in one transaction."""
+    with transaction.atomic():
+        if starts:
+            Exchange.objects.bulk_create(
+                [Exchange(**row) for row in starts], ignore_conflicts=True
+            )
+        for row in finishes:
+            exchange_finish(row=row)
+
+
+def exchange_finish(*, row: dict[str, Any]) -> None:
+    """Complete the row of a finished call, or create it whole if its start never landed."""
+    fields = {key: value for key, value in row.items() if key != "uid"}
+    if not Exchange.objects.filter(uid=row["uid"]).update(**fields):
+        Exchange.objects.create(**row)
+
+
+def exchange_abandon_stale(*, before_ts: float) -> int:
+    """Mark exchanges left in progress by a previous relay process as proxy errors."""
+    before = datetime.fromtimestamp(before_ts, tz=UTC)
+    return Exchange.objects.filter(
+        state=Exchange.State.IN_PROGRESS, started_at__lt=before
+    ).update(
+        state=Exchange.State.PROXY_ERROR,
+        error_type="relay_stopped",
+        error_message="The relay stopped before this exchange finished.",
+    )
