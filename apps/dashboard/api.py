@@ -1,5 +1,156 @@
-"""Stats API (ninja Router mounted under /api/ by claudemon.api)."""
+"""Stats API (ninja Router mounted under /api/ by claudemon.api, which sets auth).
 
-from ninja import Router
+Operations parse with a schema, call one selector and return. Bad parameters
+are 422 (ninja's validation errors name the parameter); an unknown id is 404.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import Path, Query, Router
+from ninja.errors import HttpError
+
+from apps.dashboard import schemas, selectors
 
 router = Router(tags=["stats"])
+
+_MAX_ID = 2**63 - 1
+EXPORT_CHUNK = 1000
+
+
+@router.get("/exchanges", response=schemas.ExchangeListOut)
+def exchange_list(
+    request: HttpRequest,
+    filters: Query[schemas.ExchangeFilter],
+    page: Query[schemas.PageIn],
+) -> dict:
+    """List exchanges (newest first, without bodies)."""
+    return selectors.exchange_list(
+        filters=filters, limit=page.limit, offset=page.offset
+    )
+
+
+@router.get("/exchanges/export", response={200: None})
+def exchange_export(
+    request: HttpRequest,
+    filters: Query[schemas.ExchangeFilter],
+    export: Query[schemas.ExportIn],
+) -> StreamingHttpResponse:
+    """Stream every matching exchange (oldest first) as CSV or JSON lines."""
+    lines = _export_lines(filters=filters, fmt=export.format)
+    content_type = "text/csv" if export.format == "csv" else "application/x-ndjson"
+    response = StreamingHttpResponse(
+        lines, content_type=f"{content_type}; charset=utf-8"
+    )
+    name = f"exchanges-{filters.start:%Y%m%dT%H%M}-{filters.end:%Y%m%dT%H%M}"
+    response["Content-Disposition"] = f'attachment; filename="{name}.{export.format}"'
+    return response
+
+
+async def _export_lines(
+    *, filters: schemas.ExchangeFilter, fmt: str
+) -> AsyncIterator[str]:
+    # An async iterator: under ASGI Django would buffer a sync one whole. Each
+    # chunk is one keyset query, so memory stays constant for any export size.
+    fetch = sync_to_async(selectors.exchange_export_chunk)
+    if fmt == "csv":
+        yield _csv_line(selectors.LIST_FIELDS)
+    after: tuple[datetime, int] | None = None
+    while True:
+        rows = await fetch(filters=filters, after=after, size=EXPORT_CHUNK)
+        if not rows:
+            return
+        if fmt == "csv":
+            yield "".join(
+                _csv_line([_cell(row[f]) for f in selectors.LIST_FIELDS])
+                for row in rows
+            )
+        else:
+            yield "".join(json.dumps(row, default=str) + "\n" for row in rows)
+        after = (rows[-1]["started_at"], rows[-1]["id"])
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return "" if value is None else value
+
+
+def _csv_line(values: list | tuple) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+@router.get("/exchanges/{exchange_id}", response=schemas.ExchangeDetailOut)
+def exchange_detail(
+    request: HttpRequest, exchange_id: int = Path(..., ge=1, le=_MAX_ID)
+) -> dict:
+    """Return one exchange in full: headers, bodies (as text), assembled message."""
+    exchange = selectors.exchange_detail(exchange_id=exchange_id)
+    if exchange is None:
+        raise HttpError(404, f"No exchange {exchange_id}.")
+    return exchange
+
+
+@router.get("/stats/summary", response=schemas.SummaryOut, by_alias=True)
+def stats_summary(request: HttpRequest, filters: Query[schemas.ExchangeFilter]) -> dict:
+    """Totals over a range: requests, errors, tokens, cost, cache, latency."""
+    return selectors.usage_summary(filters=filters)
+
+
+@router.get("/stats/timeseries", response=schemas.TimeseriesOut)
+def stats_timeseries(
+    request: HttpRequest, filters: Query[schemas.TimeseriesFilter]
+) -> dict:
+    """Per hour or day in `tz` (DST-aware), per model: requests, tokens, cost."""
+    return selectors.usage_timeseries(filters=filters)
+
+
+@router.get("/stats/models", response=list[schemas.ModelStatsOut])
+def stats_models(request: HttpRequest, filters: Query[schemas.ExchangeFilter]) -> list:
+    """Per model: requests, errors, tokens, cost, cache hit rate, mean latency."""
+    return selectors.usage_by_model(filters=filters)
+
+
+@router.get("/stats/tools", response=list[schemas.ToolStatsOut])
+def stats_tools(request: HttpRequest, filters: Query[schemas.ExchangeFilter]) -> list:
+    """Tools the model actually called, with call counts."""
+    return selectors.usage_by_tool(filters=filters)
+
+
+@router.get("/stats/performance", response=schemas.PerformanceOut)
+def stats_performance(
+    request: HttpRequest, filters: Query[schemas.ExchangeFilter]
+) -> dict:
+    """p50/p90/p95/p99 of time to first byte and duration, overall and per model."""
+    return selectors.performance_stats(filters=filters)
+
+
+@router.get("/sessions", response=schemas.SessionListOut)
+def session_list(
+    request: HttpRequest,
+    filters: Query[schemas.ExchangeFilter],
+    page: Query[schemas.PageIn],
+) -> dict:
+    """Claude Code sessions active in the range (most recent first)."""
+    return selectors.session_list(filters=filters, limit=page.limit, offset=page.offset)
+
+
+@router.get("/limits", response=schemas.LimitsOut)
+def limits(
+    request: HttpRequest,
+    filters: Query[schemas.RangeFilter],
+    options: Query[schemas.LimitsIn],
+) -> dict:
+    """Subscription (unified) limits now and over the range; API-key limits."""
+    return selectors.ratelimit_state(filters=filters, limit=options.limit)

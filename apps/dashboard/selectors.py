@@ -1,21 +1,646 @@
-"""Reads for the dashboard and the stats API."""
+"""Reads for the dashboard and the stats API: every aggregation runs in SQL.
+
+Python only ever loops over grouped results (one row per bucket, model, tool,
+error type or percentile rank), never over exchanges.
+
+Percentiles use one definition everywhere, nearest rank: with the N values in
+ascending order, the p-th percentile is the value at rank ceil(p/100 * N)
+(1-based); computed in SQL with ROW_NUMBER() over the sorted values.
+"""
 
 from __future__ import annotations
 
-from django.db import DatabaseError
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from django.apps import apps
+from django.db import DatabaseError, connection
+from django.db.models import (
+    Aggregate,
+    Avg,
+    BooleanField,
+    CharField,
+    Count,
+    ExpressionWrapper,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce, TruncDate
+
+from apps.dashboard.models import ApiToken
+from apps.dashboard.schemas import ExchangeFilter, RangeFilter, TimeseriesFilter
+from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
+from apps.proxy.pricing import Usage, cache_savings
+
+PERCENTILES = (50, 90, 95, 99)
+PERCENTILE_DEFINITION = (
+    "nearest rank: the value at 1-based rank ceil(p/100 * N) of the N values "
+    "sorted ascending"
+)
+MESSAGES_PATH = "/v1/messages"
+LIST_FIELDS = (
+    "id", "started_at", "ended_at", "ttfb_ms", "duration_ms", "method", "path",
+    "query", "is_streaming", "model_requested", "model", "session_id", "agent_id",
+    "state", "status_code", "message_id", "request_id", "stop_reason", "error_type",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+    "cache_write_1h_tokens", "cost_usd", "tools_called", "unified_status",
+    "unified_5h_utilization", "unified_7d_utilization", "request_size",
+    "response_size",
+)  # fmt: skip
+_FAILED_STATES = (Exchange.State.UPSTREAM_ERROR, Exchange.State.PROXY_ERROR)
+# An error: the API said so (status or a mid-stream error event) or the relay
+# failed. A client disconnect is the user's choice, not an error.
+ERROR_Q = ~Q(error_type="") | Q(status_code__gte=400) | Q(state__in=_FAILED_STATES)
+_ERROR_SQL = (
+    "(error_type <> '' OR status_code >= 400 "
+    "OR state IN ('upstream_error', 'proxy_error'))"
+)
+_TOKEN_FIELDS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write_5m": "cache_write_5m_tokens",
+    "cache_write_1h": "cache_write_1h_tokens",
+}
+
+
+class GroupConcat(Aggregate):
+    function = "GROUP_CONCAT"
+    template = "%(function)s(%(distinct)s%(expressions)s)"
+    allow_distinct = True
+    output_field = CharField()
+
+
+# --- filtering ---------------------------------------------------------------
+
+
+def exchange_filter(*, filters: RangeFilter) -> QuerySet[Exchange]:
+    """Return the exchanges in a filter's range matching its attribute filters."""
+    qs = Exchange.objects.filter(
+        started_at__gte=filters.start, started_at__lt=filters.end
+    )
+    if not isinstance(filters, ExchangeFilter):
+        return qs
+    exact = {
+        "model": filters.model,
+        "model__startswith": filters.family,
+        "state": filters.state,
+        "session_id": filters.session,
+        "is_streaming": filters.streaming,
+    }
+    qs = qs.filter(**{key: value for key, value in exact.items() if value is not None})
+    if filters.status:
+        qs = qs.filter(_status_q(filters.status))
+    if filters.kind == "messages":
+        qs = qs.filter(path__endswith=MESSAGES_PATH)
+    elif filters.kind == "other":
+        qs = qs.exclude(path__endswith=MESSAGES_PATH)
+    return qs
+
+
+def _status_q(status: str) -> Q:
+    if status.endswith("xx"):
+        low = int(status[0]) * 100
+        return Q(status_code__gte=low, status_code__lt=low + 100)
+    return Q(status_code=int(status))
+
+
+def _where_sql(queryset: QuerySet) -> tuple[str, list]:
+    """Compile a queryset's WHERE clause for raw SQL over proxy_exchange."""
+    query = queryset.query
+    sql, params = query.get_compiler(using=queryset.db).compile(query.where)
+    return sql, list(params)
+
+
+def _token_sums() -> dict[str, Any]:
+    return {kind: Coalesce(Sum(field), 0) for kind, field in _TOKEN_FIELDS.items()}
+
+
+def _tokens(row: dict) -> dict[str, int]:
+    return {kind: int(row[kind] or 0) for kind in _TOKEN_FIELDS}
+
+
+def _hit_rate(tokens: dict[str, int]) -> float | None:
+    """cache_read / (input + cache_read + cache writes): prompt served from cache."""
+    prompt = sum(tokens[k] for k in _TOKEN_FIELDS if k != "output")
+    return tokens["cache_read"] / prompt if prompt else None
+
+
+# --- exchanges ---------------------------------------------------------------
+
+
+def exchange_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
+    """Return one page of exchanges (newest first, no bodies) and the match count."""
+    qs = exchange_filter(filters=filters)
+    items = list(
+        qs.order_by("-started_at", "-id").values(*LIST_FIELDS)[offset : offset + limit]
+    )
+    return {"count": qs.count(), "limit": limit, "offset": offset, "items": items}
+
+
+def exchange_detail(*, exchange_id: int) -> dict | None:
+    """Return one exchange in full, bodies decoded to text, or None."""
+    exchange = Exchange.objects.filter(pk=exchange_id).first()
+    if exchange is None:
+        return None
+    row = {
+        field.attname: getattr(exchange, field.attname)
+        for field in Exchange._meta.fields
+    }
+    row["uid"] = str(exchange.uid)
+    row["request_body"] = _body_text(exchange.request_body)
+    row["response_body"] = _body_text(exchange.response_body)
+    return row
+
+
+def _body_text(stored: bytes | memoryview | None) -> str | None:
+    try:
+        data = body_decode(stored)
+    except Exception:  # a damaged stored body must not break the detail view
+        return "(stored body could not be decoded)"
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def exchange_export_chunk(
+    *, filters: ExchangeFilter, after: tuple[datetime, int] | None, size: int
+) -> list[dict]:
+    """Return the next `size` exchanges (oldest first) after a (started_at, id) key.
+
+    Keyset pagination on the started_at index (which carries the rowid), so every
+    chunk costs the same however deep the export is.
+    """
+    qs = exchange_filter(filters=filters)
+    if after is not None:
+        moment = connection.ops.adapt_datetimefield_value(after[0])
+        qs = qs.filter(
+            ExpressionWrapper(
+                RawSQL("(started_at, id) > (%s, %s)", (moment, after[1])),
+                output_field=BooleanField(),
+            )
+        )
+    return list(qs.order_by("started_at", "id").values(*LIST_FIELDS)[:size])
+
+
+# --- summary -----------------------------------------------------------------
+
+
+def usage_summary(*, filters: ExchangeFilter) -> dict:
+    """Return totals, errors by type, cache figures and latency percentiles."""
+    qs = exchange_filter(filters=filters)
+    totals = qs.aggregate(
+        requests=Count("id"),
+        errors=Count("id", filter=ERROR_Q),
+        cost=Coalesce(Sum("cost_usd"), 0.0),
+        unpriced=Count(
+            "id",
+            filter=Q(cost_usd__isnull=True)
+            & (Q(input_tokens__gt=0) | Q(output_tokens__gt=0)),
+        ),
+        **_token_sums(),
+    )
+    tokens = _tokens(totals)
+    latency = latency_percentiles(filters=filters)[None]
+    return {
+        "from": filters.start,
+        "to": filters.end,
+        "requests": totals["requests"],
+        "errors": totals["errors"],
+        "errors_by_type": error_counts(queryset=qs),
+        "tokens": tokens,
+        "cost_usd": float(totals["cost"]),
+        "unpriced_requests": totals["unpriced"],
+        "cache_hit_rate": _hit_rate(tokens),
+        "cache_savings_usd": cache_savings_total(queryset=qs),
+        "ttfb_ms": latency["ttfb_ms"],
+        "duration_ms": latency["duration_ms"],
+    }
+
+
+def error_counts(*, queryset: QuerySet[Exchange]) -> dict[str, int]:
+    """Count errors by type: the API's error type, else http_<status>, else state."""
+    counts: dict[str, int] = defaultdict(int)
+    grouped = (
+        queryset.filter(ERROR_Q)
+        .order_by()
+        .values("error_type", "status_code", "state")
+        .annotate(n=Count("id"))
+    )
+    for row in grouped:
+        status = row["status_code"]
+        label = row["error_type"] or (
+            f"http_{status}" if status and status >= 400 else row["state"]
+        )
+        counts[label] += row["n"]
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def cache_savings_total(*, queryset: QuerySet[Exchange]) -> float:
+    """Price cache reads per model and UTC day (prices change by date) in dollars.
+
+    Uses each family's base rate: long-context tiers depend on single requests'
+    prompt sizes, which a per-model sum no longer knows.
+    """
+    grouped = (
+        queryset.filter(cache_read_tokens__gt=0)
+        .annotate(day=TruncDate("started_at"))
+        .order_by()
+        .values("model", "day")
+        .annotate(read=Sum("cache_read_tokens"))
+    )
+    total = 0.0
+    for row in grouped:
+        saved = cache_savings(
+            model=row["model"], usage=Usage(cache_read=row["read"]), at=row["day"]
+        )
+        total += saved or 0.0
+    return total
+
+
+# --- percentiles -------------------------------------------------------------
+
+
+def percentile_rank(*, p: int, n: int) -> int:
+    """Return the 1-based nearest rank of percentile p among n sorted values."""
+    return max(1, -(-p * n // 100))
+
+
+def latency_percentiles(
+    *, filters: ExchangeFilter, by_model: bool = False
+) -> dict[str | None, dict]:
+    """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
+    result: dict[str | None, dict] = defaultdict(dict)
+    for column in ("ttfb_ms", "duration_ms"):
+        for group, pct in _percentiles(
+            filters=filters, column=column, by_model=by_model
+        ):
+            result[group][column] = pct
+    empty = {"count": 0, **{f"p{p}": None for p in PERCENTILES}}
+    for metrics in [result[None], *result.values()]:
+        metrics.setdefault("ttfb_ms", dict(empty))
+        metrics.setdefault("duration_ms", dict(empty))
+    return dict(result)
+
+
+def _percentiles(
+    *, filters: ExchangeFilter, column: str, by_model: bool
+) -> list[tuple[str | None, dict]]:
+    # One statement per metric: ranks come from ROW_NUMBER() over the sorted
+    # values, overall (group NULL) and, if asked, per model; only the rows at
+    # the wanted ranks leave SQLite. (p*n + 99) / 100 is ceil(p*n/100) in
+    # integer arithmetic.
+    assert column in ("ttfb_ms", "duration_ms")
+    where, params = _where_sql(exchange_filter(filters=filters))
+    ranks = ", ".join(f"({p} * n + 99) / 100" for p in PERCENTILES)
+    per_model = (
+        " UNION ALL SELECT g, x, ROW_NUMBER() OVER (PARTITION BY g ORDER BY x),"
+        " COUNT(*) OVER (PARTITION BY g) FROM v"
+        if by_model
+        else ""
+    )
+    sql = (
+        f"WITH v AS (SELECT model AS g, {column} AS x FROM proxy_exchange"
+        f" WHERE {where} AND {column} IS NOT NULL),"
+        " r(g, x, rn, n) AS (SELECT NULL, x, ROW_NUMBER() OVER (ORDER BY x),"
+        f" COUNT(*) OVER () FROM v{per_model})"
+        f" SELECT g, n, rn, x FROM r WHERE rn IN ({ranks})"
+    )
+    found: dict[str | None, dict] = defaultdict(dict)
+    sizes: dict[str | None, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for group, n, rank, value in cursor.fetchall():
+            found[group][rank] = value
+            sizes[group] = n
+    return [
+        (
+            group,
+            {
+                "count": sizes[group],
+                **{
+                    f"p{p}": found[group][percentile_rank(p=p, n=sizes[group])]
+                    for p in PERCENTILES
+                },
+            },
+        )
+        for group in found
+    ]
+
+
+def performance_stats(*, filters: ExchangeFilter) -> dict:
+    """Return latency percentiles overall and per model."""
+    by_group = latency_percentiles(filters=filters, by_model=True)
+    models = [
+        {"model": model, **metrics}
+        for model, metrics in sorted(
+            ((k, v) for k, v in by_group.items() if k is not None),
+            key=lambda item: (-item[1]["duration_ms"]["count"], item[0]),
+        )
+    ]
+    return {
+        "definition": PERCENTILE_DEFINITION,
+        "overall": by_group[None],
+        "models": models,
+    }
+
+
+# --- time series -------------------------------------------------------------
+
+
+def bucket_edges(
+    *, start: datetime, end: datetime, zone: ZoneInfo, unit: str
+) -> list[datetime]:
+    """Return bucket boundaries covering [start, end) in local hours or days.
+
+    Days run from local midnight to local midnight, so a DST change makes a
+    23- or 25-hour day; hours step in real (UTC) time from a local hour.
+    """
+    local = start.astimezone(zone)
+    if unit == "day":
+        day = local.date()
+        edges = [datetime.combine(day, time(), tzinfo=zone)]
+        while edges[-1] < end:
+            day += timedelta(days=1)
+            edges.append(datetime.combine(day, time(), tzinfo=zone))
+    else:
+        edge = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        edges = [edge]
+        while edges[-1] < end:
+            edges.append(edges[-1] + timedelta(hours=1))
+    return [edge.astimezone(zone) for edge in edges]
+
+
+def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
+    """Return requests, tokens, cost and errors per local bucket, split by model."""
+    edges = bucket_edges(
+        start=filters.start, end=filters.end, zone=filters.zone, unit=filters.bucket
+    )
+    buckets = [
+        {"start": lo, "end": hi, "requests": 0, "errors": 0, "cost_usd": 0.0,
+         "tokens": dict.fromkeys(_TOKEN_FIELDS, 0), "models": []}
+        for lo, hi in zip(edges, edges[1:], strict=False)
+    ]  # fmt: skip
+    for row in _bucket_rows(filters=filters, edges=edges):
+        bucket = buckets[row["i"]]
+        tokens = _tokens(row)
+        bucket["models"].append(_model_point(row, tokens))
+        bucket["requests"] += row["requests"]
+        bucket["errors"] += row["errors"]
+        bucket["cost_usd"] += row["cost"] or 0.0
+        for kind, value in tokens.items():
+            bucket["tokens"][kind] += value
+    return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
+
+
+def _model_point(row: dict, tokens: dict[str, int]) -> dict:
+    return {
+        "model": row["model"],
+        "requests": row["requests"],
+        "errors": row["errors"],
+        "tokens": tokens,
+        "cost_usd": float(row["cost"] or 0.0),
+    }
+
+
+def _bucket_rows(*, filters: TimeseriesFilter, edges: list[datetime]) -> list[dict]:
+    # Bucket bounds go in as one JSON parameter; SQLite walks the buckets and
+    # range-scans the started_at index for each, grouping by model.
+    where, params = _where_sql(exchange_filter(filters=filters))
+    adapt = connection.ops.adapt_datetimefield_value
+    bounds = json.dumps(
+        [[adapt(lo), adapt(hi)] for lo, hi in zip(edges, edges[1:], strict=False)]
+    )
+    sums = ", ".join(f"SUM({field}) AS {kind}" for kind, field in _TOKEN_FIELDS.items())
+    sql = (
+        "WITH b AS (SELECT CAST(key AS INTEGER) AS i,"
+        " json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi"
+        " FROM json_each(%s))"
+        f" SELECT b.i, model, COUNT(*) AS requests, {sums}, SUM(cost_usd) AS cost,"
+        f" SUM(CASE WHEN {_ERROR_SQL} THEN 1 ELSE 0 END) AS errors"
+        " FROM b JOIN proxy_exchange ON started_at >= b.lo AND started_at < b.hi"
+        f" WHERE {where} GROUP BY b.i, model ORDER BY b.i, model"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [bounds, *params])
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+# --- per model, tool, session ------------------------------------------------
+
+
+def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
+    """Return per-model requests, errors, tokens, cost and mean latencies."""
+    grouped = (
+        exchange_filter(filters=filters)
+        .order_by()
+        .values("model")
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=ERROR_Q),
+            cost=Coalesce(Sum("cost_usd"), 0.0),
+            avg_ttfb=Avg("ttfb_ms"),
+            avg_duration=Avg("duration_ms"),
+            **_token_sums(),
+        )
+        .order_by("-cost", "-requests", "model")
+    )
+    result = []
+    for row in grouped:
+        tokens = _tokens(row)
+        result.append(
+            {**_model_point(row, tokens), "cache_hit_rate": _hit_rate(tokens),
+             "avg_ttfb_ms": row["avg_ttfb"], "avg_duration_ms": row["avg_duration"]}
+        )  # fmt: skip
+    return result
+
+
+def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
+    """Return tools the model called (tool_use blocks), with call counts."""
+    where, params = _where_sql(exchange_filter(filters=filters))
+    sql = (
+        "SELECT t.key, SUM(CAST(t.value AS INTEGER)), COUNT(*)"
+        " FROM proxy_exchange, json_each(proxy_exchange.tools_called) AS t"
+        f" WHERE {where} AND proxy_exchange.tools_called <> '{{}}'"
+        " AND json_type(proxy_exchange.tools_called) = 'object'"
+        " GROUP BY t.key ORDER BY 2 DESC, 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            {"tool": tool, "calls": calls, "exchanges": exchanges}
+            for tool, calls, exchanges in cursor.fetchall()
+        ]
+
+
+def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
+    """Return Claude Code sessions active in the range, most recent first."""
+    qs = exchange_filter(filters=filters).exclude(session_id="")
+    grouped = (
+        qs.order_by()
+        .values("session_id")
+        .annotate(
+            first_at=Min("started_at"),
+            last_at=Max("started_at"),
+            requests=Count("id"),
+            turns=Count("id", filter=Q(agent_id="", path__endswith=MESSAGES_PATH)),
+            subagent_calls=Count("id", filter=~Q(agent_id="")),
+            errors=Count("id", filter=ERROR_Q),
+            cost=Coalesce(Sum("cost_usd"), 0.0),
+            model_list=GroupConcat("model", distinct=True),
+            **_token_sums(),
+        )
+        .order_by("-last_at", "session_id")[offset : offset + limit]
+    )
+    items = [
+        {"session_id": row["session_id"], "first_at": row["first_at"],
+         "last_at": row["last_at"], "requests": row["requests"], "turns": row["turns"],
+         "subagent_calls": row["subagent_calls"], "errors": row["errors"],
+         "tokens": _tokens(row), "cost_usd": float(row["cost"]),
+         "models": sorted(m for m in (row["model_list"] or "").split(",") if m)}
+        for row in grouped
+    ]  # fmt: skip
+    count = qs.order_by().values("session_id").distinct().count()
+    return {"count": count, "limit": limit, "offset": offset, "items": items}
+
+
+# --- rate limits ---------------------------------------------------------------
+
+_UNIFIED_FIELDS = (
+    "started_at", "unified_status", "unified_5h_utilization", "unified_5h_reset",
+    "unified_7d_utilization", "unified_7d_reset", "ratelimits",
+)  # fmt: skip
+
+
+def ratelimit_state(*, filters: RangeFilter, limit: int) -> dict:
+    """Return the latest subscription limits before `to`, their history in the
+    range (newest `limit` points) and the latest standard API-key limits."""
+    unified = Exchange.objects.filter(unified_5h_utilization__isnull=False)
+    latest = (
+        unified.filter(started_at__lt=filters.end)
+        .order_by("-started_at")
+        .values(*_UNIFIED_FIELDS)
+        .first()
+    )
+    history = list(
+        unified.filter(started_at__gte=filters.start, started_at__lt=filters.end)
+        .order_by("-started_at")
+        .values(*_UNIFIED_FIELDS[:-1])[:limit]
+    )
+    history.reverse()
+    return {
+        "unified": _unified_out(latest) if latest else None,
+        "history": [_unified_point(row) for row in history],
+        "standard": _standard_limits(end=filters.end),
+    }
+
+
+def _unified_out(row: dict) -> dict:
+    claim = (row["ratelimits"] or {}).get("unified-representative-claim")
+    return {
+        **_unified_point(row),
+        "five_hour_reset": row["unified_5h_reset"],
+        "seven_day_reset": row["unified_7d_reset"],
+        "representative_claim": None if claim is None else str(claim),
+    }
+
+
+def _unified_point(row: dict) -> dict:
+    return {
+        "at": row["started_at"],
+        "status": row["unified_status"],
+        "five_hour_utilization": row["unified_5h_utilization"],
+        "seven_day_utilization": row["unified_7d_utilization"],
+    }
+
+
+def _standard_limits(*, end: datetime) -> dict | None:
+    # Literal conditions: they match the partial index exchange_std_limits
+    # (apps/proxy migration), so this is one index probe, not a table scan.
+    sql = (
+        "SELECT id FROM proxy_exchange WHERE unified_5h_utilization IS NULL"
+        " AND ratelimits <> '{}' AND started_at < %s ORDER BY started_at DESC LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(end)])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    row = Exchange.objects.values("started_at", "model", "ratelimits").get(pk=found[0])
+    values = {
+        key: value
+        for key, value in (row["ratelimits"] or {}).items()
+        if not key.startswith("unified-")
+    }
+    return {"at": row["started_at"], "model": row["model"], "values": values}
+
+
+# --- tokens, health ------------------------------------------------------------
+
+
+def apitoken_list(*, username: str = "") -> list[ApiToken]:
+    """Return API tokens (newest first), optionally of one user."""
+    tokens = ApiToken.objects.select_related("user")
+    if username:
+        tokens = tokens.filter(user__username=username)
+    return list(tokens)
+
+
+def apitoken_find(*, key: str) -> list[ApiToken]:
+    """Return the tokens whose id or displayed prefix is `key`."""
+    match = Q(prefix=key)
+    if key.isdigit():
+        match |= Q(pk=int(key))
+    return list(ApiToken.objects.filter(match)[:2])
 
 
 def data_health() -> dict:
-    """Return database status and the newest exchange's start time."""
+    """Return database status, index status and the newest exchange's start time."""
     try:
-        newest = Exchange.objects.order_by("-started_at").values_list("started_at", flat=True)
+        newest = Exchange.objects.order_by("-started_at").values_list(
+            "started_at", flat=True
+        )
         latest = newest.first()
     except DatabaseError as exc:
-        return {"status": "degraded", "database": f"error: {exc}", "newest_exchange": None}
+        return {
+            "status": "degraded",
+            "database": f"error: {exc}",
+            "index": index_health(),
+            "newest_exchange": None,
+        }
     return {
         "status": "ok",
         "database": "ok",
+        "index": index_health(),
         "newest_exchange": latest.isoformat() if latest else None,
     }
+
+
+def index_health() -> dict:
+    """Return the transcript index's size, if the indexing app has built its tables."""
+    try:
+        config = apps.get_app_config("indexing")
+        models = {model.__name__: model for model in config.get_models()}
+        entry = models.get("Entry") or models.get("Message")
+        if entry is None:
+            return {"status": "absent", "entries": None}
+        return {"status": "ok", "entries": entry._default_manager.count()}
+    except (DatabaseError, LookupError) as exc:
+        return {"status": f"error: {type(exc).__name__}", "entries": None}
+
+
+def exchange_models() -> list[str]:
+    """Return the distinct model ids recorded (read from the model index)."""
+    return list(
+        Exchange.objects.exclude(model="")
+        .order_by("model")
+        .values_list("model", flat=True)
+        .distinct()
+    )

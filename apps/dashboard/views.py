@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -13,6 +14,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/home.html", {"health": selectors.data_health()})
 
 
+@login_not_required  # public on purpose: status and a timestamp, no content
 def health(request: HttpRequest) -> JsonResponse:
     """Report database reachability and the newest exchange time as JSON."""
     report = selectors.data_health()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from claudemon.settings.base import *  # noqa: F403
-from claudemon.settings.base import BASE_DIR, CLAUDEMON_VAR_DIR
+from claudemon.settings.base import (
+    BASE_DIR,
+    CLAUDEMON_ALLOWED_HOSTS,
+    CLAUDEMON_DATA_PORT,
+    CLAUDEMON_VAR_DIR,
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -28,6 +33,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a logged-in user unless marked @login_not_required
+    # (login, /health); API operations answer 401 themselves (claudemon.api).
+    "apps.dashboard.auth.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -38,4 +46,29 @@ STATIC_ROOT = CLAUDEMON_VAR_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+# Access from other machines: both deployments bind CLAUDEMON_BIND (default
+# 127.0.0.1). To serve the dashboard to other hosts, set CLAUDEMON_BIND=0.0.0.0
+# and name every host users type in CLAUDEMON_ALLOWED_HOSTS (e.g.
+# "monitor.lan,192.168.1.20"); ALLOWED_HOSTS and the CSRF origins below follow.
+# There is deliberately no CORS configuration: no other origin may call the API
+# from a browser (scripts use API tokens, which need no CORS).
+def _trusted_origins(hosts: list[str], port: int) -> list[str]:
+    """Return http(s) origins for each allowed host, with the data port and without
+    (the latter for a reverse proxy on 80/443); ".example.com" means subdomains."""
+    origins = []
+    for host in hosts:
+        if host == "*":  # never trust every origin
+            continue
+        name = f"*{host}" if host.startswith(".") else host
+        for scheme in ("http", "https"):
+            origins += [f"{scheme}://{name}:{port}", f"{scheme}://{name}"]
+    return origins
+
+
+CSRF_TRUSTED_ORIGINS = _trusted_origins(CLAUDEMON_ALLOWED_HOSTS, CLAUDEMON_DATA_PORT)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

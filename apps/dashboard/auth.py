@@ -1,0 +1,98 @@
+"""Who may use the data deployment: logged-in users, or API tokens for the API.
+
+Three gates, one rule (anonymous gets nothing but /health and the login page):
+- pages: LoginRequiredMiddleware (below) redirects anonymous users to /login/;
+- API operations: the NinjaAPI's auth list, session (CSRF-checked for unsafe
+  methods) or `Authorization: Bearer <token>`; anonymous gets 401 JSON;
+- the live feed: apps.dashboard.routing closes anonymous websockets (4401).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja.errors import HttpError
+from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
+
+from apps.dashboard import services
+
+_API_NAMESPACE = "api"
+# The API root only raises 404 (ninja's placeholder); treat it like a page.
+_API_PAGES = {"api-root"}
+
+
+class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
+    """Django's login-required default, except API operations (ninja answers 401)."""
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable,
+        view_args: Any,
+        view_kwargs: Any,
+    ) -> HttpResponse | None:
+        match = request.resolver_match
+        if (
+            match is not None
+            and _API_NAMESPACE in match.namespaces
+            and match.url_name not in _API_PAGES
+        ):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class SessionAuth(APIKeyCookie):
+    """The Django session; CSRF is checked only once a user is logged in.
+
+    ninja's own SessionAuth checks CSRF first, which would answer an anonymous
+    POST with 403 instead of 401.
+    """
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        return request.COOKIES.get(self.param_name)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        if not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request):
+            raise HttpError(403, "CSRF check failed")
+        return user
+
+
+class BearerTokenAuth(HttpBearer):
+    """`Authorization: Bearer cm_...`: a per-user API token (no CSRF: not a cookie)."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        user = services.apitoken_authenticate(raw=token.strip())
+        if user is not None:
+            request.user = user
+        return user
+
+
+def api_auth() -> list:
+    """Return the auth list every API operation accepts (any one suffices)."""
+    return [BearerTokenAuth(), SessionAuth()]
+
+
+def docs_login_required(view: Callable) -> Callable:
+    """Guard the OpenAPI schema (401 JSON) and the docs page (login redirect)."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated or BearerTokenAuth()(request):
+            return view(request, *args, **kwargs)
+        if request.path.endswith(".json"):
+            return JsonResponse({"detail": "Unauthorized"}, status=401)
+        return redirect_to_login(request.get_full_path())
+
+    return guarded

@@ -1,0 +1,355 @@
+"""Input and output schemas of the stats API (XIn / XOut / XFilter)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.utils import timezone
+from ninja import Schema
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from apps.proxy.models import Exchange
+
+_STATUS = re.compile(r"^[1-5](\d\d|xx)$")
+DEFAULT_SPAN = timedelta(hours=24)
+_YEARS = (1970, 2999)  # beyond this, date arithmetic would overflow
+
+
+def zone_parse(name: str) -> ZoneInfo:
+    """Return the IANA zone of a name, or raise ValueError naming `tz`."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"'tz' {name!r} is not an IANA time zone name") from None
+
+
+def instant_parse(text: str, *, zone: ZoneInfo, name: str) -> datetime:
+    """Parse ISO 8601 (date, naive or aware date-time); naive means local to zone."""
+    try:
+        if len(text) == 10:
+            moment = datetime.combine(date.fromisoformat(text), time(), tzinfo=zone)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        if not _YEARS[0] <= moment.year <= _YEARS[1]:
+            raise ValueError
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"'{name}' {text!r} is not an ISO 8601 date-time "
+            f"between {_YEARS[0]} and {_YEARS[1]}"
+        ) from None
+
+
+class RangeFilter(Schema):
+    """A time range [from, to) and the time zone naive values and buckets use."""
+
+    tz: str = Field("UTC", description="IANA time zone name, e.g. Europe/Paris")
+    from_: str | None = Field(
+        None, alias="from", description="ISO 8601 start (inclusive); default to - 24 h"
+    )
+    to: str | None = Field(None, description="ISO 8601 end (exclusive); default now")
+
+    _zone: ZoneInfo = PrivateAttr()
+    _start: datetime = PrivateAttr()
+    _end: datetime = PrivateAttr()
+
+    @field_validator("tz")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        zone_parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_range(self) -> RangeFilter:
+        self._zone = zone_parse(self.tz)
+        self._end = (
+            instant_parse(self.to, zone=self._zone, name="to")
+            if self.to
+            else timezone.now()
+        )
+        self._start = (
+            instant_parse(self.from_, zone=self._zone, name="from")
+            if self.from_
+            else self._end - self.default_span()
+        )
+        if self._start >= self._end:
+            raise ValueError("'from' must be earlier than 'to'")
+        self.check_range()
+        return self
+
+    def default_span(self) -> timedelta:
+        return DEFAULT_SPAN
+
+    def check_range(self) -> None:
+        """Raise ValueError when a subclass cannot serve this range."""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self._zone
+
+    @property
+    def start(self) -> datetime:
+        return self._start
+
+    @property
+    def end(self) -> datetime:
+        return self._end
+
+
+class ExchangeFilter(RangeFilter):
+    """Which exchanges: a time range plus optional attribute filters."""
+
+    model: str | None = Field(None, max_length=200, description="exact model id")
+    family: str | None = Field(
+        None, max_length=200, description="model id prefix, e.g. claude-sonnet-4"
+    )
+    state: Exchange.State | None = None
+    status: str | None = Field(
+        None, description="HTTP status, e.g. 429, or a class: 5xx"
+    )
+    session: str | None = Field(None, max_length=100, description="session id")
+    streaming: bool | None = None
+    kind: Literal["messages", "other"] | None = Field(
+        None, description="messages: /v1/messages calls; other: every other path"
+    )
+
+    @field_validator("status")
+    @classmethod
+    def _check_status(cls, value: str | None) -> str | None:
+        if value is not None and not _STATUS.match(value):
+            raise ValueError(
+                "'status' must be a status code like 429 or a class like 5xx"
+            )
+        return value
+
+
+class PageIn(Schema):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+MAX_BUCKETS = 2000
+
+
+class TimeseriesFilter(ExchangeFilter):
+    bucket: Literal["hour", "day"] = "hour"
+
+    def default_span(self) -> timedelta:
+        return timedelta(days=7) if self.bucket == "day" else DEFAULT_SPAN
+
+    def check_range(self) -> None:
+        width = timedelta(days=1) if self.bucket == "day" else timedelta(hours=1)
+        if (self._end - self._start) / width > MAX_BUCKETS - 2:
+            raise ValueError(
+                f"'from'..'to' spans more than {MAX_BUCKETS - 2} {self.bucket} "
+                "buckets; narrow the range or use bucket=day"
+            )
+
+
+class ExportIn(Schema):
+    format: Literal["csv", "jsonl"] = "csv"
+
+
+class LimitsIn(Schema):
+    limit: int = Field(500, ge=1, le=5000, description="history points, newest kept")
+
+
+# --- outputs ----------------------------------------------------------------
+
+
+class ExchangeOut(Schema):
+    id: int
+    started_at: datetime
+    ended_at: datetime | None
+    ttfb_ms: float | None
+    duration_ms: float | None
+    method: str
+    path: str
+    query: str
+    is_streaming: bool
+    model_requested: str
+    model: str
+    session_id: str
+    agent_id: str
+    state: str
+    status_code: int | None
+    message_id: str
+    request_id: str
+    stop_reason: str
+    error_type: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cost_usd: float | None
+    tools_called: dict[str, Any]
+    unified_status: str
+    unified_5h_utilization: float | None
+    unified_7d_utilization: float | None
+    request_size: int
+    response_size: int
+
+
+class ExchangeListOut(Schema):
+    count: int
+    limit: int
+    offset: int
+    items: list[ExchangeOut]
+
+
+class ExchangeDetailOut(ExchangeOut):
+    uid: str
+    first_byte_at: datetime | None
+    user_agent: str
+    error_message: str
+    tools_offered: list[Any]
+    ratelimits: dict[str, Any]
+    unified_5h_reset: datetime | None
+    unified_7d_reset: datetime | None
+    request_headers: list[Any]
+    response_headers: list[Any]
+    request_body: str | None = Field(
+        description="decoded as UTF-8 (invalid bytes replaced)"
+    )
+    response_body: str | None
+    response_message: Any
+
+
+class TokensOut(Schema):
+    input: int
+    output: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+
+
+class PercentilesOut(Schema):
+    """Nearest-rank percentiles: the value at rank ceil(p/100 * count), ascending."""
+
+    count: int
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+
+
+class SummaryOut(Schema):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    requests: int
+    errors: int
+    errors_by_type: dict[str, int]
+    tokens: TokensOut
+    cost_usd: float
+    unpriced_requests: int = Field(description="requests of models without a price")
+    cache_hit_rate: float | None = Field(
+        description="cache_read / (input + cache_read + cache writes)"
+    )
+    cache_savings_usd: float
+    ttfb_ms: PercentilesOut
+    duration_ms: PercentilesOut
+
+
+class ModelPointOut(Schema):
+    model: str
+    requests: int
+    errors: int
+    tokens: TokensOut
+    cost_usd: float
+
+
+class BucketOut(Schema):
+    start: datetime
+    end: datetime
+    requests: int
+    errors: int
+    tokens: TokensOut
+    cost_usd: float
+    models: list[ModelPointOut]
+
+
+class TimeseriesOut(Schema):
+    bucket: str
+    tz: str
+    buckets: list[BucketOut]
+
+
+class ModelStatsOut(ModelPointOut):
+    cache_hit_rate: float | None
+    avg_ttfb_ms: float | None
+    avg_duration_ms: float | None
+
+
+class ToolStatsOut(Schema):
+    tool: str
+    calls: int = Field(description="tool_use blocks with this name")
+    exchanges: int = Field(description="responses that called it at least once")
+
+
+class LatencyOut(Schema):
+    ttfb_ms: PercentilesOut
+    duration_ms: PercentilesOut
+
+
+class ModelLatencyOut(LatencyOut):
+    model: str
+
+
+class PerformanceOut(Schema):
+    definition: str
+    overall: LatencyOut
+    models: list[ModelLatencyOut]
+
+
+class SessionOut(Schema):
+    session_id: str
+    first_at: datetime
+    last_at: datetime
+    requests: int
+    turns: int = Field(description="main-thread /v1/messages calls")
+    subagent_calls: int
+    errors: int
+    tokens: TokensOut
+    cost_usd: float
+    models: list[str]
+
+
+class SessionListOut(Schema):
+    count: int
+    limit: int
+    offset: int
+    items: list[SessionOut]
+
+
+class UnifiedOut(Schema):
+    at: datetime
+    status: str
+    five_hour_utilization: float | None
+    five_hour_reset: datetime | None
+    seven_day_utilization: float | None
+    seven_day_reset: datetime | None
+    representative_claim: str | None
+
+
+class UnifiedPointOut(Schema):
+    at: datetime
+    status: str
+    five_hour_utilization: float | None
+    seven_day_utilization: float | None
+
+
+class StandardLimitsOut(Schema):
+    at: datetime
+    model: str
+    values: dict[str, Any] = Field(description="anthropic-ratelimit-* by name")
+
+
+class LimitsOut(Schema):
+    unified: UnifiedOut | None
+    history: list[UnifiedPointOut]
+    standard: StandardLimitsOut | None
