@@ -70,8 +70,12 @@ def _supervise(children: dict[str, subprocess.Popen]) -> int:
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None:
-                print(f"claudemon: the {name} process exited ({child.returncode}); "
-                      "stopping the others.", file=sys.stderr, flush=True)
+                print(
+                    f"claudemon: the {name} process exited ({child.returncode}); "
+                    "stopping the others.",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stopping, code = True, 1
                 break
         time.sleep(0.2)

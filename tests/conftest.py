@@ -43,9 +43,20 @@ class Relay:
         environment.update(env)
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "claudemon.asgi:application"],
-            cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "claudemon.asgi:application",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self._wait_ready()
 
@@ -90,7 +101,9 @@ def upstream(fake: FakeAnthropic) -> FakeAnthropic:
 
 @pytest.fixture(scope="session")
 def relay_factory(
-    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+    django_db_setup: Any,
+    django_db_blocker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Relay]]:
     """Start relays (real daphne processes) writing into the test database."""
     started: list[Relay] = []

@@ -362,7 +362,7 @@ class FakeAnthropic:
         headers.append(("transfer-encoding", "chunked"))
         writer.write(_head(reply.status, headers))
         await writer.drain()
-        compress = _incremental(reply.encoding)
+        compress, finish = _incremental(reply.encoding)
         for number, event in enumerate(reply.events):
             if number == 1 and reply.gate is not None:
                 await asyncio.get_running_loop().run_in_executor(
@@ -379,6 +379,9 @@ class FakeAnthropic:
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await writer.drain()
             reply.sent = number + 1
+        if finish:
+            tail = finish()
+            writer.write(b"%x\r\n%s\r\n" % (len(tail), tail))
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
@@ -499,20 +502,19 @@ def _compress_whole(body: bytes, encoding: str) -> bytes:
 
 
 def _incremental(encoding: str | None):
-    """Return a per-event compressor that flushes each event (as a real SSE server must)."""
+    """Return (compress, finish): each event flushed at once, as a real SSE server must."""
     if encoding is None:
-        return None
+        return None, None
     if encoding == "gzip":
         gz = zlib.compressobj(wbits=31)
-        return lambda data: gz.compress(data) + gz.flush(zlib.Z_SYNC_FLUSH)
+        return (lambda data: gz.compress(data) + gz.flush(zlib.Z_SYNC_FLUSH)), gz.flush
     if encoding == "br":
         br = brotli.Compressor()
-        return lambda data: br.process(data) + br.flush()
+        return (lambda data: br.process(data) + br.flush()), br.finish
     if encoding == "zstd":
         zs = zstandard.ZstdCompressor().compressobj()
-        return lambda data: (
-            zs.compress(data) + zs.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-        )
+        flush_block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
+        return (lambda data: zs.compress(data) + zs.flush(flush_block)), zs.flush
     raise ValueError(encoding)
 
 

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 import claudemon
 from apps.proxy import selectors
 from apps.proxy.models import Exchange
-from apps.proxy.recorder import Call
+from apps.proxy.recorder import Call, header_value
 from apps.proxy.upstream import headers_forwardable, upstream_client, upstream_url
 from apps.proxy.writer import recording, recording_submit
 
@@ -106,14 +106,35 @@ async def _relay_body(call: Call, upstream: httpx.Response) -> AsyncIterator[byt
         call.error_message = "The client disconnected before the response ended."
         raise
     except httpx.HTTPError as exc:
-        # Ending the client's stream abruptly (not cleanly) tells it the answer broke.
         call.state = State.UPSTREAM_ERROR
         call.error_type, call.error_message = _describe(exc)
-        raise
+        # Raising here would leave daphne unable to end the response (its
+        # exception handler cannot reply once a response started), so the stream
+        # ends cleanly; an SSE client also gets the error event Anthropic itself
+        # sends when a stream fails after its 200.
+        if _ends_on_event_boundary(call):
+            yield _error_event(call.error_message)
     finally:
         call.duration_ms = (time.perf_counter() - call.t0) * 1000
         await upstream.aclose()  # on a disconnect this cancels the upstream request
         recording_submit("finish", call)
+
+
+def _ends_on_event_boundary(call: Call) -> bool:
+    """True when an error event can be appended without corrupting the stream."""
+    content_type = header_value(call.response_headers, b"content-type")
+    encoding = header_value(call.response_headers, b"content-encoding")
+    last = call.chunks[-1] if call.chunks else b"\n\n"
+    return (
+        content_type.startswith("text/event-stream")
+        and encoding in ("", "identity")
+        and (last.endswith(b"\n\n") or last.endswith(b"\r\n\r\n"))
+    )
+
+
+def _error_event(message: str) -> bytes:
+    error = {"type": "error", "error": {"type": "api_error", "message": message}}
+    return b"event: error\ndata: " + json.dumps(error).encode() + b"\n\n"
 
 
 def _failure_response(call: Call, exc: Exception) -> HttpResponse:
@@ -161,15 +182,12 @@ async def health(request: HttpRequest) -> JsonResponse:
     """Report relay health: 200 while relaying works; database trouble is 'degraded'."""
     database = await sync_to_async(selectors.database_status, thread_sensitive=False)()
     backlog = recording()
+    problem = backlog.database_problem()
     report: dict[str, Any] = {
-        "status": "ok"
-        if database == "ok" and not backlog.database_error
-        else "degraded",
+        "status": "ok" if database == "ok" and not problem else "degraded",
         "version": claudemon.__version__,
         "upstream": settings.CLAUDEMON_UPSTREAM_URL,
-        "database": database
-        if not backlog.database_error
-        else f"error: {backlog.database_error}",
+        "database": f"error: {problem}" if problem else database,
         "recording_backlog": backlog.backlog(),
     }
     return JsonResponse(report)

@@ -54,6 +54,8 @@ class Recording:
         self._stopping = False
         self.database_error = ""
         self.written = 0
+        self._inflight = 0  # items of the batch being written
+        self._writing_since = 0.0  # monotonic start of the current write, 0 when idle
 
     # -- the relay's side: never blocks on the database --
     def submit(self, kind: str, call: Call) -> None:
@@ -66,7 +68,16 @@ class Recording:
 
     def backlog(self) -> int:
         """Return how many recording steps wait for the database."""
-        return self._queue.qsize() + self._spilled
+        return self._queue.qsize() + self._spilled + self._inflight
+
+    def database_problem(self) -> str:
+        """Describe why recording is stuck ('' when it is not)."""
+        if self.database_error:
+            return self.database_error
+        since = self._writing_since
+        if since and time.monotonic() - since > 1.0:
+            return f"database busy: a write has waited {time.monotonic() - since:.1f} s"
+        return ""
 
     # -- the writer thread --
     def _ensure_thread(self) -> None:
@@ -101,18 +112,24 @@ class Recording:
             self._drain_spill()
 
     def _write_items(self, items: list[Item]) -> None:
-        starts, finishes = _rows(items)
-        self._write_with_retry(
-            lambda: services.exchange_record(starts=starts, finishes=finishes)
-        )
+        self._inflight = len(items)
+        try:
+            starts, finishes = _rows(items)
+            self._write_with_retry(
+                lambda: services.exchange_record(starts=starts, finishes=finishes)
+            )
+        finally:
+            self._inflight = 0
         self.written += len(items)
 
     def _write_with_retry(self, write: Any) -> None:
         delay = 0.05
+        self._writing_since = time.monotonic()
         while True:
             try:
                 write()
                 self.database_error = ""
+                self._writing_since = 0.0
                 return
             except DatabaseError as exc:
                 self.database_error = str(exc) or type(exc).__name__

@@ -6,7 +6,9 @@ from apps.proxy.models import Exchange
 from tests.conftest import wait_for
 
 
-def recorded(count: int = 1, *, timeout: float = 10.0, **filters: Any) -> list[Exchange]:
+def recorded(
+    count: int = 1, *, timeout: float = 10.0, **filters: Any
+) -> list[Exchange]:
     """Wait until `count` finished exchanges matching filters are in the database."""
 
     def finished() -> list[Exchange] | None:

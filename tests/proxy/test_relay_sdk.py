@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def client(relay, **kwargs) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=relay.url, api_key="sk-ant-test-key-123", **kwargs)
+    return anthropic.Anthropic(
+        base_url=relay.url, api_key="sk-ant-test-key-123", **kwargs
+    )
 
 
 def test_it_relays_messages_create_and_records_usage_and_cost(relay, upstream):
@@ -31,7 +33,11 @@ def test_it_relays_messages_create_and_records_usage_and_cost(relay, upstream):
     assert row.model_requested == "claude-sonnet-4-6"
     assert row.model == "claude-sonnet-4-6"  # the fake answers with the requested id
     assert row.message_id == message.id
-    assert (row.input_tokens, row.output_tokens, row.cache_read_tokens) == (25, 12, 2000)
+    assert (row.input_tokens, row.output_tokens, row.cache_read_tokens) == (
+        25,
+        12,
+        2000,
+    )
     assert (row.cache_write_5m_tokens, row.cache_write_1h_tokens) == (60, 40)
     # 25*3 + 60*3.75 + 40*6 + 2000*0.3 + 12*15 per million
     assert row.cost_usd == pytest.approx((75 + 225 + 240 + 600 + 180) / 1e6)
@@ -76,7 +82,9 @@ def test_it_relays_count_tokens_with_the_query_string(relay, upstream):
 
 
 def test_it_relays_529_with_retry_after_and_the_sdk_retries(relay, upstream):
-    overloaded = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    overloaded = (
+        b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    )
     upstream.enqueue(
         Reply(status=529, body=overloaded, headers=[("retry-after", "0")]),
         Reply(status=529, body=overloaded, headers=[("retry-after", "0")]),
@@ -107,7 +115,9 @@ def test_it_hands_the_sdk_an_upstream_error_verbatim(relay, upstream):
 
     with pytest.raises(anthropic.BadRequestError) as caught:
         client(relay, max_retries=0).messages.create(
-            model="claude-sonnet-4-6", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+            model="claude-sonnet-4-6",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "x"}],
         )
 
     assert caught.value.request_id == "req_bad1"

@@ -1,0 +1,167 @@
+"""Recording never blocks or breaks the relay, and never stores a secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+from apps.proxy.models import Exchange
+from tests.conftest import wait_for
+from tests.fake_upstream import Reply, message_events
+from tests.proxy.conftest import recorded
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+def test_it_streams_and_later_records_everything_while_another_process_locks_the_db(
+    relay_factory, upstream
+):
+    # A small backlog also forces the spill-to-file path.
+    relay = relay_factory(
+        CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_BACKLOG_SIZE="4"
+    )
+    events = message_events(text="streamed while locked", text_parts=5)
+    upstream.enqueue(*[Reply(events=events, pause=0.01) for _ in range(20)])
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, connection.settings_dict["NAME"], "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout.readline().strip() == "locked"
+
+    def stream(_: int) -> bytes:
+        return httpx.post(relay.url + "/v1/messages", content=b"{}", timeout=30).content
+
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            bodies = list(pool.map(stream, range(20)))
+        time.sleep(1.5)  # let the writer hit the lock
+        health_during_lock = httpx.get(relay.url + "/health").json()
+        still_locked = locker.poll() is None
+    finally:
+        locker.wait(20)
+
+    assert still_locked, "the streams should have finished while the lock was held"
+    assert bodies == [b"".join(events)] * 20
+    assert health_during_lock["status"] == "degraded"
+    assert health_during_lock["recording_backlog"] >= 1
+    rows = recorded(20, timeout=30)
+    assert len(rows) == 20
+    assert all(r.state == Exchange.State.COMPLETE for r in rows)
+    assert all(
+        r.response_message["content"][0]["text"] == "streamed while locked"
+        for r in rows
+    )
+    wait_for(lambda: httpx.get(relay.url + "/health").json()["recording_backlog"] == 0)
+    assert httpx.get(relay.url + "/health").json()["status"] == "ok"
+
+
+def test_it_stores_no_key_or_token_anywhere_in_the_database_files(relay, upstream):
+    api_key = "sk-ant-api03-SECRETKEYTEXT-0123456789abcdef"
+    oauth = "sk-ant-oat01-SECRETOAUTHTEXT-fedcba9876543210"
+    upstream.enqueue(
+        Reply(
+            events=message_events(),
+            headers=[("set-cookie", "session=SECRETCOOKIETEXT")],
+        )
+    )
+    httpx.post(
+        relay.url + "/v1/messages",
+        content=b'{"stream": true}',
+        headers={"x-api-key": api_key, "cookie": "c=SECRETCOOKIETEXT"},
+    )
+    httpx.post(
+        relay.url + "/v1/messages/count_tokens",
+        content=b"{}",
+        headers={"authorization": f"Bearer {oauth}"},
+    )
+    rows = recorded(2)
+
+    database = Path(connection.settings_dict["NAME"])
+    stored = b"".join(
+        path.read_bytes()
+        for path in [database, Path(f"{database}-wal")]
+        if path.exists()
+    )
+    for secret in (
+        api_key,
+        oauth,
+        "SECRETCOOKIETEXT",
+        "SECRETKEYTEXT",
+        "SECRETOAUTHTEXT",
+    ):
+        assert secret.encode() not in stored
+    headers = dict((k.lower(), v) for k, v in rows[0].request_headers)
+    assert (
+        headers["x-api-key"].startswith("sha256:") and len(headers["x-api-key"]) == 19
+    )
+    assert dict((k.lower(), v) for k, v in rows[1].request_headers)[
+        "authorization"
+    ].startswith("Bearer sha256:")
+
+
+def test_it_redacts_configured_extra_headers(relay_factory, upstream):
+    relay = relay_factory(
+        CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_REDACT_HEADERS="X-Team-Token"
+    )
+
+    httpx.post(relay.url + "/v1/models", headers={"x-team-token": "team-secret-value"})
+
+    [row] = recorded()
+    assert dict(row.request_headers)["x-team-token"].startswith("sha256:")
+    assert upstream.requests[0].header("x-team-token") == "team-secret-value"
+
+
+def test_it_shows_in_flight_exchanges_before_they_finish(relay, upstream):
+    upstream.enqueue(
+        Reply(events=message_events(text="z" * 30, text_parts=30), pause=0.1)
+    )
+
+    with httpx.stream(
+        "POST", relay.url + "/v1/messages", content=b'{"model": "m1"}'
+    ) as resp:
+        chunks = resp.iter_raw()
+        next(chunks)
+        in_flight = wait_for(
+            lambda: Exchange.objects.filter(state=Exchange.State.IN_PROGRESS).first()
+        )
+        assert in_flight.model_requested == "m1"
+        for _ in chunks:
+            pass
+    [row] = recorded()
+    assert row.uid == in_flight.uid
+    assert Exchange.objects.count() == 1
+
+
+def test_it_keeps_relaying_when_the_database_is_gone(relay_factory, upstream, tmp_path):
+    missing = tmp_path / "gone" / "claudemon.sqlite3"
+    relay = relay_factory(
+        CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_DB_PATH=str(missing)
+    )
+    missing.unlink(missing_ok=True)
+    for leftover in missing.parent.glob("*"):
+        leftover.unlink()
+
+    response = httpx.post(relay.url + "/v1/messages", content=b'{"stream": true}')
+    time.sleep(0.3)
+    report = httpx.get(relay.url + "/health")
+
+    assert response.status_code == 200 and b"message_stop" in response.content
+    assert report.status_code == 200
+    assert report.json()["status"] == "degraded"

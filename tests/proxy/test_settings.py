@@ -1,0 +1,168 @@
+"""Configuration: both deployments check clean; bad values fail at start, clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.checks import Error, Warning
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.proxy.checks import check_database_path, check_upstream_scheme
+from claudemon.settings.env import env_bool, env_float, env_int, env_list, env_url
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def run_manage(
+    *args: str, settings_module: str, **env: str
+) -> subprocess.CompletedProcess:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith("CLAUDEMON_")
+    }
+    environment.update(DJANGO_SETTINGS_MODULE=settings_module, **env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "module", ["claudemon.settings.core", "claudemon.settings.data"]
+)
+def test_it_passes_manage_py_check_under_both_deployments(module, tmp_path):
+    result = run_manage(
+        "check",
+        "--fail-level",
+        "WARNING",
+        settings_module=module,
+        CLAUDEMON_VAR_DIR=str(tmp_path),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CLAUDEMON_CORE_PORT", "eighty", "CLAUDEMON_CORE_PORT='eighty' is not valid"),
+        ("CLAUDEMON_DATA_PORT", "70000", "CLAUDEMON_DATA_PORT='70000' is not valid"),
+        (
+            "CLAUDEMON_CONNECT_TIMEOUT",
+            "-1",
+            "CLAUDEMON_CONNECT_TIMEOUT='-1' is not valid",
+        ),
+        (
+            "CLAUDEMON_IDLE_TIMEOUT",
+            "soon",
+            "CLAUDEMON_IDLE_TIMEOUT='soon' is not valid",
+        ),
+        ("CLAUDEMON_UPSTREAM_URL", "api.anthropic.com", "CLAUDEMON_UPSTREAM_URL"),
+        ("CLAUDEMON_PRICES_FILE", "/nonexistent/prices.json", "is not a readable file"),
+        ("CLAUDEMON_DEBUG", "maybe", "CLAUDEMON_DEBUG='maybe' is not valid"),
+    ],
+)
+def test_it_refuses_to_start_with_a_bad_value(name, value, message, tmp_path):
+    result = run_manage(
+        "check",
+        settings_module="claudemon.settings.core",
+        CLAUDEMON_VAR_DIR=str(tmp_path),
+        **{name: value},
+    )
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_it_refuses_a_core_port_equal_to_the_data_port(tmp_path):
+    result = run_manage(
+        "check",
+        settings_module="claudemon.settings.core",
+        CLAUDEMON_VAR_DIR=str(tmp_path),
+        CLAUDEMON_CORE_PORT="9000",
+        CLAUDEMON_DATA_PORT="9000",
+    )
+
+    assert "must differ" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw", "expected"),
+    [
+        (lambda: env_int("T_X", 5), None, 5),
+        (lambda: env_int("T_X", 5), "7", 7),
+        (lambda: env_float("T_X", 1.5), "0.25", 0.25),
+        (lambda: env_bool("T_X", False), "yes", True),
+        (lambda: env_bool("T_X", True), "0", False),
+        (lambda: env_list("T_X", ["a"]), "b, ,c", ["b", "c"]),
+        (lambda: env_list("T_X", ["a"]), "  ", ["a"]),
+        (
+            lambda: env_url("T_X", "https://a.example"),
+            "http://127.0.0.1:9/p/",
+            "http://127.0.0.1:9/p",
+        ),
+    ],
+)
+def test_it_reads_typed_values(monkeypatch, reader, raw, expected):
+    if raw is not None:
+        monkeypatch.setenv("T_X", raw)
+
+    assert reader() == expected
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw"),
+    [
+        (lambda: env_int("T_X", 5), "5.5"),
+        (lambda: env_float("T_X", 1.0), "nan"),
+        (lambda: env_float("T_X", 1.0), "0"),
+        (lambda: env_url("T_X", "https://a.example"), "ftp://x"),
+        (lambda: env_url("T_X", "https://a.example"), "https://x/?q=1"),
+    ],
+)
+def test_it_fails_loudly_on_bad_values(monkeypatch, reader, raw):
+    monkeypatch.setenv("T_X", raw)
+
+    with pytest.raises(ImproperlyConfigured, match="T_X"):
+        reader()
+
+
+def test_check_e001_reports_an_unwritable_database_folder(settings, tmp_path):
+    settings.CLAUDEMON_DB_PATH = tmp_path / "missing-folder" / "db.sqlite3"
+
+    [error] = check_database_path(None)
+
+    assert isinstance(error, Error) and error.id == "claudemon.E001"
+
+
+def test_check_e001_accepts_a_writable_folder(settings, tmp_path):
+    settings.CLAUDEMON_DB_PATH = tmp_path / "db.sqlite3"
+
+    assert check_database_path(None) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "warns"),
+    [
+        ("https://api.anthropic.com", False),
+        ("http://127.0.0.1:9999", False),
+        ("http://localhost:1", False),
+        ("http://gateway.example.com", True),
+    ],
+)
+def test_check_w001_warns_about_plain_http_upstreams(settings, url, warns):
+    settings.CLAUDEMON_UPSTREAM_URL = url
+
+    found = check_upstream_scheme(None)
+
+    assert bool(found) == warns
+    if warns:
+        assert isinstance(found[0], Warning) and found[0].id == "claudemon.W001"
