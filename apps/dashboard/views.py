@@ -1,21 +1,268 @@
-"""Server-rendered pages of the data deployment."""
+"""Server-rendered pages of the data deployment: one small view per page.
+
+Views read the URL (apps.dashboard.page_state), call selectors and render;
+every time is shown in the browser's zone (the tz cookie set by tz.js).
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib.auth.decorators import login_not_required, login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.dateformat import format as dateformat
 
-from apps.dashboard import selectors
+from apps.dashboard import inspector, page_selectors, page_state, schemas, selectors
+from apps.proxy.bodies import body_decode
+from apps.proxy.models import Exchange
+
+INSPECTOR_TABS = (
+    ("new", "What's new"),
+    ("conversation", "Conversation"),
+    ("response", "Response"),
+    ("request", "System & tools"),
+    ("headers", "Headers"),
+    ("raw", "Raw JSON"),
+)
 
 
-def home(request: HttpRequest) -> HttpResponse:
-    """Render the placeholder home page until the dashboard lands."""
-    return render(request, "dashboard/home.html", {"health": selectors.data_health()})
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    """Answer 'what did I use and spend': totals, usage over time, limits, top lists."""
+    zone = page_state.zone_from_request(request)
+    span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
+    metric = "cost" if request.GET.get("metric") == "cost" else "tokens"
+    filters = _stats_filter(span)
+    queryset = selectors.exchange_filter(filters=filters)
+    series = selectors.usage_timeseries(filters=_series_filter(span))
+    limits = selectors.ratelimit_state(filters=filters, limit=1)["unified"]
+    context = {
+        "span": span,
+        "metric": metric,
+        "summary": selectors.usage_summary(filters=filters),
+        "chart": _usage_chart(series, metric=metric, zone=zone),
+        "models": selectors.usage_by_model(filters=filters),
+        "limits": limits,
+        "sessions": page_selectors.session_top_by_cost(queryset=queryset),
+        "tools": selectors.usage_by_tool(filters=filters)[:12],
+        "problems": span.problems,
+    }
+    return _render(request, "dashboard/overview.html", context, zone=zone)
+
+
+def _stats_filter(span: page_state.TimeRange) -> schemas.ExchangeFilter:
+    """Build the stats selectors' filter (the API's schema) from a page range."""
+    return schemas.ExchangeFilter.model_validate(
+        {
+            "from": span.start.isoformat(),
+            "to": span.end.isoformat(),
+            "tz": str(span.zone),
+        }
+    )
+
+
+def _series_filter(span: page_state.TimeRange) -> schemas.TimeseriesFilter:
+    return schemas.TimeseriesFilter.model_validate(
+        {
+            "from": span.start.isoformat(),
+            "to": span.end.isoformat(),
+            "tz": str(span.zone),
+            "bucket": span.bucket,
+        }
+    )
+
+
+def _usage_chart(series: dict, *, metric: str, zone) -> dict:
+    """Turn the time series into chart rows: one stacked series per model."""
+    buckets = series["buckets"]
+    fmt = "H:i" if series["bucket"] == "hour" else "M j"
+    labels = [dateformat(bucket["start"].astimezone(zone), fmt) for bucket in buckets]
+    names = sorted({m["model"] or "(none)" for b in buckets for m in b["models"]})
+    values = {name: [0.0] * len(buckets) for name in names}
+    for i, bucket in enumerate(buckets):
+        for row in bucket["models"]:
+            amount = (
+                row["cost_usd"] if metric == "cost" else sum(row["tokens"].values())
+            )
+            values[row["model"] or "(none)"][i] += amount
+    return {
+        "labels": labels,
+        "series": [{"name": name, "values": values[name]} for name in names],
+        "rows": [
+            {"label": label, "values": [values[name][i] for name in names]}
+            for i, label in enumerate(labels)
+        ],
+        "unit": "usd" if metric == "cost" else "",
+    }
+
+
+@login_required
+def performance(request: HttpRequest) -> HttpResponse:
+    """Answer 'how fast, how reliable': latency percentiles, errors, slowest calls."""
+    zone = page_state.zone_from_request(request)
+    span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
+    filters = _stats_filter(span)
+    queryset = selectors.exchange_filter(filters=filters)
+    edges = selectors.bucket_edges(
+        start=span.start, end=span.end, zone=zone, unit=span.bucket
+    )
+    total = page_selectors.exchange_count(queryset=queryset)
+    errors = selectors.error_counts(queryset=queryset)
+    context = {
+        "span": span,
+        "stats": selectors.performance_stats(filters=filters),
+        "charts": {
+            column: _latency_chart(queryset, edges=edges, column=column, zone=zone)
+            for column in ("ttfb_ms", "duration_ms")
+        },
+        "total": total,
+        "errors": [
+            {"type": name, "count": count, "rate": count / total if total else None}
+            for name, count in errors.items()
+        ],
+        "error_total": sum(errors.values()),
+        "slowest": page_selectors.exchange_slowest(queryset=queryset),
+        "problems": span.problems,
+    }
+    return _render(request, "dashboard/performance.html", context, zone=zone)
+
+
+def _latency_chart(queryset, *, edges: list, column: str, zone) -> dict:
+    """Chart p50 and p95 per model and bucket: one line per model and percentile."""
+    rows = page_selectors.latency_percentiles_by_bucket(
+        queryset=queryset, edges=edges, column=column
+    )
+    fmt = "H:i" if len(edges) > 1 and (edges[1] - edges[0]).days == 0 else "M j"
+    labels = [dateformat(edge.astimezone(zone), fmt) for edge in edges[:-1]]
+    models = sorted({row["model"] or "(none)" for row in rows})
+    series = []
+    for model in models:
+        for p in ("p50", "p95"):
+            values: list[float | None] = [None] * len(labels)
+            for row in rows:
+                if (row["model"] or "(none)") == model:
+                    values[row["bucket"]] = row.get(p)
+            series.append({"name": f"{model} {p}", "values": values})
+    table = [{"label": labels[row["bucket"]], **row} for row in rows]
+    return {"labels": labels, "series": series, "table": table}
+
+
+@login_required
+def requests_list(request: HttpRequest) -> HttpResponse:
+    """List exchanges: filtered, sorted and paginated by GET parameters."""
+    zone = page_state.zone_from_request(request)
+    span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
+    filters = page_state.filter_from_query(request.GET)
+    page = page_selectors.exchange_page(start=span.start, end=span.end, filters=filters)
+    export = page_state.query_string(
+        **{"from": span.start.isoformat(), "to": span.end.isoformat()}, **filters.params
+    )
+    context = {
+        "span": span,
+        "filters": filters,
+        "page": page,
+        "models": page_selectors.exchange_model_names(),
+        "states": Exchange.State.choices,
+        "export_query": export,
+        "problems": span.problems + filters.problems,
+    }
+    return _render(request, "dashboard/requests.html", context, zone=zone)
+
+
+@login_required
+def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
+    """Inspect one exchange; ?tab= picks the part shown (new messages by default)."""
+    exchange = page_selectors.exchange_detail(exchange_id=exchange_id)
+    if exchange is None:
+        raise Http404("No such exchange.")
+    tab = request.GET.get("tab", "new")
+    if tab not in dict(INSPECTOR_TABS):
+        tab = "new"
+    context = {
+        "exchange": exchange,
+        "tab": tab,
+        "tabs": INSPECTOR_TABS,
+        "next_id": page_selectors.exchange_next_in_session(exchange=exchange),
+        **_inspector_context(exchange, tab=tab),
+    }
+    zone = page_state.zone_from_request(request)
+    return _render(request, "dashboard/inspector.html", context, zone=zone)
+
+
+def _inspector_context(exchange: Exchange, *, tab: str) -> dict:
+    """Decode bodies (only through body_decode) and shape what the tab shows."""
+    request_bytes = _decoded(exchange.request_body)
+    body = inspector.json_load(request_bytes)
+    view = inspector.request_view(body)
+    previous = page_selectors.exchange_previous_in_session(exchange=exchange)
+    start = 0
+    if previous is not None:
+        previous_body = inspector.json_load(_decoded(previous.request_body))
+        previous_messages = (previous_body or {}).get("messages")
+        if isinstance(previous_messages, list) and isinstance(body, dict):
+            start = inspector.new_messages_start(
+                body.get("messages") or [], previous_messages
+            )
+    context = {
+        "view": view,
+        "new_start": start,
+        "new_messages": view["messages"][start:],
+        "previous_id": previous.pk if previous else None,
+        "ratelimits": sorted((exchange.ratelimits or {}).items()),
+    }
+    if tab == "response":
+        context["response_blocks"] = _response_blocks(exchange)
+        if exchange.is_streaming:
+            context["events"] = inspector.sse_events(_decoded(exchange.response_body))
+    if tab == "headers":
+        context["request_headers"] = inspector.header_rows(exchange.request_headers)
+        context["response_headers"] = inspector.header_rows(exchange.response_headers)
+    if tab == "raw":
+        context["raw_request"] = inspector.raw_text(request_bytes)
+        response_bytes = _decoded(exchange.response_body)
+        context["raw_response"] = inspector.raw_text(response_bytes)
+    return context
+
+
+def _response_blocks(exchange: Exchange) -> list[dict]:
+    message = exchange.response_message
+    if not isinstance(message, dict):
+        return []
+    return inspector.message_view(message, index=0, names={})["blocks"]
+
+
+def _decoded(stored: bytes | memoryview | None) -> bytes | None:
+    try:
+        return body_decode(stored)
+    except Exception:  # a damaged stored body is shown as absent, never a 500
+        return None
+
+
+@login_required
+def live(request: HttpRequest) -> HttpResponse:
+    """Show in-flight and just-finished exchanges; live.js keeps them current."""
+    rows = page_selectors.exchange_live_recent()
+    context = {
+        "rows": rows,
+        "after_id": max((row.pk for row in rows), default=0),
+        "watch_ids": ",".join(
+            str(row.pk) for row in rows if row.state == Exchange.State.IN_PROGRESS
+        ),
+    }
+    zone = page_state.zone_from_request(request)
+    return _render(request, "dashboard/live.html", context, zone=zone)
 
 
 @login_not_required  # public on purpose: status and a timestamp, no content
 def health(request: HttpRequest) -> JsonResponse:
-    """Report database reachability and the newest exchange time as JSON."""
+    """Report database and index status and the newest exchange time as JSON."""
     report = selectors.data_health()
     return JsonResponse(report, status=200 if report["database"] == "ok" else 503)
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict, *, zone
+) -> HttpResponse:
+    """Render with times in the browser's zone."""
+    with timezone.override(zone):
+        return render(request, template, {**context, "zone": zone})

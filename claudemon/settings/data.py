@@ -28,6 +28,7 @@ ROOT_URLCONF = "claudemon.urls_data"
 ASGI_APPLICATION = "claudemon.asgi.application"
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "apps.dashboard.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

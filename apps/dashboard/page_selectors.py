@@ -1,0 +1,248 @@
+"""Reads that only the dashboard pages need: lists, one exchange, the live poll.
+
+Stats (totals, series, per model, per tool, performance) come from
+apps.dashboard.selectors, the same functions the API uses. Lists never load
+bodies or headers: they select LIST_FIELDS only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+
+from django.db import connection
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from apps.dashboard.page_state import PER_PAGE, ExchangeFilter
+from apps.proxy.models import Exchange
+
+# The columns a row of a list (requests table, live feed) shows.
+LIST_FIELDS = (
+    "id",
+    "started_at",
+    "ended_at",
+    "state",
+    "status_code",
+    "model",
+    "model_requested",
+    "session_id",
+    "agent_id",
+    "is_streaming",
+    "path",
+    "error_type",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cost_usd",
+    "ttfb_ms",
+    "duration_ms",
+)
+_LIVE_RECENT = 50
+_LIVE_WATCH_MAX = 500
+
+
+@dataclass(frozen=True)
+class ExchangePage:
+    rows: list[Exchange]
+    number: int
+    total: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+
+def exchange_page(
+    *, start: datetime, end: datetime, filters: ExchangeFilter, per_page: int = PER_PAGE
+) -> ExchangePage:
+    """Return one sorted page of exchanges in [start, end) matching filters."""
+    queryset = _exchange_filtered(start=start, end=end, filters=filters)
+    total = queryset.count()
+    number = min(filters.page, max(1, -(-total // per_page)))
+    offset = (number - 1) * per_page
+    rows = list(
+        queryset.only(*LIST_FIELDS).order_by(*filters.order_by)[
+            offset : offset + per_page
+        ]
+    )
+    return ExchangePage(rows=rows, number=number, total=total, per_page=per_page)
+
+
+def _exchange_filtered(
+    *, start: datetime, end: datetime, filters: ExchangeFilter
+) -> QuerySet[Exchange]:
+    queryset = Exchange.objects.filter(started_at__gte=start, started_at__lt=end)
+    if filters.model:
+        queryset = queryset.filter(model=filters.model)
+    if filters.state:
+        queryset = queryset.filter(state=filters.state)
+    if filters.status is not None:
+        queryset = queryset.filter(status_code=filters.status)
+    if filters.session:
+        queryset = queryset.filter(session_id=filters.session)
+    if filters.streaming is not None:
+        queryset = queryset.filter(is_streaming=filters.streaming)
+    if filters.tool:
+        queryset = queryset.filter(tools_called__has_key=filters.tool)
+    return queryset
+
+
+def exchange_model_names() -> list[str]:
+    """Return every model name seen, for the filter menu (an index-only scan)."""
+    names = Exchange.objects.order_by("model").values_list("model", flat=True)
+    return [name for name in names.distinct() if name]
+
+
+def exchange_detail(*, exchange_id: int) -> Exchange | None:
+    """Return one exchange with everything (bodies included), or None."""
+    return Exchange.objects.filter(pk=exchange_id).first()
+
+
+def exchange_previous_in_session(*, exchange: Exchange) -> Exchange | None:
+    """Return the same session and agent's previous messages call, bodies included."""
+    if not exchange.session_id:
+        return None
+    return (
+        Exchange.objects.filter(
+            session_id=exchange.session_id,
+            agent_id=exchange.agent_id,
+            path=exchange.path,
+            started_at__lte=exchange.started_at,
+        )
+        .exclude(pk=exchange.pk)
+        .exclude(started_at=exchange.started_at, pk__gt=exchange.pk)
+        .order_by("-started_at", "-id")
+        .only("id", "started_at", "request_body")
+        .first()
+    )
+
+
+def exchange_next_in_session(*, exchange: Exchange) -> int | None:
+    """Return the id of the same session and agent's next messages call, or None."""
+    if not exchange.session_id:
+        return None
+    return (
+        Exchange.objects.filter(
+            session_id=exchange.session_id,
+            agent_id=exchange.agent_id,
+            path=exchange.path,
+            started_at__gte=exchange.started_at,
+        )
+        .exclude(pk=exchange.pk)
+        .exclude(started_at=exchange.started_at, pk__lt=exchange.pk)
+        .order_by("started_at", "id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def exchange_live_recent(*, limit: int = _LIVE_RECENT) -> list[Exchange]:
+    """Return the newest exchanges plus every one still in flight, newest first."""
+    recent = list(Exchange.objects.only(*LIST_FIELDS).order_by("-id")[:limit])
+    seen = {row.pk for row in recent}
+    in_flight = Exchange.objects.only(*LIST_FIELDS).filter(
+        state=Exchange.State.IN_PROGRESS
+    )
+    extra = [
+        row for row in in_flight.order_by("-started_at")[:limit] if row.pk not in seen
+    ]
+    return sorted(recent + extra, key=lambda row: row.pk, reverse=True)
+
+
+def exchange_live_changes(*, after_id: int, watch_ids: list[int]) -> list[Exchange]:
+    """Return exchanges inserted after after_id, and watched ones that have finished.
+
+    New rows are found by primary key (rows are inserted when a call starts, or
+    late with their end already set); finishes by re-reading the rows the feed
+    showed in flight. Both use the primary key index, whatever the table size.
+    """
+    watched = watch_ids[-_LIVE_WATCH_MAX:]
+    condition = Q(pk__gt=after_id) | (
+        Q(pk__in=watched) & ~Q(state=Exchange.State.IN_PROGRESS)
+    )
+    return list(Exchange.objects.only(*LIST_FIELDS).filter(condition).order_by("id"))
+
+
+def exchange_count(*, queryset: QuerySet[Exchange]) -> int:
+    """Return how many exchanges a filtered queryset holds."""
+    return queryset.count()
+
+
+def exchange_slowest(
+    *, queryset: QuerySet[Exchange], limit: int = 15
+) -> list[Exchange]:
+    """Return the slowest finished exchanges of a filtered queryset (list columns)."""
+    return list(
+        queryset.filter(duration_ms__isnull=False)
+        .only(*LIST_FIELDS)
+        .order_by("-duration_ms", "-id")[:limit]
+    )
+
+
+def session_top_by_cost(*, queryset: QuerySet[Exchange], limit: int = 10) -> list[dict]:
+    """Return the sessions of a filtered queryset that cost the most."""
+    return list(
+        queryset.exclude(session_id="")
+        .order_by()
+        .values("session_id")
+        .annotate(
+            requests=Count("id"),
+            cost=Coalesce(Sum("cost_usd"), 0.0),
+            output=Coalesce(Sum("output_tokens"), 0),
+            last_at=Max("started_at"),
+        )
+        .order_by("-cost", "-requests", "session_id")[:limit]
+    )
+
+
+def latency_percentiles_by_bucket(
+    *, queryset: QuerySet[Exchange], edges: list[datetime], column: str
+) -> list[dict]:
+    """Return p50/p95 of column per (bucket index, model) over [edges[i], edges[i+1]).
+
+    Same nearest-rank definition as apps.dashboard.selectors: the value at
+    1-based rank ceil(p/100 * N); one statement, ranks from ROW_NUMBER().
+    """
+    assert column in ("ttfb_ms", "duration_ms")
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    where, params = compiler.compile(queryset.query.where)
+    adapt = connection.ops.adapt_datetimefield_value
+    bounds = json.dumps([[adapt(lo), adapt(hi)] for lo, hi in pairwise(edges)])
+    sql = (
+        "WITH b AS (SELECT CAST(key AS INTEGER) AS i,"
+        " json_extract(value, '$[0]') AS lo,"
+        " json_extract(value, '$[1]') AS hi FROM json_each(%s)),"
+        f" v AS (SELECT b.i AS i, model AS g, {column} AS x FROM b JOIN proxy_exchange"
+        f" ON started_at >= b.lo AND started_at < b.hi WHERE {where}"
+        f" AND {column} IS NOT NULL),"
+        " r AS (SELECT i, g, x, ROW_NUMBER() OVER (PARTITION BY i, g ORDER BY x) AS rn,"
+        " COUNT(*) OVER (PARTITION BY i, g) AS n FROM v)"
+        " SELECT i, g, n, rn, x FROM r WHERE rn = (50 * n + 99) / 100"
+        " OR rn = (95 * n + 99) / 100 ORDER BY i, g, rn"
+    )
+    found: dict[tuple[int, str], dict] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [bounds, *params])
+        for index, model, n, rank, value in cursor.fetchall():
+            row = found.setdefault(
+                (index, model), {"bucket": index, "model": model, "count": n}
+            )
+            if rank == (50 * n + 99) // 100:
+                row["p50"] = value
+            if rank == (95 * n + 99) // 100:
+                row["p95"] = value
+    return list(found.values())

@@ -1,0 +1,165 @@
+"""The dashboard harness: a real data deployment under daphne and Debian's Chromium.
+
+One daphne and one browser per test session. Daphne serves the pytest test
+database file (tests seed it with transactional_db, so rows are committed
+and visible to the server process). Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from tests.dashboard_ui.seed import world_seed
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+USERNAME = "ada"
+PASSWORD = "dashboard test password 7"
+
+
+@pytest.fixture
+def member(db):
+    """A logged-in-able user (staff, so the Admin link shows)."""
+    return get_user_model().objects.create_user(
+        username=USERNAME, password=PASSWORD, is_staff=True
+    )
+
+
+@pytest.fixture
+def member_client(member) -> Client:
+    client = Client()
+    client.force_login(member)
+    return client
+
+
+@pytest.fixture
+def world(db) -> dict:
+    """The seeded exchanges, all within the last hour."""
+    return world_seed(now=timezone.now())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:
+    """Run the data deployment under daphne on the test database; yield its URL."""
+    db_path = settings.DATABASES["default"]["NAME"]
+    var_dir = tmp_path_factory.mktemp("data-var")
+    port = _free_port()
+    log = open(var_dir / "daphne.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "claudemon.asgi:application"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ, DJANGO_SETTINGS_MODULE="claudemon.settings.data",
+                 CLAUDEMON_DB_PATH=str(db_path), CLAUDEMON_VAR_DIR=str(var_dir)),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code in (200, 503):
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("daphne did not answer /health within 30 s")
+
+
+def _chromium_missing() -> str | None:
+    if Path(CHROMIUM).exists() or shutil.which("chromium"):
+        return None
+    return f"Chromium is not installed at {CHROMIUM} (run tests/setup_browser.sh)"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never Playwright's own download)."""
+    missing = _chromium_missing()
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{missing}; browser tests cannot be skipped in CI")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, data_server):
+    """A fresh browser context in Paris time; console errors are collected."""
+    context = browser.new_context(
+        base_url=data_server, timezone_id="Europe/Paris",
+        viewport={"width": 1280, "height": 900},
+    )  # fmt: skip
+    tab = context.new_page()
+    tab.console_errors = []
+    tab.on(
+        "console",
+        lambda m: tab.console_errors.append(m.text) if m.type == "error" else None,
+    )
+    yield tab
+    context.close()
+
+
+def login(page) -> None:
+    """Log in through the login form and land on the overview."""
+    page.goto("/login/")
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    page.wait_for_load_state("load")
+
+
+def screenshot(page, name: str) -> None:
+    """Save a full-page screenshot under test-artifacts/dashboard/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

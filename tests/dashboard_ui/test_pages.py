@@ -1,0 +1,168 @@
+"""Server-side page tests (test client): every page renders, bad input is safe."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.dashboard import page_selectors
+from apps.proxy.models import Exchange
+from tests.dashboard_ui.seed import HOSTILE, world_seed
+from tests.factories import exchange_create
+
+PAGES = ["dashboard:overview", "dashboard:live", "dashboard:exchange-list",
+         "dashboard:performance"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_it_renders_every_page_with_a_strict_policy(member_client, world, name):
+    response = member_client.get(reverse(name))
+    assert response.status_code == 200
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert b"<script>" not in response.content  # all script is in static files
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_it_sends_anonymous_users_to_the_login_page(client, db, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+@pytest.mark.parametrize(
+    "tab", ["new", "conversation", "response", "request", "headers", "raw", "bogus"]
+)
+def test_it_renders_every_inspector_tab(member_client, world, tab):
+    url = reverse("dashboard:exchange-detail", args=[world["second"].pk])
+    response = member_client.get(url, {"tab": tab})
+    assert response.status_code == 200
+    assert "&lt;script&gt;document.title" in response.content.decode() or tab not in (
+        "new", "conversation", "raw")  # fmt: skip
+
+
+def test_it_answers_404_for_a_missing_exchange(member_client, db):
+    url = reverse("dashboard:exchange-detail", args=[999999])
+    assert member_client.get(url).status_code == 404
+
+
+def test_it_escapes_a_script_in_a_tool_result(member_client, world):
+    url = reverse("dashboard:exchange-detail", args=[world["second"].pk])
+    html = member_client.get(url, {"tab": "conversation"}).content.decode()
+    assert HOSTILE not in html
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;" in html
+
+
+def test_it_opens_the_inspector_on_the_new_messages(member_client, world):
+    url = reverse("dashboard:exchange-detail", args=[world["second"].pk])
+    html = member_client.get(url).content.decode()
+    # message 0 was sent by the previous request; 1 and 2 are new
+    assert 'id="m0"' not in html
+    assert 'id="m1"' in html and 'id="m2"' in html
+    assert "Run the greet tests" in html
+    full = member_client.get(url, {"tab": "conversation"}).content.decode()
+    assert 'id="m0"' in full and 'id="new"' in full
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"range": "bogus"},
+        {"range": "custom", "from": "2026-13-45", "to": "x"},
+        {"range": "custom", "from": "2026-11-20", "to": "2026-11-01"},
+        {"range": "custom", "from": "1900-01-01", "to": "2999-01-01"},
+        {"sort": "password"},
+        {"page": "-3"},
+        {"page": "99999"},
+        {"status": "abc"},
+        {"state": "exploded"},
+        {"streaming": "maybe"},
+        {"metric": "<b>"},
+        {"model": "x" * 5000},
+    ],
+)
+@pytest.mark.parametrize("name", PAGES)
+def test_it_survives_bad_parameters(member_client, world, name, query):
+    response = member_client.get(reverse(name), query)
+    assert response.status_code == 200
+
+
+def test_it_reports_a_bad_range_instead_of_guessing_silently(member_client, db):
+    response = member_client.get(reverse("dashboard:exchange-list"), {"range": "1y"})
+    assert "Unknown range &#x27;1y&#x27;." in response.content.decode()
+
+
+@pytest.mark.parametrize("cookie", ["Asia/Tokyo", "../../etc/passwd", "Not/AZone", ""])
+def test_it_shows_times_in_the_browser_zone_or_utc(member_client, db, cookie):
+    started = timezone.now().replace(microsecond=0) - timedelta(minutes=5)
+    exchange_create(started_at=started)
+    member_client.cookies["tz"] = cookie
+    html = member_client.get(reverse("dashboard:exchange-list")).content.decode()
+    zone = ZoneInfo(cookie if cookie == "Asia/Tokyo" else "UTC")
+    assert started.astimezone(zone).strftime("%H:%M:%S") in html
+    assert f"Times in {zone.key}." in html
+
+
+def test_it_filters_and_sorts_the_requests_table(member_client, world):
+    url = reverse("dashboard:exchange-list")
+    html = member_client.get(
+        url, {"model": "claude-haiku-4-5-20251001"}
+    ).content.decode()
+    assert html.count('<tr data-id="') == 1
+    html = member_client.get(url, {"tool": "Bash"}).content.decode()
+    ids = [world["second"].pk, world["first"].pk]
+    assert [f'<tr data-id="{pk}"' in html for pk in ids] == [True, True]
+    assert html.count('<tr data-id="') == 2
+    html = member_client.get(url, {"sort": "-duration"}).content.decode()
+    order = [world[k].pk for k in ("second", "first", "failed", "haiku")]
+    positions = [html.index(f'<tr data-id="{pk}"') for pk in order]
+    assert positions == sorted(positions)
+
+
+def test_it_never_loads_bodies_for_lists(member_client, world):
+    for name in PAGES:
+        with CaptureQueriesContext(connection) as queries:
+            member_client.get(reverse(name))
+        sql = " ".join(q["sql"] for q in queries.captured_queries)
+        assert "request_body" not in sql and "response_body" not in sql, name
+
+
+def test_it_pages_with_a_fixed_number_of_queries(
+    member_client, world, django_assert_max_num_queries
+):
+    for i in range(60):
+        exchange_create(started_at=timezone.now() - timedelta(seconds=i))
+    with django_assert_max_num_queries(6):  # session, user, count, rows, models
+        response = member_client.get(reverse("dashboard:exchange-list"), {"page": 2})
+    assert response.content.decode().count('<tr data-id="') == 14
+
+
+def test_it_finds_new_and_finished_exchanges_for_the_live_feed(db):
+    done = exchange_create()
+    flying = exchange_create(state=Exchange.State.IN_PROGRESS, ended_at=None)
+    assert page_selectors.exchange_live_changes(after_id=done.pk, watch_ids=[]) == [
+        flying
+    ]
+    assert (
+        page_selectors.exchange_live_changes(after_id=flying.pk, watch_ids=[flying.pk])
+        == []
+    )
+    Exchange.objects.filter(pk=flying.pk).update(state=Exchange.State.COMPLETE)
+    changed = page_selectors.exchange_live_changes(
+        after_id=flying.pk, watch_ids=[flying.pk]
+    )
+    assert [(row.pk, row.state) for row in changed] == [(flying.pk, "complete")]
+
+
+def test_it_shows_the_limits_panel_only_with_unified_traffic(member_client, db):
+    exchange_create(started_at=timezone.now() - timedelta(minutes=1))
+    assert 'aria-label="Limits"' not in member_client.get("/").content.decode()
+    world_seed(now=timezone.now())
+    html = member_client.get("/").content.decode()
+    assert 'aria-label="Limits"' in html and "42.0%" in html and "13.0%" in html
