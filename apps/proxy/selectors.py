@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 from django.conf import settings
+
+from apps.proxy.models import Exchange
 
 
 def database_status() -> str:
@@ -17,3 +20,20 @@ def database_status() -> str:
     except sqlite3.Error as exc:
         return f"error: {exc}"
     return "ok"
+
+
+_CHUNK = 900  # below SQLite's bound-parameter limit on old builds
+
+
+def exchange_ids_by_request_id(*, request_ids: Iterable[str]) -> dict[str, int]:
+    """Return {upstream request-id: exchange id} for the ids that were relayed."""
+    wanted = sorted({r for r in request_ids if r})
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        rows = (
+            Exchange.objects.filter(request_id__in=wanted[start:start + _CHUNK])
+            .order_by("started_at")
+            .values_list("request_id", "id")
+        )
+        found.update(rows)  # the latest exchange wins if an id repeats
+    return found

@@ -73,3 +73,10 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Transcript index
+from claudemon.settings.env import env_list  # noqa: E402
+
+# Config roots to index (comma list); when set, replaces the discovery of
+# CLAUDE_CONFIG_DIR, ~/.claude and ${XDG_CONFIG_HOME:-~/.config}/claude.
+CLAUDEMON_CLAUDE_DIRS = env_list("CLAUDEMON_CLAUDE_DIRS", [])

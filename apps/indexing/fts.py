@@ -1,0 +1,172 @@
+"""Every FTS5 statement of the project, and the one way user text reaches MATCH.
+
+Invariants:
+- indexing_entry_fts is an external-content FTS5 table over indexing_entry(text,
+  tools), rowid = indexing_entry.id; triggers from migration 0002 keep it in step
+  with every insert, update and delete of an entry. Nothing outside this module
+  and the migrations names the table.
+- User text reaches MATCH only through fts_query_escape(): every token is quoted
+  (so AND/OR/NOT/NEAR, column names, brackets, `-`, `^` and `:` are literal words),
+  quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, and
+  input with no searchable token yields '' (the caller returns no results).
+  https://www.sqlite.org/fts5.html#full_text_query_syntax
+- Raw FTS5 syntax runs only when a caller passes raw=True; its syntax errors raise
+  FtsQueryError with SQLite's message. Escaped queries never raise.
+- Ranking is bm25 (FTS5 `rank`); metadata filters join indexing_entry (and
+  indexing_session) on rowid; every query has a LIMIT; snippets are computed only
+  for the page of hits, in a second statement, because SQLite evaluates result
+  columns before it sorts.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import DatabaseError, connection
+
+TABLE = "indexing_entry_fts"
+MAX_TERMS = 32
+MAX_TERM_CHARS = 200
+HIT_START = "\ue000"
+HIT_END = "\ue001"
+
+_TOKEN = re.compile(r'"([^"]*)("?)(\*?)|(\S+)')
+
+
+class FtsQueryError(ValueError):
+    """A raw FTS5 query SQLite rejected; the message is SQLite's."""
+
+
+def fts_query_escape(text: str) -> str:
+    """Return a safe MATCH expression: all words required, phrases, `word*` prefixes."""
+    terms: list[str] = []
+    for phrase, _closing, star, word in _TOKEN.findall(text or ""):
+        body, prefix = (phrase, star) if not word else _split_prefix(word)
+        words = [w for w in body.split() if any(c.isalnum() for c in w)]
+        if not words:
+            continue
+        quoted = " ".join(words)[:MAX_TERM_CHARS].replace('"', '""')
+        terms.append(f'"{quoted}"' + ("*" if prefix else ""))
+        if len(terms) == MAX_TERMS:
+            break
+    return " ".join(terms)
+
+
+def _split_prefix(word: str) -> tuple[str, str]:
+    stripped = word.rstrip("*")
+    return stripped, "*" if stripped != word else ""
+
+
+def fts_tool_filter(tool: str) -> str:
+    """Return a MATCH clause restricting hits to entries that used the named tool."""
+    words = [w for w in tool.split() if any(c.isalnum() for c in w)]
+    if not words:
+        return ""
+    quoted = " ".join(words)[:MAX_TERM_CHARS].replace('"', '""')
+    return f'tools : "{quoted}"'
+
+
+@dataclass(frozen=True, slots=True)
+class FtsFilters:
+    project_id: int | None = None
+    session_pk: int | None = None
+    role: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def fts_search(
+    *, match: str, filters: FtsFilters, limit: int, offset: int, raw: bool = False
+) -> list[tuple[int, float, str]]:
+    """Return (entry id, bm25 rank, snippet) for one page of hits, best first."""
+    where, params = _filter_sql(filters)
+    join = "JOIN indexing_entry e ON e.id = f.rowid" if where else ""
+    ranked_sql = (
+        f"SELECT f.rowid, f.rank FROM {TABLE} f {join} "
+        f"WHERE {TABLE} MATCH %s {where} ORDER BY f.rank LIMIT %s OFFSET %s"
+    )
+    ranked = _run(ranked_sql, [match, *params, limit, offset], raw=raw)
+    if not ranked:
+        return []
+    ids = [row[0] for row in ranked]
+    marks = ",".join(["%s"] * len(ids))
+    snippet_sql = (
+        f"SELECT rowid, snippet({TABLE}, 0, %s, %s, '…', 16) FROM {TABLE} "
+        f"WHERE {TABLE} MATCH %s AND rowid IN ({marks})"
+    )
+    snippets = dict(_run(snippet_sql, [HIT_START, HIT_END, match, *ids], raw=raw))
+    return [(row_id, rank, snippets.get(row_id) or "") for row_id, rank in ranked]
+
+
+def _filter_sql(filters: FtsFilters) -> tuple[str, list]:
+    clauses: list[str] = []
+    params: list = []
+    if filters.session_pk is not None:
+        clauses.append("e.session_id = %s")
+        params.append(filters.session_pk)
+    if filters.project_id is not None:
+        clauses.append(
+            "e.session_id IN (SELECT id FROM indexing_session WHERE project_id = %s)"
+        )
+        params.append(filters.project_id)
+    if filters.role:
+        clauses.append("e.role = %s")
+        params.append(filters.role)
+    # Stored the way Django stores DateTimeField on SQLite: naive UTC text.
+    if filters.since is not None:
+        clauses.append("e.timestamp >= %s")
+        params.append(_db_time(filters.since))
+    if filters.until is not None:
+        clauses.append("e.timestamp < %s")
+        params.append(_db_time(filters.until))
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def _db_time(moment: datetime) -> str:
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def _run(sql: str, params: list, *, raw: bool) -> list[tuple]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except (DatabaseError, sqlite3.OperationalError) as exc:
+        if raw:
+            raise FtsQueryError(str(exc)) from None
+        raise
+
+
+def fts_rebuild() -> None:
+    """Rebuild the whole FTS index from indexing_entry (repairs any drift)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')")
+
+
+def fts_optimize() -> None:
+    """Merge the index into one b-tree: smaller and faster to query after bulk loads."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('optimize')")
+
+
+def fts_integrity_check() -> None:
+    """Raise DatabaseError when the index and indexing_entry disagree."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {TABLE}({TABLE}, rank) VALUES ('integrity-check', 1)")
+
+
+def fts_match_count(*, match: str) -> int:
+    """Return how many entries a MATCH expression finds (for checks and tests)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {TABLE} MATCH %s", [match])
+        return cursor.fetchone()[0]
+
+
+def fts_row_count() -> int:
+    """Return the number of rows the FTS index holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE}_docsize")
+        return cursor.fetchone()[0]

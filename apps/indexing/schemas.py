@@ -1,0 +1,172 @@
+"""Schemas of the transcript search and browse API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+
+class SearchFilter(Schema):
+    q: str = Field("", max_length=20_000)
+    mode: Literal["words", "raw"] = "words"
+    project: int | None = Field(None, ge=1)
+    session: str = Field("", max_length=200)
+    role: Literal["", "user", "assistant", "tool"] = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    tool: str = Field("", max_length=100)
+    limit: int = Field(20, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=100_000)
+
+
+class SnippetPartOut(Schema):
+    text: str
+    match: bool
+
+
+class SearchHitOut(Schema):
+    entry_id: int
+    uuid: str
+    type: str
+    role: str
+    timestamp: datetime | None
+    tools: list[str]
+    rank: float
+    snippet: str
+    snippet_parts: list[SnippetPartOut]
+    session_id: str | None
+    session_title: str
+    project_path: str | None
+    line_no: int
+
+
+class SearchOut(Schema):
+    query: str
+    mode: str
+    limit: int
+    offset: int
+    has_more: bool
+    results: list[SearchHitOut]
+
+
+class ProjectOut(Schema):
+    id: int
+    path: str
+    path_known: bool
+    session_count: int
+    last_at: datetime | None
+    cost_usd: float | None
+
+
+class SessionFilter(Schema):
+    project: int | None = Field(None, ge=1)
+    title: str = Field("", max_length=500)
+    since: datetime | None = None
+    until: datetime | None = None
+    subagents: bool = False
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+class SessionOut(Schema):
+    session_id: str
+    title: str
+    title_source: str
+    project_id: int | None
+    project_path: str | None
+    is_subagent: bool
+    agent_id: str
+    parent_session_id: str | None
+    first_at: datetime | None
+    last_at: datetime | None
+    cli_version: str
+    git_branch: str
+    entry_count: int
+    user_count: int
+    assistant_count: int
+    tool_call_count: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cost_usd: float | None
+
+
+class ThreadFilter(Schema):
+    limit: int = Field(200, ge=1, le=2000)
+    offset: int = Field(0, ge=0)
+    raw: bool = False
+
+
+class EntryOut(Schema):
+    id: int
+    line_no: int
+    uuid: str
+    parent_uuid: str
+    type: str
+    role: str
+    timestamp: datetime | None
+    is_sidechain: bool
+    is_meta: bool
+    agent_id: str
+    model: str
+    request_id: str
+    message_id: str
+    text: str
+    tools: list[str]
+    usage: dict[str, int]
+    exchange_id: int | None
+    record: Any = None
+    subagents: list[SubagentOut] = []
+
+
+class SubagentOut(Schema):
+    session_id: str
+    title: str
+    entries: list[EntryOut]
+
+
+class TranscriptOut(Schema):
+    session: SessionOut
+    limit: int
+    offset: int
+    entries: list[EntryOut]
+
+
+class TodoFilter(Schema):
+    session: str = Field("", max_length=200)
+    status: str = Field("", max_length=32)
+    limit: int = Field(200, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class TodoOut(Schema):
+    kind: str
+    session_id: str
+    agent_id: str
+    position: int
+    content: str
+    status: str
+    active_form: str
+
+
+class TodosOut(Schema):
+    counts: dict[str, int]
+    todos: list[TodoOut]
+
+
+class PlanFilter(Schema):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+class PlanOut(Schema):
+    slug: str
+    content: str
+    modified_at: datetime | None
+
+
+EntryOut.model_rebuild()

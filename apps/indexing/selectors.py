@@ -1,0 +1,269 @@
+"""Reads of the transcript index: search, browse, and links to relayed exchanges."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import Count, Max, Q, Sum
+
+from apps.indexing import rawlines
+from apps.indexing.fts import (
+    HIT_END,
+    HIT_START,
+    FtsFilters,
+    FtsQueryError,
+    fts_query_escape,
+    fts_search,
+    fts_tool_filter,
+)
+from apps.indexing.models import Dictionary, Entry, Plan, Project, Session, Todo
+from apps.proxy.selectors import exchange_ids_by_request_id
+
+__all__ = ["FtsQueryError"]  # re-exported for the API's 422
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    entry_id: int
+    uuid: str
+    type: str
+    role: str
+    timestamp: datetime | None
+    tools: str
+    rank: float
+    snippet: str
+    snippet_parts: list[tuple[str, bool]]
+    session_id: str | None
+    session_title: str
+    project_path: str | None
+    line_no: int
+
+
+def entry_search(
+    *,
+    query: str,
+    raw: bool = False,
+    project_id: int | None = None,
+    session_id: str | None = None,
+    role: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    tool: str = "",
+    limit: int = 20,
+    offset: int = 0,
+) -> list[SearchHit]:
+    """Return one page of entries matching the query, best bm25 rank first."""
+    match = query.strip() if raw else fts_query_escape(query)
+    tool_clause = fts_tool_filter(tool) if tool else ""
+    if tool and not tool_clause:
+        return []
+    if match and tool_clause:
+        match = f"({match}) AND {tool_clause}"
+    match = match or tool_clause
+    if not match:
+        return []
+    session_pk = None
+    if session_id:
+        session_pk = Session.objects.filter(session_id=session_id).values_list(
+            "pk", flat=True
+        ).first()
+        if session_pk is None:
+            return []
+    filters = FtsFilters(project_id=project_id, session_pk=session_pk, role=role,
+                         since=since, until=until)
+    ranked = fts_search(match=match, filters=filters, limit=limit, offset=offset, raw=raw)
+    return _hits_build(ranked)
+
+
+def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
+    entries = Entry.objects.filter(id__in=[r[0] for r in ranked]).select_related(
+        "session__project"
+    ).only(
+        "id", "uuid", "type", "role", "timestamp", "tools", "line_no",
+        "session__session_id", "session__title", "session__project__path",
+    )
+    by_id = {entry.id: entry for entry in entries}
+    hits = []
+    for entry_id, rank, snippet in ranked:
+        entry = by_id.get(entry_id)
+        if entry is None:  # deleted between the two statements
+            continue
+        session = entry.session
+        hits.append(SearchHit(
+            entry_id=entry.id, uuid=entry.uuid, type=entry.type, role=entry.role,
+            timestamp=entry.timestamp, tools=entry.tools, rank=rank,
+            snippet=snippet.replace(HIT_START, "").replace(HIT_END, ""),
+            snippet_parts=snippet_split(snippet), line_no=entry.line_no,
+            session_id=session.session_id if session else None,
+            session_title=session.title if session else "",
+            project_path=session.project.path if session and session.project else None,
+        ))
+    return hits
+
+
+def snippet_split(snippet: str) -> list[tuple[str, bool]]:
+    """Split a marked snippet into (text, is_match) parts for safe rendering."""
+    parts: list[tuple[str, bool]] = []
+    for index, piece in enumerate(snippet.split(HIT_START)):
+        matched, _, rest = piece.partition(HIT_END) if index else ("", "", piece)
+        if matched:
+            parts.append((matched, True))
+        if rest:
+            parts.append((rest, False))
+    return parts
+
+
+def project_list() -> list[Project]:
+    """Return projects with session count, last activity and cost, most recent first."""
+    return list(
+        Project.objects.annotate(
+            session_count=Count("sessions", filter=Q(sessions__is_subagent=False)),
+            last_at=Max("sessions__last_at"),
+            cost_usd=Sum("sessions__cost_usd"),
+        ).order_by("-last_at", "path")
+    )
+
+
+def session_list(
+    *,
+    project_id: int | None = None,
+    title: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    subagents: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Session]:
+    """Return sessions, most recently active first, with their project."""
+    sessions = Session.objects.select_related("project").order_by("-last_at", "-id")
+    if not subagents:
+        sessions = sessions.filter(is_subagent=False)
+    if project_id is not None:
+        sessions = sessions.filter(project_id=project_id)
+    if title:
+        sessions = sessions.filter(title__icontains=title)
+    if since is not None:
+        sessions = sessions.filter(last_at__gte=since)
+    if until is not None:
+        sessions = sessions.filter(first_at__lt=until)
+    return list(sessions[offset:offset + limit])
+
+
+def session_get(*, session_id: str) -> Session | None:
+    """Return one session with its project and parent, or None."""
+    return (
+        Session.objects.select_related("project", "parent")
+        .filter(session_id=session_id).first()
+    )
+
+
+@dataclass(slots=True)
+class ThreadEntry:
+    entry: Entry
+    exchange_id: int | None = None
+    subagents: list[SubagentThread] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SubagentThread:
+    session: Session
+    entries: list[ThreadEntry]
+
+
+def session_thread(
+    *, session: Session, limit: int = 200, offset: int = 0
+) -> list[ThreadEntry]:
+    """Return a page of a session's entries in file order, subagents attached.
+
+    A subagent's entries follow the parent entry that reported or started it;
+    each entry carries the id of the relayed exchange with its requestId.
+    Four queries whatever the page holds.
+    """
+    page = list(Entry.objects.filter(session=session).order_by("id")[offset:offset + limit])
+    uuids = {e.uuid for e in page if e.uuid}
+    children = [
+        s for s in Session.objects.filter(parent=session, spawn_uuid__in=uuids)
+        .order_by("first_at", "id")
+    ]
+    child_entries: dict[int, list[Entry]] = {s.pk: [] for s in children}
+    for entry in Entry.objects.filter(session__in=children).order_by("id"):
+        child_entries[entry.session_id].append(entry)
+    exchanges = exchange_ids_by_request_id(
+        request_ids=[e.request_id for e in page]
+        + [e.request_id for rows in child_entries.values() for e in rows]
+    )
+    spawned: dict[str, list[SubagentThread]] = {}
+    for child in children:
+        rows = [ThreadEntry(e, exchanges.get(e.request_id)) for e in child_entries[child.pk]]
+        spawned.setdefault(child.spawn_uuid, []).append(SubagentThread(child, rows))
+    return [
+        ThreadEntry(e, exchanges.get(e.request_id), spawned.get(e.uuid, []) if e.uuid else [])
+        for e in page
+    ]
+
+
+def session_exchange_links(*, session_id: str) -> list[tuple[int, str, str, int]]:
+    """Return (entry id, entry uuid, requestId, exchange id) for a session's relayed turns."""
+    rows = list(
+        Entry.objects.filter(session__session_id=session_id).exclude(request_id="")
+        .order_by("id").values_list("id", "uuid", "request_id")
+    )
+    exchanges = exchange_ids_by_request_id(request_ids=[r[2] for r in rows])
+    return [(pk, uuid, req, exchanges[req]) for pk, uuid, req in rows if req in exchanges]
+
+
+def entry_by_request_id(*, request_id: str) -> Entry | None:
+    """Return the first transcript entry written for a relayed request-id, or None."""
+    if not request_id:
+        return None
+    return (
+        Entry.objects.select_related("session__project")
+        .filter(request_id=request_id).exclude(request_id="").order_by("id").first()
+    )
+
+
+def entry_raw(*, entry: Entry) -> bytes:
+    """Return the original line of an entry, byte for byte."""
+    try:
+        return rawlines.line_decode(entry.raw)
+    except LookupError:
+        dictionaries = dict(Dictionary.objects.values_list("id", "data"))
+        return rawlines.line_decode(
+            entry.raw, dictionaries={k: bytes(v) for k, v in dictionaries.items()}
+        )
+
+
+def entry_record(*, entry: Entry) -> dict | list | str:
+    """Return the original line decoded as JSON (or as text if it is not JSON)."""
+    line = entry_raw(entry=entry).decode("utf-8", errors="replace")
+    try:
+        return json.loads(line)
+    except ValueError:
+        return line
+
+
+def todo_list(
+    *, session_id: str = "", status: str = "", limit: int = 200, offset: int = 0
+) -> list[Todo]:
+    """Return todo and task items, grouped by file, in list order."""
+    todos = Todo.objects.order_by("source_id", "position")
+    if session_id:
+        todos = todos.filter(session_key=session_id)
+    if status:
+        todos = todos.filter(status=status)
+    return list(todos[offset:offset + limit])
+
+
+def todo_status_counts(*, session_id: str = "") -> dict[str, int]:
+    """Return {status: count} over todo items."""
+    todos = Todo.objects.all()
+    if session_id:
+        todos = todos.filter(session_key=session_id)
+    return dict(todos.values_list("status").annotate(n=Count("id")).order_by())
+
+
+def plan_list(*, limit: int = 50, offset: int = 0) -> list[Plan]:
+    """Return plans, most recently modified first."""
+    return list(Plan.objects.order_by("-modified_at", "slug")[offset:offset + limit])

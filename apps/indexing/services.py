@@ -1,0 +1,328 @@
+"""Writes of the transcript index: index_sync copies ~/.claude into the database.
+
+One run: walk the config roots, compare each file with what was consumed before,
+read only the appended bytes (or the whole file when it shrank or was replaced),
+and write entries in short batched IMMEDIATE transactions so a relay writing the
+same database waits milliseconds, never fails. A file lock beside the database
+makes a second run wait for the first; each batch also moves its file's offset
+only from the value it started from, so even two unlocked runs cannot double-index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import connection
+
+from apps.indexing import rawlines
+from apps.indexing.batches import Batch
+from apps.indexing.fts import fts_optimize
+from apps.indexing.models import Dictionary, Entry, SourceFile
+from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
+from apps.indexing.sources import FoundFile, config_roots, files_scan
+from apps.indexing.txn import write_retry
+from apps.indexing.wholefiles import wholefile_ingest
+
+BATCH_ROWS = 2000
+BATCH_BYTES = 8 * 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
+HEAD_BYTES = 1024
+PROBLEMS_KEPT = 1000
+OPTIMIZE_AFTER = 50_000  # entries added in one run
+
+
+@dataclass(slots=True)
+class Problem:
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(slots=True)
+class SyncReport:
+    files_scanned: int = 0
+    files_changed: int = 0
+    files_missing: int = 0
+    files_pruned: int = 0
+    entries_added: int = 0
+    bad_lines: int = 0
+    warnings: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.entries_added / self.elapsed if self.elapsed > 0 else 0.0
+
+    def problem(self, path: str, line: int, reason: str, *, bad: bool) -> None:
+        if bad:
+            self.bad_lines += 1
+        else:
+            self.warnings += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append(Problem(path, line, reason))
+
+    def summary_line(self) -> str:
+        return (
+            f"{self.files_scanned} files scanned, {self.files_changed} changed, "
+            f"{self.entries_added} entries added, {self.bad_lines} bad lines skipped"
+            + (f", {self.warnings} warnings" if self.warnings else "")
+            + (f", {self.files_missing} sources missing (kept)" if self.files_missing else "")
+            + (f", {self.files_pruned} pruned" if self.files_pruned else "")
+            + f", {self.elapsed:.2f}s, {self.rate:,.0f} entries/s"
+        )
+
+
+Progress = Callable[[SyncReport], None]
+
+
+class IndexBusy(RuntimeError):
+    """Another index run holds the lock and the caller chose not to wait."""
+
+
+def index_sync(
+    *,
+    full: bool = False,
+    prune: bool = False,
+    roots: list[Path] | None = None,
+    progress: Progress | None = None,
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """Bring the index up to date with the config roots; return what was done."""
+    report = SyncReport()
+    started = time.monotonic()
+    with index_lock(wait=wait, on_wait=on_wait):
+        found = files_scan(roots=config_roots() if roots is None else roots)
+        report.files_scanned = len(found)
+        known = {row[1]: row for row in SourceFile.objects.values_list(*_SOURCE_COLUMNS)}
+        changed = [f for f in found if full or _changed(f, known.get(f.path))]
+        touched: set[int] = set()
+        if changed:
+            dict_id = _dictionary_current(changed)
+            # Transcripts first: todos and plans link to sessions they name.
+            for found_file in sorted(changed, key=lambda f: _KIND_ORDER[f.kind]):
+                report.files_changed += 1
+                _file_ingest(found_file, known.get(found_file.path), full, dict_id,
+                             report, touched, progress)
+            sessions_finalize(session_pks=touched)
+        _missing_mark(found, known, report, prune)
+        if report.entries_added >= OPTIMIZE_AFTER:
+            write_retry(fts_optimize)
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+_SOURCE_COLUMNS = (
+    "id", "path", "device", "inode", "size", "mtime_ns", "offset", "lines", "head",
+    "missing",
+)
+_WHOLE_FILES = ("todo", "task", "plan")
+_KIND_ORDER = {"transcript": 0, "history": 1, "todo": 2, "task": 3, "plan": 4}
+
+
+def _changed(found: FoundFile, known: tuple | None) -> bool:
+    if known is None:
+        return True
+    _, _, device, inode, size, mtime_ns, *_rest = known
+    return (found.device, found.inode, found.size, found.mtime_ns) != (
+        device, inode, size, mtime_ns
+    )
+
+
+@contextmanager
+def index_lock(
+    *, wait: bool = True, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the per-database index lock (a second run waits or raises IndexBusy)."""
+    path = f"{connection.settings_dict['NAME']}.index-lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            message = f"another reindex run (pid {holder}) is indexing this database"
+            if not wait:
+                raise IndexBusy(message) from None
+            if on_wait:
+                on_wait(f"{message}; waiting for it to finish…")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+class _Conflict(Exception):
+    """Another run moved this file's offset first; leave the file to it."""
+
+
+def _file_ingest(
+    found: FoundFile, known: tuple | None, full: bool, dict_id: int | None,
+    report: SyncReport, touched: set[int], progress: Progress | None,
+) -> None:
+    source = _source_prepare(found, known, full)
+    try:
+        if found.kind in ("transcript", "history"):
+            _jsonl_ingest(found, source, dict_id, report, touched, progress)
+        else:
+            wholefile_ingest(found=found, source=source, dict_id=dict_id, report=report)
+    except _Conflict:
+        return
+    except OSError as exc:  # vanished or unreadable between scan and read
+        report.problem(found.path, 0, f"unreadable: {exc}", bad=False)
+
+
+def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> SourceFile:
+    """Return the SourceFile row, reset to offset 0 when the file must be re-read."""
+    if known is None:
+        source, _ = SourceFile.objects.get_or_create(
+            path=found.path, defaults={"root": found.root, "kind": found.kind}
+        )
+    else:
+        source = SourceFile.objects.get(pk=known[0])
+    restart = full or found.kind in _WHOLE_FILES or source.offset > found.size or (
+        (source.device, source.inode) != (found.device, found.inode)
+    ) or not _head_matches(found.path, source)
+    if restart and source.offset:
+        source.offset, source.lines, source.bad_lines, source.head = 0, 0, 0, ""
+        write_retry(
+            lambda: source.save(update_fields=["offset", "lines", "bad_lines", "head"])
+        )
+    if source.offset == 0:
+        _entries_delete(source_pk=source.pk)
+    return source
+
+
+def _head_matches(path: str, source: SourceFile) -> bool:
+    if not source.head:
+        return True
+    length, _, _digest = source.head.partition(":")
+    return _head_of(path, int(length)) == source.head
+
+
+def _head_of(path: str, length: int) -> str:
+    """Return '<length>:<digest>' of a file's first bytes (catches in-place rewrites)."""
+    with open(path, "rb") as handle:
+        head = handle.read(length)
+    return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
+
+
+def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
+    """Delete a source's entries in short transactions (triggers update the FTS)."""
+    deleted = 0
+    while True:
+        ids = list(
+            Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            return deleted
+        write_retry(lambda ids=ids: Entry.objects.filter(id__in=ids).delete())
+        deleted += len(ids)
+
+
+def _jsonl_ingest(
+    found: FoundFile, source: SourceFile, dict_id: int | None, report: SyncReport,
+    touched: set[int], progress: Progress | None,
+) -> None:
+    batch = Batch(found=found, source=source, dict_id=dict_id, report=report)
+    if batch.session_pk:
+        touched.add(batch.session_pk)
+    with open(found.path, "rb") as handle:
+        handle.seek(source.offset)
+        pending = b""
+        while True:
+            chunk = handle.read(READ_CHUNK)
+            if not chunk:
+                break
+            pending += chunk
+            cut = pending.rfind(b"\n")
+            if cut < 0:
+                continue
+            for line in pending[:cut].split(b"\n"):
+                batch.add(line)
+                if batch.full(BATCH_ROWS, BATCH_BYTES):
+                    _batch_commit(batch, found, source, report, progress)
+            pending = pending[cut + 1:]
+    _batch_commit(batch, found, source, report, progress, final=True)
+
+
+def _batch_commit(
+    batch: Batch, found: FoundFile, source: SourceFile, report: SyncReport,
+    progress: Progress | None, final: bool = False,
+) -> None:
+    if not batch.rows and not final:
+        return
+    if not source.head and batch.offset_end:
+        source.head = _head_of(found.path, min(HEAD_BYTES, batch.offset_end))
+    batch.duplicates_report()
+    expected, head = source.offset, source.head
+    if not write_retry(lambda: batch.write(expected_offset=expected, head=head)):
+        raise _Conflict
+    report.entries_added += len(batch.rows)
+    source.offset, source.lines = batch.offset_end, batch.line_no
+    batch.clear()
+    if progress:
+        progress(report)
+
+
+def _missing_mark(
+    found: list[FoundFile], known: dict[str, tuple], report: SyncReport, prune: bool
+) -> None:
+    present = {f.path for f in found}
+    gone = [row[0] for path, row in known.items() if path not in present]
+    report.files_missing = len(gone)
+    if not gone:
+        return
+    if not prune:
+        write_retry(lambda: SourceFile.objects.filter(id__in=gone, missing=False)
+               .update(missing=True))
+        return
+    for source_pk in gone:
+        _entries_delete(source_pk=source_pk)
+        write_retry(lambda pk=source_pk: SourceFile.objects.filter(pk=pk).delete())
+    report.files_pruned, report.files_missing = len(gone), 0
+    write_retry(sessions_prune_empty)
+
+
+def _dictionary_current(changed: list[FoundFile]) -> int | None:
+    """Return the zstd dictionary id to encode with, training one on first need."""
+    row = Dictionary.objects.order_by("-id").values_list("id", "data").first()
+    if row is None:
+        trained = rawlines.dictionary_train(_dictionary_samples(changed))
+        if trained is None:
+            return None
+        created = write_retry(lambda: Dictionary.objects.create(data=trained))
+        row = (created.pk, trained)
+    if not rawlines.dictionary_loaded(row[0]):
+        rawlines.dictionary_load(dict_id=row[0], data=bytes(row[1]))
+    return row[0]
+
+
+def _dictionary_samples(changed: list[FoundFile], budget: int = 8 << 20) -> list[bytes]:
+    transcripts = [f for f in changed if f.kind == "transcript"]
+    step = max(1, len(transcripts) // 400)
+    samples: list[bytes] = []
+    per_file = max(16 << 10, budget // max(1, len(transcripts[::step])))
+    for found in transcripts[::step]:
+        try:
+            with open(found.path, "rb") as handle:
+                lines = handle.read(per_file).split(b"\n")[:-1]
+        except OSError:
+            continue
+        samples.extend(line[:64 << 10] for line in lines if line)
+    return samples
+
+

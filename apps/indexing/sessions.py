@@ -1,0 +1,212 @@
+"""Session totals, titles and subagent links, recomputed from a session's entries.
+
+Recomputing from the entries (rather than adding deltas per batch) keeps the
+totals right however a file was re-read; one streaming query per chunk of
+sessions keeps it cheap on a full index of thousands of sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.db.models import Q
+
+from apps.indexing.models import Entry, Project, Session, SourceFile
+from apps.indexing.parser import title_clean
+from apps.indexing.sources import transcript_folder
+from apps.indexing.txn import write_retry
+from apps.proxy.pricing import Usage, usage_cost
+
+CHUNK = 200
+_ROWS_SQL = """
+SELECT session_id, id, type, role, is_meta, timestamp, uuid, message_id, request_id,
+       model, tools, input_tokens, output_tokens, cache_read_tokens,
+       cache_write_5m_tokens, cache_write_1h_tokens,
+       CASE WHEN type IN ('custom-title', 'ai-title')
+                 OR (type = 'user' AND role = 'user' AND is_meta = 0)
+            THEN substr(text, 1, 1000) ELSE '' END
+FROM indexing_entry WHERE session_id IN ({marks}) ORDER BY session_id, id
+"""
+_FIELDS = [
+    "title", "title_source", "first_at", "last_at", "entry_count", "user_count",
+    "assistant_count", "tool_call_count", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_usd",
+]
+
+
+@dataclass
+class _Totals:
+    count: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    users: int = 0
+    tool_calls: int = 0
+    custom: str = ""
+    ai: str = ""
+    prompt: str = ""
+    uuids: list[str] = field(default_factory=list)
+    # (message.id, requestId) -> [model, first timestamp, usage maxima x5]
+    messages: dict[tuple, list] = field(default_factory=dict)
+
+    def add(self, row: tuple) -> None:
+        (_, pk, kind, role, is_meta, moment, uuid, message_id, request_id, model,
+         tools, *usage, text) = row
+        self.count += 1
+        if moment:
+            self.first = min(self.first, moment) if self.first else moment
+            self.last = max(self.last, moment) if self.last else moment
+        if uuid:
+            self.uuids.append(uuid)
+        if kind == "custom-title" and text:
+            self.custom = text
+        elif kind == "ai-title" and text:
+            self.ai = text
+        elif kind == "user" and role == "user" and not is_meta:
+            self.users += 1
+            if not self.prompt:
+                self.prompt = title_clean(text)
+        elif kind == "assistant" and model != "<synthetic>":
+            self.tool_calls += len(tools.split())
+            self._usage_add((message_id, request_id) if message_id else ("", pk),
+                            model, moment, usage)
+
+    def _usage_add(self, key: tuple, model: str, moment: datetime | None,
+                   usage: list) -> None:
+        seen = self.messages.get(key)
+        if seen is None:
+            self.messages[key] = [model, moment, *usage]
+            return
+        # The same response is written once per content block: count it once,
+        # keeping the largest value seen (later blocks may carry final output).
+        for index, value in enumerate(usage, start=2):
+            seen[index] = max(seen[index], value)
+
+
+def sessions_finalize(*, session_pks: set[int]) -> None:
+    """Recompute totals, titles, project and subagent links of the given sessions."""
+    pks = sorted(session_pks)
+    if not pks:
+        return
+    summaries = _summaries_by_leaf()
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start:start + CHUNK]
+        totals = {pk: _Totals() for pk in chunk}
+        with connection.cursor() as cursor:
+            cursor.execute(_ROWS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
+            for row in cursor:
+                totals[row[0]].add(row)
+        sessions = list(Session.objects.filter(pk__in=chunk))
+        for session in sessions:
+            _session_apply(session, totals[session.pk], summaries)
+        write_retry(lambda sessions=sessions: Session.objects.bulk_update(sessions, _FIELDS))
+    write_retry(lambda: _projects_fill(pks))
+    write_retry(lambda: _subagents_link(pks))
+
+
+def _summaries_by_leaf() -> dict[str, str]:
+    leaves: dict[str, str] = {}
+    rows = Entry.objects.filter(type="summary").order_by("id")
+    for leaf, text in rows.values_list("parent_uuid", "text"):
+        if leaf and text:
+            leaves[leaf] = text
+    return leaves
+
+
+def _session_apply(session: Session, totals: _Totals, summaries: dict[str, str]) -> None:
+    summary = next(
+        (summaries[u] for u in reversed(totals.uuids) if u in summaries), ""
+    )
+    for source, text in (("custom", totals.custom), ("ai", totals.ai),
+                         ("summary", summary), ("prompt", totals.prompt)):
+        if text:
+            session.title, session.title_source = title_clean(text) or text[:200], source
+            break
+    else:
+        session.title, session.title_source = "", ""
+    session.first_at = _moment(totals.first)
+    session.last_at = _moment(totals.last)
+    session.entry_count = totals.count
+    session.user_count = totals.users
+    session.assistant_count = len(totals.messages)
+    session.tool_call_count = totals.tool_calls
+    sums = [0, 0, 0, 0, 0]
+    cost = None
+    for model, moment, *usage in totals.messages.values():
+        sums = [a + b for a, b in zip(sums, usage, strict=True)]
+        price = usage_cost(model=model, usage=Usage(*usage), at=_moment(moment) or
+                           datetime.now(UTC)) if model else None
+        if price is not None:
+            cost = (cost or 0.0) + price
+    (session.input_tokens, session.output_tokens, session.cache_read_tokens,
+     session.cache_write_5m_tokens, session.cache_write_1h_tokens) = sums
+    session.cost_usd = cost
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    """Return an aware UTC datetime from what SQLite hands back (naive UTC)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _projects_fill(pks: list[int]) -> None:
+    """Give sessions no cwd has placed yet a stand-in project named by their folder."""
+    orphans = SourceFile.objects.filter(
+        session_id__in=pks, session__project__isnull=True, kind="transcript"
+    ).values_list("session_id", "path", "root")
+    for session_pk, path, root in orphans:
+        folder = transcript_folder(path, root) or "(unknown)"
+        project, _ = Project.objects.get_or_create(
+            path=folder, defaults={"folder": folder, "path_known": False}
+        )
+        Session.objects.filter(pk=session_pk, project__isnull=True).update(project=project)
+    Project.objects.filter(path_known=False, sessions__isnull=True).delete()
+
+
+def _subagents_link(pks: list[int]) -> None:
+    """Link subagent sessions to their parent and the entry that spawned them."""
+    keys = Session.objects.filter(pk__in=pks).values_list("session_id", flat=True)
+    subagents = Session.objects.filter(is_subagent=True).filter(
+        Q(pk__in=pks) | Q(parent_key__in=list(keys), spawn_uuid="")
+    ).exclude(parent_key="")
+    parents = dict(
+        Session.objects.filter(session_id__in={s.parent_key for s in subagents})
+        .values_list("session_id", "pk")
+    )
+    for sub in subagents:
+        parent_pk = parents.get(sub.parent_key)
+        if parent_pk is None:
+            continue
+        spawn = _spawn_uuid(parent_pk, sub)
+        Session.objects.filter(pk=sub.pk).update(parent_id=parent_pk, spawn_uuid=spawn)
+
+
+def _spawn_uuid(parent_pk: int, sub: Session) -> str:
+    """Return the uuid of the parent entry that started the subagent, or ''."""
+    entries = Entry.objects.filter(session_id=parent_pk).exclude(uuid="")
+    if sub.agent_id:
+        reported = entries.filter(spawned_agent=sub.agent_id)
+        uuid = reported.values_list("uuid", flat=True).first()
+        if uuid:
+            return uuid
+    # Older releases do not report the agent id: take the last Task/Agent call
+    # made before the subagent's first line.
+    calls = entries.filter(type="assistant").filter(
+        Q(tools__regex=r"(^| )(Task|Agent)( |$)")
+    )
+    if sub.first_at:
+        calls = calls.filter(timestamp__lte=sub.first_at)
+    return calls.order_by("-id").values_list("uuid", flat=True).first() or ""
+
+
+def sessions_prune_empty() -> None:
+    """Delete sessions left with no entries and no source, then empty projects."""
+    Session.objects.filter(entries__isnull=True, sources__isnull=True).delete()
+    Project.objects.filter(sessions__isnull=True).delete()

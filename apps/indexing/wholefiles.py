@@ -1,0 +1,119 @@
+"""Todos, task lists and plans: small files read whole whenever they change.
+
+Each becomes rows of its own model (for browsing) plus one searchable entry (so a
+search finds todo items and plans beside the transcripts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.utils import timezone as dj_timezone
+
+from apps.indexing import rawlines
+from apps.indexing.batches import entries_insert, entry_row
+from apps.indexing.models import Plan, Session, SourceFile, Todo
+from apps.indexing.parser import ParsedLine, todos_parse
+from apps.indexing.sources import FoundFile, task_session, todo_identity
+from apps.indexing.txn import write_retry
+
+MAX_BYTES = 32 * 1024 * 1024
+
+
+def wholefile_ingest(
+    *, found: FoundFile, source: SourceFile, dict_id: int | None, report
+) -> None:
+    """Replace what a todo/task/plan file contributed with its current content."""
+    with open(found.path, "rb") as handle:
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        report.problem(found.path, 0, f"larger than {MAX_BYTES} bytes; skipped", bad=True)
+        return
+    if found.kind == "plan":
+        write, entries = _plan_writer(found, source, data, dict_id)
+    else:
+        write, entries = _todo_writer(found, source, data, dict_id, report)
+    if write_retry(lambda: _apply(found, source, len(data), write)):
+        report.entries_added += entries
+
+
+def _apply(
+    found: FoundFile, source: SourceFile, size: int, write: Callable[[], None]
+) -> bool:
+    moved = SourceFile.objects.filter(pk=source.pk, offset=source.offset).update(
+        offset=size, size=found.size, mtime_ns=found.mtime_ns, device=found.device,
+        inode=found.inode, missing=False, lines=1, indexed_at=dj_timezone.now(),
+    )
+    if moved != 1:
+        return False
+    Todo.objects.filter(source_id=source.pk).delete()
+    Plan.objects.filter(source_id=source.pk).delete()
+    write()
+    return True
+
+
+def _session_pk(key: str) -> int | None:
+    return Session.objects.filter(session_id=key).values_list("pk", flat=True).first()
+
+
+def _todo_writer(
+    found: FoundFile, source: SourceFile, data: bytes, dict_id: int | None, report
+) -> tuple[Callable[[], None], int]:
+    try:
+        document = json.loads(data.decode("utf-8", errors="replace"))
+    except ValueError as exc:
+        # Keep the offset moving (so an unchanged bad file is not re-read) but
+        # index nothing from it; it is reported once per change.
+        report.problem(found.path, 1, f"malformed JSON ({exc})", bad=True)
+        document = []
+    if found.kind == "todo":
+        key, agent = todo_identity(found.path)
+    else:
+        key, agent = task_session(found.path, found.root), ""
+    items = todos_parse(document)
+    session_pk = _session_pk(key)
+    text = "\n".join(item["content"] for item in items)
+
+    def write() -> None:
+        Todo.objects.bulk_create([
+            Todo(source_id=source.pk, kind=found.kind, session_key=key, agent_id=agent,
+                 position=index, **item)
+            for index, item in enumerate(items)
+        ])
+        if items:  # Claude Code leaves many empty lists: no entry for those
+            _entry_write(source, session_pk, found.kind, text, data, dict_id)
+
+    return write, 1 if items else 0
+
+
+def _plan_writer(
+    found: FoundFile, source: SourceFile, data: bytes, dict_id: int | None
+) -> tuple[Callable[[], None], int]:
+    text = data.decode("utf-8", errors="replace")
+    slug = Path(found.path).stem
+    session_pk = (
+        Session.objects.filter(slug=slug).order_by("-last_at")
+        .values_list("pk", flat=True).first()
+    )
+    modified = datetime.fromtimestamp(found.mtime_ns / 1e9, tz=UTC)
+
+    def write() -> None:
+        Plan.objects.create(source_id=source.pk, slug=slug, content=text,
+                            modified_at=modified)
+        _entry_write(source, session_pk, "plan", text, data, dict_id)
+
+    return write, 1
+
+
+def _entry_write(
+    source: SourceFile, session_pk: int | None, kind: str, text: str, data: bytes,
+    dict_id: int | None,
+) -> None:
+    parsed = ParsedLine(type=kind, text=text[:60_000])
+    entries_insert([entry_row(
+        source_pk=source.pk, session_pk=session_pk, line_no=1, parsed=parsed, tools="",
+        raw=rawlines.line_encode(data, dict_id=dict_id),
+    )])
