@@ -1,7 +1,24 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class IndexingConfig(AppConfig):
     name = "apps.indexing"
     label = "indexing"
     verbose_name = "Transcript index"
+
+    def ready(self) -> None:
+        connection_created.connect(_sql_functions_register)
+
+
+def _sql_functions_register(sender: object, connection: object, **kwargs: object) -> None:
+    """Give SQLite indexing_text(): the FTS5 content view and triggers unpack text."""
+    if getattr(connection, "vendor", "") != "sqlite":
+        return
+    from apps.indexing.rawlines import text_unpack
+
+    connection.connection.create_function(
+        "indexing_text", 1, text_unpack, deterministic=True
+    )

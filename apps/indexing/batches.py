@@ -21,7 +21,7 @@ from apps.indexing.sources import FoundFile, transcript_identity
 _COLUMNS = (
     "source_id", "session_id", "line_no", "type", "role", "uuid", "parent_uuid",
     "timestamp", "is_sidechain", "is_meta", "agent_id", "spawned_agent", "request_id",
-    "message_id", "model", "text", "tools", "input_tokens", "output_tokens",
+    "message_id", "model", "text_packed", "tools", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "raw",
 )
 INSERT_SQL = (
@@ -41,7 +41,8 @@ def entry_row(
         source_pk, session_pk, line_no, parsed.type, parsed.role, parsed.uuid,
         parsed.parent_uuid, str(moment.replace(tzinfo=None)) if moment else None,
         parsed.is_sidechain, parsed.is_meta, parsed.agent_id, parsed.spawned_agent,
-        parsed.request_id, parsed.message_id, parsed.model, parsed.text, tools,
+        parsed.request_id, parsed.message_id, parsed.model, rawlines.text_pack(parsed.text),
+        tools,
         *parsed.usage, raw,
     )
 

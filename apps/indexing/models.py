@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from apps.indexing.rawlines import text_unpack
+
 
 class Project(models.Model):
     # The real working directory from the entries' `cwd`; until one is seen, the
@@ -116,8 +118,9 @@ class Entry(models.Model):
     request_id = models.CharField(max_length=200, blank=True, default="")
     message_id = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=200, blank=True, default="")
-    # The searchable text (long tool outputs trimmed) and the tool names.
-    text = models.TextField(blank=True, default="")
+    # The searchable text (long tool outputs trimmed), packed like raw lines
+    # (apps.indexing.rawlines.text_pack), and the tool names.
+    text_packed = models.BinaryField(default=b"")
     tools = models.CharField(max_length=500, blank=True, default="")
     # Usage as written on the line (zero for <synthetic> and API-error lines).
     input_tokens = models.PositiveIntegerField(default=0)
@@ -142,6 +145,11 @@ class Entry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.uuid}"
+
+    @property
+    def text(self) -> str:
+        """The searchable text, unpacked."""
+        return text_unpack(self.text_packed)
 
 
 class EntryFts(models.Model):

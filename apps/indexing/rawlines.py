@@ -76,3 +76,15 @@ def line_decode(stored: bytes | memoryview, *, dictionaries: dict[int, bytes] | 
             dictionary_load(dict_id=dict_id, data=dictionaries[dict_id])
         return _decompressors[dict_id].decompress(stored[5:])
     raise ValueError(f"unknown stored line format {tag!r}")
+
+
+def text_pack(text: str) -> bytes:
+    """Return the stored form of an entry's searchable text (b'' when empty)."""
+    return line_encode(text.encode("utf-8")) if text else b""
+
+
+def text_unpack(stored: bytes | memoryview | None) -> str:
+    """Return the searchable text from its stored form (the SQL indexing_text())."""
+    if not stored:
+        return ""
+    return line_decode(stored).decode("utf-8", errors="replace")

@@ -15,6 +15,7 @@ from django.db.models import Q
 
 from apps.indexing.models import Entry, Project, Session, SourceFile
 from apps.indexing.parser import title_clean
+from apps.indexing.rawlines import text_unpack
 from apps.indexing.sources import transcript_folder
 from apps.indexing.txn import write_retry
 from apps.proxy.pricing import Usage, usage_cost
@@ -26,7 +27,7 @@ SELECT session_id, id, type, role, is_meta, timestamp, uuid, message_id, request
        cache_write_5m_tokens, cache_write_1h_tokens,
        CASE WHEN type IN ('custom-title', 'ai-title')
                  OR (type = 'user' AND role = 'user' AND is_meta = 0)
-            THEN substr(text, 1, 1000) ELSE '' END
+            THEN text_packed END
 FROM indexing_entry WHERE session_id IN ({marks}) ORDER BY session_id, id
 """
 _FIELDS = [
@@ -60,13 +61,13 @@ class _Totals:
         if uuid:
             self.uuids.append(uuid)
         if kind == "custom-title" and text:
-            self.custom = text
+            self.custom = text_unpack(text)
         elif kind == "ai-title" and text:
-            self.ai = text
+            self.ai = text_unpack(text)
         elif kind == "user" and role == "user" and not is_meta:
             self.users += 1
-            if not self.prompt:
-                self.prompt = title_clean(text)
+            if not self.prompt and text:
+                self.prompt = title_clean(text_unpack(text)[:1000])
         elif kind == "assistant" and model != "<synthetic>":
             self.tool_calls += len(tools.split())
             self._usage_add((message_id, request_id) if message_id else ("", pk),
@@ -108,9 +109,9 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
 def _summaries_by_leaf() -> dict[str, str]:
     leaves: dict[str, str] = {}
     rows = Entry.objects.filter(type="summary").order_by("id")
-    for leaf, text in rows.values_list("parent_uuid", "text"):
+    for leaf, text in rows.values_list("parent_uuid", "text_packed"):
         if leaf and text:
-            leaves[leaf] = text
+            leaves[leaf] = text_unpack(text)
     return leaves
 
 

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import pytest
+
+from apps.indexing.fts import FtsQueryError, fts_integrity_check, fts_query_escape
+from apps.indexing.selectors import entry_search
+from apps.indexing.services import index_sync
+from tests.indexing.conftest import conversation_write
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("migration rollback", '"migration" "rollback"'),
+        ('"migration rollback"', '"migration rollback"'),
+        ('"unbalanced phrase', '"unbalanced phrase"'),
+        ("alem*", '"alem"*'),
+        ('"alembic hist"*', '"alembic hist"*'),
+        ("*", ""),
+        ("-", ""),
+        ("a - b", '"a" "b"'),
+        ("NEAR(a b)", '"NEAR(a" "b)"'),
+        ("foo OR bar NOT baz", '"foo" "OR" "bar" "NOT" "baz"'),
+        ("text:secret", '"text:secret"'),
+        ('say"hi', '"say""hi"'),
+        ("🎉 🎉", ""),
+        ("   ", ""),
+        ("", ""),
+    ],
+)
+def test_it_escapes_user_queries(text: str, expected: str) -> None:
+    assert fts_query_escape(text) == expected
+
+
+def test_it_caps_the_number_of_terms() -> None:
+    assert fts_query_escape("word " * 5000).count('"word"') == 32
+
+
+HOSTILE = [
+    '"', '""', '"""', "'", "(", ")", "()", "[", "]", "{}", "NEAR(", "NEAR(a, b", "-",
+    "--", "*", "**", "^", ":", "a:b", "text:", "AND", "OR", "NOT", "a AND", "OR b",
+    "🎉", "migration 🎉", "\x00", "\\", "%", "_", "col:*", "-migration", "+rollback",
+    "x" * 10_000, "migration " * 2_000, '"' * 999, "((((((", "a*b*c*",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", HOSTILE)
+def test_it_never_fails_on_hostile_input(claude_tree, query: str) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    results = entry_search(query=query, limit=5)
+    assert isinstance(results, list)
+
+
+@pytest.mark.django_db
+def test_it_finds_words_phrases_and_prefixes(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    assert [h.type for h in entry_search(query="migration rollback")] == ["user"]
+    assert len(entry_search(query='"alembic downgrade"')) == 1
+    assert len(entry_search(query='"downgrade alembic"')) == 0
+    # Porter stemming: "rolled" and "rollback" do not share a stem, "inspecting" does.
+    assert len(entry_search(query="inspecting")) == 1
+    assert len(entry_search(query="alemb*")) == 3  # text, tool input, downgrade reply
+    assert len(entry_search(query="alembic", tool="Bash")) == 1
+    assert entry_search(query="alembic", role="tool") == []
+    assert len(entry_search(query="invoices", role="tool")) == 1
+
+
+@pytest.mark.django_db
+def test_it_highlights_the_match_in_the_snippet(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    (hit,) = entry_search(query="billing")
+    assert ("billing", True) in hit.snippet_parts
+    assert "billing service" in hit.snippet
+
+
+@pytest.mark.django_db
+def test_it_runs_raw_syntax_only_when_asked(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    assert len(entry_search(query="alembic NOT downgrade", raw=True)) == 2
+    assert len(entry_search(query="alembic NOT downgrade")) == 0
+    with pytest.raises(FtsQueryError, match="syntax error"):
+        entry_search(query="NEAR(", raw=True)
+
+
+@pytest.mark.django_db
+def test_it_keeps_the_index_in_step_with_entries(claude_tree) -> None:
+    t = conversation_write(claude_tree)
+    index_sync()
+    t.path.write_text("")  # truncated: its entries are dropped and re-read (none)
+    index_sync()
+    fts_integrity_check()
+    assert entry_search(query="alembic") == []
