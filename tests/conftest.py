@@ -72,6 +72,24 @@ class Relay:
                 time.sleep(0.1)
         raise RuntimeError(f"relay did not start:\n{self.log()}")
 
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until the relay has written everything it recorded."""
+        if self.process.poll() is not None:
+            return
+
+        def idle() -> bool:
+            try:
+                return (
+                    httpx.get(f"{self.url}/health", timeout=2).json()[
+                        "recording_backlog"
+                    ]
+                    == 0
+                )
+            except httpx.HTTPError:
+                return False
+
+        wait_for(idle, timeout=timeout)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -114,6 +132,7 @@ def relay_factory(
         started.append(relay)
         return relay
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for relay in started:
         relay.stop()

@@ -304,7 +304,9 @@ class FakeAnthropic:
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0, limit=2**26, backlog=512)
+            asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, limit=2**26, backlog=512
+            )
         )
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -413,6 +415,15 @@ def default_reply(received: Received) -> Reply:
         )
     if not path.endswith("/v1/messages"):
         return Reply(body=json.dumps({"ok": True, "path": received.target}).encode())
+    bench_events = received.header("x-fake-events")
+    if bench_events:  # benchmarks: exactly N events, `x-fake-gap-ms` apart
+        gap = float(received.header("x-fake-gap-ms") or 0) / 1000
+        events = message_events(
+            text="x" * (int(bench_events) - 5),
+            text_parts=int(bench_events) - 5,
+            extra_events=False,
+        )
+        return Reply(events=events, pause=gap, headers=list(RATE_LIMIT_HEADERS))
     try:
         request = json.loads(received.body)
     except ValueError:
@@ -542,3 +553,15 @@ async def _read_request(reader: asyncio.StreamReader) -> Received | None:
             await reader.readexactly(2)
         body = b"".join(parts)
     return Received(method, target, headers, body)
+
+
+if __name__ == "__main__":  # `python -m tests.fake_upstream PORT`: serve until killed
+    import sys
+    import time
+
+    server = FakeAnthropic()
+    server.port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server.start()
+    print(server.url, flush=True)
+    while True:
+        time.sleep(3600)

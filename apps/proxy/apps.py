@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class ProxyConfig(AppConfig):
@@ -13,3 +14,20 @@ class ProxyConfig(AppConfig):
 
         # Fail at start, with the file named, when a prices override is malformed.
         pricing.price_table()
+        if getattr(settings, "CLAUDEMON_LEAN_REQUESTS", False):
+            _drop_request_signal_receivers()
+
+
+def _drop_request_signal_receivers() -> None:
+    """The relay's request thread never touches the database or a cache (recording
+    has its own thread and connection), yet Django's receivers of request_started
+    and request_finished are sync: each would cost a thread hop per relayed call.
+    """
+    from django.core import signals
+    from django.core.cache import close_caches
+    from django.db import close_old_connections, reset_queries
+
+    signals.request_started.disconnect(reset_queries)
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_caches)

@@ -31,7 +31,7 @@ def exchange_ids_by_request_id(*, request_ids: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(wanted), _CHUNK):
         rows = (
-            Exchange.objects.filter(request_id__in=wanted[start:start + _CHUNK])
+            Exchange.objects.filter(request_id__in=wanted[start : start + _CHUNK])
             .order_by("started_at")
             .values_list("request_id", "id")
         )

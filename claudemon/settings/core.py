@@ -15,3 +15,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = None
 DATA_UPLOAD_MAX_NUMBER_FIELDS = None
 FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 TEMPLATES = []  # noqa: F811
+# The request thread never touches the database (recording has its own thread),
+# so apps.proxy drops Django's per-request connection and cache cleanup receivers.
+CLAUDEMON_LEAN_REQUESTS = True

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from apps.proxy.models import Exchange
 from tests.conftest import wait_for
 
@@ -20,3 +22,20 @@ def recorded(
         return rows if len(rows) >= count else None
 
     return wait_for(finished, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def settled_relays(request: pytest.FixtureRequest) -> Any:
+    """Keep tests apart: every relay has written its recordings before and after."""
+    if "relay_factory" not in request.fixturenames:
+        yield
+        return
+    if request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("transactional_db")
+    factory = request.getfixturevalue("relay_factory")
+    for relay in factory.started:
+        relay.settle()
+    Exchange.objects.all().delete()
+    yield
+    for relay in factory.started:
+        relay.settle()

@@ -1,0 +1,409 @@
+#!/usr/bin/env python
+"""Measure what the relay costs: the fake upstream direct, a bare relay, and core.
+
+All three are measured in the same run on this machine, each target on its own
+process pinned to CPU 1 (the fake upstream and this load generator share CPU 0),
+so the ratios compare like with like. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/relay.py            # full run, a few minutes
+    .venv/bin/python bench/relay.py --quick    # fewer samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CLOCK = os.sysconf("SC_CLK_TCK")
+BODY = json.dumps(
+    {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 1024,
+        "stream": True,
+        "system": [{"type": "text", "text": "You are a benchmark. " * 40}],
+        "messages": [{"role": "user", "content": "benchmark prompt " * 60}],
+    }
+).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pinned(cpu: int):
+    def apply() -> None:
+        if len(os.sched_getaffinity(0)) > 1:
+            os.sched_setaffinity(0, {cpu})
+
+    return apply
+
+
+def start(
+    command: list[str], *, env: dict[str, str], cpu: int, port: int
+) -> subprocess.Popen:
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=pinned(cpu),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{command} did not listen on {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Stream:
+    first: float  # seconds from sending the request to the first event
+    total: float
+    arrivals: list[float]  # one entry per event
+
+
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client: it measures bytes, not a client library."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def stream(self, events: int, gap_ms: int) -> Stream:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(
+                "127.0.0.1", self.port
+            )
+        head = (
+            f"POST /v1/messages?beta=true HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(BODY)}\r\n"
+            "x-api-key: sk-ant-bench-key\r\nanthropic-version: 2023-06-01\r\n"
+            f"x-fake-events: {events}\r\nx-fake-gap-ms: {gap_ms}\r\n\r\n"
+        ).encode()
+        started = time.perf_counter()
+        self.writer.write(head + BODY)
+        reader = self.reader
+        response_head = await reader.readuntil(b"\r\n\r\n")
+        assert response_head.startswith(b"HTTP/1.1 200"), response_head[:200]
+        arrivals: list[float] = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            data = await reader.readexactly(size + 2)
+            now = time.perf_counter() - started
+            arrivals += [now] * data.count(b"\n\n")
+        assert len(arrivals) == events, (len(arrivals), events)
+        return Stream(arrivals[0], arrivals[-1], arrivals)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))]
+
+
+async def back_to_back(port: int, count: int) -> list[Stream]:
+    conn = Connection(port)
+    results = [await conn.stream(50, 0) for _ in range(count)]
+    conn.close()
+    return results
+
+
+async def after_pause(port: int, count: int) -> list[Stream]:
+    conn = Connection(port)
+    await conn.stream(50, 0)
+    results = []
+    for _ in range(count):
+        await asyncio.sleep(1)
+        results.append(await conn.stream(50, 0))
+    conn.close()
+    return results
+
+
+async def throughput(port: int, concurrency: int, seconds: float) -> float:
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        conn = Connection(port)
+        while time.perf_counter() < stop_at:
+            await conn.stream(50, 0)
+            done += 1
+        conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - started)
+
+
+async def trickle(port: int, concurrency: int, rounds: int) -> list[Stream]:
+    async def worker() -> list[Stream]:
+        conn = Connection(port)
+        out = [await conn.stream(50, 20) for _ in range(rounds)]
+        conn.close()
+        return out
+
+    nested = await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [s for group in nested for s in group]
+
+
+async def memory(port: int, pid: int, total: int) -> tuple[float, float, float, float]:
+    samples: list[float] = [rss_mb(pid)]
+    done = 0
+
+    async def worker(share: int) -> None:
+        nonlocal done
+        conn = Connection(port)
+        for _ in range(share):
+            await conn.stream(10, 0)
+            done += 1
+        conn.close()
+
+    async def sampler() -> None:
+        while done < total:
+            samples.append(rss_mb(pid))
+            await asyncio.sleep(0.25)
+
+    at_1000 = 0.0
+    task = asyncio.create_task(sampler())
+    workers = [asyncio.create_task(worker(total // 16)) for _ in range(16)]
+    while not all(w.done() for w in workers):
+        await asyncio.sleep(0.1)
+        if not at_1000 and done >= 1000:
+            at_1000 = rss_mb(pid)
+    await task
+    samples.append(rss_mb(pid))
+    return samples[0], at_1000, max(samples), samples[-1]
+
+
+def gaps(streams: list[Stream]) -> list[float]:
+    return [b - a for s in streams for a, b in zip(s.arrivals[1:], s.arrivals[2:])]
+
+
+def measure(name: str, port: int, pid: int | None, quick: bool) -> dict[str, float]:
+    n = 60 if quick else 300
+    out: dict[str, float] = {}
+    runs = asyncio.run(back_to_back(port, n))
+    firsts = [s.first * 1000 for s in runs]
+    out["ttfe_p50"], out["ttfe_p99"] = pct(firsts, 50), pct(firsts, 99)
+    out["total_p50"] = pct([s.total * 1000 for s in runs], 50)
+    paused = asyncio.run(after_pause(port, 3 if quick else 8))
+    cold = [s.first * 1000 for s in paused]
+    out["cold_p50"], out["cold_p99"] = pct(cold, 50), pct(cold, 99)
+    out["streams_per_s"] = asyncio.run(throughput(port, 64, 3 if quick else 8))
+    before = cpu_seconds(pid) if pid else 0.0
+    slow = asyncio.run(trickle(port, 16, 1 if quick else 3))
+    if pid:
+        out["cpu_us_per_event"] = (cpu_seconds(pid) - before) / (len(slow) * 50) * 1e6
+    out["trickle_first_p50"] = pct([s.first * 1000 for s in slow], 50)
+    out["trickle_gap_p50"] = pct([g * 1000 for g in gaps(slow)], 50)
+    print(f"  measured {name}", file=sys.stderr, flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument("--memory-requests", type=int, default=10_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="claudemon-bench-"))
+    fake_port, bare_port, core_port = free_port(), free_port(), free_port()
+    env = {
+        "CLAUDEMON_DB_PATH": str(work / "bench.sqlite3"),
+        "CLAUDEMON_VAR_DIR": str(work),
+        "CLAUDEMON_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}",
+    }
+    subprocess.run(
+        [PY, "manage.py", "migrate", "-v", "0"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "claudemon.settings.data"},
+    )
+    processes = []
+    try:
+        fake = start(
+            [PY, "-m", "tests.fake_upstream", str(fake_port)],
+            env={},
+            cpu=0,
+            port=fake_port,
+        )
+        processes.append(fake)
+        bare = start(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "bench.bare_relay:app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env={"BARE_UPSTREAM": f"http://127.0.0.1:{fake_port}"},
+            cpu=1,
+            port=bare_port,
+        )
+        processes.append(bare)
+        core = start(
+            [
+                PY,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(core_port),
+                "claudemon.asgi:application",
+            ],
+            env={**env, "DJANGO_SETTINGS_MODULE": "claudemon.settings.core"},
+            cpu=1,
+            port=core_port,
+        )
+        processes.append(core)
+        os.sched_setaffinity(0, {0})
+        results = {
+            "direct": measure("direct", fake_port, None, args.quick),
+            "bare relay": measure("bare relay", bare_port, bare.pid, args.quick),
+            "claudemon core": measure(
+                "claudemon core", core_port, core.pid, args.quick
+            ),
+        }
+        mem = {
+            name: asyncio.run(memory(port, pid, args.memory_requests))
+            for name, port, pid in [
+                ("bare relay", bare_port, bare.pid),
+                ("claudemon core", core_port, core.pid),
+            ]
+        }
+        deadline = time.monotonic() + 60  # let the recorder catch up before counting
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", core_port)) as health:
+                health.sendall(
+                    b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+                )
+                answer = b"".join(iter(lambda: health.recv(65536), b""))
+            if b'"recording_backlog": 0' in answer:
+                break
+            time.sleep(0.5)
+        recorded = subprocess.run(
+            [
+                PY,
+                "-c",
+                "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("
+                "'select count(*) from proxy_exchange').fetchone()[0])",
+                env["CLAUDEMON_DB_PATH"],
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+    report(results, mem, recorded)
+
+
+def report(results: dict[str, dict[str, float]], mem: dict, recorded: str) -> None:
+    direct, bare, core = (
+        results[k] for k in ("direct", "bare relay", "claudemon core")
+    )
+    rows = [
+        ("time to first event p50, back to back (ms)", "ttfe_p50"),
+        ("time to first event p99, back to back (ms)", "ttfe_p99"),
+        ("time to first event p50, after 1 s pause (ms)", "cold_p50"),
+        ("time to first event p99, after 1 s pause (ms)", "cold_p99"),
+        ("50-event stream total p50 (ms)", "total_p50"),
+        ("streams/s at concurrency 64", "streams_per_s"),
+        ("proxy CPU per relayed event, 20 ms trickle (us)", "cpu_us_per_event"),
+        ("first event p50, 20 ms trickle, c=16 (ms)", "trickle_first_p50"),
+        ("gap between events p50, 20 ms trickle (ms)", "trickle_gap_p50"),
+    ]
+    print(
+        f"\n{'':50} {'direct':>9} {'bare':>9} {'core':>9} {'core/direct':>12} {'core/bare':>10}"
+    )
+    for label, key in rows:
+        values = [r.get(key) for r in (direct, bare, core)]
+        cells = [f"{v:9.2f}" if v is not None else f"{'-':>9}" for v in values]
+        ratio_d = (
+            f"{core[key] / direct[key]:12.2f}"
+            if key in direct and direct[key]
+            else f"{'-':>12}"
+        )
+        ratio_b = f"{core[key] / bare[key]:10.2f}" if bare.get(key) else f"{'-':>10}"
+        print(f"{label:50} {' '.join(cells)} {ratio_d} {ratio_b}")
+    print("\nadded by the relay (core minus direct; bare minus direct), p50:")
+    for label, key in [
+        ("time to first event, back to back", "ttfe_p50"),
+        ("first event, trickle", "trickle_first_p50"),
+        ("gap between events, trickle", "trickle_gap_p50"),
+    ]:
+        print(
+            f"  {label:40} core {core[key] - direct[key]:+7.2f} ms   "
+            f"bare {bare[key] - direct[key]:+7.2f} ms   core-bare "
+            f"{core[key] - bare[key]:+7.2f} ms"
+        )
+    print("\nresident memory over the memory run (MB): start, after 1,000, peak, end")
+    for name, (start_mb, at_1000, peak, end) in mem.items():
+        print(f"  {name:16} {start_mb:7.1f} {at_1000:7.1f} {peak:7.1f} {end:7.1f}")
+    print(f"\nexchanges recorded by core during the run: {recorded}")
+    print(
+        "\ntargets: core first event <= bare + 2.5 ms; core streams/s >= 45% of bare;"
+        " core CPU/event <= 1.6x bare; added first-event and gap delay <= 2 ms p50;"
+        " memory flat"
+    )
+    checks = [
+        ("first event", core["ttfe_p50"] - bare["ttfe_p50"] <= 2.5),
+        ("throughput", core["streams_per_s"] >= 0.45 * bare["streams_per_s"]),
+        ("cpu/event", core["cpu_us_per_event"] <= 1.6 * bare["cpu_us_per_event"]),
+        ("gaps", core["trickle_gap_p50"] - direct["trickle_gap_p50"] <= 2.0),
+        (
+            "first event (trickle)",
+            core["trickle_first_p50"] - direct["trickle_first_p50"] <= 2.0,
+        ),
+    ]
+    print(
+        "  " + ", ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in checks)
+    )
+
+
+if __name__ == "__main__":
+    main()
