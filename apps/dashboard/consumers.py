@@ -61,8 +61,8 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         if not changed:
             return []
         self.after_id = max([self.after_id, *(row.pk for row in changed)])
-        finished = {row.pk for row in changed if row.state != Exchange.State.IN_PROGRESS}
         flying = [row.pk for row in changed if row.state == Exchange.State.IN_PROGRESS]
+        finished = {row.pk for row in changed} - set(flying)
         self.watch_ids = [v for v in self.watch_ids if v not in finished] + flying
         with timezone.override(self.zone):
             return [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.http import HttpRequest, QueryDict
@@ -38,6 +38,7 @@ PER_PAGE = 50
 
 def zone_from_name(name: str | None) -> tzinfo:
     """Return the IANA zone called name, or UTC when it is missing or unknown."""
+    name = unquote(name or "")  # a cookie value may arrive percent-encoded
     if not name or len(name) > 64 or ".." in name or name.startswith("/"):
         return ZoneInfo("UTC")
     try:

@@ -136,13 +136,16 @@ def _latency_chart(queryset, *, edges: list, column: str, zone) -> dict:
     labels = [dateformat(edge.astimezone(zone), fmt) for edge in edges[:-1]]
     models = sorted({row["model"] or "(none)" for row in rows})
     series = []
-    for model in models:
+    for color, model in enumerate(models):
         for p in ("p50", "p95"):
             values: list[float | None] = [None] * len(labels)
             for row in rows:
                 if (row["model"] or "(none)") == model:
                     values[row["bucket"]] = row.get(p)
-            series.append({"name": f"{model} {p}", "values": values})
+            series.append(
+                {"name": f"{model} {p}", "values": values, "color": color,
+                 "dashed": p == "p95", "legend": model if p == "p50" else ""}
+            )  # fmt: skip
     table = [{"label": labels[row["bucket"]], **row} for row in rows]
     return {"labels": labels, "series": series, "table": table}
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 from django.utils import timezone
 
@@ -43,10 +44,15 @@ PASSWORD = "dashboard test password 7"
 
 @pytest.fixture
 def member(db):
-    """A logged-in-able user (staff, so the Admin link shows)."""
-    return get_user_model().objects.create_user(
-        username=USERNAME, password=PASSWORD, is_staff=True
-    )
+    """A user who can log in to daphne too (staff, so the Admin link shows).
+
+    The test settings hash with MD5 for speed, which the data deployment does not
+    accept; the password is stored as PBKDF2 (few iterations) that both read.
+    """
+    user = get_user_model().objects.create_user(username=USERNAME, is_staff=True)
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, "dashboardsalt", 1000)
+    user.save(update_fields=["password"])
+    return user
 
 
 @pytest.fixture
@@ -84,7 +90,7 @@ def data_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterato
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, process)
+        _wait_until_up(url, process, var_dir / "daphne.log")
         yield url
     finally:
         process.terminate()
@@ -95,16 +101,20 @@ def data_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterato
         log.close()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen) -> None:
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited with {process.returncode}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code in (200, 503):
-                return
+            status = httpx.get(f"{url}/health", timeout=1).status_code
         except httpx.HTTPError:
             time.sleep(0.1)
+            continue
+        if status in (200, 503):
+            return
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"daphne answered /health with {status}:\n{tail}")
     raise RuntimeError("daphne did not answer /health within 30 s")
 
 
@@ -124,16 +134,34 @@ def browser():
         pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    # Playwright's sync API keeps an event loop running in this thread, which
+    # makes Django refuse ORM calls (seeding, assertions); they stay synchronous
+    # and single-threaded here, so the guard is lifted while the browser lives.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's outcome so the page fixture can keep evidence."""
+    outcome = yield
+    setattr(item, f"rep_{call.when}", outcome.get_result())
 
 
 @pytest.fixture
-def page(browser, data_server):
+def page(request, browser, data_server):
     """A fresh browser context in Paris time; console errors are collected."""
     context = browser.new_context(
         base_url=data_server, timezone_id="Europe/Paris",
@@ -146,11 +174,21 @@ def page(browser, data_server):
         lambda m: tab.console_errors.append(m.text) if m.type == "error" else None,
     )
     yield tab
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # keep what the browser saw
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = f"FAILED-{request.node.name}"
+        tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        (ARTIFACTS / f"{name}.html").write_text(tab.content())
     context.close()
 
 
 def login(page) -> None:
     """Log in through the login form and land on the overview."""
+    page.goto("/login/")
+    # tz.js stores the browser's zone in a cookie and reloads once; wait for the
+    # cookie, then load the form again (no reload now) so typing is not lost.
+    page.wait_for_function("document.cookie.indexOf('tz=') !== -1")
     page.goto("/login/")
     page.fill("#id_username", USERNAME)
     page.fill("#id_password", PASSWORD)

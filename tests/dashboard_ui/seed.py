@@ -10,7 +10,7 @@ from apps.proxy.models import Exchange
 from tests.factories import exchange_create
 
 SESSION = "5e551011-aaaa-bbbb-cccc-000000000001"
-OTHER_SESSION = "5e551011-aaaa-bbbb-cccc-000000000002"
+OTHER_SESSION = "0dd5e551-aaaa-bbbb-cccc-000000000002"
 HOSTILE = "<script>document.title='pwned';window.__pwned=1</script>"
 EDIT_OLD = "def greet():\n    return 'hi'\n"
 EDIT_NEW = "def greet(name):\n    return f'hi {name}'\n"

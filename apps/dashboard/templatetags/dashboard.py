@@ -153,10 +153,13 @@ def line_chart(chart: dict, *, unit: str = "ms") -> dict:
             for i, v in enumerate(s["values"])
             if v is not None
         ]
+        color = s.get("color", index)
         lines.append(
             {
                 "points": " ".join(points),
-                "cls": f"s{index % PALETTE_SIZE}",
+                "cls": f"s{color % PALETTE_SIZE}",
+                "dashed": bool(s.get("dashed")),
+                "legend": s.get("legend", s["name"]),
                 "name": s["name"],
                 "single": len(points) == 1,
                 "first": points[0].split(",") if points else None,

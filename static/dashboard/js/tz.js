@@ -9,11 +9,11 @@
   } catch (e) {
     return;
   }
-  if (!zone) return;
+  if (!zone || !/^[A-Za-z0-9_+\-\/]+$/.test(zone)) return;
   var match = document.cookie.match(/(?:^|;\s*)tz=([^;]*)/);
   var current = match ? decodeURIComponent(match[1]) : null;
   if (current === zone) return;
-  document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
+  document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
   var stored = document.cookie.match(/(?:^|;\s*)tz=([^;]*)/);
   if (stored && decodeURIComponent(stored[1]) === zone && document.body && document.body.dataset.tzReload !== "no") {
     window.location.reload();

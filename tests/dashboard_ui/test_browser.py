@@ -1,0 +1,193 @@
+"""The dashboard in a real browser: Chromium against daphne serving seeded data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from apps.dashboard.templatetags.dashboard import num, pct, usd
+from apps.proxy.models import Exchange
+from tests.dashboard_ui.conftest import login, screenshot
+from tests.dashboard_ui.seed import BASH_COMMAND, HOSTILE
+from tests.factories import exchange_build
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _shots(page, name: str) -> None:
+    """Screenshots in light, dark and a narrow dark window."""
+    screenshot(page, f"{name}-light")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, f"{name}-dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, f"{name}-narrow-dark")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_it_logs_in_and_shows_the_exact_seeded_totals(page, member, world):
+    login(page)
+    rows = list(world.values())
+
+    def card(name: str) -> str:
+        return page.locator(f"[data-card={name}] .value").inner_text()
+
+    tokens = {k: sum(getattr(r, f"{k}_tokens") for r in rows)
+              for k in ("input", "output", "cache_read", "cache_write_5m")}  # fmt: skip
+    prompt = tokens["input"] + tokens["cache_read"] + tokens["cache_write_5m"]
+    assert (card("requests"), card("errors")) == ("4", "1")
+    assert card("input") == num(tokens["input"]) == "2,400"
+    assert card("output") == num(tokens["output"]) == "500"
+    assert card("cache-read") == num(tokens["cache_read"])
+    assert card("cache-write") == num(tokens["cache_write_5m"])
+    assert card("cost") == usd(sum(r.cost_usd or 0 for r in rows))
+    assert card("hit-rate") == pct(tokens["cache_read"] / prompt)
+    assert card("ttfb") == "300 ms"  # nearest rank 2 of 200, 300, 450, 900
+    expect(page.locator("footer")).to_have_text("Times in Europe/Paris.")
+    expect(page.locator("[aria-label=Limits]")).to_contain_text("42.0%")
+    expect(page.locator("#tools-table")).to_contain_text("Bash")
+    expect(page.locator("nav.nav a", has_text="Admin")).to_be_visible()
+    _shots(page, "overview")
+    page.click("[aria-label=Metric] >> text=Cost")
+    page.wait_for_url("**/?metric=cost")
+    expect(page.locator(".chart svg rect").first).to_be_visible()
+    expect(page.locator("[aria-label=Metric] [aria-current=true]")).to_have_text("Cost")
+    assert page.console_errors == []
+
+
+def test_it_narrows_the_requests_table_with_a_filter(page, member, world):
+    login(page)
+    page.click("nav.nav >> text=Requests")
+    table_rows = page.locator("#requests-table tbody tr[data-id]")
+    expect(table_rows).to_have_count(4)
+    page.select_option("select[name=model]", "claude-haiku-4-5-20251001")
+    page.click("form[aria-label=Filters] button[type=submit]")
+    expect(table_rows).to_have_count(1)
+    assert "model=claude-haiku-4-5-20251001" in page.url
+    expect(table_rows.first).to_contain_text("claude-haiku-4-5-20251001")
+    _shots(page, "requests")
+
+
+def test_it_inspects_an_edit_diff_a_bash_command_and_folded_thinking(
+    page, member, world
+):
+    login(page)
+    page.goto(f"/requests/{world['second'].pk}/")
+    removed = page.locator(".tool-edit .diff-line.op-del")
+    added = page.locator(".tool-edit .diff-line.op-add")
+    expect(removed.first).to_have_text("- def greet():")
+    expect(added.first).to_have_text("+ def greet(name):")
+    expect(page.locator(".tool-bash pre.command")).to_have_text(f"$ {BASH_COMMAND}")
+    expect(page.locator(".tool-bash header")).to_contain_text("Run the greet tests")
+    thinking = page.locator("details.thinking")
+    expect(thinking).not_to_have_attribute("open", "")
+    expect(thinking.locator(".prose")).to_be_hidden()
+    thinking.locator("summary").click()
+    expect(thinking.locator(".prose")).to_have_text("The user wants a name parameter.")
+    expect(page.locator("#m0")).to_have_count(0)  # sent before: not new
+    _shots(page, "inspector")
+    page.click("nav.tabs >> text=Response")
+    expect(page.locator(".role-assistant")).to_contain_text("All green.")
+    page.click("text=Raw server-sent events")
+    expect(page.locator(".events-list li")).to_have_count(3)
+    page.click("nav.tabs >> text=Raw JSON")
+    page.click("button.copy[data-copy=raw-request]")
+    expect(page.locator("button.copy[data-copy=raw-request]")).to_have_text("Copied")
+    assert page.console_errors == []
+
+
+def test_it_does_not_run_a_script_from_a_tool_result(page, member, world):
+    login(page)
+    page.goto(f"/requests/{world['second'].pk}/?tab=conversation")
+    result = page.locator(".tool-result.is-error")
+    expect(result).to_contain_text(HOSTILE)  # shown as text
+    assert page.evaluate("window.__pwned") is None
+    assert page.title() != "pwned"
+    policy = page.request.get(page.url).headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+def _insert_from_another_process(**fields) -> int:
+    """Insert an exchange with a raw sqlite3 INSERT run by a separate process."""
+    exchange = exchange_build(started_at=fields.pop("started_at"))
+    for name, value in fields.items():  # after building: the factory derives times
+        setattr(exchange, name, value)
+    columns = [f for f in Exchange._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(getattr(exchange, f.attname), connection)
+              for f in columns]  # fmt: skip
+    job = {
+        "db": str(settings.DATABASES["default"]["NAME"]),
+        "sql": f"INSERT INTO proxy_exchange ({', '.join(f.column for f in columns)})"
+        f" VALUES ({', '.join('?' * len(columns))})",
+        "params": values,
+        "uid": exchange.uid.hex,
+    }
+    return _sqlite_job(job, "c.execute(d['sql'], d['params'])")
+
+
+def _sqlite_job(job: dict, statement: str) -> int:
+    script = (
+        "import json, sqlite3, sys\n"
+        "d = json.load(sys.stdin)\n"
+        "c = sqlite3.connect(d['db'], timeout=5)\n"
+        f"{statement}\n"
+        "c.commit()\n"
+        "print(c.execute('SELECT id FROM proxy_exchange WHERE uid = ?',"
+        " (d['uid'],)).fetchone()[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(job, default=str),
+        capture_output=True, text=True, check=True, timeout=20,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
+def test_it_shows_an_exchange_from_another_process_within_two_seconds(
+    page, member, world
+):
+    login(page)
+    page.click("nav.nav >> text=Live")
+    expect(page.locator("#live-status")).to_have_text("live")
+    expect(page.locator("#live-rows tr[data-id]")).to_have_count(4)
+    started = timezone.now()
+    new_id = _insert_from_another_process(
+        started_at=started, state=Exchange.State.IN_PROGRESS, ended_at=None,
+        first_byte_at=None, status_code=None, duration_ms=None,
+        model="claude-opus-4-1-20250805", output_tokens=0,
+    )  # fmt: skip
+    row = page.locator(f'#live-rows tr[data-id="{new_id}"]')
+    expect(row).to_be_visible(timeout=2000)
+    expect(row).to_contain_text("in flight")
+    expect(row).to_contain_text("claude-opus-4-1-20250805")
+    expect(row.locator(".timer")).to_contain_text(" s …")
+    screenshot(page, "live-in-flight-light")
+    uid = Exchange.objects.values_list("uid", flat=True).get(pk=new_id)
+    _sqlite_job(
+        {"db": str(settings.DATABASES["default"]["NAME"]), "uid": uid.hex},
+        "c.execute(\"UPDATE proxy_exchange SET state='complete', status_code=200,"
+        " duration_ms=3210 WHERE uid = ?\", (d['uid'],))",
+    )
+    expect(row).to_contain_text("3.21 s", timeout=2000)
+    expect(row.locator(".timer")).to_have_count(0)
+    _shots(page, "live")
+    assert page.console_errors == []
+
+
+def test_it_links_every_page_from_the_navigation(page, member, world):
+    login(page)
+    for label, heading in [("Performance", "Performance"), ("Requests", "Requests"),
+                           ("Live", "Live"), ("Overview", "Overview")]:  # fmt: skip
+        page.click(f"nav.nav >> text={label}")
+        expect(page.locator("h1")).to_contain_text(heading)
+        expect(page.locator("nav.nav a[aria-current=page]")).to_have_text(label)
+    page.click("nav.nav >> text=Performance")
+    expect(page.locator("#errors-table")).to_contain_text("overloaded_error")
+    expect(page.locator("#slowest-table tbody tr").first).to_contain_text("6.00 s")
+    _shots(page, "performance")
