@@ -448,8 +448,9 @@ def default_reply(received: Received) -> Reply:
 
 def _default_turn(request: dict[str, Any]) -> dict[str, Any]:
     model = request.get("model", "claude-sonnet-4-5-20250929")
-    messages = request.get("messages") or [{}]
-    content = messages[-1].get("content", "")
+    # Claude Code may append role "system" messages after the user's turn.
+    users = [m for m in request.get("messages") or [] if m.get("role") == "user"]
+    content = users[-1].get("content", "") if users else ""
     if isinstance(content, list):
         results = [
             b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"
@@ -464,23 +465,13 @@ def _default_turn(request: dict[str, Any]) -> dict[str, Any]:
                 "model": model,
                 "text": f"The command printed: {str(output).strip()}",
             }
-        content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
-    prompt = str(content)
-    marker = prompt.lower().find("run ")
-    if marker >= 0:
-        command = prompt[marker + 4 :].strip().strip("`'\".") or "echo hi"
-        return {
-            "model": model,
-            "text": "",
-            "tool_use": {
-                "name": "Bash",
-                "id": "toolu_fake1",
-                "input": {
-                    "command": command,
-                    "description": "Run the requested command",
-                },
-            },
-        }
+        texts = [b.get("text", "") for b in content if isinstance(b, dict)]
+        content = texts[-1] if texts else ""  # Claude Code puts reminders before the prompt
+    prompt = str(content).strip()
+    if prompt.lower().startswith("run "):
+        command = prompt[4:].strip().strip("`'\".") or "echo hi"
+        return {"model": model, "text": "", "tool_use": {"name": "Bash", "id": "toolu_fake1",
+                "input": {"command": command, "description": "Run the requested command"}}}
     return {"model": model, "text": f"You said: {prompt[:200]}"}
 
 

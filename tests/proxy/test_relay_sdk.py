@@ -48,7 +48,7 @@ def test_it_relays_a_stream_with_every_event_and_assembles_the_message(relay, up
     with client(relay).messages.stream(
         model="claude-opus-4-8",
         max_tokens=64,
-        messages=[{"role": "user", "content": "please run echo hi"}],
+        messages=[{"role": "user", "content": "run echo hi"}],
     ) as stream:
         events = [event.type for event in stream]
         final = stream.get_final_message()
