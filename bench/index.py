@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,15 +45,42 @@ TECH = (
     "tokenizer embedding vector fts5 bm25 snippet porter unicode parser lexer "
     "refactor deprecate benchmark profile flamegraph regression bisect rebase "
 ).split()
-TOOLS = ["Bash", "Read", "Edit", "Grep", "Glob", "Write", "TodoWrite", "Task",
-         "WebFetch"]
-MODELS = ["claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805",
-          "claude-haiku-4-5-20251001"]
+TOOLS = [
+    "Bash",
+    "Read",
+    "Edit",
+    "Grep",
+    "Glob",
+    "Write",
+    "TodoWrite",
+    "Task",
+    "WebFetch",
+]
+MODELS = [
+    "claude-sonnet-4-5-20250929",
+    "claude-opus-4-1-20250805",
+    "claude-haiku-4-5-20251001",
+]
 QUERIES = [
-    "migration rollback", "alembic", "deadlock timeout", '"circuit breaker"',
-    "websocket*", "stripe webhook", "pytest fixture", "fts5 bm25", "refactor parser",
-    "kubernetes", "invoice billing", "oauth token", "error", "flamegraph",
-    "retry backoff", "unicode tokenizer", "qzxv", "snippet", "throughput latency",
+    "migration rollback",
+    "alembic",
+    "deadlock timeout",
+    '"circuit breaker"',
+    "websocket*",
+    "stripe webhook",
+    "pytest fixture",
+    "fts5 bm25",
+    "refactor parser",
+    "kubernetes",
+    "invoice billing",
+    "oauth token",
+    "error",
+    "flamegraph",
+    "retry backoff",
+    "unicode tokenizer",
+    "qzxv",
+    "snippet",
+    "throughput latency",
     "config module import",
 ]
 
@@ -61,15 +88,20 @@ QUERIES = [
 class Words:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        rare = ["".join(rng.choice("bcdfghjklmnprstvwz") + rng.choice("aeiou")
-                        for _ in range(rng.randint(2, 4))) for _ in range(6000)]
+        rare = [
+            "".join(
+                rng.choice("bcdfghjklmnprstvwz") + rng.choice("aeiou")
+                for _ in range(rng.randint(2, 4))
+            )
+            for _ in range(6000)
+        ]
         self.pool = COMMON * 40 + TECH * 3 + rare
         # A long stream to slice from: realistic text without per-word cost.
         self.stream = " ".join(rng.choice(self.pool) for _ in range(400_000))
 
     def text(self, chars: int) -> str:
         start = self.rng.randrange(0, len(self.stream) - chars - 1)
-        return self.stream[start:start + chars]
+        return self.stream[start : start + chars]
 
     def size(self, median: int, spread: float = 1.0, cap: int = 200_000) -> int:
         return max(8, min(cap, int(self.rng.lognormvariate(0, spread) * median)))
@@ -83,14 +115,17 @@ def tree_generate(root: Path, *, files: int, entries: int, seed: int) -> int:
     per_file = max(4, entries // files)
     written = 0
     main_sessions: list[tuple[Path, str, str]] = []
-    t0 = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 9, 1, tzinfo=UTC)
     for index in range(files):
         is_sub = main_sessions and rng.random() < 0.15
         if is_sub:
             folder, session_id, cwd = rng.choice(main_sessions)
             agent = uuid.uuid4().hex[:16]
-            path = (folder / f"agent-{agent}.jsonl" if rng.random() < 0.5 else
-                    folder / session_id / "subagents" / f"agent-{agent}.jsonl")
+            path = (
+                folder / f"agent-{agent}.jsonl"
+                if rng.random() < 0.5
+                else folder / session_id / "subagents" / f"agent-{agent}.jsonl"
+            )
         else:
             cwd = rng.choice(projects)
             session_id = str(uuid.uuid4())
@@ -107,8 +142,15 @@ def tree_generate(root: Path, *, files: int, entries: int, seed: int) -> int:
     return written
 
 
-def _session_lines(words: Words, rng: random.Random, count: int, session_id: str,
-                   cwd: str, agent: str, start: datetime) -> list[dict]:
+def _session_lines(
+    words: Words,
+    rng: random.Random,
+    count: int,
+    session_id: str,
+    cwd: str,
+    agent: str,
+    start: datetime,
+) -> list[dict]:
     lines: list[dict] = []
     parent = None
     clock = start
@@ -117,62 +159,145 @@ def _session_lines(words: Words, rng: random.Random, count: int, session_id: str
     def common(**extra: object) -> dict:
         nonlocal parent, clock
         clock += timedelta(seconds=rng.randint(1, 30))
-        record = {"parentUuid": parent, "isSidechain": bool(agent), "userType": "external",
-                  "cwd": cwd, "sessionId": session_id, "version": version,
-                  "gitBranch": "main", "uuid": str(uuid.uuid4()),
-                  "timestamp": clock.isoformat().replace("+00:00", "Z"), **extra}
+        record = {
+            "parentUuid": parent,
+            "isSidechain": bool(agent),
+            "userType": "external",
+            "cwd": cwd,
+            "sessionId": session_id,
+            "version": version,
+            "gitBranch": "main",
+            "uuid": str(uuid.uuid4()),
+            "timestamp": clock.isoformat().replace("+00:00", "Z"),
+            **extra,
+        }
         if agent:
             record["agentId"] = agent
         parent = record["uuid"]
         return record
 
     while len(lines) < count:
-        lines.append(common(type="user", message={
-            "role": "user", "content": words.text(words.size(200, 0.8, 4000))}))
-        lines.append({"type": "queue-operation", "operation": "enqueue",
-                      "sessionId": session_id, "timestamp": clock.isoformat(),
-                      "content": words.text(80)})
+        lines.append(
+            common(
+                type="user",
+                message={
+                    "role": "user",
+                    "content": words.text(words.size(200, 0.8, 4000)),
+                },
+            )
+        )
+        lines.append(
+            {
+                "type": "queue-operation",
+                "operation": "enqueue",
+                "sessionId": session_id,
+                "timestamp": clock.isoformat(),
+                "content": words.text(80),
+            }
+        )
         for _ in range(rng.randint(1, 6)):
             message_id = f"msg_{uuid.uuid4().hex[:24]}"
             request_id = f"req_{uuid.uuid4().hex[:24]}"
-            usage = {"input_tokens": rng.randint(1, 3000),
-                     "output_tokens": rng.randint(10, 2000),
-                     "cache_creation_input_tokens": rng.randint(0, 20000),
-                     "cache_read_input_tokens": rng.randint(0, 150000)}
+            usage = {
+                "input_tokens": rng.randint(1, 3000),
+                "output_tokens": rng.randint(10, 2000),
+                "cache_creation_input_tokens": rng.randint(0, 20000),
+                "cache_read_input_tokens": rng.randint(0, 150000),
+            }
             model = rng.choice(MODELS)
             blocks = []
             if rng.random() < 0.35:
-                blocks.append({"type": "thinking", "signature": uuid.uuid4().hex * 4,
-                               "thinking": words.text(words.size(700, 0.9, 8000))})
-            blocks.append({"type": "text", "text": words.text(words.size(300, 1.0, 6000))})
+                blocks.append(
+                    {
+                        "type": "thinking",
+                        "signature": uuid.uuid4().hex * 4,
+                        "thinking": words.text(words.size(700, 0.9, 8000)),
+                    }
+                )
+            blocks.append(
+                {"type": "text", "text": words.text(words.size(300, 1.0, 6000))}
+            )
             tool = rng.choice(TOOLS)
             tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
-            blocks.append({"type": "tool_use", "id": tool_id, "name": tool,
-                           "input": _tool_input(words, tool)})
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": tool_id,
+                    "name": tool,
+                    "input": _tool_input(words, tool),
+                }
+            )
             for block in blocks:
-                lines.append(common(type="assistant", requestId=request_id, message={
-                    "id": message_id, "type": "message", "role": "assistant",
-                    "model": model, "content": [block], "stop_reason": None,
-                    "usage": usage}))
+                lines.append(
+                    common(
+                        type="assistant",
+                        requestId=request_id,
+                        message={
+                            "id": message_id,
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [block],
+                            "stop_reason": None,
+                            "usage": usage,
+                        },
+                    )
+                )
             output = words.text(words.size(900, 1.6, 60_000))
-            lines.append(common(
-                type="user", message={"role": "user", "content": [
-                    {"tool_use_id": tool_id, "type": "tool_result", "content": output,
-                     "is_error": rng.random() < 0.05}]},
-                toolUseResult={"stdout": output, "stderr": "", "interrupted": False,
-                               "isImage": False},
-                sourceToolAssistantUUID=parent))
+            lines.append(
+                common(
+                    type="user",
+                    message={
+                        "role": "user",
+                        "content": [
+                            {
+                                "tool_use_id": tool_id,
+                                "type": "tool_result",
+                                "content": output,
+                                "is_error": rng.random() < 0.05,
+                            }
+                        ],
+                    },
+                    toolUseResult={
+                        "stdout": output,
+                        "stderr": "",
+                        "interrupted": False,
+                        "isImage": False,
+                    },
+                    sourceToolAssistantUUID=parent,
+                )
+            )
             if rng.random() < 0.3:
-                lines.append(common(type="system", subtype="turn_duration",
-                                    durationMs=rng.randint(100, 90000)))
+                lines.append(
+                    common(
+                        type="system",
+                        subtype="turn_duration",
+                        durationMs=rng.randint(100, 90000),
+                    )
+                )
             if rng.random() < 0.2:
-                lines.append(common(type="attachment", attachment={
-                    "type": "file", "filename": "/src/app.py",
-                    "content": words.text(words.size(400, 1.0, 8000))}))
+                lines.append(
+                    common(
+                        type="attachment",
+                        attachment={
+                            "type": "file",
+                            "filename": "/src/app.py",
+                            "content": words.text(words.size(400, 1.0, 8000)),
+                        },
+                    )
+                )
         if rng.random() < 0.3:
-            lines.append({"type": "file-history-snapshot", "messageId": parent,
-                          "snapshot": {"trackedFileBackups": {}, "timestamp":
-                                       clock.isoformat()}, "isSnapshotUpdate": False})
+            lines.append(
+                {
+                    "type": "file-history-snapshot",
+                    "messageId": parent,
+                    "snapshot": {
+                        "trackedFileBackups": {},
+                        "timestamp": clock.isoformat(),
+                    },
+                    "isSnapshotUpdate": False,
+                }
+            )
     lines = lines[:count]
     if count > 3:
         lines[-1] = {"type": "summary", "summary": words.text(60), "leafUuid": parent}
@@ -188,8 +313,11 @@ def _tool_input(words: Words, tool: str) -> dict:
             data["content"] = words.text(words.size(1500, 1.0, 20000))
         return data
     if tool == "Edit":
-        return {"file_path": "/home/dev/src/app.py", "old_string": words.text(200),
-                "new_string": words.text(220)}
+        return {
+            "file_path": "/home/dev/src/app.py",
+            "old_string": words.text(200),
+            "new_string": words.text(220),
+        }
     if tool in ("Grep", "Glob"):
         return {"pattern": words.text(15), "path": "/home/dev/src"}
     return {"prompt": words.text(words.size(300)), "description": words.text(20)}
@@ -217,8 +345,10 @@ def _run(work: Path, args: argparse.Namespace) -> int:
     started = time.monotonic()
     lines = tree_generate(tree, files=args.files, entries=args.entries, seed=args.seed)
     source_bytes = sum(p.stat().st_size for p in tree.rglob("*.jsonl"))
-    print(f"generated {args.files} files, {lines:,} lines, "
-          f"{source_bytes / 1e6:,.1f} MB in {time.monotonic() - started:.1f}s")
+    print(
+        f"generated {args.files} files, {lines:,} lines, "
+        f"{source_bytes / 1e6:,.1f} MB in {time.monotonic() - started:.1f}s"
+    )
 
     os.environ.update(
         DJANGO_SETTINGS_MODULE="claudemon.settings.data",
@@ -241,28 +371,44 @@ def _run(work: Path, args: argparse.Namespace) -> int:
     print(f"  rate           {report.rate:,.0f} entries/s (target >= 5,000)")
 
     report = index_sync()
-    print(f"no-change pass:  {report.elapsed * 1000:.0f} ms over {report.files_scanned} "
-          f"files (target < 500 ms)")
+    print(
+        f"no-change pass:  {report.elapsed * 1000:.0f} ms over {report.files_scanned} "
+        f"files (target < 500 ms)"
+    )
 
     targets = sorted(tree.rglob("*.jsonl"))[:: max(1, args.files // 5)][:5]
     rng = random.Random(1)
     words = Words(rng)
     for path in targets:
         with open(path, "a") as handle:
-            for record in _session_lines(words, rng, 10, path.stem, "/home/dev/x", "",
-                                         datetime(2026, 11, 1, tzinfo=timezone.utc)):
+            for record in _session_lines(
+                words,
+                rng,
+                10,
+                path.stem,
+                "/home/dev/x",
+                "",
+                datetime(2026, 11, 1, tzinfo=UTC),
+            ):
                 handle.write(json.dumps(record) + "\n")
     report = index_sync()
-    print(f"small append:    {report.elapsed * 1000:.0f} ms for "
-          f"{report.entries_added} new lines in {report.files_changed} files")
+    print(
+        f"small append:    {report.elapsed * 1000:.0f} ms for "
+        f"{report.entries_added} new lines in {report.files_changed} files"
+    )
 
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db_bytes = sum(
-        p.stat().st_size for p in work.glob("bench.sqlite3*") if p.suffix != ".index-lock"
+        p.stat().st_size
+        for p in work.glob("bench.sqlite3*")
+        if p.suffix != ".index-lock"
     )
-    print(f"database size:   {db_bytes / 1e6:,.1f} MB vs source {source_bytes / 1e6:,.1f} "
-          f"MB = {db_bytes / source_bytes:.2f} (target <= 0.50)")
+    print(
+        f"database size:   {db_bytes / 1e6:,.1f} MB vs source "
+        f"{source_bytes / 1e6:,.1f} "
+        f"MB = {db_bytes / source_bytes:.2f} (target <= 0.50)"
+    )
 
     latencies = []
     hits = 0
@@ -274,9 +420,11 @@ def _run(work: Path, args: argparse.Namespace) -> int:
             hits += len(found)
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
-    print(f"search:          p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms "
-          f"over {len(latencies)} queries ({len(QUERIES)} distinct, {hits} hits; "
-          f"target p95 < 50 ms)")
+    print(
+        f"search:          p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms "
+        f"over {len(latencies)} queries ({len(QUERIES)} distinct, {hits} hits; "
+        f"target p95 < 50 ms)"
+    )
     return 0
 
 

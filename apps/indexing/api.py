@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.http import HttpRequest
 from ninja import Query, Router
@@ -29,29 +29,47 @@ router = Router(tags=["transcripts"])
 
 @router.get("/search", response=SearchOut)
 def search(request: HttpRequest, filters: Query[SearchFilter]) -> dict:
-    """Search entries: all words by default, "phrases", word* prefixes; mode=raw for FTS5."""
+    """Search entries: all words, "phrases", word* prefixes; mode=raw for FTS5."""
     try:
         hits = selectors.entry_search(
-            query=filters.q, raw=filters.mode == "raw", project_id=filters.project,
-            session_id=filters.session, role=filters.role, since=_utc(filters.since),
-            until=_utc(filters.until), tool=filters.tool, limit=filters.limit + 1,
+            query=filters.q,
+            raw=filters.mode == "raw",
+            project_id=filters.project,
+            session_id=filters.session,
+            role=filters.role,
+            since=_utc(filters.since),
+            until=_utc(filters.until),
+            tool=filters.tool,
+            limit=filters.limit + 1,
             offset=filters.offset,
         )
     except selectors.FtsQueryError as exc:
         raise HttpError(422, f"FTS5 query error: {exc}") from None
     results = [_hit(hit) for hit in hits[: filters.limit]]
-    return {"query": filters.q, "mode": filters.mode, "limit": filters.limit,
-            "offset": filters.offset, "has_more": len(hits) > filters.limit,
-            "results": results}
+    return {
+        "query": filters.q,
+        "mode": filters.mode,
+        "limit": filters.limit,
+        "offset": filters.offset,
+        "has_more": len(hits) > filters.limit,
+        "results": results,
+    }
 
 
 def _hit(hit: selectors.SearchHit) -> dict:
     return {
-        "entry_id": hit.entry_id, "uuid": hit.uuid, "type": hit.type, "role": hit.role,
-        "timestamp": hit.timestamp, "tools": hit.tools.split(), "rank": hit.rank,
-        "snippet": hit.snippet, "line_no": hit.line_no,
+        "entry_id": hit.entry_id,
+        "uuid": hit.uuid,
+        "type": hit.type,
+        "role": hit.role,
+        "timestamp": hit.timestamp,
+        "tools": hit.tools.split(),
+        "rank": hit.rank,
+        "snippet": hit.snippet,
+        "line_no": hit.line_no,
         "snippet_parts": [{"text": t, "match": m} for t, m in hit.snippet_parts],
-        "session_id": hit.session_id, "session_title": hit.session_title,
+        "session_id": hit.session_id,
+        "session_title": hit.session_title,
         "project_path": hit.project_path,
     }
 
@@ -66,15 +84,21 @@ def projects(request: HttpRequest) -> list:
 def transcripts(request: HttpRequest, filters: Query[SessionFilter]) -> list[dict]:
     """List sessions, most recently active first."""
     sessions = selectors.session_list(
-        project_id=filters.project, title=filters.title, since=_utc(filters.since),
-        until=_utc(filters.until), subagents=filters.subagents, limit=filters.limit,
+        project_id=filters.project,
+        title=filters.title,
+        since=_utc(filters.since),
+        until=_utc(filters.until),
+        subagents=filters.subagents,
+        limit=filters.limit,
         offset=filters.offset,
     )
     return [_session(s) for s in sessions]
 
 
 @router.get("/transcripts/{session_id}", response=TranscriptOut)
-def transcript(request: HttpRequest, session_id: str, filters: Query[ThreadFilter]) -> dict:
+def transcript(
+    request: HttpRequest, session_id: str, filters: Query[ThreadFilter]
+) -> dict:
     """Return a session and a page of its entries, subagents attached to their turn."""
     session = selectors.session_get(session_id=session_id)
     if session is None:
@@ -82,22 +106,35 @@ def transcript(request: HttpRequest, session_id: str, filters: Query[ThreadFilte
     thread = selectors.session_thread(
         session=session, limit=filters.limit, offset=filters.offset
     )
-    return {"session": _session(session), "limit": filters.limit,
-            "offset": filters.offset,
-            "entries": [_entry(item, filters.raw) for item in thread]}
+    return {
+        "session": _session(session),
+        "limit": filters.limit,
+        "offset": filters.offset,
+        "entries": [_entry(item, filters.raw) for item in thread],
+    }
 
 
 @router.get("/todos", response=TodosOut)
 def todos(request: HttpRequest, filters: Query[TodoFilter]) -> dict:
     """List todo and task items with counts by status."""
-    items = selectors.todo_list(session_id=filters.session, status=filters.status,
-                                limit=filters.limit, offset=filters.offset)
+    items = selectors.todo_list(
+        session_id=filters.session,
+        status=filters.status,
+        limit=filters.limit,
+        offset=filters.offset,
+    )
     return {
         "counts": selectors.todo_status_counts(session_id=filters.session),
         "todos": [
-            {"kind": t.kind, "session_id": t.session_key, "agent_id": t.agent_id,
-             "position": t.position, "content": t.content, "status": t.status,
-             "active_form": t.active_form}
+            {
+                "kind": t.kind,
+                "session_id": t.session_key,
+                "agent_id": t.agent_id,
+                "position": t.position,
+                "content": t.content,
+                "status": t.status,
+                "active_form": t.active_form,
+            }
             for t in items
         ],
     }
@@ -112,7 +149,7 @@ def plans(request: HttpRequest, filters: Query[PlanFilter]) -> list:
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def _session(session: Session) -> dict:
@@ -126,10 +163,25 @@ def _session(session: Session) -> dict:
 
 
 _SESSION_FIELDS = (
-    "session_id", "title", "title_source", "is_subagent", "agent_id", "first_at",
-    "last_at", "cli_version", "git_branch", "entry_count", "user_count",
-    "assistant_count", "tool_call_count", "input_tokens", "output_tokens",
-    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_usd",
+    "session_id",
+    "title",
+    "title_source",
+    "is_subagent",
+    "agent_id",
+    "first_at",
+    "last_at",
+    "cli_version",
+    "git_branch",
+    "entry_count",
+    "user_count",
+    "assistant_count",
+    "tool_call_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cost_usd",
 )
 
 
@@ -142,18 +194,36 @@ def _entry(item: selectors.ThreadEntry, raw: bool) -> dict:
         "exchange_id": item.exchange_id,
         "record": selectors.entry_record(entry=entry) if raw else None,
         "subagents": [
-            {"session_id": sub.session.session_id, "title": sub.session.title,
-             "entries": [_entry(child, raw) for child in sub.entries]}
+            {
+                "session_id": sub.session.session_id,
+                "title": sub.session.title,
+                "entries": [_entry(child, raw) for child in sub.entries],
+            }
             for sub in item.subagents
         ],
     }
 
 
 _ENTRY_FIELDS = (
-    "id", "line_no", "uuid", "parent_uuid", "type", "role", "timestamp", "is_sidechain",
-    "is_meta", "agent_id", "model", "request_id", "message_id", "text",
+    "id",
+    "line_no",
+    "uuid",
+    "parent_uuid",
+    "type",
+    "role",
+    "timestamp",
+    "is_sidechain",
+    "is_meta",
+    "agent_id",
+    "model",
+    "request_id",
+    "message_id",
+    "text",
 )
 _USAGE_FIELDS = (
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
     "cache_write_1h_tokens",
 )

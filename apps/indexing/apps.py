@@ -13,7 +13,9 @@ class IndexingConfig(AppConfig):
         connection_created.connect(_sql_functions_register)
 
 
-def _sql_functions_register(sender: object, connection: object, **kwargs: object) -> None:
+def _sql_functions_register(
+    sender: object, connection: object, **kwargs: object
+) -> None:
     """Give SQLite indexing_text(): the FTS5 content view and triggers unpack text."""
     if getattr(connection, "vendor", "") != "sqlite":
         return

@@ -17,12 +17,32 @@ from apps.indexing import rawlines
 from apps.indexing.models import Entry, Project, Session, SourceFile
 from apps.indexing.parser import LineError, ParsedLine, history_parse, line_parse
 from apps.indexing.sources import FoundFile, transcript_identity
+from apps.indexing.txn import write_retry
 
 _COLUMNS = (
-    "source_id", "session_id", "line_no", "type", "role", "uuid", "parent_uuid",
-    "timestamp", "is_sidechain", "is_meta", "agent_id", "spawned_agent", "request_id",
-    "message_id", "model", "text_packed", "tools", "input_tokens", "output_tokens",
-    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "raw",
+    "source_id",
+    "session_id",
+    "line_no",
+    "type",
+    "role",
+    "uuid",
+    "parent_uuid",
+    "timestamp",
+    "is_sidechain",
+    "is_meta",
+    "agent_id",
+    "spawned_agent",
+    "request_id",
+    "message_id",
+    "model",
+    "text_packed",
+    "tools",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "raw",
 )
 INSERT_SQL = (
     f"INSERT INTO indexing_entry ({', '.join(_COLUMNS)}) "
@@ -32,18 +52,36 @@ _TOOL_MAP_MAX = 5000
 
 
 def entry_row(
-    *, source_pk: int, session_pk: int | None, line_no: int, parsed: ParsedLine,
-    tools: str, raw: bytes,
+    *,
+    source_pk: int,
+    session_pk: int | None,
+    line_no: int,
+    parsed: ParsedLine,
+    tools: str,
+    raw: bytes,
 ) -> tuple:
     """Return the insert tuple of one entry, in _COLUMNS order."""
     moment = parsed.timestamp
     return (
-        source_pk, session_pk, line_no, parsed.type, parsed.role, parsed.uuid,
-        parsed.parent_uuid, str(moment.replace(tzinfo=None)) if moment else None,
-        parsed.is_sidechain, parsed.is_meta, parsed.agent_id, parsed.spawned_agent,
-        parsed.request_id, parsed.message_id, parsed.model, rawlines.text_pack(parsed.text),
+        source_pk,
+        session_pk,
+        line_no,
+        parsed.type,
+        parsed.role,
+        parsed.uuid,
+        parsed.parent_uuid,
+        str(moment.replace(tzinfo=None)) if moment else None,
+        parsed.is_sidechain,
+        parsed.is_meta,
+        parsed.agent_id,
+        parsed.spawned_agent,
+        parsed.request_id,
+        parsed.message_id,
+        parsed.model,
+        rawlines.text_pack(parsed.text),
         tools,
-        *parsed.usage, raw,
+        *parsed.usage,
+        raw,
     )
 
 
@@ -57,10 +95,14 @@ def entries_insert(rows: list[tuple]) -> None:
 class Batch:
     """Lines of one file, parsed and waiting to be written with the file's offset."""
 
-    def __init__(self, *, found: FoundFile, source: SourceFile, dict_id: int | None,
-                 report) -> None:
+    def __init__(
+        self, *, found: FoundFile, source: SourceFile, dict_id: int | None, report
+    ) -> None:
         self.found, self.source_pk, self.dict_id, self.report = (
-            found, source.pk, dict_id, report
+            found,
+            source.pk,
+            dict_id,
+            report,
         )
         self.line_no, self.offset_end = source.lines, source.offset
         self.rows: list[tuple] = []
@@ -93,16 +135,22 @@ class Batch:
             return
         if parsed.invalid_utf8:
             self.report.problem(
-                self.found.path, self.line_no, "invalid UTF-8 (indexed with U+FFFD)",
+                self.found.path,
+                self.line_no,
+                "invalid UTF-8 (indexed with U+FFFD)",
                 bad=False,
             )
         self.nbytes += len(line)
-        self.rows.append(entry_row(
-            source_pk=self.source_pk,
-            session_pk=self.session_pk or self.session_keys.get(parsed.session_id),
-            line_no=self.line_no, parsed=parsed, tools=self._tools(parsed),
-            raw=rawlines.line_encode(line, dict_id=self.dict_id),
-        ))
+        self.rows.append(
+            entry_row(
+                source_pk=self.source_pk,
+                session_pk=self.session_pk or self.session_keys.get(parsed.session_id),
+                line_no=self.line_no,
+                parsed=parsed,
+                tools=self._tools(parsed),
+                raw=rawlines.line_encode(line, dict_id=self.dict_id),
+            )
+        )
         if parsed.uuid:
             self.uuids[parsed.uuid] = self.line_no
         self._meta_note(parsed)
@@ -133,8 +181,10 @@ class Batch:
 
     def _meta_note(self, parsed: ParsedLine) -> None:
         for key, value in (
-            ("cwd", parsed.cwd), ("cli_version", parsed.version),
-            ("git_branch", parsed.git_branch), ("slug", parsed.slug),
+            ("cwd", parsed.cwd),
+            ("cli_version", parsed.version),
+            ("git_branch", parsed.git_branch),
+            ("slug", parsed.slug),
         ):
             if value:
                 self.meta[key] = value
@@ -145,25 +195,37 @@ class Batch:
         """Report uuids already indexed from another file (both copies are kept)."""
         uuids = list(self.uuids)
         for start in range(0, len(uuids), 900):
-            chunk = uuids[start:start + 900]
+            chunk = uuids[start : start + 900]
             clash = (
-                Entry.objects.filter(uuid__in=chunk).exclude(uuid="")
-                .exclude(source_id=self.source_pk).values_list("uuid", "source__path")
+                Entry.objects.filter(uuid__in=chunk)
+                .exclude(uuid="")
+                .exclude(source_id=self.source_pk)
+                .values_list("uuid", "source__path")
             )
             for uuid, other in clash:
                 self.report.problem(
-                    self.found.path, self.uuids[uuid],
+                    self.found.path,
+                    self.uuids[uuid],
                     f"duplicate uuid {uuid} (also in {other}); kept in both",
                     bad=False,
                 )
 
     def write(self, *, expected_offset: int, head: str) -> bool:
         """Insert the rows and move the offset; False if another run moved it first."""
-        moved = SourceFile.objects.filter(pk=self.source_pk, offset=expected_offset).update(
-            offset=self.offset_end, lines=self.line_no, size=self.found.size,
-            mtime_ns=self.found.mtime_ns, device=self.found.device,
-            inode=self.found.inode, missing=False, session_id=self.session_pk, head=head,
-            bad_lines=F("bad_lines") + self.bad, indexed_at=timezone.now(),
+        moved = SourceFile.objects.filter(
+            pk=self.source_pk, offset=expected_offset
+        ).update(
+            offset=self.offset_end,
+            lines=self.line_no,
+            size=self.found.size,
+            mtime_ns=self.found.mtime_ns,
+            device=self.found.device,
+            inode=self.found.inode,
+            missing=False,
+            session_id=self.session_pk,
+            head=head,
+            bad_lines=F("bad_lines") + self.bad,
+            indexed_at=timezone.now(),
         )
         if moved != 1:
             return False
@@ -180,10 +242,15 @@ def _session_ensure(path: str) -> int:
     key, is_subagent, agent_id = transcript_identity(path)
     parts = Path(path).parts
     parent_key = parts[-3] if is_subagent and parts[-2:-1] == ("subagents",) else ""
-    session, _ = Session.objects.get_or_create(
-        session_id=key,
-        defaults={"is_subagent": is_subagent, "agent_id": agent_id,
-                  "parent_key": parent_key},
+    session, _ = write_retry(
+        lambda: Session.objects.get_or_create(
+            session_id=key,
+            defaults={
+                "is_subagent": is_subagent,
+                "agent_id": agent_id,
+                "parent_key": parent_key,
+            },
+        )
     )
     return session.pk
 
@@ -191,7 +258,9 @@ def _session_ensure(path: str) -> int:
 def _session_meta_save(session_pk: int, meta: dict[str, str]) -> None:
     if not meta:
         return
-    fields = {k: v for k, v in meta.items() if k in ("cli_version", "git_branch", "slug")}
+    fields = {
+        k: v for k, v in meta.items() if k in ("cli_version", "git_branch", "slug")
+    }
     fields["cwd"] = meta.get("cwd", "")
     if not fields["cwd"]:
         del fields["cwd"]

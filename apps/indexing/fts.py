@@ -155,7 +155,9 @@ def fts_optimize() -> None:
 def fts_integrity_check() -> None:
     """Raise DatabaseError when the index and indexing_entry disagree."""
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {TABLE}({TABLE}, rank) VALUES ('integrity-check', 1)")
+        cursor.execute(
+            f"INSERT INTO {TABLE}({TABLE}, rank) VALUES ('integrity-check', 1)"
+        )
 
 
 def fts_match_count(*, match: str) -> int:

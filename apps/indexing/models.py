@@ -28,13 +28,21 @@ class Session(models.Model):
     # Main sessions: the transcript's sessionId; subagents: "agent-<agentId>".
     session_id = models.CharField(max_length=200, unique=True)
     project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sessions",
     )
     is_subagent = models.BooleanField(default=False)
     agent_id = models.CharField(max_length=100, blank=True, default="")
     parent_key = models.CharField(max_length=200, blank=True, default="")
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="subagents"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="subagents",
     )
     # The uuid of the parent entry (the Task/Agent tool result) that spawned it.
     spawn_uuid = models.CharField(max_length=64, blank=True, default="")
@@ -77,7 +85,11 @@ class SourceFile(models.Model):
     root = models.TextField()
     kind = models.CharField(max_length=16, choices=Kind.choices)
     session = models.ForeignKey(
-        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="sources"
+        Session,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sources",
     )
     # Identity and progress: a changed (device, inode) or head, or a size below the
     # offset consumed, means the file was replaced or truncated: read it again.
@@ -134,12 +146,16 @@ class Entry(models.Model):
     class Meta:
         indexes = [
             models.Index(
-                fields=["request_id"], name="entry_request_id", condition=~Q(request_id="")
+                fields=["request_id"],
+                name="entry_request_id",
+                condition=~Q(request_id=""),
             ),
             models.Index(fields=["uuid"], name="entry_uuid", condition=~Q(uuid="")),
             # Titles: a summary names the session holding its leafUuid.
             models.Index(
-                fields=["parent_uuid"], name="entry_summary_leaf", condition=Q(type="summary")
+                fields=["parent_uuid"],
+                name="entry_summary_leaf",
+                condition=Q(type="summary"),
             ),
         ]
 
@@ -167,7 +183,9 @@ class EntryFts(models.Model):
 class Todo(models.Model):
     source = models.ForeignKey(SourceFile, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=8, default="todo")  # todo | task
-    session_key = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    session_key = models.CharField(
+        max_length=200, blank=True, default="", db_index=True
+    )
     agent_id = models.CharField(max_length=100, blank=True, default="")
     position = models.PositiveIntegerField()
     content = models.TextField()
@@ -179,7 +197,9 @@ class Todo(models.Model):
 
 
 class Plan(models.Model):
-    source = models.OneToOneField(SourceFile, on_delete=models.CASCADE, related_name="+")
+    source = models.OneToOneField(
+        SourceFile, on_delete=models.CASCADE, related_name="+"
+    )
     slug = models.CharField(max_length=200, db_index=True)
     content = models.TextField()
     modified_at = models.DateTimeField(null=True, blank=True)

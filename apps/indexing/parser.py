@@ -22,7 +22,13 @@ TEXT_MAX = 60_000
 TITLE_MAX = 200
 
 _TITLE_TYPES = {"custom-title": "customTitle", "ai-title": "aiTitle"}
-_SCAFFOLDING = ("<command-", "<local-command-", "<system-reminder>", "Caveat:", "[Request interrupted")
+_SCAFFOLDING = (
+    "<command-",
+    "<local-command-",
+    "<system-reminder>",
+    "Caveat:",
+    "[Request interrupted",
+)
 
 
 class LineError(ValueError):
@@ -169,7 +175,8 @@ def _result_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            _str(b.get("text")) for b in content
+            _str(b.get("text"))
+            for b in content
             if isinstance(b, dict) and b.get("type") == "text"
         )
     return ""
@@ -184,7 +191,7 @@ def _trim_output(
 
 
 def _usage_of(message: dict, data: dict) -> tuple[int, int, int, int, int]:
-    """Return (input, output, cache_read, write_5m, write_1h); zero when not billable."""
+    """Return (input, output, cache_read, write_5m, write_1h); 0s if not billable."""
     if message.get("model") == "<synthetic>" or data.get("isApiErrorMessage") is True:
         return (0, 0, 0, 0, 0)
     usage = _dict(message.get("usage"))
@@ -237,15 +244,19 @@ def todos_parse(data: Any) -> list[dict]:
         if not isinstance(item, dict):
             continue
         content = _str(
-            item.get("content") or item.get("subject") or item.get("title")
+            item.get("content")
+            or item.get("subject")
+            or item.get("title")
             or item.get("description")
         )
         if content:
-            todos.append({
-                "content": content,
-                "status": _str(item.get("status"))[:32],
-                "active_form": _str(item.get("activeForm"))[:500],
-            })
+            todos.append(
+                {
+                    "content": content,
+                    "status": _str(item.get("status"))[:32],
+                    "active_form": _str(item.get("activeForm"))[:500],
+                }
+            )
     return todos
 
 

@@ -60,8 +60,10 @@ def line_encode(line: bytes, *, dict_id: int | None = None) -> bytes:
     return _ZSTD + _plain.compress(line)
 
 
-def line_decode(stored: bytes | memoryview, *, dictionaries: dict[int, bytes] | None = None) -> bytes:
-    """Return the original bytes of a stored line (dictionaries: id -> data if needed)."""
+def line_decode(
+    stored: bytes | memoryview, *, dictionaries: dict[int, bytes] | None = None
+) -> bytes:
+    """Return the original bytes of a stored line (dictionaries: id -> data)."""
     stored = bytes(stored)
     tag = stored[:1]
     if tag == _RAW:

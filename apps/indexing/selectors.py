@@ -66,23 +66,42 @@ def entry_search(
         return []
     session_pk = None
     if session_id:
-        session_pk = Session.objects.filter(session_id=session_id).values_list(
-            "pk", flat=True
-        ).first()
+        session_pk = (
+            Session.objects.filter(session_id=session_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
         if session_pk is None:
             return []
-    filters = FtsFilters(project_id=project_id, session_pk=session_pk, role=role,
-                         since=since, until=until)
-    ranked = fts_search(match=match, filters=filters, limit=limit, offset=offset, raw=raw)
+    filters = FtsFilters(
+        project_id=project_id,
+        session_pk=session_pk,
+        role=role,
+        since=since,
+        until=until,
+    )
+    ranked = fts_search(
+        match=match, filters=filters, limit=limit, offset=offset, raw=raw
+    )
     return _hits_build(ranked)
 
 
 def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
-    entries = Entry.objects.filter(id__in=[r[0] for r in ranked]).select_related(
-        "session__project"
-    ).only(
-        "id", "uuid", "type", "role", "timestamp", "tools", "line_no",
-        "session__session_id", "session__title", "session__project__path",
+    entries = (
+        Entry.objects.filter(id__in=[r[0] for r in ranked])
+        .select_related("session__project")
+        .only(
+            "id",
+            "uuid",
+            "type",
+            "role",
+            "timestamp",
+            "tools",
+            "line_no",
+            "session__session_id",
+            "session__title",
+            "session__project__path",
+        )
     )
     by_id = {entry.id: entry for entry in entries}
     hits = []
@@ -91,15 +110,25 @@ def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
         if entry is None:  # deleted between the two statements
             continue
         session = entry.session
-        hits.append(SearchHit(
-            entry_id=entry.id, uuid=entry.uuid, type=entry.type, role=entry.role,
-            timestamp=entry.timestamp, tools=entry.tools, rank=rank,
-            snippet=snippet.replace(HIT_START, "").replace(HIT_END, ""),
-            snippet_parts=snippet_split(snippet), line_no=entry.line_no,
-            session_id=session.session_id if session else None,
-            session_title=session.title if session else "",
-            project_path=session.project.path if session and session.project else None,
-        ))
+        hits.append(
+            SearchHit(
+                entry_id=entry.id,
+                uuid=entry.uuid,
+                type=entry.type,
+                role=entry.role,
+                timestamp=entry.timestamp,
+                tools=entry.tools,
+                rank=rank,
+                snippet=snippet.replace(HIT_START, "").replace(HIT_END, ""),
+                snippet_parts=snippet_split(snippet),
+                line_no=entry.line_no,
+                session_id=session.session_id if session else None,
+                session_title=session.title if session else "",
+                project_path=session.project.path
+                if session and session.project
+                else None,
+            )
+        )
     return hits
 
 
@@ -148,15 +177,20 @@ def session_list(
         sessions = sessions.filter(last_at__gte=since)
     if until is not None:
         sessions = sessions.filter(first_at__lt=until)
-    return list(sessions[offset:offset + limit])
+    return list(sessions[offset : offset + limit])
 
 
 def session_get(*, session_id: str) -> Session | None:
     """Return one session with its project and parent, or None."""
     return (
         Session.objects.select_related("project", "parent")
-        .filter(session_id=session_id).first()
+        .filter(session_id=session_id)
+        .first()
     )
+
+
+# Entries that carry a session for search filters but are not lines of it.
+NOT_TRANSCRIPT = ("todo", "task", "plan", "history")
 
 
 @dataclass(slots=True)
@@ -181,11 +215,17 @@ def session_thread(
     each entry carries the id of the relayed exchange with its requestId.
     Four queries whatever the page holds.
     """
-    page = list(Entry.objects.filter(session=session).order_by("id")[offset:offset + limit])
+    page = list(
+        Entry.objects.filter(session=session)
+        .exclude(type__in=NOT_TRANSCRIPT)
+        .order_by("id")[offset : offset + limit]
+    )
     uuids = {e.uuid for e in page if e.uuid}
     children = [
-        s for s in Session.objects.filter(parent=session, spawn_uuid__in=uuids)
-        .order_by("first_at", "id")
+        s
+        for s in Session.objects.filter(parent=session, spawn_uuid__in=uuids).order_by(
+            "first_at", "id"
+        )
     ]
     child_entries: dict[int, list[Entry]] = {s.pk: [] for s in children}
     for entry in Entry.objects.filter(session__in=children).order_by("id"):
@@ -196,22 +236,30 @@ def session_thread(
     )
     spawned: dict[str, list[SubagentThread]] = {}
     for child in children:
-        rows = [ThreadEntry(e, exchanges.get(e.request_id)) for e in child_entries[child.pk]]
+        rows = [
+            ThreadEntry(e, exchanges.get(e.request_id)) for e in child_entries[child.pk]
+        ]
         spawned.setdefault(child.spawn_uuid, []).append(SubagentThread(child, rows))
     return [
-        ThreadEntry(e, exchanges.get(e.request_id), spawned.get(e.uuid, []) if e.uuid else [])
+        ThreadEntry(
+            e, exchanges.get(e.request_id), spawned.get(e.uuid, []) if e.uuid else []
+        )
         for e in page
     ]
 
 
 def session_exchange_links(*, session_id: str) -> list[tuple[int, str, str, int]]:
-    """Return (entry id, entry uuid, requestId, exchange id) for a session's relayed turns."""
+    """Return (entry id, uuid, requestId, exchange id) of a session's relayed turns."""
     rows = list(
-        Entry.objects.filter(session__session_id=session_id).exclude(request_id="")
-        .order_by("id").values_list("id", "uuid", "request_id")
+        Entry.objects.filter(session__session_id=session_id)
+        .exclude(request_id="")
+        .order_by("id")
+        .values_list("id", "uuid", "request_id")
     )
     exchanges = exchange_ids_by_request_id(request_ids=[r[2] for r in rows])
-    return [(pk, uuid, req, exchanges[req]) for pk, uuid, req in rows if req in exchanges]
+    return [
+        (pk, uuid, req, exchanges[req]) for pk, uuid, req in rows if req in exchanges
+    ]
 
 
 def entry_by_request_id(*, request_id: str) -> Entry | None:
@@ -220,7 +268,10 @@ def entry_by_request_id(*, request_id: str) -> Entry | None:
         return None
     return (
         Entry.objects.select_related("session__project")
-        .filter(request_id=request_id).exclude(request_id="").order_by("id").first()
+        .filter(request_id=request_id)
+        .exclude(request_id="")
+        .order_by("id")
+        .first()
     )
 
 
@@ -253,7 +304,7 @@ def todo_list(
         todos = todos.filter(session_key=session_id)
     if status:
         todos = todos.filter(status=status)
-    return list(todos[offset:offset + limit])
+    return list(todos[offset : offset + limit])
 
 
 def todo_status_counts(*, session_id: str = "") -> dict[str, int]:
@@ -266,4 +317,4 @@ def todo_status_counts(*, session_id: str = "") -> dict[str, int]:
 
 def plan_list(*, limit: int = 50, offset: int = 0) -> list[Plan]:
     """Return plans, most recently modified first."""
-    return list(Plan.objects.order_by("-modified_at", "slug")[offset:offset + limit])
+    return list(Plan.objects.order_by("-modified_at", "slug")[offset : offset + limit])

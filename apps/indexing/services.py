@@ -77,7 +77,11 @@ class SyncReport:
             f"{self.files_scanned} files scanned, {self.files_changed} changed, "
             f"{self.entries_added} entries added, {self.bad_lines} bad lines skipped"
             + (f", {self.warnings} warnings" if self.warnings else "")
-            + (f", {self.files_missing} sources missing (kept)" if self.files_missing else "")
+            + (
+                f", {self.files_missing} sources missing (kept)"
+                if self.files_missing
+                else ""
+            )
             + (f", {self.files_pruned} pruned" if self.files_pruned else "")
             + f", {self.elapsed:.2f}s, {self.rate:,.0f} entries/s"
         )
@@ -105,7 +109,9 @@ def index_sync(
     with index_lock(wait=wait, on_wait=on_wait):
         found = files_scan(roots=config_roots() if roots is None else roots)
         report.files_scanned = len(found)
-        known = {row[1]: row for row in SourceFile.objects.values_list(*_SOURCE_COLUMNS)}
+        known = {
+            row[1]: row for row in SourceFile.objects.values_list(*_SOURCE_COLUMNS)
+        }
         changed = [f for f in found if full or _changed(f, known.get(f.path))]
         touched: set[int] = set()
         if changed:
@@ -113,8 +119,15 @@ def index_sync(
             # Transcripts first: todos and plans link to sessions they name.
             for found_file in sorted(changed, key=lambda f: _KIND_ORDER[f.kind]):
                 report.files_changed += 1
-                _file_ingest(found_file, known.get(found_file.path), full, dict_id,
-                             report, touched, progress)
+                _file_ingest(
+                    found_file,
+                    known.get(found_file.path),
+                    full,
+                    dict_id,
+                    report,
+                    touched,
+                    progress,
+                )
             sessions_finalize(session_pks=touched)
         _missing_mark(found, known, report, prune)
         if report.entries_added >= OPTIMIZE_AFTER:
@@ -124,7 +137,15 @@ def index_sync(
 
 
 _SOURCE_COLUMNS = (
-    "id", "path", "device", "inode", "size", "mtime_ns", "offset", "lines", "head",
+    "id",
+    "path",
+    "device",
+    "inode",
+    "size",
+    "mtime_ns",
+    "offset",
+    "lines",
+    "head",
     "missing",
 )
 _WHOLE_FILES = ("todo", "task", "plan")
@@ -136,7 +157,10 @@ def _changed(found: FoundFile, known: tuple | None) -> bool:
         return True
     _, _, device, inode, size, mtime_ns, *_rest = known
     return (found.device, found.inode, found.size, found.mtime_ns) != (
-        device, inode, size, mtime_ns
+        device,
+        inode,
+        size,
+        mtime_ns,
     )
 
 
@@ -170,8 +194,13 @@ class _Conflict(Exception):
 
 
 def _file_ingest(
-    found: FoundFile, known: tuple | None, full: bool, dict_id: int | None,
-    report: SyncReport, touched: set[int], progress: Progress | None,
+    found: FoundFile,
+    known: tuple | None,
+    full: bool,
+    dict_id: int | None,
+    report: SyncReport,
+    touched: set[int],
+    progress: Progress | None,
 ) -> None:
     source = _source_prepare(found, known, full)
     try:
@@ -188,14 +217,20 @@ def _file_ingest(
 def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> SourceFile:
     """Return the SourceFile row, reset to offset 0 when the file must be re-read."""
     if known is None:
-        source, _ = SourceFile.objects.get_or_create(
-            path=found.path, defaults={"root": found.root, "kind": found.kind}
+        source, _ = write_retry(
+            lambda: SourceFile.objects.get_or_create(
+                path=found.path, defaults={"root": found.root, "kind": found.kind}
+            )
         )
     else:
         source = SourceFile.objects.get(pk=known[0])
-    restart = full or found.kind in _WHOLE_FILES or source.offset > found.size or (
-        (source.device, source.inode) != (found.device, found.inode)
-    ) or not _head_matches(found.path, source)
+    restart = (
+        full
+        or found.kind in _WHOLE_FILES
+        or source.offset > found.size
+        or ((source.device, source.inode) != (found.device, found.inode))
+        or not _head_matches(found.path, source)
+    )
     if restart and source.offset:
         source.offset, source.lines, source.bad_lines, source.head = 0, 0, 0, ""
         write_retry(
@@ -214,7 +249,7 @@ def _head_matches(path: str, source: SourceFile) -> bool:
 
 
 def _head_of(path: str, length: int) -> str:
-    """Return '<length>:<digest>' of a file's first bytes (catches in-place rewrites)."""
+    """Return '<length>:<digest>' of a file's first bytes (sees in-place rewrites)."""
     with open(path, "rb") as handle:
         head = handle.read(length)
     return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
@@ -225,7 +260,9 @@ def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
     deleted = 0
     while True:
         ids = list(
-            Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)[:chunk]
+            Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)[
+                :chunk
+            ]
         )
         if not ids:
             return deleted
@@ -234,8 +271,12 @@ def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
 
 
 def _jsonl_ingest(
-    found: FoundFile, source: SourceFile, dict_id: int | None, report: SyncReport,
-    touched: set[int], progress: Progress | None,
+    found: FoundFile,
+    source: SourceFile,
+    dict_id: int | None,
+    report: SyncReport,
+    touched: set[int],
+    progress: Progress | None,
 ) -> None:
     batch = Batch(found=found, source=source, dict_id=dict_id, report=report)
     if batch.session_pk:
@@ -255,13 +296,17 @@ def _jsonl_ingest(
                 batch.add(line)
                 if batch.full(BATCH_ROWS, BATCH_BYTES):
                     _batch_commit(batch, found, source, report, progress)
-            pending = pending[cut + 1:]
+            pending = pending[cut + 1 :]
     _batch_commit(batch, found, source, report, progress, final=True)
 
 
 def _batch_commit(
-    batch: Batch, found: FoundFile, source: SourceFile, report: SyncReport,
-    progress: Progress | None, final: bool = False,
+    batch: Batch,
+    found: FoundFile,
+    source: SourceFile,
+    report: SyncReport,
+    progress: Progress | None,
+    final: bool = False,
 ) -> None:
     if not batch.rows and not final:
         return
@@ -287,8 +332,11 @@ def _missing_mark(
     if not gone:
         return
     if not prune:
-        write_retry(lambda: SourceFile.objects.filter(id__in=gone, missing=False)
-               .update(missing=True))
+        write_retry(
+            lambda: SourceFile.objects.filter(id__in=gone, missing=False).update(
+                missing=True
+            )
+        )
         return
     for source_pk in gone:
         _entries_delete(source_pk=source_pk)
@@ -322,7 +370,5 @@ def _dictionary_samples(changed: list[FoundFile], budget: int = 8 << 20) -> list
                 lines = handle.read(per_file).split(b"\n")[:-1]
         except OSError:
             continue
-        samples.extend(line[:64 << 10] for line in lines if line)
+        samples.extend(line[: 64 << 10] for line in lines if line)
     return samples
-
-

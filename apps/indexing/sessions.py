@@ -28,12 +28,25 @@ SELECT session_id, id, type, role, is_meta, timestamp, uuid, message_id, request
        CASE WHEN type IN ('custom-title', 'ai-title')
                  OR (type = 'user' AND role = 'user' AND is_meta = 0)
             THEN text_packed END
-FROM indexing_entry WHERE session_id IN ({marks}) ORDER BY session_id, id
+FROM indexing_entry WHERE session_id IN ({marks})
+  AND type NOT IN ('todo', 'task', 'plan', 'history')
+ORDER BY session_id, id
 """
 _FIELDS = [
-    "title", "title_source", "first_at", "last_at", "entry_count", "user_count",
-    "assistant_count", "tool_call_count", "input_tokens", "output_tokens",
-    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_usd",
+    "title",
+    "title_source",
+    "first_at",
+    "last_at",
+    "entry_count",
+    "user_count",
+    "assistant_count",
+    "tool_call_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cost_usd",
 ]
 
 
@@ -52,8 +65,21 @@ class _Totals:
     messages: dict[tuple, list] = field(default_factory=dict)
 
     def add(self, row: tuple) -> None:
-        (_, pk, kind, role, is_meta, moment, uuid, message_id, request_id, model,
-         tools, *usage, text) = row
+        (
+            _,
+            pk,
+            kind,
+            role,
+            is_meta,
+            moment,
+            uuid,
+            message_id,
+            request_id,
+            model,
+            tools,
+            *usage,
+            text,
+        ) = row
         self.count += 1
         if moment:
             self.first = min(self.first, moment) if self.first else moment
@@ -70,11 +96,16 @@ class _Totals:
                 self.prompt = title_clean(text_unpack(text)[:1000])
         elif kind == "assistant" and model != "<synthetic>":
             self.tool_calls += len(tools.split())
-            self._usage_add((message_id, request_id) if message_id else ("", pk),
-                            model, moment, usage)
+            self._usage_add(
+                (message_id, request_id) if message_id else ("", pk),
+                model,
+                moment,
+                usage,
+            )
 
-    def _usage_add(self, key: tuple, model: str, moment: datetime | None,
-                   usage: list) -> None:
+    def _usage_add(
+        self, key: tuple, model: str, moment: datetime | None, usage: list
+    ) -> None:
         seen = self.messages.get(key)
         if seen is None:
             self.messages[key] = [model, moment, *usage]
@@ -92,7 +123,7 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
         return
     summaries = _summaries_by_leaf()
     for start in range(0, len(pks), CHUNK):
-        chunk = pks[start:start + CHUNK]
+        chunk = pks[start : start + CHUNK]
         totals = {pk: _Totals() for pk in chunk}
         with connection.cursor() as cursor:
             cursor.execute(_ROWS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
@@ -101,7 +132,9 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
         sessions = list(Session.objects.filter(pk__in=chunk))
         for session in sessions:
             _session_apply(session, totals[session.pk], summaries)
-        write_retry(lambda sessions=sessions: Session.objects.bulk_update(sessions, _FIELDS))
+        write_retry(
+            lambda sessions=sessions: Session.objects.bulk_update(sessions, _FIELDS)
+        )
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
 
@@ -115,14 +148,21 @@ def _summaries_by_leaf() -> dict[str, str]:
     return leaves
 
 
-def _session_apply(session: Session, totals: _Totals, summaries: dict[str, str]) -> None:
-    summary = next(
-        (summaries[u] for u in reversed(totals.uuids) if u in summaries), ""
-    )
-    for source, text in (("custom", totals.custom), ("ai", totals.ai),
-                         ("summary", summary), ("prompt", totals.prompt)):
+def _session_apply(
+    session: Session, totals: _Totals, summaries: dict[str, str]
+) -> None:
+    summary = next((summaries[u] for u in reversed(totals.uuids) if u in summaries), "")
+    for source, text in (
+        ("custom", totals.custom),
+        ("ai", totals.ai),
+        ("summary", summary),
+        ("prompt", totals.prompt),
+    ):
         if text:
-            session.title, session.title_source = title_clean(text) or text[:200], source
+            session.title, session.title_source = (
+                title_clean(text) or text[:200],
+                source,
+            )
             break
     else:
         session.title, session.title_source = "", ""
@@ -136,12 +176,24 @@ def _session_apply(session: Session, totals: _Totals, summaries: dict[str, str])
     cost = None
     for model, moment, *usage in totals.messages.values():
         sums = [a + b for a, b in zip(sums, usage, strict=True)]
-        price = usage_cost(model=model, usage=Usage(*usage), at=_moment(moment) or
-                           datetime.now(UTC)) if model else None
+        price = (
+            usage_cost(
+                model=model,
+                usage=Usage(*usage),
+                at=_moment(moment) or datetime.now(UTC),
+            )
+            if model
+            else None
+        )
         if price is not None:
             cost = (cost or 0.0) + price
-    (session.input_tokens, session.output_tokens, session.cache_read_tokens,
-     session.cache_write_5m_tokens, session.cache_write_1h_tokens) = sums
+    (
+        session.input_tokens,
+        session.output_tokens,
+        session.cache_read_tokens,
+        session.cache_write_5m_tokens,
+        session.cache_write_1h_tokens,
+    ) = sums
     session.cost_usd = cost
 
 
@@ -167,19 +219,24 @@ def _projects_fill(pks: list[int]) -> None:
         project, _ = Project.objects.get_or_create(
             path=folder, defaults={"folder": folder, "path_known": False}
         )
-        Session.objects.filter(pk=session_pk, project__isnull=True).update(project=project)
+        Session.objects.filter(pk=session_pk, project__isnull=True).update(
+            project=project
+        )
     Project.objects.filter(path_known=False, sessions__isnull=True).delete()
 
 
 def _subagents_link(pks: list[int]) -> None:
     """Link subagent sessions to their parent and the entry that spawned them."""
     keys = Session.objects.filter(pk__in=pks).values_list("session_id", flat=True)
-    subagents = Session.objects.filter(is_subagent=True).filter(
-        Q(pk__in=pks) | Q(parent_key__in=list(keys), spawn_uuid="")
-    ).exclude(parent_key="")
+    subagents = (
+        Session.objects.filter(is_subagent=True)
+        .filter(Q(pk__in=pks) | Q(parent_key__in=list(keys), spawn_uuid=""))
+        .exclude(parent_key="")
+    )
     parents = dict(
-        Session.objects.filter(session_id__in={s.parent_key for s in subagents})
-        .values_list("session_id", "pk")
+        Session.objects.filter(
+            session_id__in={s.parent_key for s in subagents}
+        ).values_list("session_id", "pk")
     )
     for sub in subagents:
         parent_pk = parents.get(sub.parent_key)

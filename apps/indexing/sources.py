@@ -33,7 +33,10 @@ def config_roots() -> list[Path]:
         env = os.environ.get("CLAUDE_CONFIG_DIR", "")
         candidates = [Path(p.strip()).expanduser() for p in env.split(",") if p.strip()]
         xdg = os.environ.get("XDG_CONFIG_HOME", "").strip() or "~/.config"
-        candidates += [Path("~/.claude").expanduser(), Path(xdg).expanduser() / "claude"]
+        candidates += [
+            Path("~/.claude").expanduser(),
+            Path(xdg).expanduser() / "claude",
+        ]
     roots: list[Path] = []
     for candidate in candidates:
         resolved = candidate.resolve()
@@ -56,7 +59,11 @@ def files_scan(*, roots: list[Path]) -> list[FoundFile]:
 
 
 def _walk(
-    folder: str, root: str, kind: str, suffix: str, found: list[FoundFile],
+    folder: str,
+    root: str,
+    kind: str,
+    suffix: str,
+    found: list[FoundFile],
     depth: int = 8,
 ) -> None:
     try:
@@ -83,16 +90,18 @@ def _add(path: str, root: str, kind: str, found: list[FoundFile]) -> None:
 
 
 def _append(path: str, stat: os.stat_result, root: str, kind: str, found: list) -> None:
-    found.append(FoundFile(
-        path, root, kind, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
-    ))
+    found.append(
+        FoundFile(
+            path, root, kind, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+        )
+    )
 
 
 def transcript_identity(path: str) -> tuple[str, bool, str]:
     """Return (session key, is subagent, agent id) from a transcript's file name."""
     stem = Path(path).stem
     if stem.startswith("agent-"):
-        return stem, True, stem[len("agent-"):]
+        return stem, True, stem[len("agent-") :]
     return stem, False, ""
 
 

@@ -30,7 +30,9 @@ def wholefile_ingest(
     with open(found.path, "rb") as handle:
         data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        report.problem(found.path, 0, f"larger than {MAX_BYTES} bytes; skipped", bad=True)
+        report.problem(
+            found.path, 0, f"larger than {MAX_BYTES} bytes; skipped", bad=True
+        )
         return
     if found.kind == "plan":
         write, entries = _plan_writer(found, source, data, dict_id)
@@ -44,8 +46,14 @@ def _apply(
     found: FoundFile, source: SourceFile, size: int, write: Callable[[], None]
 ) -> bool:
     moved = SourceFile.objects.filter(pk=source.pk, offset=source.offset).update(
-        offset=size, size=found.size, mtime_ns=found.mtime_ns, device=found.device,
-        inode=found.inode, missing=False, lines=1, indexed_at=dj_timezone.now(),
+        offset=size,
+        size=found.size,
+        mtime_ns=found.mtime_ns,
+        device=found.device,
+        inode=found.inode,
+        missing=False,
+        lines=1,
+        indexed_at=dj_timezone.now(),
     )
     if moved != 1:
         return False
@@ -78,11 +86,19 @@ def _todo_writer(
     text = "\n".join(item["content"] for item in items)
 
     def write() -> None:
-        Todo.objects.bulk_create([
-            Todo(source_id=source.pk, kind=found.kind, session_key=key, agent_id=agent,
-                 position=index, **item)
-            for index, item in enumerate(items)
-        ])
+        Todo.objects.bulk_create(
+            [
+                Todo(
+                    source_id=source.pk,
+                    kind=found.kind,
+                    session_key=key,
+                    agent_id=agent,
+                    position=index,
+                    **item,
+                )
+                for index, item in enumerate(items)
+            ]
+        )
         if items:  # Claude Code leaves many empty lists: no entry for those
             _entry_write(source, session_pk, found.kind, text, data, dict_id)
 
@@ -95,25 +111,40 @@ def _plan_writer(
     text = data.decode("utf-8", errors="replace")
     slug = Path(found.path).stem
     session_pk = (
-        Session.objects.filter(slug=slug).order_by("-last_at")
-        .values_list("pk", flat=True).first()
+        Session.objects.filter(slug=slug)
+        .order_by("-last_at")
+        .values_list("pk", flat=True)
+        .first()
     )
     modified = datetime.fromtimestamp(found.mtime_ns / 1e9, tz=UTC)
 
     def write() -> None:
-        Plan.objects.create(source_id=source.pk, slug=slug, content=text,
-                            modified_at=modified)
+        Plan.objects.create(
+            source_id=source.pk, slug=slug, content=text, modified_at=modified
+        )
         _entry_write(source, session_pk, "plan", text, data, dict_id)
 
     return write, 1
 
 
 def _entry_write(
-    source: SourceFile, session_pk: int | None, kind: str, text: str, data: bytes,
+    source: SourceFile,
+    session_pk: int | None,
+    kind: str,
+    text: str,
+    data: bytes,
     dict_id: int | None,
 ) -> None:
     parsed = ParsedLine(type=kind, text=text[:60_000])
-    entries_insert([entry_row(
-        source_pk=source.pk, session_pk=session_pk, line_no=1, parsed=parsed, tools="",
-        raw=rawlines.line_encode(data, dict_id=dict_id),
-    )])
+    entries_insert(
+        [
+            entry_row(
+                source_pk=source.pk,
+                session_pk=session_pk,
+                line_no=1,
+                parsed=parsed,
+                tools="",
+                raw=rawlines.line_encode(data, dict_id=dict_id),
+            )
+        ]
+    )

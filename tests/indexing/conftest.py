@@ -31,9 +31,15 @@ def encode_folder(path: str) -> str:
 class Transcript:
     """One transcript file; helpers append lines the way Claude Code writes them."""
 
-    def __init__(self, path: Path, *, session_id: str, cwd: str, version: str,
-                 agent_id: str = "") -> None:
-        self.path, self.session_id, self.cwd, self.version = path, session_id, cwd, version
+    def __init__(
+        self, path: Path, *, session_id: str, cwd: str, version: str, agent_id: str = ""
+    ) -> None:
+        self.path, self.session_id, self.cwd, self.version = (
+            path,
+            session_id,
+            cwd,
+            version,
+        )
         self.agent_id = agent_id
         self.clock = 0.0
         self.last_uuid: str | None = None
@@ -43,9 +49,14 @@ class Transcript:
     def _common(self, **extra: Any) -> dict:
         self.clock += 1
         record = {
-            "parentUuid": self.last_uuid, "isSidechain": bool(self.agent_id),
-            "userType": "external", "cwd": self.cwd, "sessionId": self.session_id,
-            "version": self.version, "gitBranch": "main", "uuid": str(uuidlib.uuid4()),
+            "parentUuid": self.last_uuid,
+            "isSidechain": bool(self.agent_id),
+            "userType": "external",
+            "cwd": self.cwd,
+            "sessionId": self.session_id,
+            "version": self.version,
+            "gitBranch": "main",
+            "uuid": str(uuidlib.uuid4()),
             "timestamp": _ts(self.clock),
         }
         if self.agent_id:
@@ -64,33 +75,64 @@ class Transcript:
                 handle.write(record + b"\n")
 
     def user(self, content: Any, **extra: Any) -> dict:
-        record = self._common(type="user", message={"role": "user", "content": content},
-                              **extra)
+        record = self._common(
+            type="user", message={"role": "user", "content": content}, **extra
+        )
         self.write(record)
         return record
 
-    def assistant(self, blocks: list[dict], *, message_id: str, request_id: str,
-                  usage: dict | None = None, model: str = "claude-sonnet-4-5-20250929",
-                  **extra: Any) -> list[dict]:
+    def assistant(
+        self,
+        blocks: list[dict],
+        *,
+        message_id: str,
+        request_id: str,
+        usage: dict | None = None,
+        model: str = "claude-sonnet-4-5-20250929",
+        **extra: Any,
+    ) -> list[dict]:
         """Write one line per content block, each repeating the same usage."""
-        usage = usage or {"input_tokens": 10, "output_tokens": 5,
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        usage = usage or {
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
         records = []
         for block in blocks:
-            message = {"id": message_id, "type": "message", "role": "assistant",
-                       "model": model, "content": [block], "stop_reason": None,
-                       "usage": usage}
-            records.append(self._common(type="assistant", message=message,
-                                        requestId=request_id, **extra))
+            message = {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [block],
+                "stop_reason": None,
+                "usage": usage,
+            }
+            records.append(
+                self._common(
+                    type="assistant", message=message, requestId=request_id, **extra
+                )
+            )
         self.write(*records)
         return records
 
     def tool_result(self, tool_use_id: str, output: str, **extra: Any) -> dict:
         return self.user(
-            [{"tool_use_id": tool_use_id, "type": "tool_result", "content": output,
-              "is_error": False}],
-            toolUseResult={"stdout": output, "stderr": "", "interrupted": False,
-                           "isImage": False},
+            [
+                {
+                    "tool_use_id": tool_use_id,
+                    "type": "tool_result",
+                    "content": output,
+                    "is_error": False,
+                }
+            ],
+            toolUseResult={
+                "stdout": output,
+                "stderr": "",
+                "interrupted": False,
+                "isImage": False,
+            },
             **extra,
         )
 
@@ -107,8 +149,13 @@ class ClaudeTree:
         self.root = root
         (root / "projects").mkdir(parents=True, exist_ok=True)
 
-    def transcript(self, *, cwd: str = "/home/me/my_proj", session_id: str | None = None,
-                   version: str = "2.1.197") -> Transcript:
+    def transcript(
+        self,
+        *,
+        cwd: str = "/home/me/my_proj",
+        session_id: str | None = None,
+        version: str = "2.1.197",
+    ) -> Transcript:
         session_id = session_id or str(uuidlib.uuid4())
         path = self.root / "projects" / encode_folder(cwd) / f"{session_id}.jsonl"
         return Transcript(path, session_id=session_id, cwd=cwd, version=version)
@@ -119,12 +166,19 @@ class ClaudeTree:
             path = folder / f"agent-{agent_id}.jsonl"
         else:
             path = folder / parent.session_id / "subagents" / f"agent-{agent_id}.jsonl"
-        sub = Transcript(path, session_id=parent.session_id, cwd=parent.cwd,
-                         version=parent.version, agent_id=agent_id)
+        sub = Transcript(
+            path,
+            session_id=parent.session_id,
+            cwd=parent.cwd,
+            version=parent.version,
+            agent_id=agent_id,
+        )
         sub.clock = parent.clock
         return sub
 
-    def todo(self, session_id: str, items: list[dict], agent_id: str | None = None) -> Path:
+    def todo(
+        self, session_id: str, items: list[dict], agent_id: str | None = None
+    ) -> Path:
         path = self.root / "todos" / f"{session_id}-agent-{agent_id or session_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(items))
@@ -152,8 +206,9 @@ def claude_tree(tmp_path: Path, settings) -> ClaudeTree:
     return tree
 
 
-def conversation_write(tree: ClaudeTree, *, cwd: str = "/home/me/my_proj",
-                       version: str = "2.1.197") -> Transcript:
+def conversation_write(
+    tree: ClaudeTree, *, cwd: str = "/home/me/my_proj", version: str = "2.1.197"
+) -> Transcript:
     """Write the standard sample session: 11 lines, 2 responses, known totals.
 
     Lines: queue-operation, user prompt, assistant text+tool_use (2 lines, same
@@ -161,29 +216,61 @@ def conversation_write(tree: ClaudeTree, *, cwd: str = "/home/me/my_proj",
     last-prompt, and a <synthetic> API-error line that must not count.
     """
     t = tree.transcript(cwd=cwd, version=version)
-    t.other(type="queue-operation", operation="enqueue",
-            content="plan the migration rollback")
+    t.other(
+        type="queue-operation",
+        operation="enqueue",
+        content="plan the migration rollback",
+    )
     t.user("plan the migration rollback for the billing service")
-    usage1 = {"input_tokens": 1200, "output_tokens": 300,
-              "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 5000,
-              "cache_creation": {"ephemeral_5m_input_tokens": 1500,
-                                 "ephemeral_1h_input_tokens": 500}}
+    usage1 = {
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "cache_creation_input_tokens": 2000,
+        "cache_read_input_tokens": 5000,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": 1500,
+            "ephemeral_1h_input_tokens": 500,
+        },
+    }
     t.assistant(
-        [{"type": "text", "text": "I will inspect the alembic history first."},
-         {"type": "tool_use", "id": "toolu_01", "name": "Bash",
-          "input": {"command": "alembic history --verbose", "description": "history"}}],
-        message_id="msg_01", request_id="req_01", usage=usage1,
+        [
+            {"type": "text", "text": "I will inspect the alembic history first."},
+            {
+                "type": "tool_use",
+                "id": "toolu_01",
+                "name": "Bash",
+                "input": {
+                    "command": "alembic history --verbose",
+                    "description": "history",
+                },
+            },
+        ],
+        message_id="msg_01",
+        request_id="req_01",
+        usage=usage1,
     )
     t.tool_result("toolu_01", "rev 42 -> 43 (head), add invoices table\n" * 3)
-    t.assistant([{"type": "text", "text": "Rollback with alembic downgrade 42."}],
-                message_id="msg_02", request_id="req_02",
-                usage={"input_tokens": 50, "output_tokens": 20,
-                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 7000})
+    t.assistant(
+        [{"type": "text", "text": "Rollback with alembic downgrade 42."}],
+        message_id="msg_02",
+        request_id="req_02",
+        usage={
+            "input_tokens": 50,
+            "output_tokens": 20,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 7000,
+        },
+    )
     t.other(type="system", subtype="turn_duration", durationMs=5000)
     t.other(type="attachment", attachment={"type": "skill_listing", "content": "x"})
     t.other(type="brand-new-type", payload={"anything": [1, 2, 3]})
     t.other(type="last-prompt", lastPrompt="plan the migration", leafUuid=t.last_uuid)
-    t.assistant([{"type": "text", "text": "API Error: overloaded"}],
-                message_id="msg_err", request_id="req_err", model="<synthetic>",
-                usage={"input_tokens": 0, "output_tokens": 0}, isApiErrorMessage=True)
+    t.assistant(
+        [{"type": "text", "text": "API Error: overloaded"}],
+        message_id="msg_err",
+        request_id="req_err",
+        model="<synthetic>",
+        usage={"input_tokens": 0, "output_tokens": 0},
+        isApiErrorMessage=True,
+    )
     return t

@@ -16,19 +16,33 @@ pytestmark = pytest.mark.django_db
 def test_it_indexes_a_session_with_exact_totals(claude_tree) -> None:
     t = conversation_write(claude_tree)
     report = index_sync()
-    assert (report.files_scanned, report.files_changed, report.entries_added) == (1, 1, 11)
+    assert (report.files_scanned, report.files_changed, report.entries_added) == (
+        1,
+        1,
+        11,
+    )
     assert report.bad_lines == 0
     session = Session.objects.get()
     assert session.session_id == t.session_id
-    assert session.project.path == "/home/me/my_proj"  # from cwd, not "-home-me-my-proj"
+    assert (
+        session.project.path == "/home/me/my_proj"
+    )  # from cwd, not "-home-me-my-proj"
     assert session.title == "plan the migration rollback for the billing service"
     assert session.title_source == "prompt"
-    assert (session.entry_count, session.user_count, session.assistant_count) == (11, 1, 2)
+    assert (session.entry_count, session.user_count, session.assistant_count) == (
+        11,
+        1,
+        2,
+    )
     assert session.tool_call_count == 1
-    # msg_01 counted once although written on two lines; the <synthetic> error not at all.
-    assert (session.input_tokens, session.output_tokens, session.cache_read_tokens,
-            session.cache_write_5m_tokens, session.cache_write_1h_tokens) == (
-        1250, 320, 12000, 1500, 500)
+    # msg_01 counted once though written on two lines; the <synthetic> error never.
+    assert (
+        session.input_tokens,
+        session.output_tokens,
+        session.cache_read_tokens,
+        session.cache_write_5m_tokens,
+        session.cache_write_1h_tokens,
+    ) == (1250, 320, 12000, 1500, 500)
     # Sonnet 4.5: 3 in, 15 out, 0.30 read, 3.75 5m write, 6 1h write per million.
     assert session.cost_usd == pytest.approx(0.018225 + 0.00255)
     assert (session.cli_version, session.git_branch) == ("2.1.197", "main")
@@ -46,10 +60,22 @@ def test_it_keeps_each_original_line_byte_for_byte(claude_tree) -> None:
 @pytest.mark.parametrize(
     ("extra", "title", "source"),
     [
-        ([{"type": "custom-title", "customTitle": "Billing rollback"},
-          {"type": "ai-title", "aiTitle": "Ignored"}], "Billing rollback", "custom"),
-        ([{"type": "ai-title", "aiTitle": "First"}, {"type": "ai-title", "aiTitle": "Last"}],
-         "Last", "ai"),
+        (
+            [
+                {"type": "custom-title", "customTitle": "Billing rollback"},
+                {"type": "ai-title", "aiTitle": "Ignored"},
+            ],
+            "Billing rollback",
+            "custom",
+        ),
+        (
+            [
+                {"type": "ai-title", "aiTitle": "First"},
+                {"type": "ai-title", "aiTitle": "Last"},
+            ],
+            "Last",
+            "ai",
+        ),
     ],
 )
 def test_it_titles_sessions_by_the_reference_rules(claude_tree, extra, title, source):
@@ -64,11 +90,16 @@ def test_it_titles_sessions_by_the_reference_rules(claude_tree, extra, title, so
 def test_it_titles_by_the_summary_of_a_leaf_in_the_session(claude_tree) -> None:
     t = conversation_write(claude_tree)
     other = claude_tree.transcript()
-    other.other(type="summary", summary="Billing migration rollback", leafUuid=t.last_uuid)
+    other.other(
+        type="summary", summary="Billing migration rollback", leafUuid=t.last_uuid
+    )
     other.other(type="summary", summary="Not ours", leafUuid="no-such-uuid")
     index_sync()
     session = Session.objects.get(session_id=t.session_id)
-    assert (session.title, session.title_source) == ("Billing migration rollback", "summary")
+    assert (session.title, session.title_source) == (
+        "Billing migration rollback",
+        "summary",
+    )
 
 
 def test_it_reads_only_appended_bytes_and_waits_for_a_partial_line(claude_tree) -> None:
@@ -99,7 +130,10 @@ def test_it_reports_bad_lines_with_file_and_line_and_indexes_the_rest(claude_tre
     assert report.entries_added == 3
     assert report.bad_lines == 2
     assert [(p.path, p.line) for p in report.problems] == [
-        (str(t.path), 2), (str(t.path), 3), (str(t.path), 4)]
+        (str(t.path), 2),
+        (str(t.path), 3),
+        (str(t.path), 4),
+    ]
     assert "malformed JSON" in report.problems[0].reason
     assert "invalid UTF-8" in report.problems[2].reason
     assert SourceFile.objects.get().bad_lines == 2
@@ -136,7 +170,9 @@ def test_it_rereads_a_file_rewritten_in_place(claude_tree) -> None:
     data = t.path.read_bytes()
     with open(t.path, "r+b") as handle:  # same inode, new head, longer
         handle.write(data.replace(b"billing", b"payroll") + data[:0])
-        handle.write(b'{"type": "user", "message": {"role": "user", "content": "more"}}\n')
+        handle.write(
+            b'{"type": "user", "message": {"role": "user", "content": "more"}}\n'
+        )
     index_sync()
     assert Entry.objects.count() == 12
     assert entry_search(query="billing") == []
@@ -153,8 +189,11 @@ def test_it_keeps_history_of_deleted_files_unless_pruned(claude_tree) -> None:
     assert len(entry_search(query="billing")) == 1
     report = index_sync(prune=True)
     assert report.files_pruned == 1
-    assert (Entry.objects.count(), Session.objects.count(), Project.objects.count()) == (
-        0, 0, 0)
+    assert (
+        Entry.objects.count(),
+        Session.objects.count(),
+        Project.objects.count(),
+    ) == (0, 0, 0)
     assert fts_row_count() == 0
     fts_integrity_check()
 
@@ -173,17 +212,36 @@ def test_it_rebuilds_with_full_without_duplicates(claude_tree) -> None:
 def test_it_attaches_subagents_in_both_layouts(claude_tree, layout: str) -> None:
     parent = claude_tree.transcript()
     parent.user("review the code")
-    parent.assistant([{"type": "tool_use", "id": "toolu_t", "name": "Task",
-                       "input": {"prompt": "review auth.py", "description": "review"}}],
-                     message_id="msg_p", request_id="req_p")
+    parent.assistant(
+        [
+            {
+                "type": "tool_use",
+                "id": "toolu_t",
+                "name": "Task",
+                "input": {"prompt": "review auth.py", "description": "review"},
+            }
+        ],
+        message_id="msg_p",
+        request_id="req_p",
+    )
     sub = claude_tree.subagent(parent, agent_id="a1b2c3", layout=layout)
     sub.user("review auth.py")
-    sub.assistant([{"type": "text", "text": "auth.py looks fine"}],
-                  message_id="msg_s", request_id="req_s",
-                  usage={"input_tokens": 7, "output_tokens": 3})
-    spawn = parent.user([{"type": "tool_result", "tool_use_id": "toolu_t",
-                          "content": "auth.py looks fine"}],
-                        toolUseResult={"status": "completed", "agentId": "a1b2c3"})
+    sub.assistant(
+        [{"type": "text", "text": "auth.py looks fine"}],
+        message_id="msg_s",
+        request_id="req_s",
+        usage={"input_tokens": 7, "output_tokens": 3},
+    )
+    spawn = parent.user(
+        [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_t",
+                "content": "auth.py looks fine",
+            }
+        ],
+        toolUseResult={"status": "completed", "agentId": "a1b2c3"},
+    )
     index_sync()
     child = Session.objects.get(session_id="agent-a1b2c3")
     assert child.is_subagent and child.parent.session_id == parent.session_id
@@ -195,24 +253,40 @@ def test_it_attaches_subagents_in_both_layouts(claude_tree, layout: str) -> None
 
 def test_it_indexes_todos_plans_and_history(claude_tree) -> None:
     t = conversation_write(claude_tree)
-    claude_tree.todo(t.session_id, [
-        {"content": "write the rollback script", "status": "in_progress",
-         "activeForm": "Writing"},
-        {"content": "run staging", "status": "pending", "activeForm": "Running"}])
+    claude_tree.todo(
+        t.session_id,
+        [
+            {
+                "content": "write the rollback script",
+                "status": "in_progress",
+                "activeForm": "Writing",
+            },
+            {"content": "run staging", "status": "pending", "activeForm": "Running"},
+        ],
+    )
     claude_tree.todo("other", [])
     claude_tree.plan("brave-otter", "# Plan\nMove invoices to the zanzibar queue.")
-    claude_tree.history({"display": "plan the migration", "timestamp": 1763600000000,
-                         "project": "/home/me/my_proj", "sessionId": t.session_id})
+    claude_tree.history(
+        {
+            "display": "plan the migration",
+            "timestamp": 1763600000000,
+            "project": "/home/me/my_proj",
+            "sessionId": t.session_id,
+        }
+    )
     report = index_sync()
     assert report.files_scanned == 5
     assert list(Todo.objects.values_list("content", "status")) == [
-        ("write the rollback script", "in_progress"), ("run staging", "pending")]
+        ("write the rollback script", "in_progress"),
+        ("run staging", "pending"),
+    ]
     assert Plan.objects.get().slug == "brave-otter"
     (plan_hit,) = entry_search(query="zanzibar")
     assert plan_hit.type == "plan"
     (todo_hit,) = entry_search(query="staging")
     assert (todo_hit.type, todo_hit.session_id) == ("todo", t.session_id)
     assert Entry.objects.filter(type="history").count() == 1
+    assert Session.objects.get().entry_count == 11  # todo/history are not its lines
     claude_tree.todo(t.session_id, [{"content": "done", "status": "completed"}])
     index_sync()
     assert list(Todo.objects.values_list("content", flat=True)) == ["done"]

@@ -1,4 +1,4 @@
-"""`manage.py reindex`: copy Claude Code's transcripts, todos and plans into the index."""
+"""`manage.py reindex`: copy Claude Code's transcripts, todos and plans in."""
 
 from __future__ import annotations
 
@@ -19,19 +19,38 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--full", action="store_true",
-                            help="re-read every source file from the start")
-        parser.add_argument("--watch", action="store_true",
-                            help="keep indexing changes (polls; idle costs a stat per file)")
-        parser.add_argument("--interval", type=float, default=2.0,
-                            help="seconds between --watch passes (default 2)")
-        parser.add_argument("--prune", action="store_true",
-                            help="delete indexed history of vanished source files")
-        parser.add_argument("--no-wait", action="store_true",
-                            help="exit at once if another run holds the index lock")
-        parser.add_argument("--quiet", action="store_true",
-                            help="only the summary line (and, in --watch, passes "
-                                 "that changed something)")
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help="re-read every source file from the start",
+        )
+        parser.add_argument(
+            "--watch",
+            action="store_true",
+            help="keep indexing changes (polls; idle costs a stat per file)",
+        )
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=2.0,
+            help="seconds between --watch passes (default 2)",
+        )
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="delete indexed history of vanished source files",
+        )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="exit at once if another run holds the index lock",
+        )
+        parser.add_argument(
+            "--quiet",
+            action="store_true",
+            help="only the summary line (and, in --watch, passes "
+            "that changed something)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         if options["interval"] <= 0:
@@ -41,8 +60,9 @@ class Command(BaseCommand):
         full = bool(options["full"])
         try:
             while True:
-                self._pass(full=full, prune=bool(options["prune"]),
-                           wait=not options["no_wait"])
+                self._pass(
+                    full=full, prune=bool(options["prune"]), wait=not options["no_wait"]
+                )
                 if not options["watch"]:
                     return
                 full = False
@@ -53,19 +73,29 @@ class Command(BaseCommand):
     def _pass(self, *, full: bool, prune: bool, wait: bool) -> SyncReport:
         self._started = time.monotonic()
         try:
-            report = index_sync(full=full, prune=prune, wait=wait,
-                                progress=self._progress if self.tty else None,
-                                on_wait=self.stderr.write)
+            report = index_sync(
+                full=full,
+                prune=prune,
+                wait=wait,
+                progress=self._progress if self.tty else None,
+                on_wait=self.stderr.write,
+            )
         except IndexBusy as exc:
             raise CommandError(f"{exc}; not starting a second run.") from None
         if self.tty:
             self.stdout.write("\r\033[K", ending="")
         for problem in report.problems[:PROBLEMS_SHOWN]:
             self.stderr.write(f"skipped/noted: {problem}")
-        hidden = report.bad_lines + report.warnings - min(PROBLEMS_SHOWN, len(report.problems))
+        hidden = (
+            report.bad_lines
+            + report.warnings
+            - min(PROBLEMS_SHOWN, len(report.problems))
+        )
         if hidden > 0:
             self.stderr.write(f"... and {hidden} more problems")
-        if not (self.quiet and report.files_changed == 0 and getattr(self, "_said", False)):
+        if not (
+            self.quiet and report.files_changed == 0 and getattr(self, "_said", False)
+        ):
             self.stdout.write(report.summary_line())
             self._said = True
         return report

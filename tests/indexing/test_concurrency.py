@@ -1,0 +1,115 @@
+"""The index beside a busy writer on the same SQLite file, and two runs at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+
+from apps.indexing.models import Entry, Session
+from apps.indexing.services import IndexBusy, index_lock, index_sync
+from tests.indexing.conftest import conversation_write
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _tree_fill(claude_tree, sessions: int = 40) -> int:
+    lines = 0
+    for index in range(sessions):
+        t = claude_tree.transcript(cwd=f"/home/me/p{index % 3}")
+        for turn in range(30):
+            t.user(f"prompt {turn} about zebra crossing")
+            t.assistant(
+                [{"type": "text", "text": "answer " * 50}],
+                message_id=f"m{index}-{turn}",
+                request_id=f"r{index}-{turn}",
+            )
+        lines += 60
+    return lines
+
+
+def test_it_indexes_while_another_process_writes_the_same_database(claude_tree):
+    lines = _tree_fill(claude_tree)
+    path = connection.settings_dict["NAME"]
+    stop = threading.Event()
+    errors: list[Exception] = []
+    writes = [0]
+
+    def relay_like_writer() -> None:
+        # A separate sqlite3 connection, as the relay's process has: short
+        # IMMEDIATE transactions, the same busy timeout as the settings.
+        db = sqlite3.connect(path, timeout=5, isolation_level=None)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS bench_writes (n INTEGER, pad TEXT)")
+            while not stop.is_set():
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO bench_writes VALUES (?, ?)", (writes[0], "x" * 2000)
+                )
+                db.execute("COMMIT")
+                writes[0] += 1
+                time.sleep(0.002)  # a very busy relay: hundreds of writes a second
+        except Exception as exc:  # noqa: BLE001 - the test reports any failure
+            errors.append(exc)
+        finally:
+            db.close()
+
+    writer = threading.Thread(target=relay_like_writer)
+    writer.start()
+    try:
+        report = index_sync()
+    finally:
+        stop.set()
+        writer.join()
+    assert errors == []
+    assert writes[0] > 0
+    assert report.entries_added == lines
+    assert Entry.objects.count() == lines
+
+
+def test_it_lets_a_second_run_wait_for_the_first(claude_tree) -> None:
+    lines = _tree_fill(claude_tree, sessions=20)
+    reports, errors, waited = [], [], []
+
+    def run() -> None:
+        try:
+            reports.append(index_sync(on_wait=waited.append))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r.entries_added for r in reports) == [0, lines]
+    assert Entry.objects.count() == lines
+    assert Session.objects.count() == 20
+
+
+def test_it_exits_clearly_when_told_not_to_wait(claude_tree) -> None:
+    conversation_write(claude_tree)
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with index_lock():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(10)
+    try:
+        with pytest.raises(IndexBusy, match="another reindex run"):
+            index_sync(wait=False)
+    finally:
+        release.set()
+        thread.join()
+    assert index_sync(wait=False).entries_added == 11
