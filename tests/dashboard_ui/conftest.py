@@ -8,7 +8,6 @@ and visible to the server process). Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -74,31 +73,61 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def data_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:
-    """Run the data deployment under daphne on the test database; yield its URL."""
-    db_path = settings.DATABASES["default"]["NAME"]
-    var_dir = tmp_path_factory.mktemp("data-var")
-    port = _free_port()
-    log = open(var_dir / "daphne.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "claudemon.asgi:application"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env=dict(os.environ, DJANGO_SETTINGS_MODULE="claudemon.settings.data",
-                 CLAUDEMON_DB_PATH=str(db_path), CLAUDEMON_VAR_DIR=str(var_dir)),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process, var_dir / "daphne.log")
-        yield url
-    finally:
-        process.terminate()
+class DataServer:
+    """The data deployment under daphne, on a fixed port so it can be restarted."""
+
+    def __init__(self, *, db_path: str, var_dir: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.var_dir = var_dir
+        self.env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="claudemon.settings.data",
+            CLAUDEMON_DB_PATH=db_path,
+            CLAUDEMON_VAR_DIR=str(var_dir),
+        )
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log_path = self.var_dir / "daphne.log"
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
+                 str(self.port), "claudemon.asgi:application"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            )  # fmt: skip
+        _wait_until_up(self.url, self.process, log_path)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            process.wait(timeout=10)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def data_server(
+    django_db_setup, django_db_blocker, tmp_path_factory
+) -> Iterator[DataServer]:
+    """Run the data deployment on the pytest test database file."""
+    server = DataServer(
+        db_path=str(settings.DATABASES["default"]["NAME"]),
+        var_dir=tmp_path_factory.mktemp("data-var"),
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -119,7 +148,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
 
 
 def _chromium_missing() -> str | None:
-    if Path(CHROMIUM).exists() or shutil.which("chromium"):
+    if Path(CHROMIUM).exists():
         return None
     return f"Chromium is not installed at {CHROMIUM} (run tests/setup_browser.sh)"
 
@@ -164,7 +193,7 @@ def pytest_runtest_makereport(item, call):
 def page(request, browser, data_server):
     """A fresh browser context in Paris time; console errors are collected."""
     context = browser.new_context(
-        base_url=data_server, timezone_id="Europe/Paris",
+        base_url=data_server.url, timezone_id="Europe/Paris",
         viewport={"width": 1280, "height": 900},
     )  # fmt: skip
     tab = context.new_page()

@@ -191,3 +191,18 @@ def test_it_links_every_page_from_the_navigation(page, member, world):
     expect(page.locator("#errors-table")).to_contain_text("overloaded_error")
     expect(page.locator("#slowest-table tbody tr").first).to_contain_text("6.00 s")
     _shots(page, "performance")
+
+
+def test_it_reconnects_the_live_feed_after_a_restart(page, member, world, data_server):
+    login(page)
+    page.goto("/live/")
+    status = page.locator("#live-status")
+    expect(status).to_have_text("live")
+    data_server.stop()
+    expect(status).to_have_text("reconnecting…")
+    data_server.start()
+    expect(status).to_have_text("live", timeout=15000)  # backoff tops out at 10 s
+    new_id = _insert_from_another_process(started_at=timezone.now())
+    expect(page.locator(f'#live-rows tr[data-id="{new_id}"]')).to_be_visible(
+        timeout=2000
+    )
