@@ -7,6 +7,7 @@ cost more than parsing it. The FTS index follows through the migration's trigger
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
@@ -96,7 +97,8 @@ class Batch:
     """Lines of one file, parsed and waiting to be written with the file's offset."""
 
     def __init__(
-        self, *, found: FoundFile, source: SourceFile, dict_id: int | None, report
+        self, *, found: FoundFile, source: SourceFile, dict_id: int | None, report,
+        session_pk: int | None = None,
     ) -> None:
         self.found, self.source_pk, self.dict_id, self.report = (
             found,
@@ -114,7 +116,9 @@ class Batch:
         self.session_pk: int | None = None
         self.session_keys: dict[str, int] = {}
         if found.kind == "transcript":
-            self.session_pk = _session_ensure(found.path)
+            self.session_pk = (
+                session_pk or sessions_ensure(paths=[found.path])[found.path]
+            )
         else:
             self.session_keys = dict(Session.objects.values_list("session_id", "pk"))
 
@@ -191,71 +195,143 @@ class Batch:
         if parsed.session_id and "parent_key" not in self.meta:
             self.meta["parent_key"] = parsed.session_id
 
-    def duplicates_report(self) -> None:
-        """Report uuids already indexed from another file (both copies are kept)."""
-        uuids = list(self.uuids)
+    def clear(self) -> None:
+        self.rows, self.nbytes, self.bad, self.uuids = [], 0, 0, {}
+
+
+@dataclass(slots=True)
+class _Pending:
+    batch_path: str
+    found: FoundFile
+    source_pk: int
+    session_pk: int | None
+    expected: int
+    offset_end: int
+    lines: int
+    bad: int
+    head: str
+    rows: list[tuple]
+    meta: dict[str, str]
+    uuids: dict[str, int]
+
+
+class Committer:
+    """Write the batches of many files together: one short transaction per ~2,000
+    rows rather than several per file, which is what a tree of small files needs
+    (each commit also leaves FTS5 a segment to merge)."""
+
+    def __init__(self, *, report, max_rows: int, max_bytes: int) -> None:
+        self.report, self.max_rows, self.max_bytes = report, max_rows, max_bytes
+        self.pending: list[_Pending] = []
+        self.rows = 0
+        self.nbytes = 0
+        self.saved_meta: dict[int, dict[str, str]] = {}
+        self.projects: dict[str, int] = {}
+
+    def queue(self, batch: Batch, *, expected: int, head: str) -> None:
+        """Take the batch's rows (and its new offset) for the next flush."""
+        self.pending.append(_Pending(
+            batch.found.path, batch.found, batch.source_pk, batch.session_pk, expected,
+            batch.offset_end, batch.line_no, batch.bad, head, batch.rows,
+            dict(batch.meta), batch.uuids,
+        ))
+        self.rows += len(batch.rows)
+        self.nbytes += batch.nbytes
+        batch.clear()
+
+    def due(self) -> bool:
+        return self.rows >= self.max_rows or self.nbytes >= self.max_bytes
+
+    def flush(self) -> int:
+        """Write everything queued; return the number of entries written."""
+        if not self.pending:
+            return 0
+        self._duplicates_report()
+        written = write_retry(self._write)
+        self.pending, self.rows, self.nbytes = [], 0, 0
+        return written
+
+    def _write(self) -> int:
+        rows: list[tuple] = []
+        now = timezone.now()
+        for item in self.pending:
+            found = item.found
+            moved = SourceFile.objects.filter(
+                pk=item.source_pk, offset=item.expected
+            ).update(
+                offset=item.offset_end, lines=item.lines, size=found.size,
+                mtime_ns=found.mtime_ns, device=found.device, inode=found.inode,
+                missing=False, session_id=item.session_pk, head=item.head,
+                bad_lines=F("bad_lines") + item.bad, indexed_at=now,
+            )
+            if moved != 1:  # another run moved this file first: its rows are its own
+                continue
+            rows.extend(item.rows)
+            if item.session_pk and self.saved_meta.get(item.session_pk) != item.meta:
+                _session_meta_save(item.session_pk, item.meta, self.projects)
+                self.saved_meta[item.session_pk] = item.meta
+        entries_insert(rows)
+        return len(rows)
+
+    def _duplicates_report(self) -> None:
+        """Report uuids already seen in another file (both copies are kept)."""
+        owners: dict[str, _Pending] = {}
+        for item in self.pending:
+            for uuid in item.uuids:
+                first = owners.setdefault(uuid, item)
+                if first.source_pk != item.source_pk:
+                    self._duplicate(item, uuid, first.batch_path)
+        uuids = list(owners)
         for start in range(0, len(uuids), 900):
             chunk = uuids[start : start + 900]
             clash = (
                 Entry.objects.filter(uuid__in=chunk)
                 .exclude(uuid="")
-                .exclude(source_id=self.source_pk)
-                .values_list("uuid", "source__path")
+                .values_list("uuid", "source_id", "source__path")
             )
-            for uuid, other in clash:
-                self.report.problem(
-                    self.found.path,
-                    self.uuids[uuid],
-                    f"duplicate uuid {uuid} (also in {other}); kept in both",
-                    bad=False,
-                )
+            for uuid, source_pk, other in clash:
+                if source_pk != owners[uuid].source_pk:
+                    self._duplicate(owners[uuid], uuid, other)
 
-    def write(self, *, expected_offset: int, head: str) -> bool:
-        """Insert the rows and move the offset; False if another run moved it first."""
-        moved = SourceFile.objects.filter(
-            pk=self.source_pk, offset=expected_offset
-        ).update(
-            offset=self.offset_end,
-            lines=self.line_no,
-            size=self.found.size,
-            mtime_ns=self.found.mtime_ns,
-            device=self.found.device,
-            inode=self.found.inode,
-            missing=False,
-            session_id=self.session_pk,
-            head=head,
-            bad_lines=F("bad_lines") + self.bad,
-            indexed_at=timezone.now(),
+    def _duplicate(self, item: _Pending, uuid: str, other: str) -> None:
+        self.report.problem(
+            item.batch_path, item.uuids[uuid],
+            f"duplicate uuid {uuid} (also in {other}); kept in both", bad=False,
         )
-        if moved != 1:
-            return False
-        entries_insert(self.rows)
-        if self.session_pk:
-            _session_meta_save(self.session_pk, self.meta)
-        return True
-
-    def clear(self) -> None:
-        self.rows, self.nbytes, self.bad, self.uuids = [], 0, 0, {}
 
 
-def _session_ensure(path: str) -> int:
-    key, is_subagent, agent_id = transcript_identity(path)
-    parts = Path(path).parts
-    parent_key = parts[-3] if is_subagent and parts[-2:-1] == ("subagents",) else ""
-    session, _ = write_retry(
-        lambda: Session.objects.get_or_create(
-            session_id=key,
-            defaults={
-                "is_subagent": is_subagent,
-                "agent_id": agent_id,
-                "parent_key": parent_key,
-            },
+def sessions_ensure(*, paths: list[str]) -> dict[str, int]:
+    """Return {transcript path: session pk}, creating sessions in one transaction."""
+    wanted: dict[str, tuple[str, bool, str, str]] = {}
+    for path in paths:
+        key, is_subagent, agent_id = transcript_identity(path)
+        parts = Path(path).parts
+        parent = parts[-3] if is_subagent and parts[-2:-1] == ("subagents",) else ""
+        wanted[path] = (key, is_subagent, agent_id, parent)
+
+    def create() -> dict[str, int]:
+        keys = {w[0] for w in wanted.values()}
+        existing = dict(
+            Session.objects.filter(session_id__in=keys).values_list("session_id", "pk")
         )
-    )
-    return session.pk
+        fresh = {
+            w[0]: Session(
+                session_id=w[0], is_subagent=w[1], agent_id=w[2], parent_key=w[3]
+            )
+            for w in wanted.values()
+            if w[0] not in existing
+        }
+        Session.objects.bulk_create(fresh.values())
+        created = Session.objects.filter(session_id__in=list(fresh))
+        existing.update(created.values_list("session_id", "pk"))
+        return {path: existing[w[0]] for path, w in wanted.items()}
+
+    return write_retry(create)
 
 
-def _session_meta_save(session_pk: int, meta: dict[str, str]) -> None:
+def _session_meta_save(
+    session_pk: int, meta: dict[str, str], projects: dict[str, int]
+) -> None:
     if not meta:
         return
     fields = {
@@ -272,7 +348,9 @@ def _session_meta_save(session_pk: int, meta: dict[str, str]) -> None:
             parent_key=meta["parent_key"]
         )
     if meta.get("cwd"):
-        project, _ = Project.objects.get_or_create(path=meta["cwd"])
+        if meta["cwd"] not in projects:
+            project, _ = Project.objects.get_or_create(path=meta["cwd"])
+            projects[meta["cwd"]] = project.pk
         sessions.filter(Q(project__isnull=True) | Q(project__path_known=False)).update(
-            project=project
+            project_id=projects[meta["cwd"]]
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 from django.db import connection
 
 from apps.indexing import rawlines
-from apps.indexing.batches import Batch
+from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize
 from apps.indexing.models import Dictionary, Entry, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
@@ -116,18 +116,14 @@ def index_sync(
         touched: set[int] = set()
         if changed:
             dict_id = _dictionary_current(changed)
+            run = _Run(report=report, dict_id=dict_id, full=full, progress=progress,
+                       touched=touched)
+            run.prepare(changed, known)
             # Transcripts first: todos and plans link to sessions they name.
             for found_file in sorted(changed, key=lambda f: _KIND_ORDER[f.kind]):
                 report.files_changed += 1
-                _file_ingest(
-                    found_file,
-                    known.get(found_file.path),
-                    full,
-                    dict_id,
-                    report,
-                    touched,
-                    progress,
-                )
+                run.ingest(found_file, known.get(found_file.path))
+            run.flush()
             sessions_finalize(session_pks=touched)
         _missing_mark(found, known, report, prune)
         if report.entries_added >= OPTIMIZE_AFTER:
@@ -189,41 +185,91 @@ def index_lock(
         os.close(fd)
 
 
-class _Conflict(Exception):
-    """Another run moved this file's offset first; leave the file to it."""
+class _Run:
+    """The state of one sync pass over the changed files."""
 
+    def __init__(self, *, report: SyncReport, dict_id: int | None, full: bool,
+                 progress: Progress | None, touched: set[int]) -> None:
+        self.report, self.dict_id, self.full = report, dict_id, full
+        self.progress, self.touched = progress, touched
+        self.committer = Committer(report=report, max_rows=BATCH_ROWS,
+                                   max_bytes=BATCH_BYTES)
+        self.fresh: dict[str, SourceFile] = {}
+        self.sessions: dict[str, int] = {}
 
-def _file_ingest(
-    found: FoundFile,
-    known: tuple | None,
-    full: bool,
-    dict_id: int | None,
-    report: SyncReport,
-    touched: set[int],
-    progress: Progress | None,
-) -> None:
-    source = _source_prepare(found, known, full)
-    try:
-        if found.kind in ("transcript", "history"):
-            _jsonl_ingest(found, source, dict_id, report, touched, progress)
-        else:
-            wholefile_ingest(found=found, source=source, dict_id=dict_id, report=report)
-    except _Conflict:
-        return
-    except OSError as exc:  # vanished or unreadable between scan and read
-        report.problem(found.path, 0, f"unreadable: {exc}", bad=False)
+    def prepare(self, changed: list[FoundFile], known: dict[str, tuple]) -> None:
+        """Create rows for new files and their sessions in two short transactions."""
+        new = [f for f in changed if f.path not in known]
+        if new:
+            write_retry(lambda: SourceFile.objects.bulk_create(
+                [SourceFile(path=f.path, root=f.root, kind=f.kind) for f in new],
+                ignore_conflicts=True,
+            ))
+            paths = [f.path for f in new]
+            for start in range(0, len(paths), 900):
+                chunk = paths[start : start + 900]
+                for source in SourceFile.objects.filter(path__in=chunk):
+                    self.fresh[source.path] = source
+        transcripts = [f.path for f in changed if f.kind == "transcript"]
+        if transcripts:
+            self.sessions = sessions_ensure(paths=transcripts)
+            self.touched.update(self.sessions.values())
+
+    def ingest(self, found: FoundFile, known: tuple | None) -> None:
+        try:
+            source = self.fresh.get(found.path)
+            if source is None or source.offset:
+                source = _source_prepare(found, known, self.full)
+            if found.kind in ("transcript", "history"):
+                self._jsonl_ingest(found, source)
+            else:
+                self.flush()  # whole files write on their own; keep the order
+                wholefile_ingest(found=found, source=source, dict_id=self.dict_id,
+                                 report=self.report)
+        except OSError as exc:  # vanished or unreadable between scan and read
+            self.report.problem(found.path, 0, f"unreadable: {exc}", bad=False)
+
+    def _jsonl_ingest(self, found: FoundFile, source: SourceFile) -> None:
+        batch = Batch(found=found, source=source, dict_id=self.dict_id,
+                      report=self.report, session_pk=self.sessions.get(found.path))
+        expected, head = source.offset, source.head
+        with open(found.path, "rb") as handle:
+            handle.seek(source.offset)
+            pending = b""
+            while True:
+                chunk = handle.read(READ_CHUNK)
+                if not chunk:
+                    break
+                pending += chunk
+                cut = pending.rfind(b"\n")
+                if cut < 0:
+                    continue
+                for line in pending[:cut].split(b"\n"):
+                    batch.add(line)
+                    if batch.full(BATCH_ROWS, BATCH_BYTES):
+                        head = head or _head_of(found.path, batch.offset_end)
+                        expected = self._queue(batch, expected, head)
+                pending = pending[cut + 1:]
+        if batch.offset_end:
+            head = head or _head_of(found.path, batch.offset_end)
+        self._queue(batch, expected, head)
+
+    def _queue(self, batch: Batch, expected: int, head: str) -> int:
+        """Queue the batch; return the offset the file's next batch starts from."""
+        self.committer.queue(batch, expected=expected, head=head)
+        if self.committer.due():
+            self.flush()
+        return batch.offset_end
+
+    def flush(self) -> None:
+        self.report.entries_added += self.committer.flush()
+        if self.progress:
+            self.progress(self.report)
 
 
 def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> SourceFile:
     """Return the SourceFile row, reset to offset 0 when the file must be re-read."""
-    if known is None:
-        source, _ = write_retry(
-            lambda: SourceFile.objects.get_or_create(
-                path=found.path, defaults={"root": found.root, "kind": found.kind}
-            )
-        )
-    else:
-        source = SourceFile.objects.get(pk=known[0])
+    source = SourceFile.objects.get(path=found.path)
     restart = (
         full
         or found.kind in _WHOLE_FILES
@@ -251,7 +297,7 @@ def _head_matches(path: str, source: SourceFile) -> bool:
 def _head_of(path: str, length: int) -> str:
     """Return '<length>:<digest>' of a file's first bytes (sees in-place rewrites)."""
     with open(path, "rb") as handle:
-        head = handle.read(length)
+        head = handle.read(min(length, HEAD_BYTES))
     return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
 
 
@@ -259,68 +305,12 @@ def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
     """Delete a source's entries in short transactions (triggers update the FTS)."""
     deleted = 0
     while True:
-        ids = list(
-            Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)[
-                :chunk
-            ]
-        )
+        rows = Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)
+        ids = list(rows[:chunk])
         if not ids:
             return deleted
         write_retry(lambda ids=ids: Entry.objects.filter(id__in=ids).delete())
         deleted += len(ids)
-
-
-def _jsonl_ingest(
-    found: FoundFile,
-    source: SourceFile,
-    dict_id: int | None,
-    report: SyncReport,
-    touched: set[int],
-    progress: Progress | None,
-) -> None:
-    batch = Batch(found=found, source=source, dict_id=dict_id, report=report)
-    if batch.session_pk:
-        touched.add(batch.session_pk)
-    with open(found.path, "rb") as handle:
-        handle.seek(source.offset)
-        pending = b""
-        while True:
-            chunk = handle.read(READ_CHUNK)
-            if not chunk:
-                break
-            pending += chunk
-            cut = pending.rfind(b"\n")
-            if cut < 0:
-                continue
-            for line in pending[:cut].split(b"\n"):
-                batch.add(line)
-                if batch.full(BATCH_ROWS, BATCH_BYTES):
-                    _batch_commit(batch, found, source, report, progress)
-            pending = pending[cut + 1 :]
-    _batch_commit(batch, found, source, report, progress, final=True)
-
-
-def _batch_commit(
-    batch: Batch,
-    found: FoundFile,
-    source: SourceFile,
-    report: SyncReport,
-    progress: Progress | None,
-    final: bool = False,
-) -> None:
-    if not batch.rows and not final:
-        return
-    if not source.head and batch.offset_end:
-        source.head = _head_of(found.path, min(HEAD_BYTES, batch.offset_end))
-    batch.duplicates_report()
-    expected, head = source.offset, source.head
-    if not write_retry(lambda: batch.write(expected_offset=expected, head=head)):
-        raise _Conflict
-    report.entries_added += len(batch.rows)
-    source.offset, source.lines = batch.offset_end, batch.line_no
-    batch.clear()
-    if progress:
-        progress(report)
 
 
 def _missing_mark(
