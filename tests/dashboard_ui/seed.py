@@ -15,6 +15,10 @@ HOSTILE = "<script>document.title='pwned';window.__pwned=1</script>"
 EDIT_OLD = "def greet():\n    return 'hi'\n"
 EDIT_NEW = "def greet(name):\n    return f'hi {name}'\n"
 BASH_COMMAND = "pytest -q tests/test_greet.py"
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+    "RU5ErkJggg=="
+)
 
 
 def _first_turn() -> list[dict]:
@@ -44,6 +48,8 @@ def _second_turn() -> list[dict]:
              "content": "The file /repo/greet.py has been updated."},
             {"type": "tool_result", "tool_use_id": "toolu_bash", "is_error": True,
              "content": f"1 failed: {HOSTILE}"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG}},
         ]},
     ]  # fmt: skip
 

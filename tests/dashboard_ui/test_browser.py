@@ -92,6 +92,9 @@ def test_it_inspects_an_edit_diff_a_bash_command_and_folded_thinking(
     thinking.locator("summary").click()
     expect(thinking.locator(".prose")).to_have_text("The user wants a name parameter.")
     expect(page.locator("#m0")).to_have_count(0)  # sent before: not new
+    shot = page.locator("#m2 img.shot")
+    expect(shot).to_be_visible()  # a data: URI, allowed by the policy's img-src
+    assert shot.evaluate("img => img.naturalWidth") == 1
     _shots(page, "inspector")
     page.click("nav.tabs >> text=Response")
     expect(page.locator(".role-assistant")).to_contain_text("All green.")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.dashboard import page_selectors
+from apps.proxy.bodies import body_encode
 from apps.proxy.models import Exchange
 from tests.dashboard_ui.seed import HOSTILE, world_seed
 from tests.factories import exchange_create
@@ -168,3 +171,57 @@ def test_it_shows_the_limits_panel_only_with_unified_traffic(member_client, db):
     world_seed(now=timezone.now())
     html = member_client.get("/").content.decode()
     assert 'aria-label="Limits"' in html and "42.0%" in html and "13.0%" in html
+
+
+def test_it_renders_every_purpose_built_tool_view(member_client, db):
+    calls = [
+        ("Read", {"file_path": "/r.py", "offset": 5}),
+        ("Write", {"file_path": "/w.py", "content": "print('w')\n"}),
+        ("MultiEdit", {"file_path": "/m.py", "edits": [
+            {"old_string": "a = 1", "new_string": "a = 2"}]}),
+        ("Grep", {"pattern": "TODO", "path": "src", "-i": True}),
+        ("Glob", {"pattern": "**/*.md"}),
+        ("TodoWrite", {"todos": [{"content": "Ship it", "status": "in_progress"},
+                                 {"content": "Test it", "status": "completed"}]}),
+        ("Task", {"subagent_type": "code-reviewer", "description": "Review",
+                  "prompt": "Review the diff carefully"}),
+        ("WebFetch", {"url": "https://docs.test/page", "prompt": "Summarise"}),
+        ("WebSearch", {"query": "sqlite covering index"}),
+        ("mcp__db__query", {"sql": "select 1", "limit": 5}),
+    ]  # fmt: skip
+    blocks = [{"type": "tool_use", "id": f"t{i}", "name": name, "input": args}
+              for i, (name, args) in enumerate(calls)]  # fmt: skip
+    blocks += [
+        {"type": "redacted_thinking", "data": "xx"},
+        {"type": "document", "source": {"type": "text", "data": "doc"}},
+    ]
+    body = {"messages": [{"role": "assistant", "content": blocks}]}
+    exchange = exchange_create(
+        started_at=timezone.now(), request_body=body_encode(json.dumps(body).encode())
+    )
+    url = reverse("dashboard:exchange-detail", args=[exchange.pk])
+    html = member_client.get(url).content.decode()
+    for expected in ["/r.py", "offset=5", "print(&#x27;w&#x27;)", "- a = 1", "+ a = 2",
+                     "TODO", "**/*.md", "Ship it", "1 done · 1 in progress",
+                     "code-reviewer", "Review the diff carefully",
+                     "https://docs.test/page", "sqlite covering index",
+                     "mcp__db__query", "select 1", "Thinking (redacted by the API)",
+                     "document block"]:  # fmt: skip
+        assert expected in html, expected
+
+
+def test_it_links_an_export_of_the_same_filter(member_client, world):
+    html = member_client.get(
+        reverse("dashboard:exchange-list"),
+        {"model": "claude-sonnet-4-5-20250929", "streaming": "yes"},
+    ).content.decode()
+    start = html.index('href="/api/exchanges/export?format=csv')
+    href = html[start + 6 : html.index('"', start + 6)].replace("&amp;", "&")
+    response = member_client.get(href)
+    assert response.status_code == 200
+    lines = async_to_sync(_body)(response).decode().strip().splitlines()
+    assert len(lines) == 1 + 2  # header and the two sonnet streams
+
+
+async def _body(response) -> bytes:
+    return b"".join([chunk async for chunk in response.streaming_content])
