@@ -10,9 +10,12 @@ django_asgi = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-routes = {"http": django_asgi}
-if "channels" in settings.INSTALLED_APPS:  # only the data deployment has a live feed
+if "channels" in settings.INSTALLED_APPS:  # the data deployment: pages and live feed
     from apps.dashboard.routing import websocket_application  # noqa: E402
 
-    routes["websocket"] = websocket_application
+    routes = {"http": django_asgi, "websocket": websocket_application}
+else:  # the relay: no websocket branch, no per-request thread (apps/proxy/handler.py)
+    from apps.proxy.handler import RelayASGIHandler  # noqa: E402
+
+    routes = {"http": RelayASGIHandler()}
 application = ProtocolTypeRouter(routes)

@@ -7,11 +7,28 @@ bodies re-send the whole conversation every turn, so compression matters.
 
 from __future__ import annotations
 
+import threading
+
 import zstandard
 
 _RAW = b"r"
 _ZSTD = b"z"
 _SMALL = 512  # below this, compression saves nothing worth the CPU
+# A zstd context costs far more to create than to use on a typical body; keep one
+# per thread (contexts are not thread-safe).
+_codecs = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    if not hasattr(_codecs, "compressor"):
+        _codecs.compressor = zstandard.ZstdCompressor(level=3)
+        _codecs.decompressor = zstandard.ZstdDecompressor()
+    return _codecs.compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    _compressor()
+    return _codecs.decompressor
 
 
 def body_encode(data: bytes | None) -> bytes | None:
@@ -20,7 +37,7 @@ def body_encode(data: bytes | None) -> bytes | None:
         return None
     if len(data) < _SMALL:
         return _RAW + data
-    return _ZSTD + zstandard.ZstdCompressor(level=3).compress(data)
+    return _ZSTD + _compressor().compress(data)
 
 
 def body_decode(stored: bytes | memoryview | None) -> bytes | None:
@@ -32,5 +49,5 @@ def body_decode(stored: bytes | memoryview | None) -> bytes | None:
     if tag == _RAW:
         return payload
     if tag == _ZSTD:
-        return zstandard.ZstdDecompressor().decompress(payload)
+        return _decompressor().decompress(payload)
     raise ValueError(f"unknown stored body format {tag!r}")

@@ -11,13 +11,15 @@ from apps.proxy.models import Exchange
 
 
 def exchange_record(
-    *, starts: list[dict[str, Any]], finishes: list[dict[str, Any]]
+    *, inserts: list[dict[str, Any]], finishes: list[dict[str, Any]]
 ) -> None:
-    """Insert in-progress rows and complete finished ones, in one transaction."""
+    """Insert new rows and complete rows already started, in one transaction."""
     with transaction.atomic():
-        if starts:
+        if inserts:
+            # INSERT OR IGNORE: a start re-read from the spill file after its
+            # finish already created the row must not fail the batch.
             Exchange.objects.bulk_create(
-                [Exchange(**row) for row in starts], ignore_conflicts=True
+                [Exchange(**row) for row in inserts], ignore_conflicts=True
             )
         for row in finishes:
             exchange_finish(row=row)

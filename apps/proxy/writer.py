@@ -122,9 +122,9 @@ class Recording:
     def _write_items(self, items: list[Item]) -> None:
         self._inflight = len(items)
         try:
-            starts, finishes = _rows(items)
+            inserts, finishes = _rows(items)
             self._write_with_retry(
-                lambda: services.exchange_record(starts=starts, finishes=finishes)
+                lambda: services.exchange_record(inserts=inserts, finishes=finishes)
             )
         finally:
             self._inflight = 0
@@ -196,19 +196,25 @@ def _lower_thread_priority() -> None:
 
 
 def _rows(items: list[Item]) -> tuple[list[dict], list[dict]]:
-    """Build rows; a call whose finish is in the same batch is written once, whole."""
+    """Build rows to insert and rows to complete.
+
+    A call whose start and finish are both in the batch is inserted once, whole;
+    a finish whose start was written earlier completes that row.
+    """
     redact = settings.CLAUDEMON_REDACT_HEADERS
+    starting = {item.call.uid for item in items if item.kind == "start"}
     finished = {item.call.uid for item in items if item.kind == "finish"}
-    starts, finishes = [], []
+    inserts, finishes = [], []
     for item in items:
-        if item.kind == "finish":
-            finishes.append(
-                call_start_row(item.call, redact=redact)
-                | call_finish_row(item.call, redact=redact)
+        call = item.call
+        if item.kind == "start" and call.uid not in finished:
+            inserts.append(call_start_row(call, redact=redact))
+        elif item.kind == "finish":
+            row = call_start_row(call, redact=redact) | call_finish_row(
+                call, redact=redact
             )
-        elif item.call.uid not in finished:
-            starts.append(call_start_row(item.call, redact=redact))
-    return starts, finishes
+            (inserts if call.uid in starting else finishes).append(row)
+    return inserts, finishes
 
 
 def _spill_read(path: Path) -> list[Item]:
