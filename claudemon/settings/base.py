@@ -34,8 +34,6 @@ CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
 # Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
 CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
-# Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
-CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 # Hosts other than loopback must be named explicitly to be served (see README).
 CLAUDEMON_ALLOWED_HOSTS = env_list(
     "CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]
