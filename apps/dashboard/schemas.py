@@ -9,7 +9,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
 from ninja import Schema
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from apps.proxy.models import Exchange
 
@@ -48,10 +54,15 @@ class RangeFilter(Schema):
     """A time range [from, to) and the time zone naive values and buckets use."""
 
     tz: str = Field("UTC", description="IANA time zone name, e.g. Europe/Paris")
-    from_: str | None = Field(
-        None, alias="from", description="ISO 8601 start (inclusive); default to - 24 h"
+    from_: datetime | None = Field(
+        None,
+        alias="from",
+        description="ISO 8601 start (inclusive); a date or a naive time is local "
+        "to tz; default: to - 24 h (bucket=day: 7 days)",
     )
-    to: str | None = Field(None, description="ISO 8601 end (exclusive); default now")
+    to: datetime | None = Field(
+        None, description="ISO 8601 end (exclusive); default now"
+    )
 
     _zone: ZoneInfo = PrivateAttr()
     _start: datetime = PrivateAttr()
@@ -63,19 +74,23 @@ class RangeFilter(Schema):
         zone_parse(value)
         return value
 
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _parse_instant(cls, value: Any, info: ValidationInfo) -> datetime | None:
+        if value is None or value == "":
+            return None
+        name = "from" if info.field_name == "from_" else "to"
+        try:
+            zone = zone_parse(info.data.get("tz", "UTC"))
+        except ValueError:
+            zone = ZoneInfo("UTC")  # the tz error is reported on its own
+        return instant_parse(str(value), zone=zone, name=name)
+
     @model_validator(mode="after")
     def _resolve_range(self) -> RangeFilter:
         self._zone = zone_parse(self.tz)
-        self._end = (
-            instant_parse(self.to, zone=self._zone, name="to")
-            if self.to
-            else timezone.now()
-        )
-        self._start = (
-            instant_parse(self.from_, zone=self._zone, name="from")
-            if self.from_
-            else self._end - self.default_span()
-        )
+        self._end = self.to or timezone.now()
+        self._start = self.from_ or self._end - self.default_span()
         if self._start >= self._end:
             raise ValueError("'from' must be earlier than 'to'")
         self.check_range()

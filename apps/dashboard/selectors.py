@@ -10,29 +10,20 @@ ascending order, the p-th percentile is the value at rank ceil(p/100 * N)
 
 from __future__ import annotations
 
-import json
+from bisect import bisect_right
 from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.apps import apps
 from django.db import DatabaseError, connection
 from django.db.models import (
-    Aggregate,
-    Avg,
     BooleanField,
-    CharField,
-    Count,
     ExpressionWrapper,
-    Max,
-    Min,
     Q,
     QuerySet,
-    Sum,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce, TruncDate
 
 from apps.dashboard.models import ApiToken
 from apps.dashboard.schemas import ExchangeFilter, RangeFilter, TimeseriesFilter
@@ -70,13 +61,6 @@ _TOKEN_FIELDS = {
     "cache_write_5m": "cache_write_5m_tokens",
     "cache_write_1h": "cache_write_1h_tokens",
 }
-
-
-class GroupConcat(Aggregate):
-    function = "GROUP_CONCAT"
-    template = "%(function)s(%(distinct)s%(expressions)s)"
-    allow_distinct = True
-    output_field = CharField()
 
 
 # --- filtering ---------------------------------------------------------------
@@ -118,10 +102,6 @@ def _where_sql(queryset: QuerySet) -> tuple[str, list]:
     query = queryset.query
     sql, params = query.get_compiler(using=queryset.db).compile(query.where)
     return sql, list(params)
-
-
-def _token_sums() -> dict[str, Any]:
-    return {kind: Coalesce(Sum(field), 0) for kind, field in _TOKEN_FIELDS.items()}
 
 
 def _tokens(row: dict) -> dict[str, int]:
@@ -189,50 +169,78 @@ def exchange_export_chunk(
     return list(qs.order_by("started_at", "id").values(*LIST_FIELDS)[:size])
 
 
+# --- raw aggregation over the covering index -----------------------------------
+
+# Every column the aggregates read is in this index (apps/proxy migration 0002),
+# so a range scan never touches the wide rows holding bodies. INDEXED BY pins it:
+# with ANALYZE statistics SQLite otherwise prefers a skip-scan of the
+# (model, started_at) index plus a row lookup per exchange, 10x slower.
+COVER_INDEX = "exchange_stats_cover"
+_TOKEN_SUMS = ", ".join(
+    f"COALESCE(SUM({field}), 0) AS {kind}" for kind, field in _TOKEN_FIELDS.items()
+)
+_ERROR_COUNT = f"SUM(CASE WHEN {_ERROR_SQL} THEN 1 ELSE 0 END) AS errors"
+
+
+def _aggregate(
+    *, filters: RangeFilter, sql: str, params: tuple = (), join: str = ""
+) -> list[dict]:
+    """Run `sql` with {rows} standing for the filtered exchanges; return dicts.
+
+    `sql` is a fixed template of this module; user input only reaches the
+    parameters (the compiled WHERE clause of exchange_filter and `params`).
+    """
+    where, where_params = _where_sql(exchange_filter(filters=filters))
+    rows = f"proxy_exchange INDEXED BY {COVER_INDEX}{join} WHERE {where}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql.format(rows=rows), [*where_params, *params])
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _utc(text: str | None) -> datetime | None:
+    """Parse a datetime column read by raw SQL (stored as naive UTC text)."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 # --- summary -----------------------------------------------------------------
 
 
 def usage_summary(*, filters: ExchangeFilter) -> dict:
     """Return totals, errors by type, cache figures and latency percentiles."""
-    qs = exchange_filter(filters=filters)
-    totals = qs.aggregate(
-        requests=Count("id"),
-        errors=Count("id", filter=ERROR_Q),
-        cost=Coalesce(Sum("cost_usd"), 0.0),
-        unpriced=Count(
-            "id",
-            filter=Q(cost_usd__isnull=True)
-            & (Q(input_tokens__gt=0) | Q(output_tokens__gt=0)),
-        ),
-        **_token_sums(),
-    )
+    (totals,) = _aggregate(
+        filters=filters,
+        sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
+        + ", COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
+        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END) AS unpriced"
+        " FROM {rows}",
+    )  # fmt: skip
     tokens = _tokens(totals)
     latency = latency_percentiles(filters=filters)[None]
     return {
         "from": filters.start,
         "to": filters.end,
         "requests": totals["requests"],
-        "errors": totals["errors"],
-        "errors_by_type": error_counts(queryset=qs),
+        "errors": totals["errors"] or 0,
+        "errors_by_type": error_counts(filters=filters),
         "tokens": tokens,
         "cost_usd": float(totals["cost"]),
-        "unpriced_requests": totals["unpriced"],
+        "unpriced_requests": totals["unpriced"] or 0,
         "cache_hit_rate": _hit_rate(tokens),
-        "cache_savings_usd": cache_savings_total(queryset=qs),
+        "cache_savings_usd": cache_savings_total(filters=filters),
         "ttfb_ms": latency["ttfb_ms"],
         "duration_ms": latency["duration_ms"],
     }
 
 
-def error_counts(*, queryset: QuerySet[Exchange]) -> dict[str, int]:
+def error_counts(*, filters: ExchangeFilter) -> dict[str, int]:
     """Count errors by type: the API's error type, else http_<status>, else state."""
-    counts: dict[str, int] = defaultdict(int)
-    grouped = (
-        queryset.filter(ERROR_Q)
-        .order_by()
-        .values("error_type", "status_code", "state")
-        .annotate(n=Count("id"))
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT error_type, status_code, state, COUNT(*) AS n FROM {rows}"
+        f" AND {_ERROR_SQL} GROUP BY error_type, status_code, state",
     )
+    counts: dict[str, int] = defaultdict(int)
     for row in grouped:
         status = row["status_code"]
         label = row["error_type"] or (
@@ -242,25 +250,23 @@ def error_counts(*, queryset: QuerySet[Exchange]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def cache_savings_total(*, queryset: QuerySet[Exchange]) -> float:
+def cache_savings_total(*, filters: ExchangeFilter) -> float:
     """Price cache reads per model and UTC day (prices change by date) in dollars.
 
     Uses each family's base rate: long-context tiers depend on single requests'
     prompt sizes, which a per-model sum no longer knows.
     """
-    grouped = (
-        queryset.filter(cache_read_tokens__gt=0)
-        .annotate(day=TruncDate("started_at"))
-        .order_by()
-        .values("model", "day")
-        .annotate(read=Sum("cache_read_tokens"))
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT model, substr(started_at, 1, 10) AS day,"
+        " SUM(cache_read_tokens) AS cache_read FROM {rows} AND cache_read_tokens > 0"
+        " GROUP BY model, day",
     )
     total = 0.0
     for row in grouped:
-        saved = cache_savings(
-            model=row["model"], usage=Usage(cache_read=row["read"]), at=row["day"]
-        )
-        total += saved or 0.0
+        usage = Usage(cache_read=row["cache_read"])
+        day = date.fromisoformat(row["day"])
+        total += cache_savings(model=row["model"], usage=usage, at=day) or 0.0
     return total
 
 
@@ -276,74 +282,75 @@ def latency_percentiles(
     *, filters: ExchangeFilter, by_model: bool = False
 ) -> dict[str | None, dict]:
     """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
-    result: dict[str | None, dict] = defaultdict(dict)
+    counts = _aggregate(
+        filters=filters,
+        sql="SELECT model, COUNT(ttfb_ms) AS ttfb_ms, COUNT(duration_ms) AS duration_ms"
+        " FROM {rows} GROUP BY model",
+    )
+    result: dict[str | None, dict] = {}
     for column in ("ttfb_ms", "duration_ms"):
-        for group, pct in _percentiles(
-            filters=filters, column=column, by_model=by_model
-        ):
-            result[group][column] = pct
-    empty = {"count": 0, **{f"p{p}": None for p in PERCENTILES}}
-    for metrics in [result[None], *result.values()]:
-        metrics.setdefault("ttfb_ms", dict(empty))
-        metrics.setdefault("duration_ms", dict(empty))
-    return dict(result)
-
-
-def _percentiles(
-    *, filters: ExchangeFilter, column: str, by_model: bool
-) -> list[tuple[str | None, dict]]:
-    # One statement per metric: ranks come from ROW_NUMBER() over the sorted
-    # values, overall (group NULL) and, if asked, per model; only the rows at
-    # the wanted ranks leave SQLite. (p*n + 99) / 100 is ceil(p*n/100) in
-    # integer arithmetic.
-    assert column in ("ttfb_ms", "duration_ms")
-    where, params = _where_sql(exchange_filter(filters=filters))
-    ranks = ", ".join(f"({p} * n + 99) / 100" for p in PERCENTILES)
-    per_model = (
-        " UNION ALL SELECT g, x, ROW_NUMBER() OVER (PARTITION BY g ORDER BY x),"
-        " COUNT(*) OVER (PARTITION BY g) FROM v"
-        if by_model
-        else ""
-    )
-    sql = (
-        f"WITH v AS (SELECT model AS g, {column} AS x FROM proxy_exchange"
-        f" WHERE {where} AND {column} IS NOT NULL),"
-        " r(g, x, rn, n) AS (SELECT NULL, x, ROW_NUMBER() OVER (ORDER BY x),"
-        f" COUNT(*) OVER () FROM v{per_model})"
-        f" SELECT g, n, rn, x FROM r WHERE rn IN ({ranks})"
-    )
-    found: dict[str | None, dict] = defaultdict(dict)
-    sizes: dict[str | None, int] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for group, n, rank, value in cursor.fetchall():
-            found[group][rank] = value
-            sizes[group] = n
-    return [
-        (
-            group,
-            {
-                "count": sizes[group],
+        sizes = {row["model"]: row[column] for row in counts if row[column]}
+        groups: dict[str | None, int] = {None: sum(sizes.values())}
+        if by_model:
+            groups.update(sizes)
+        values = _ranked_values(filters=filters, column=column, groups=groups)
+        for group, n in groups.items():
+            result.setdefault(group, {})[column] = {
+                "count": n,
                 **{
-                    f"p{p}": found[group][percentile_rank(p=p, n=sizes[group])]
+                    f"p{p}": values.get((group, percentile_rank(p=p, n=n)))
                     for p in PERCENTILES
                 },
-            },
-        )
-        for group in found
+            }
+    return result
+
+
+def _ranked_values(
+    *, filters: ExchangeFilter, column: str, groups: dict[str | None, int]
+) -> dict[tuple[str | None, int], float]:
+    # ROW_NUMBER() over the sorted values gives each value its 1-based rank;
+    # only the rows at the wanted ranks leave SQLite. Overall and per-model
+    # ranks are separate window partitions of one statement.
+    assert column in ("ttfb_ms", "duration_ms")
+    wanted = {
+        (group, percentile_rank(p=p, n=n))
+        for group, n in groups.items()
+        if n
+        for p in PERCENTILES
+    }
+    if not wanted:
+        return {}
+    overall = sorted(rank for group, rank in wanted if group is None)
+    per_model = [(group, rank) for group, rank in wanted if group is not None]
+    parts = [
+        f"SELECT NULL AS g, rn, x FROM (SELECT {column} AS x, ROW_NUMBER() OVER"
+        f" (ORDER BY {column}) AS rn FROM {{rows}} AND {column} IS NOT NULL)"
+        f" WHERE rn IN ({', '.join(map(str, overall))})"
     ]
+    params: list = []
+    if per_model:
+        pairs = ", ".join("(%s, %s)" for _ in per_model)
+        parts.append(
+            f"SELECT g, rn, x FROM (SELECT model AS g, {column} AS x, ROW_NUMBER()"
+            f" OVER (PARTITION BY model ORDER BY {column}) AS rn FROM {{rows}}"
+            f" AND {column} IS NOT NULL) WHERE (g, rn) IN (VALUES {pairs})"
+        )
+        params = [value for pair in per_model for value in pair]
+    found: dict[tuple[str | None, int], float] = {}
+    for index, sql in enumerate(parts):
+        extra = tuple(params) if index else ()
+        rows = _aggregate(filters=filters, sql=sql, params=extra)
+        found.update({(row["g"], row["rn"]): row["x"] for row in rows})
+    return found
 
 
 def performance_stats(*, filters: ExchangeFilter) -> dict:
     """Return latency percentiles overall and per model."""
     by_group = latency_percentiles(filters=filters, by_model=True)
-    models = [
-        {"model": model, **metrics}
-        for model, metrics in sorted(
-            ((k, v) for k, v in by_group.items() if k is not None),
-            key=lambda item: (-item[1]["duration_ms"]["count"], item[0]),
-        )
-    ]
+    models = sorted(
+        ({"model": model, **metrics} for model, metrics in by_group.items() if model),
+        key=lambda item: (-item["duration_ms"]["count"], item["model"]),
+    )
     return {
         "definition": PERCENTILE_DEFINITION,
         "overall": by_group[None],
@@ -384,53 +391,63 @@ def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
     )
     buckets = [
         {"start": lo, "end": hi, "requests": 0, "errors": 0, "cost_usd": 0.0,
-         "tokens": dict.fromkeys(_TOKEN_FIELDS, 0), "models": []}
+         "tokens": dict.fromkeys(_TOKEN_FIELDS, 0), "models": {}}
         for lo, hi in zip(edges, edges[1:], strict=False)
     ]  # fmt: skip
-    for row in _bucket_rows(filters=filters, edges=edges):
-        bucket = buckets[row["i"]]
-        tokens = _tokens(row)
-        bucket["models"].append(_model_point(row, tokens))
-        bucket["requests"] += row["requests"]
-        bucket["errors"] += row["errors"]
-        bucket["cost_usd"] += row["cost"] or 0.0
-        for kind, value in tokens.items():
-            bucket["tokens"][kind] += value
+    for index, row in _slot_rows(filters=filters, edges=edges):
+        bucket = buckets[index]
+        point = bucket["models"].setdefault(
+            row["model"], _model_point({"model": row["model"]}, {})
+        )
+        for target in (bucket, point):
+            target["requests"] += row["requests"]
+            target["errors"] += row["errors"]
+            target["cost_usd"] += row["cost"] or 0.0
+            for kind, value in _tokens(row).items():
+                target["tokens"][kind] += value
+    for bucket in buckets:
+        bucket["models"] = sorted(bucket["models"].values(), key=lambda p: p["model"])
     return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
 
 
 def _model_point(row: dict, tokens: dict[str, int]) -> dict:
     return {
         "model": row["model"],
-        "requests": row["requests"],
-        "errors": row["errors"],
-        "tokens": tokens,
-        "cost_usd": float(row["cost"] or 0.0),
+        "requests": row.get("requests", 0),
+        "errors": row.get("errors", 0),
+        "tokens": {kind: tokens.get(kind, 0) for kind in _TOKEN_FIELDS},
+        "cost_usd": float(row.get("cost") or 0.0),
     }
 
 
-def _bucket_rows(*, filters: TimeseriesFilter, edges: list[datetime]) -> list[dict]:
-    # Bucket bounds go in as one JSON parameter; SQLite walks the buckets and
-    # range-scans the started_at index for each, grouping by model.
-    where, params = _where_sql(exchange_filter(filters=filters))
-    adapt = connection.ops.adapt_datetimefield_value
-    bounds = json.dumps(
-        [[adapt(lo), adapt(hi)] for lo, hi in zip(edges, edges[1:], strict=False)]
+def _slot_rows(
+    *, filters: TimeseriesFilter, edges: list[datetime]
+) -> list[tuple[int, dict]]:
+    # SQL groups by UTC slot and model: a slot is a UTC hour, or a quarter hour
+    # when the zone's bucket edges are not on whole UTC hours (India, Nepal...).
+    # Every slot lies inside one bucket, so Python folds slots into buckets
+    # with work bounded by the number of slots, never by the number of rows.
+    utc_edges = [edge.astimezone(UTC) for edge in edges]
+    hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
+    slot = (
+        "substr(started_at, 1, 13)"
+        if hourly
+        else "CAST(strftime('%%s', started_at) AS INTEGER) / 900"
     )
-    sums = ", ".join(f"SUM({field}) AS {kind}" for kind, field in _TOKEN_FIELDS.items())
-    sql = (
-        "WITH b AS (SELECT CAST(key AS INTEGER) AS i,"
-        " json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi"
-        " FROM json_each(%s))"
-        f" SELECT b.i, model, COUNT(*) AS requests, {sums}, SUM(cost_usd) AS cost,"
-        f" SUM(CASE WHEN {_ERROR_SQL} THEN 1 ELSE 0 END) AS errors"
-        " FROM b JOIN proxy_exchange ON started_at >= b.lo AND started_at < b.hi"
-        f" WHERE {where} GROUP BY b.i, model ORDER BY b.i, model"
+    rows = _aggregate(
+        filters=filters,
+        sql=f"SELECT {slot} AS slot, model, COUNT(*) AS requests, {_TOKEN_SUMS},"
+        f" SUM(cost_usd) AS cost, {_ERROR_COUNT} FROM {{rows}} GROUP BY slot, model",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [bounds, *params])
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    result = []
+    for row in rows:
+        begins = (
+            datetime.strptime(row["slot"], "%Y-%m-%d %H").replace(tzinfo=UTC)
+            if hourly
+            else datetime.fromtimestamp(row["slot"] * 900, tz=UTC)
+        )
+        result.append((bisect_right(utc_edges, begins) - 1, row))
+    return result
 
 
 # --- per model, tool, session ------------------------------------------------
@@ -438,19 +455,12 @@ def _bucket_rows(*, filters: TimeseriesFilter, edges: list[datetime]) -> list[di
 
 def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
     """Return per-model requests, errors, tokens, cost and mean latencies."""
-    grouped = (
-        exchange_filter(filters=filters)
-        .order_by()
-        .values("model")
-        .annotate(
-            requests=Count("id"),
-            errors=Count("id", filter=ERROR_Q),
-            cost=Coalesce(Sum("cost_usd"), 0.0),
-            avg_ttfb=Avg("ttfb_ms"),
-            avg_duration=Avg("duration_ms"),
-            **_token_sums(),
-        )
-        .order_by("-cost", "-requests", "model")
+    grouped = _aggregate(
+        filters=filters,
+        sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
+        " COALESCE(SUM(cost_usd), 0.0) AS cost, AVG(ttfb_ms) AS avg_ttfb,"
+        " AVG(duration_ms) AS avg_duration FROM {rows} GROUP BY model"
+        " ORDER BY cost DESC, requests DESC, model",
     )
     result = []
     for row in grouped:
@@ -464,51 +474,53 @@ def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
 
 def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
     """Return tools the model called (tool_use blocks), with call counts."""
-    where, params = _where_sql(exchange_filter(filters=filters))
-    sql = (
-        "SELECT t.key, SUM(CAST(t.value AS INTEGER)), COUNT(*)"
-        " FROM proxy_exchange, json_each(proxy_exchange.tools_called) AS t"
-        f" WHERE {where} AND proxy_exchange.tools_called <> '{{}}'"
-        " AND json_type(proxy_exchange.tools_called) = 'object'"
-        " GROUP BY t.key ORDER BY 2 DESC, 1"
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT t.key AS tool, SUM(CAST(t.value AS INTEGER)) AS calls,"
+        " COUNT(*) AS exchanges FROM {rows} AND tools_called <> '{{}}'"
+        " AND json_type(tools_called) = 'object'"
+        " GROUP BY t.key ORDER BY calls DESC, tool",
+        join=", json_each(proxy_exchange.tools_called) AS t",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [
-            {"tool": tool, "calls": calls, "exchanges": exchanges}
-            for tool, calls, exchanges in cursor.fetchall()
-        ]
+    return grouped
 
 
 def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
     """Return Claude Code sessions active in the range, most recent first."""
-    qs = exchange_filter(filters=filters).exclude(session_id="")
-    grouped = (
-        qs.order_by()
-        .values("session_id")
-        .annotate(
-            first_at=Min("started_at"),
-            last_at=Max("started_at"),
-            requests=Count("id"),
-            turns=Count("id", filter=Q(agent_id="", path__endswith=MESSAGES_PATH)),
-            subagent_calls=Count("id", filter=~Q(agent_id="")),
-            errors=Count("id", filter=ERROR_Q),
-            cost=Coalesce(Sum("cost_usd"), 0.0),
-            model_list=GroupConcat("model", distinct=True),
-            **_token_sums(),
-        )
-        .order_by("-last_at", "session_id")[offset : offset + limit]
-    )
+    # COUNT(*) OVER () runs after grouping: the number of sessions, same scan.
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT session_id, MIN(started_at) AS first_at,"
+        " MAX(started_at) AS last_at, COUNT(*) AS requests,"
+        " SUM(CASE WHEN agent_id = '' AND path LIKE '%%" + MESSAGES_PATH
+        + "' THEN 1 ELSE 0 END) AS turns,"
+        " SUM(CASE WHEN agent_id <> '' THEN 1 ELSE 0 END) AS subagent_calls,"
+        f" {_ERROR_COUNT}, {_TOKEN_SUMS}, COALESCE(SUM(cost_usd), 0.0) AS cost,"
+        " GROUP_CONCAT(DISTINCT model) AS model_list, COUNT(*) OVER () AS total"
+        " FROM {rows} AND session_id <> '' GROUP BY session_id"
+        " ORDER BY last_at DESC, session_id LIMIT %s OFFSET %s",
+        params=(limit, offset),
+    )  # fmt: skip
     items = [
-        {"session_id": row["session_id"], "first_at": row["first_at"],
-         "last_at": row["last_at"], "requests": row["requests"], "turns": row["turns"],
-         "subagent_calls": row["subagent_calls"], "errors": row["errors"],
-         "tokens": _tokens(row), "cost_usd": float(row["cost"]),
+        {"session_id": row["session_id"], "first_at": _utc(row["first_at"]),
+         "last_at": _utc(row["last_at"]), "requests": row["requests"],
+         "turns": row["turns"], "subagent_calls": row["subagent_calls"],
+         "errors": row["errors"], "tokens": _tokens(row),
+         "cost_usd": float(row["cost"]),
          "models": sorted(m for m in (row["model_list"] or "").split(",") if m)}
         for row in grouped
     ]  # fmt: skip
-    count = qs.order_by().values("session_id").distinct().count()
+    count = grouped[0]["total"] if grouped else _session_count(filters=filters)
     return {"count": count, "limit": limit, "offset": offset, "items": items}
+
+
+def _session_count(*, filters: ExchangeFilter) -> int:
+    # Only needed when the page is past the end (no row carries the total).
+    (row,) = _aggregate(
+        filters=filters,
+        sql="SELECT COUNT(DISTINCT session_id) AS n FROM {rows} AND session_id <> ''",
+    )
+    return row["n"]
 
 
 # --- rate limits ---------------------------------------------------------------

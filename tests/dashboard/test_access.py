@@ -15,7 +15,13 @@ from apps.dashboard import routing
 # recorded content. The login page must be reachable to log in at all.
 PUBLIC = {"/health", "/login/", "/admin/login/"}
 _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
-_SAMPLES = {"int": "1", "str": "x", "slug": "x", "uuid": "00000000-0000-0000-0000-000000000001", "path": "x/y"}
+_SAMPLES = {
+    "int": "1",
+    "str": "x",
+    "slug": "x",
+    "uuid": "00000000-0000-0000-0000-000000000001",
+    "path": "x/y",
+}
 
 
 def _walk(patterns: list, prefix: str = "") -> list[str]:
@@ -42,17 +48,22 @@ def _route(pattern: URLPattern | URLResolver) -> str:
 
 
 def _all_urls() -> list[str]:
-    return sorted({"/" + url for url in _walk(get_resolver("claudemon.urls_data").url_patterns)})
+    return sorted(
+        {"/" + url for url in _walk(get_resolver("claudemon.urls_data").url_patterns)}
+    )
 
 
 def _is_api(url: str) -> bool:
-    return url.startswith("/api/") and url != "/api/" and not url.startswith("/api/docs")
+    return (
+        url.startswith("/api/") and url != "/api/" and not url.startswith("/api/docs")
+    )
 
 
 def test_it_walks_a_meaningful_number_of_urls():
     urls = _all_urls()
-    for expected in ["/admin/", "/api/exchanges", "/api/stats/summary", "/api/limits",
-                     "/api/openapi.json", "/api/docs", "/health", "/login/"]:  # fmt: skip
+    wanted = ["/admin/", "/api/exchanges", "/api/stats/summary", "/api/limits",
+                "/api/openapi.json", "/api/docs", "/health", "/login/"]  # fmt: skip
+    for expected in wanted:
         assert expected in urls
     assert len(urls) > 30
 
@@ -72,7 +83,9 @@ def test_it_refuses_anonymous_on_every_url(url):
             assert response.json() == {"detail": "Unauthorized"}
         else:
             assert response.status_code == 302, (method, url, response.status_code)
-            assert re.match(r"^/(admin/)?login/", response["Location"]), response["Location"]
+            assert re.match(r"^/(admin/)?login/", response["Location"]), response[
+                "Location"
+            ]
 
 
 @pytest.mark.django_db
@@ -136,7 +149,12 @@ def test_it_refuses_anonymous_websockets(path):
 
     async def connect():
         communicator = WebsocketCommunicator(
-            routing.websocket_application, path, headers=[(b"origin", b"http://127.0.0.1:8002"), (b"host", b"127.0.0.1:8002")]
+            routing.websocket_application,
+            path,
+            headers=[
+                (b"origin", b"http://127.0.0.1:8002"),
+                (b"host", b"127.0.0.1:8002"),
+            ],
         )
         connected, code = await communicator.connect()
         await communicator.disconnect()

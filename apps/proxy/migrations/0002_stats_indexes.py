@@ -27,7 +27,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            f"CREATE INDEX IF NOT EXISTS exchange_stats_cover ON proxy_exchange ({COVER})",
+            "CREATE INDEX IF NOT EXISTS exchange_stats_cover ON proxy_exchange "
+            f"({COVER})",
             "DROP INDEX IF EXISTS exchange_stats_cover",
         ),
         migrations.RunSQL(
