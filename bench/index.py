@@ -95,9 +95,65 @@ class Words:
             )
             for _ in range(6000)
         ]
-        self.pool = COMMON * 40 + TECH * 3 + rare
+        # Zipf-distributed words, as in natural language and code: a few words
+        # are everywhere, most are rare.
+        vocabulary = COMMON + TECH + rare
+        weights = [1 / (rank + 1) ** 1.05 for rank in range(len(vocabulary))]
         # A long stream to slice from: realistic text without per-word cost.
-        self.stream = " ".join(rng.choice(self.pool) for _ in range(400_000))
+        self.stream = " ".join(rng.choices(vocabulary, weights=weights, k=400_000))
+        # Source files of the projects: Read results return slices of these, as
+        # Claude Code reads the same files again and again in a session.
+        self.files = [self._source_file(vocabulary[:1500]) for _ in range(60)]
+
+    def _source_file(self, names: list[str]) -> list[str]:
+        rng = self.rng
+        lines = []
+        for _ in range(rng.randint(150, 900)):
+            indent = "    " * rng.randint(0, 3)
+            a, b, c = rng.choice(names), rng.choice(names), rng.choice(names)
+            lines.append(
+                rng.choice(
+                    [
+                        f"{indent}def {a}_{b}(self, {c}: str) -> None:",
+                        f"{indent}{a} = self.{b}({c})",
+                        f"{indent}if {a} is None:",
+                        f"{indent}return {a}.{b}",
+                        f"{indent}# {self.text(rng.randint(20, 70))}",
+                        "",
+                    ]
+                )
+            )
+        return lines
+
+    def code(self, chars: int) -> str:
+        """Return a Read result: numbered lines from one of the source files."""
+        lines = self.rng.choice(self.files)
+        start = self.rng.randrange(0, max(1, len(lines) - 10))
+        out, size = [], 0
+        for number, line in enumerate(lines[start:], start=start + 1):
+            out.append(f"{number:>6}\u2192{line}")
+            size += len(out[-1]) + 1
+            if size >= chars:
+                break
+        return "\n".join(out)
+
+    def log(self, chars: int) -> str:
+        """Return a Bash result: test-runner style output."""
+        out, size = [], 0
+        while size < chars:
+            name = self.text(18).strip().replace(" ", "_")
+            out.append(
+                self.rng.choice(
+                    [
+                        f"tests/test_{name}.py::test_{name} PASSED",
+                        f"tests/test_{name}.py::test_{name} FAILED",
+                        f'  File "/home/dev/src/{name}.py", line {len(out)}',
+                        f"INFO {name}: {self.text(40)}",
+                    ]
+                )
+            )
+            size += len(out[-1]) + 1
+        return "\n".join(out)
 
     def text(self, chars: int) -> str:
         start = self.rng.randrange(0, len(self.stream) - chars - 1)
@@ -243,7 +299,14 @@ def _session_lines(
                         },
                     )
                 )
-            output = words.text(words.size(900, 1.6, 60_000))
+            size = words.size(900, 1.6, 60_000)
+            output = (
+                words.code(size)
+                if tool == "Read"
+                else words.log(size)
+                if tool == "Bash"
+                else words.text(size)
+            )
             lines.append(
                 common(
                     type="user",

@@ -192,7 +192,8 @@ def _entry(item: selectors.ThreadEntry, raw: bool) -> dict:
         "tools": entry.tools.split(),
         "usage": {f: getattr(entry, f) for f in _USAGE_FIELDS},
         "exchange_id": item.exchange_id,
-        "record": selectors.entry_record(entry=entry) if raw else None,
+        "text": item.text,
+        "record": selectors.line_record(item.line) if raw else None,
         "subagents": [
             {
                 "session_id": sub.session.session_id,
@@ -218,7 +219,6 @@ _ENTRY_FIELDS = (
     "model",
     "request_id",
     "message_id",
-    "text",
 )
 _USAGE_FIELDS = (
     "input_tokens",

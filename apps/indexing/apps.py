@@ -16,11 +16,10 @@ class IndexingConfig(AppConfig):
 def _sql_functions_register(
     sender: object, connection: object, **kwargs: object
 ) -> None:
-    """Give SQLite indexing_text(): the FTS5 content view and triggers unpack text."""
+    """Give SQLite indexing_text(): the FTS5 content view and triggers read an
+    entry's text from its compressed block with it."""
     if getattr(connection, "vendor", "") != "sqlite":
         return
-    from apps.indexing.rawlines import text_unpack
+    from apps.indexing.rawlines import block_text
 
-    connection.connection.create_function(
-        "indexing_text", 1, text_unpack, deterministic=True
-    )
+    connection.connection.create_function("indexing_text", 3, block_text)

@@ -1,7 +1,8 @@
 """A batch of JSONL lines from one source file, turned into entry rows and written.
 
 Rows are plain tuples inserted with one executemany: an ORM save per line would
-cost more than parsing it. The FTS index follows through the migration's triggers.
+cost more than parsing it. Lines and their searchable text go into compressed
+blocks (apps.indexing.rawlines); the FTS rows are inserted beside the entries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.indexing import rawlines
+from apps.indexing.fts import fts_insert
 from apps.indexing.models import Entry, Project, Session, SourceFile
 from apps.indexing.parser import LineError, ParsedLine, history_parse, line_parse
 from apps.indexing.sources import FoundFile, transcript_identity
@@ -36,18 +38,18 @@ _COLUMNS = (
     "request_id",
     "message_id",
     "model",
-    "text_packed",
     "tools",
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
     "cache_write_5m_tokens",
     "cache_write_1h_tokens",
-    "raw",
+    "block_id",
+    "slot",
 )
 INSERT_SQL = (
-    f"INSERT INTO indexing_entry ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+    f"INSERT INTO indexing_entry (id, {', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 1))})"
 )
 _TOOL_MAP_MAX = 5000
 
@@ -59,9 +61,11 @@ def entry_row(
     line_no: int,
     parsed: ParsedLine,
     tools: str,
-    raw: bytes,
+    block_no: int,
+    slot: int,
 ) -> tuple:
-    """Return the insert tuple of one entry, in _COLUMNS order."""
+    """Return the insert tuple of one entry: _COLUMNS order (block_id = the block's
+    index in its batch until written), then the plain text."""
     moment = parsed.timestamp
     return (
         source_pk,
@@ -79,35 +83,76 @@ def entry_row(
         parsed.request_id,
         parsed.message_id,
         parsed.model,
-        rawlines.text_pack(parsed.text),
         tools,
         *parsed.usage,
-        raw,
+        block_no,
+        slot,
+        parsed.text,
     )
 
 
-def entries_insert(rows: list[tuple]) -> None:
-    """Insert entry rows (call inside a transaction)."""
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.executemany(INSERT_SQL, rows)
+def entries_insert(*, blocks: list[tuple[int, bytes]], rows: list[tuple]) -> None:
+    """Insert blocks (source id, data), entry rows, and their FTS rows.
+
+    Call inside the write transaction. Ids are assigned here, under the IMMEDIATE
+    write lock, so rows can name their block and the FTS rows can be inserted with
+    the plain text already in hand.
+    """
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_ID_SQL.format(table="indexing_block"))
+        first_block = cursor.fetchone()[0] + 1
+        cursor.executemany(
+            "INSERT INTO indexing_block (id, source_id, data) VALUES (%s, %s, %s)",
+            [
+                (first_block + n, source, data)
+                for n, (source, data) in enumerate(blocks)
+            ],
+        )
+        cursor.execute(_NEXT_ID_SQL.format(table="indexing_entry"))
+        first = cursor.fetchone()[0] + 1
+        cursor.executemany(
+            INSERT_SQL,
+            [
+                (
+                    first + n,
+                    *row[:_BLOCK],
+                    first_block + row[_BLOCK],
+                    *row[_BLOCK + 1 : -1],
+                )
+                for n, row in enumerate(rows)
+            ],
+        )
+    fts_insert(rows=[(first + n, row[-1], row[_TOOLS]) for n, row in enumerate(rows)])
+
+
+# AUTOINCREMENT semantics: never reuse an id, even of a deleted last row.
+_NEXT_ID_SQL = (
+    "SELECT max(coalesce(max(id), 0), coalesce((SELECT seq FROM sqlite_sequence "
+    "WHERE name = '{table}'), 0)) FROM {table}"
+)
+_BLOCK = _COLUMNS.index("block_id")
+_TOOLS = _COLUMNS.index("tools")
 
 
 class Batch:
     """Lines of one file, parsed and waiting to be written with the file's offset."""
 
     def __init__(
-        self, *, found: FoundFile, source: SourceFile, dict_id: int | None, report,
+        self,
+        *,
+        found: FoundFile,
+        source: SourceFile,
+        report,
         session_pk: int | None = None,
     ) -> None:
-        self.found, self.source_pk, self.dict_id, self.report = (
-            found,
-            source.pk,
-            dict_id,
-            report,
-        )
+        self.found, self.source_pk, self.report = found, source.pk, report
         self.line_no, self.offset_end = source.lines, source.offset
         self.rows: list[tuple] = []
+        self.blocks: list[tuple[int, bytes]] = []
+        self.records: list[tuple[bytes, bytes]] = []
+        self.records_bytes = 0
         self.nbytes = 0
         self.bad = 0
         self.uuids: dict[str, int] = {}
@@ -152,9 +197,14 @@ class Batch:
                 line_no=self.line_no,
                 parsed=parsed,
                 tools=self._tools(parsed),
-                raw=rawlines.line_encode(line, dict_id=self.dict_id),
+                block_no=len(self.blocks),
+                slot=len(self.records),
             )
         )
+        self.records.append((line, parsed.text.encode("utf-8", errors="replace")))
+        self.records_bytes += len(line)
+        if self.records_bytes >= rawlines.BLOCK_BYTES:
+            self.seal()
         if parsed.uuid:
             self.uuids[parsed.uuid] = self.line_no
         self._meta_note(parsed)
@@ -195,8 +245,14 @@ class Batch:
         if parsed.session_id and "parent_key" not in self.meta:
             self.meta["parent_key"] = parsed.session_id
 
+    def seal(self) -> None:
+        """Close the open block: compress the records gathered so far."""
+        if self.records:
+            self.blocks.append((self.source_pk, rawlines.block_pack(self.records)))
+            self.records, self.records_bytes = [], 0
+
     def clear(self) -> None:
-        self.rows, self.nbytes, self.bad, self.uuids = [], 0, 0, {}
+        self.rows, self.blocks, self.nbytes, self.bad, self.uuids = [], [], 0, 0, {}
 
 
 @dataclass(slots=True)
@@ -211,6 +267,7 @@ class _Pending:
     bad: int
     head: str
     rows: list[tuple]
+    blocks: list[tuple[int, bytes]]
     meta: dict[str, str]
     uuids: dict[str, int]
 
@@ -230,11 +287,24 @@ class Committer:
 
     def queue(self, batch: Batch, *, expected: int, head: str) -> None:
         """Take the batch's rows (and its new offset) for the next flush."""
-        self.pending.append(_Pending(
-            batch.found.path, batch.found, batch.source_pk, batch.session_pk, expected,
-            batch.offset_end, batch.line_no, batch.bad, head, batch.rows,
-            dict(batch.meta), batch.uuids,
-        ))
+        batch.seal()
+        self.pending.append(
+            _Pending(
+                batch.found.path,
+                batch.found,
+                batch.source_pk,
+                batch.session_pk,
+                expected,
+                batch.offset_end,
+                batch.line_no,
+                batch.bad,
+                head,
+                batch.rows,
+                batch.blocks,
+                dict(batch.meta),
+                batch.uuids,
+            )
+        )
         self.rows += len(batch.rows)
         self.nbytes += batch.nbytes
         batch.clear()
@@ -253,24 +323,37 @@ class Committer:
 
     def _write(self) -> int:
         rows: list[tuple] = []
+        blocks: list[tuple[int, bytes]] = []
         now = timezone.now()
         for item in self.pending:
             found = item.found
             moved = SourceFile.objects.filter(
                 pk=item.source_pk, offset=item.expected
             ).update(
-                offset=item.offset_end, lines=item.lines, size=found.size,
-                mtime_ns=found.mtime_ns, device=found.device, inode=found.inode,
-                missing=False, session_id=item.session_pk, head=item.head,
-                bad_lines=F("bad_lines") + item.bad, indexed_at=now,
+                offset=item.offset_end,
+                lines=item.lines,
+                size=found.size,
+                mtime_ns=found.mtime_ns,
+                device=found.device,
+                inode=found.inode,
+                missing=False,
+                session_id=item.session_pk,
+                head=item.head,
+                bad_lines=F("bad_lines") + item.bad,
+                indexed_at=now,
             )
             if moved != 1:  # another run moved this file first: its rows are its own
                 continue
-            rows.extend(item.rows)
+            base = len(blocks)
+            blocks.extend(item.blocks)
+            rows.extend(
+                (*row[:_BLOCK], base + row[_BLOCK], *row[_BLOCK + 1 :])
+                for row in item.rows
+            )
             if item.session_pk and self.saved_meta.get(item.session_pk) != item.meta:
                 _session_meta_save(item.session_pk, item.meta, self.projects)
                 self.saved_meta[item.session_pk] = item.meta
-        entries_insert(rows)
+        entries_insert(blocks=blocks, rows=rows)
         return len(rows)
 
     def _duplicates_report(self) -> None:
@@ -295,8 +378,10 @@ class Committer:
 
     def _duplicate(self, item: _Pending, uuid: str, other: str) -> None:
         self.report.problem(
-            item.batch_path, item.uuids[uuid],
-            f"duplicate uuid {uuid} (also in {other}); kept in both", bad=False,
+            item.batch_path,
+            item.uuids[uuid],
+            f"duplicate uuid {uuid} (also in {other}); kept in both",
+            bad=False,
         )
 
 

@@ -1,10 +1,12 @@
 """Every FTS5 statement of the project, and the one way user text reaches MATCH.
 
 Invariants:
-- indexing_entry_fts is an external-content FTS5 table over indexing_entry(text,
-  tools), rowid = indexing_entry.id; triggers from migration 0002 keep it in step
-  with every insert, update and delete of an entry. Nothing outside this module
-  and the migrations names the table.
+- indexing_entry_fts is an external-content FTS5 table over the view
+  indexing_entry_fts_source (indexing_entry's unpacked text, and tools), rowid =
+  indexing_entry.id. Entries are created only by apps.indexing.batches
+  .entries_insert, which calls fts_insert() for the same rows in the same
+  transaction; triggers (migrations 0003, 0004) follow every delete and update,
+  whoever makes it. Nothing outside this module and the migrations names the table.
 - User text reaches MATCH only through fts_query_escape(): every token is quoted
   (so AND/OR/NOT/NEAR, column names, brackets, `-`, `^` and `:` are literal words),
   quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, and
@@ -138,6 +140,14 @@ def _run(sql: str, params: list, *, raw: bool) -> list[tuple]:
         if raw:
             raise FtsQueryError(str(exc)) from None
         raise
+
+
+def fts_insert(*, rows: list[tuple[int, str, str]]) -> None:
+    """Index new entries: (entry id, text, tools), inside the entries' transaction."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {TABLE}(rowid, text, tools) VALUES (%s, %s, %s)", rows
+        )
 
 
 def fts_rebuild() -> None:

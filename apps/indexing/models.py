@@ -10,8 +10,6 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from apps.indexing.rawlines import text_unpack
-
 
 class Project(models.Model):
     # The real working directory from the entries' `cwd`; until one is seen, the
@@ -130,9 +128,10 @@ class Entry(models.Model):
     request_id = models.CharField(max_length=200, blank=True, default="")
     message_id = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=200, blank=True, default="")
-    # The searchable text (long tool outputs trimmed), packed like raw lines
-    # (apps.indexing.rawlines.text_pack), and the tool names.
-    text_packed = models.BinaryField(default=b"")
+    # The original line and the searchable text (long tool outputs trimmed) live
+    # in a compressed Block shared with neighbouring lines of the same file.
+    block = models.ForeignKey("Block", on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveIntegerField()
     tools = models.CharField(max_length=500, blank=True, default="")
     # Usage as written on the line (zero for <synthetic> and API-error lines).
     input_tokens = models.PositiveIntegerField(default=0)
@@ -140,8 +139,6 @@ class Entry(models.Model):
     cache_read_tokens = models.PositiveIntegerField(default=0)
     cache_write_5m_tokens = models.PositiveIntegerField(default=0)
     cache_write_1h_tokens = models.PositiveIntegerField(default=0)
-    # The original line, whole, through apps.indexing.rawlines (zstd).
-    raw = models.BinaryField()
 
     class Meta:
         indexes = [
@@ -162,10 +159,6 @@ class Entry(models.Model):
     def __str__(self) -> str:
         return f"{self.type} {self.uuid}"
 
-    @property
-    def text(self) -> str:
-        """The searchable text, unpacked."""
-        return text_unpack(self.text_packed)
 
 
 class EntryFts(models.Model):
@@ -208,8 +201,13 @@ class Plan(models.Model):
         ordering = ["-modified_at"]
 
 
-class Dictionary(models.Model):
-    """A zstd dictionary trained on transcript lines; entries name theirs by id."""
+class Block(models.Model):
+    """Consecutive lines of one source file, whole, with their searchable text.
 
+    One zstd frame per ~256 KB of lines (apps.indexing.rawlines.block_pack):
+    compressing lines together, rather than one by one, is what keeps the index
+    smaller than half of what it copies. Reading an entry unpacks its block.
+    """
+
+    source = models.ForeignKey(SourceFile, on_delete=models.CASCADE, related_name="+")
     data = models.BinaryField()
-    created_at = models.DateTimeField(auto_now_add=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 # Long tool outputs are trimmed for the search index only; the whole line is kept
 # (compressed) in the entry, so nothing is lost.
-TOOL_RESULT_HEAD = 2000
-TOOL_RESULT_TAIL = 500
+TOOL_RESULT_HEAD = 1000
+TOOL_RESULT_TAIL = 200
 TOOL_INPUT_VALUE_MAX = 1000
 TEXT_MAX = 60_000
 TITLE_MAX = 200

@@ -1,92 +1,75 @@
-"""How an entry keeps its original line: compact, whole, and readable back exactly.
+"""How entries keep their original lines: whole, compact, and readable back exactly.
 
-Stored form is a one-byte tag, then the payload:
-  b"r" the raw bytes (tiny lines, where compression saves nothing);
-  b"z" one zstd frame;
-  b"d" a 4-byte big-endian Dictionary id, then one zstd frame made with it.
-Transcript lines are small JSON objects repeating the same keys, so a dictionary
-trained on a sample of them compresses each line several times better than zstd
-alone while every line stays independently readable.
+Lines are stored in blocks (apps.indexing.models.Block): consecutive lines of one
+file with their searchable text, packed into one zstd frame. Transcript lines
+repeat the same keys, paths and file contents, so a frame of many lines compresses
+several times better than each line alone, and an entry stays cheap to read
+(unpacking a ~256 KB block takes well under a millisecond).
+
+Unpacked layout: a 4-byte big-endian count n, then n pairs of 4-byte lengths
+(line, text), then the payloads in that order.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
+from collections import OrderedDict
 
 import zstandard
 
-_RAW = b"r"
-_ZSTD = b"z"
-_DICT = b"d"
-_SMALL = 64
+BLOCK_BYTES = 256 * 1024
 _LEVEL = 3
-DICT_SIZE = 112 * 1024
-
-_plain = zstandard.ZstdCompressor(level=_LEVEL)
-_unplain = zstandard.ZstdDecompressor()
-_compressors: dict[int, zstandard.ZstdCompressor] = {}
-_decompressors: dict[int, zstandard.ZstdDecompressor] = {}
+_compressor = zstandard.ZstdCompressor(level=_LEVEL)
+_decompressor = zstandard.ZstdDecompressor()
+_CACHE_SIZE = 8
+_cache: OrderedDict[tuple[int, int], list[tuple[bytes, bytes]]] = OrderedDict()
 
 
-def dictionary_train(samples: list[bytes]) -> bytes | None:
-    """Return a trained dictionary, or None when the samples are too few to help."""
-    if len(samples) < 200 or sum(map(len, samples)) < 8 * DICT_SIZE:
-        return None
-    try:
-        trained = zstandard.train_dictionary(DICT_SIZE, samples, level=_LEVEL)
-    except zstandard.ZstdError:
-        return None
-    return trained.as_bytes()
+def block_pack(records: list[tuple[bytes, bytes]]) -> bytes:
+    """Return one compressed block of (line, text utf-8) records."""
+    header = [struct.pack(">I", len(records))]
+    header += [struct.pack(">II", len(line), len(text)) for line, text in records]
+    payload = [part for record in records for part in record]
+    return _compressor.compress(b"".join(header + payload))
 
 
-def dictionary_load(*, dict_id: int, data: bytes) -> None:
-    """Make a stored dictionary usable for encoding and decoding in this process."""
-    compiled = zstandard.ZstdCompressionDict(bytes(data))
-    _compressors[dict_id] = zstandard.ZstdCompressor(level=_LEVEL, dict_data=compiled)
-    _decompressors[dict_id] = zstandard.ZstdDecompressor(dict_data=compiled)
+def block_unpack(data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
+    """Return the (line, text utf-8) records of a block."""
+    plain = _decompressor.decompress(bytes(data))
+    (count,) = struct.unpack_from(">I", plain, 0)
+    sizes = struct.unpack_from(f">{count * 2}I", plain, 4)
+    position = 4 + 8 * count
+    records = []
+    for index in range(count):
+        line_size, text_size = sizes[2 * index], sizes[2 * index + 1]
+        line = plain[position:position + line_size]
+        position += line_size
+        records.append((line, plain[position:position + text_size]))
+        position += text_size
+    return records
 
 
-def dictionary_loaded(dict_id: int) -> bool:
-    """Return whether a dictionary id is loaded in this process."""
-    return dict_id in _decompressors
+def block_records(block_id: int, data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
+    """Return a block's records, unpacking each block once while it stays recent.
+
+    Keyed by id and checksum: an id can come back after a rolled-back transaction
+    or in another database file, the same id with other bytes must not hit.
+    """
+    key = (block_id, zlib.crc32(data))
+    records = _cache.get(key)
+    if records is None:
+        records = block_unpack(data)
+        _cache[key] = records
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    else:
+        _cache.move_to_end(key)
+    return records
 
 
-def line_encode(line: bytes, *, dict_id: int | None = None) -> bytes:
-    """Return the stored form of one line."""
-    if len(line) < _SMALL:
-        return _RAW + line
-    if dict_id is not None:
-        return _DICT + struct.pack(">I", dict_id) + _compressors[dict_id].compress(line)
-    return _ZSTD + _plain.compress(line)
-
-
-def line_decode(
-    stored: bytes | memoryview, *, dictionaries: dict[int, bytes] | None = None
-) -> bytes:
-    """Return the original bytes of a stored line (dictionaries: id -> data)."""
-    stored = bytes(stored)
-    tag = stored[:1]
-    if tag == _RAW:
-        return stored[1:]
-    if tag == _ZSTD:
-        return _unplain.decompress(stored[1:])
-    if tag == _DICT:
-        (dict_id,) = struct.unpack(">I", stored[1:5])
-        if dict_id not in _decompressors:
-            if not dictionaries or dict_id not in dictionaries:
-                raise LookupError(f"zstd dictionary {dict_id} is not loaded")
-            dictionary_load(dict_id=dict_id, data=dictionaries[dict_id])
-        return _decompressors[dict_id].decompress(stored[5:])
-    raise ValueError(f"unknown stored line format {tag!r}")
-
-
-def text_pack(text: str) -> bytes:
-    """Return the stored form of an entry's searchable text (b'' when empty)."""
-    return line_encode(text.encode("utf-8")) if text else b""
-
-
-def text_unpack(stored: bytes | memoryview | None) -> str:
-    """Return the searchable text from its stored form (the SQL indexing_text())."""
-    if not stored:
+def block_text(block_id: int, data: bytes | memoryview, slot: int) -> str:
+    """Return one entry's searchable text (the SQL function indexing_text())."""
+    if data is None:
         return ""
-    return line_decode(stored).decode("utf-8", errors="replace")
+    return block_records(block_id, data)[slot][1].decode("utf-8", errors="replace")

@@ -8,7 +8,6 @@ from datetime import datetime
 
 from django.db.models import Count, Max, Q, Sum
 
-from apps.indexing import rawlines
 from apps.indexing.fts import (
     HIT_END,
     HIT_START,
@@ -18,7 +17,8 @@ from apps.indexing.fts import (
     fts_search,
     fts_tool_filter,
 )
-from apps.indexing.models import Dictionary, Entry, Plan, Project, Session, Todo
+from apps.indexing.models import Block, Entry, Plan, Project, Session, Todo
+from apps.indexing.rawlines import block_records
 from apps.proxy.selectors import exchange_ids_by_request_id
 
 __all__ = ["FtsQueryError"]  # re-exported for the API's 422
@@ -198,6 +198,8 @@ class ThreadEntry:
     entry: Entry
     exchange_id: int | None = None
     subagents: list[SubagentThread] = field(default_factory=list)
+    text: str = ""
+    line: bytes = b""
 
 
 @dataclass(slots=True)
@@ -213,7 +215,7 @@ def session_thread(
 
     A subagent's entries follow the parent entry that reported or started it;
     each entry carries the id of the relayed exchange with its requestId.
-    Four queries whatever the page holds.
+    Five queries whatever the page holds.
     """
     page = list(
         Entry.objects.filter(session=session)
@@ -234,18 +236,32 @@ def session_thread(
         request_ids=[e.request_id for e in page]
         + [e.request_id for rows in child_entries.values() for e in rows]
     )
+    children_rows = [e for rows in child_entries.values() for e in rows]
+    unpacked = _entries_unpack(page + children_rows)
+
+    def item(entry: Entry, subagents: list[SubagentThread]) -> ThreadEntry:
+        line, text = unpacked.get(entry.id, (b"", ""))
+        exchange = exchanges.get(entry.request_id)
+        return ThreadEntry(entry, exchange, subagents, text, line)
+
     spawned: dict[str, list[SubagentThread]] = {}
     for child in children:
-        rows = [
-            ThreadEntry(e, exchanges.get(e.request_id)) for e in child_entries[child.pk]
-        ]
+        rows = [item(e, []) for e in child_entries[child.pk]]
         spawned.setdefault(child.spawn_uuid, []).append(SubagentThread(child, rows))
-    return [
-        ThreadEntry(
-            e, exchanges.get(e.request_id), spawned.get(e.uuid, []) if e.uuid else []
-        )
-        for e in page
-    ]
+    return [item(e, spawned.get(e.uuid, []) if e.uuid else []) for e in page]
+
+
+def _entries_unpack(entries: list[Entry]) -> dict[int, tuple[bytes, str]]:
+    """Return {entry id: (original line, searchable text)}, one query for all."""
+    wanted = {e.block_id for e in entries}
+    blocks = dict(Block.objects.filter(id__in=wanted).values_list("id", "data"))
+    unpacked = {}
+    for entry in entries:
+        if entry.block_id in blocks:
+            records = block_records(entry.block_id, blocks[entry.block_id])
+            line, text = records[entry.slot]
+            unpacked[entry.id] = (line, text.decode("utf-8", errors="replace"))
+    return unpacked
 
 
 def session_exchange_links(*, session_id: str) -> list[tuple[int, str, str, int]]:
@@ -277,22 +293,21 @@ def entry_by_request_id(*, request_id: str) -> Entry | None:
 
 def entry_raw(*, entry: Entry) -> bytes:
     """Return the original line of an entry, byte for byte."""
-    try:
-        return rawlines.line_decode(entry.raw)
-    except LookupError:
-        dictionaries = dict(Dictionary.objects.values_list("id", "data"))
-        return rawlines.line_decode(
-            entry.raw, dictionaries={k: bytes(v) for k, v in dictionaries.items()}
-        )
+    return _entries_unpack([entry]).get(entry.id, (b"", ""))[0]
 
 
-def entry_record(*, entry: Entry) -> dict | list | str:
-    """Return the original line decoded as JSON (or as text if it is not JSON)."""
-    line = entry_raw(entry=entry).decode("utf-8", errors="replace")
+def entry_text(*, entry: Entry) -> str:
+    """Return the searchable text of an entry."""
+    return _entries_unpack([entry]).get(entry.id, (b"", ""))[1]
+
+
+def line_record(line: bytes) -> dict | list | str:
+    """Return an original line decoded as JSON (or as text if it is not JSON)."""
+    text = line.decode("utf-8", errors="replace")
     try:
-        return json.loads(line)
+        return json.loads(text)
     except ValueError:
-        return line
+        return text
 
 
 def todo_list(

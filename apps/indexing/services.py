@@ -21,10 +21,9 @@ from pathlib import Path
 
 from django.db import connection
 
-from apps.indexing import rawlines
 from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize
-from apps.indexing.models import Dictionary, Entry, SourceFile
+from apps.indexing.models import Block, Entry, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
 from apps.indexing.sources import FoundFile, config_roots, files_scan
 from apps.indexing.txn import write_retry
@@ -115,9 +114,7 @@ def index_sync(
         changed = [f for f in found if full or _changed(f, known.get(f.path))]
         touched: set[int] = set()
         if changed:
-            dict_id = _dictionary_current(changed)
-            run = _Run(report=report, dict_id=dict_id, full=full, progress=progress,
-                       touched=touched)
+            run = _Run(report=report, full=full, progress=progress, touched=touched)
             run.prepare(changed, known)
             # Transcripts first: todos and plans link to sessions they name.
             for found_file in sorted(changed, key=lambda f: _KIND_ORDER[f.kind]):
@@ -188,12 +185,19 @@ def index_lock(
 class _Run:
     """The state of one sync pass over the changed files."""
 
-    def __init__(self, *, report: SyncReport, dict_id: int | None, full: bool,
-                 progress: Progress | None, touched: set[int]) -> None:
-        self.report, self.dict_id, self.full = report, dict_id, full
+    def __init__(
+        self,
+        *,
+        report: SyncReport,
+        full: bool,
+        progress: Progress | None,
+        touched: set[int],
+    ) -> None:
+        self.report, self.full = report, full
         self.progress, self.touched = progress, touched
-        self.committer = Committer(report=report, max_rows=BATCH_ROWS,
-                                   max_bytes=BATCH_BYTES)
+        self.committer = Committer(
+            report=report, max_rows=BATCH_ROWS, max_bytes=BATCH_BYTES
+        )
         self.fresh: dict[str, SourceFile] = {}
         self.sessions: dict[str, int] = {}
 
@@ -201,10 +205,12 @@ class _Run:
         """Create rows for new files and their sessions in two short transactions."""
         new = [f for f in changed if f.path not in known]
         if new:
-            write_retry(lambda: SourceFile.objects.bulk_create(
-                [SourceFile(path=f.path, root=f.root, kind=f.kind) for f in new],
-                ignore_conflicts=True,
-            ))
+            write_retry(
+                lambda: SourceFile.objects.bulk_create(
+                    [SourceFile(path=f.path, root=f.root, kind=f.kind) for f in new],
+                    ignore_conflicts=True,
+                )
+            )
             paths = [f.path for f in new]
             for start in range(0, len(paths), 900):
                 chunk = paths[start : start + 900]
@@ -224,14 +230,17 @@ class _Run:
                 self._jsonl_ingest(found, source)
             else:
                 self.flush()  # whole files write on their own; keep the order
-                wholefile_ingest(found=found, source=source, dict_id=self.dict_id,
-                                 report=self.report)
+                wholefile_ingest(found=found, source=source, report=self.report)
         except OSError as exc:  # vanished or unreadable between scan and read
             self.report.problem(found.path, 0, f"unreadable: {exc}", bad=False)
 
     def _jsonl_ingest(self, found: FoundFile, source: SourceFile) -> None:
-        batch = Batch(found=found, source=source, dict_id=self.dict_id,
-                      report=self.report, session_pk=self.sessions.get(found.path))
+        batch = Batch(
+            found=found,
+            source=source,
+            report=self.report,
+            session_pk=self.sessions.get(found.path),
+        )
         expected, head = source.offset, source.head
         with open(found.path, "rb") as handle:
             handle.seek(source.offset)
@@ -249,7 +258,7 @@ class _Run:
                     if batch.full(BATCH_ROWS, BATCH_BYTES):
                         head = head or _head_of(found.path, batch.offset_end)
                         expected = self._queue(batch, expected, head)
-                pending = pending[cut + 1:]
+                pending = pending[cut + 1 :]
         if batch.offset_end:
             head = head or _head_of(found.path, batch.offset_end)
         self._queue(batch, expected, head)
@@ -308,6 +317,9 @@ def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
         rows = Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)
         ids = list(rows[:chunk])
         if not ids:
+            # Blocks after entries: the FTS delete trigger reads an entry's text
+            # from its block.
+            write_retry(lambda: Block.objects.filter(source_id=source_pk).delete())
             return deleted
         write_retry(lambda ids=ids: Entry.objects.filter(id__in=ids).delete())
         deleted += len(ids)
@@ -333,32 +345,3 @@ def _missing_mark(
         write_retry(lambda pk=source_pk: SourceFile.objects.filter(pk=pk).delete())
     report.files_pruned, report.files_missing = len(gone), 0
     write_retry(sessions_prune_empty)
-
-
-def _dictionary_current(changed: list[FoundFile]) -> int | None:
-    """Return the zstd dictionary id to encode with, training one on first need."""
-    row = Dictionary.objects.order_by("-id").values_list("id", "data").first()
-    if row is None:
-        trained = rawlines.dictionary_train(_dictionary_samples(changed))
-        if trained is None:
-            return None
-        created = write_retry(lambda: Dictionary.objects.create(data=trained))
-        row = (created.pk, trained)
-    if not rawlines.dictionary_loaded(row[0]):
-        rawlines.dictionary_load(dict_id=row[0], data=bytes(row[1]))
-    return row[0]
-
-
-def _dictionary_samples(changed: list[FoundFile], budget: int = 8 << 20) -> list[bytes]:
-    transcripts = [f for f in changed if f.kind == "transcript"]
-    step = max(1, len(transcripts) // 400)
-    samples: list[bytes] = []
-    per_file = max(16 << 10, budget // max(1, len(transcripts[::step])))
-    for found in transcripts[::step]:
-        try:
-            with open(found.path, "rb") as handle:
-                lines = handle.read(per_file).split(b"\n")[:-1]
-        except OSError:
-            continue
-        samples.extend(line[: 64 << 10] for line in lines if line)
-    return samples

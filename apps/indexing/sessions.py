@@ -13,21 +13,19 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.db.models import Q
 
-from apps.indexing.models import Entry, Project, Session, SourceFile
+from apps.indexing.models import Block, Entry, Project, Session, SourceFile
 from apps.indexing.parser import title_clean
-from apps.indexing.rawlines import text_unpack
+from apps.indexing.rawlines import block_records
 from apps.indexing.sources import transcript_folder
 from apps.indexing.txn import write_retry
 from apps.proxy.pricing import Usage, usage_cost
 
 CHUNK = 200
+_PROMPTS_TRIED = 5  # the first prompts may all be slash-command scaffolding
 _ROWS_SQL = """
 SELECT session_id, id, type, role, is_meta, timestamp, uuid, message_id, request_id,
        model, tools, input_tokens, output_tokens, cache_read_tokens,
-       cache_write_5m_tokens, cache_write_1h_tokens,
-       CASE WHEN type IN ('custom-title', 'ai-title')
-                 OR (type = 'user' AND role = 'user' AND is_meta = 0)
-            THEN text_packed END
+       cache_write_5m_tokens, cache_write_1h_tokens, block_id, slot
 FROM indexing_entry WHERE session_id IN ({marks})
   AND type NOT IN ('todo', 'task', 'plan', 'history')
 ORDER BY session_id, id
@@ -57,9 +55,10 @@ class _Totals:
     last: datetime | None = None
     users: int = 0
     tool_calls: int = 0
-    custom: str = ""
-    ai: str = ""
-    prompt: str = ""
+    # Where title candidates' texts are: (block id, slot); read after the scan.
+    custom: tuple[int, int] | None = None
+    ai: tuple[int, int] | None = None
+    prompts: list[tuple[int, int]] = field(default_factory=list)
     uuids: list[str] = field(default_factory=list)
     # (message.id, requestId) -> [model, first timestamp, usage maxima x5]
     messages: dict[tuple, list] = field(default_factory=dict)
@@ -78,7 +77,8 @@ class _Totals:
             model,
             tools,
             *usage,
-            text,
+            block_id,
+            slot,
         ) = row
         self.count += 1
         if moment:
@@ -86,14 +86,14 @@ class _Totals:
             self.last = max(self.last, moment) if self.last else moment
         if uuid:
             self.uuids.append(uuid)
-        if kind == "custom-title" and text:
-            self.custom = text_unpack(text)
-        elif kind == "ai-title" and text:
-            self.ai = text_unpack(text)
+        if kind == "custom-title":
+            self.custom = (block_id, slot)
+        elif kind == "ai-title":
+            self.ai = (block_id, slot)
         elif kind == "user" and role == "user" and not is_meta:
             self.users += 1
-            if not self.prompt and text:
-                self.prompt = title_clean(text_unpack(text)[:1000])
+            if len(self.prompts) < _PROMPTS_TRIED:
+                self.prompts.append((block_id, slot))
         elif kind == "assistant" and model != "<synthetic>":
             self.tool_calls += len(tools.split())
             self._usage_add(
@@ -121,7 +121,6 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
     pks = sorted(session_pks)
     if not pks:
         return
-    summaries = _summaries_by_leaf()
     for start in range(0, len(pks), CHUNK):
         chunk = pks[start : start + CHUNK]
         totals = {pk: _Totals() for pk in chunk}
@@ -129,9 +128,12 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
             cursor.execute(_ROWS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
             for row in cursor:
                 totals[row[0]].add(row)
+        summaries = _summaries_by_leaf([u for t in totals.values() for u in t.uuids])
+        refs = {r for t in totals.values() for r in (t.custom, t.ai, *t.prompts) if r}
+        texts = _texts_load(refs | set(summaries.values()))
         sessions = list(Session.objects.filter(pk__in=chunk))
         for session in sessions:
-            _session_apply(session, totals[session.pk], summaries)
+            _session_apply(session, totals[session.pk], summaries, texts)
         write_retry(
             lambda sessions=sessions: Session.objects.bulk_update(sessions, _FIELDS)
         )
@@ -139,25 +141,58 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
     write_retry(lambda: _subagents_link(pks))
 
 
-def _summaries_by_leaf() -> dict[str, str]:
-    leaves: dict[str, str] = {}
-    rows = Entry.objects.filter(type="summary").order_by("id")
-    for leaf, text in rows.values_list("parent_uuid", "text_packed"):
-        if leaf and text:
-            leaves[leaf] = text_unpack(text)
+def _summaries_by_leaf(uuids: list[str]) -> dict[str, tuple[int, int]]:
+    """Return {leaf uuid: (block, slot) of the last summary naming it}."""
+    leaves: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(uuids), 900):
+        rows = (
+            Entry.objects.filter(
+                type="summary", parent_uuid__in=uuids[start : start + 900]
+            )
+            .order_by("id")
+            .values_list("parent_uuid", "block_id", "slot")
+        )
+        for leaf, block_id, slot in rows:
+            leaves[leaf] = (block_id, slot)
     return leaves
 
 
+def _texts_load(refs: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """Return the searchable texts at (block id, slot) places, one read per block."""
+    block_ids = sorted({block_id for block_id, _ in refs})
+    texts: dict[tuple[int, int], str] = {}
+    for start in range(0, len(block_ids), 500):
+        blocks = Block.objects.filter(id__in=block_ids[start : start + 500])
+        for block_id, data in blocks.values_list("id", "data"):
+            records = block_records(block_id, data)
+            for ref in refs:
+                if ref[0] == block_id:
+                    texts[ref] = records[ref[1]][1].decode("utf-8", errors="replace")
+    return texts
+
+
 def _session_apply(
-    session: Session, totals: _Totals, summaries: dict[str, str]
+    session: Session,
+    totals: _Totals,
+    summaries: dict[str, tuple[int, int]],
+    texts: dict[tuple[int, int], str],
 ) -> None:
-    summary = next((summaries[u] for u in reversed(totals.uuids) if u in summaries), "")
-    for source, text in (
-        ("custom", totals.custom),
-        ("ai", totals.ai),
-        ("summary", summary),
-        ("prompt", totals.prompt),
-    ):
+    leaf = next((u for u in reversed(totals.uuids) if u in summaries), None)
+    prompt = next(
+        (
+            t
+            for t in (title_clean(texts.get(r, "")[:1000]) for r in totals.prompts)
+            if t
+        ),
+        "",
+    )
+    candidates = (
+        ("custom", texts.get(totals.custom, "")),
+        ("ai", texts.get(totals.ai, "")),
+        ("summary", texts.get(summaries[leaf], "") if leaf else ""),
+        ("prompt", prompt),
+    )
+    for source, text in candidates:
         if text:
             session.title, session.title_source = (
                 title_clean(text) or text[:200],
@@ -172,19 +207,16 @@ def _session_apply(
     session.user_count = totals.users
     session.assistant_count = len(totals.messages)
     session.tool_call_count = totals.tool_calls
+    _usage_apply(session, totals)
+
+
+def _usage_apply(session: Session, totals: _Totals) -> None:
     sums = [0, 0, 0, 0, 0]
     cost = None
     for model, moment, *usage in totals.messages.values():
         sums = [a + b for a, b in zip(sums, usage, strict=True)]
-        price = (
-            usage_cost(
-                model=model,
-                usage=Usage(*usage),
-                at=_moment(moment) or datetime.now(UTC),
-            )
-            if model
-            else None
-        )
+        at = _moment(moment) or datetime.now(UTC)
+        price = usage_cost(model=model, usage=Usage(*usage), at=at) if model else None
         if price is not None:
             cost = (cost or 0.0) + price
     (

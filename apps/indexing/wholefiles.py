@@ -23,9 +23,7 @@ from apps.indexing.txn import write_retry
 MAX_BYTES = 32 * 1024 * 1024
 
 
-def wholefile_ingest(
-    *, found: FoundFile, source: SourceFile, dict_id: int | None, report
-) -> None:
+def wholefile_ingest(*, found: FoundFile, source: SourceFile, report) -> None:
     """Replace what a todo/task/plan file contributed with its current content."""
     with open(found.path, "rb") as handle:
         data = handle.read(MAX_BYTES + 1)
@@ -35,9 +33,9 @@ def wholefile_ingest(
         )
         return
     if found.kind == "plan":
-        write, entries = _plan_writer(found, source, data, dict_id)
+        write, entries = _plan_writer(found, source, data)
     else:
-        write, entries = _todo_writer(found, source, data, dict_id, report)
+        write, entries = _todo_writer(found, source, data, report)
     if write_retry(lambda: _apply(found, source, len(data), write)):
         report.entries_added += entries
 
@@ -68,7 +66,7 @@ def _session_pk(key: str) -> int | None:
 
 
 def _todo_writer(
-    found: FoundFile, source: SourceFile, data: bytes, dict_id: int | None, report
+    found: FoundFile, source: SourceFile, data: bytes, report
 ) -> tuple[Callable[[], None], int]:
     try:
         document = json.loads(data.decode("utf-8", errors="replace"))
@@ -100,13 +98,13 @@ def _todo_writer(
             ]
         )
         if items:  # Claude Code leaves many empty lists: no entry for those
-            _entry_write(source, session_pk, found.kind, text, data, dict_id)
+            _entry_write(source, session_pk, found.kind, text, data)
 
     return write, 1 if items else 0
 
 
 def _plan_writer(
-    found: FoundFile, source: SourceFile, data: bytes, dict_id: int | None
+    found: FoundFile, source: SourceFile, data: bytes
 ) -> tuple[Callable[[], None], int]:
     text = data.decode("utf-8", errors="replace")
     slug = Path(found.path).stem
@@ -122,29 +120,23 @@ def _plan_writer(
         Plan.objects.create(
             source_id=source.pk, slug=slug, content=text, modified_at=modified
         )
-        _entry_write(source, session_pk, "plan", text, data, dict_id)
+        _entry_write(source, session_pk, "plan", text, data)
 
     return write, 1
 
 
 def _entry_write(
-    source: SourceFile,
-    session_pk: int | None,
-    kind: str,
-    text: str,
-    data: bytes,
-    dict_id: int | None,
+    source: SourceFile, session_pk: int | None, kind: str, text: str, data: bytes
 ) -> None:
     parsed = ParsedLine(type=kind, text=text[:60_000])
-    entries_insert(
-        [
-            entry_row(
-                source_pk=source.pk,
-                session_pk=session_pk,
-                line_no=1,
-                parsed=parsed,
-                tools="",
-                raw=rawlines.line_encode(data, dict_id=dict_id),
-            )
-        ]
+    row = entry_row(
+        source_pk=source.pk,
+        session_pk=session_pk,
+        line_no=1,
+        parsed=parsed,
+        tools="",
+        block_no=0,
+        slot=0,
     )
+    block = rawlines.block_pack([(data, parsed.text.encode("utf-8", errors="replace"))])
+    entries_insert(blocks=[(source.pk, block)], rows=[row])

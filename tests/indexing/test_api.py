@@ -153,7 +153,7 @@ def test_it_guards_list_selector_queries(django_assert_num_queries, claude_tree)
         sessions = selectors.session_list()
         [s.project.path for s in sessions]
     session = selectors.session_get(session_id=t.session_id)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         thread = selectors.session_thread(session=session)
     assert sum(len(item.subagents) for item in thread) == 2
     with django_assert_num_queries(3):
