@@ -43,6 +43,9 @@ MIDDLEWARE = [
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = CLAUDEMON_VAR_DIR / "staticfiles"
+# WhiteNoise warns at every start when STATIC_ROOT is missing, even though it serves
+# from the finders; an empty folder keeps the logs clean until collectstatic runs.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve straight from the finders: no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/login/"
