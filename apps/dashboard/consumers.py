@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -20,6 +22,7 @@ from apps.dashboard import page_selectors, page_state
 from apps.proxy.models import Exchange
 
 POLL_SECONDS = 0.35
+logger = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 
 
@@ -47,7 +50,11 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
 
     async def _poll_forever(self) -> None:
         while True:
-            rows = await self._changes()
+            try:
+                rows = await self._changes()
+            except DatabaseError:  # e.g. locked by a long write: try next tick
+                logger.warning("live feed poll failed", exc_info=True)
+                rows = []
             if rows:
                 await self.send(text_data=json.dumps({"rows": rows}))
             await asyncio.sleep(POLL_SECONDS)

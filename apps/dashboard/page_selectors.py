@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Q, QuerySet
 
 from apps.dashboard.page_state import PER_PAGE, ExchangeFilter
 from apps.proxy.models import Exchange
@@ -42,6 +41,14 @@ LIST_FIELDS = (
     "ttfb_ms",
     "duration_ms",
 )
+# The read-side covering index of the stats (apps/proxy migration 0002).
+COVER_INDEX = "exchange_stats_cover"
+_COVERED = {
+    "id", "started_at", "model", "state", "status_code", "error_type", "is_streaming",
+    "session_id", "agent_id", "path", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_usd",
+    "ttfb_ms", "duration_ms", "tools_called",
+}  # fmt: skip
 _LIVE_RECENT = 50
 _LIVE_WATCH_MAX = 500
 
@@ -74,12 +81,49 @@ def exchange_page(
     total = queryset.count()
     number = min(filters.page, max(1, -(-total // per_page)))
     offset = (number - 1) * per_page
-    rows = list(
-        queryset.only(*LIST_FIELDS).order_by(*filters.order_by)[
-            offset : offset + per_page
-        ]
+    ids = _cover_ids(
+        queryset=queryset, order_by=filters.order_by, limit=per_page, offset=offset
     )
-    return ExchangePage(rows=rows, number=number, total=total, per_page=per_page)
+    return ExchangePage(
+        rows=_rows_by_ids(ids), number=number, total=total, per_page=per_page
+    )
+
+
+def _cover_ids(
+    *, queryset: QuerySet[Exchange], order_by: tuple[str, ...], limit: int, offset: int
+) -> list[int]:
+    """Return the ids of one sorted page, read from the covering index alone.
+
+    Rows carry compressed bodies of tens of KB; sorting them by cost or latency
+    over a month would read every row. Every filter and sort column is in
+    exchange_stats_cover (apps/proxy migration 0002), so the index suffices.
+    """
+    columns = {"started_at", "id", *(c.lstrip("-") for c in order_by)}
+    assert columns <= _COVERED, columns - _COVERED
+    where, params = _where_sql(queryset)
+    order = ", ".join(
+        f"{c.lstrip('-')} {'DESC' if c.startswith('-') else 'ASC'}" for c in order_by
+    )
+    sql = (
+        f"SELECT id FROM proxy_exchange INDEXED BY {COVER_INDEX} WHERE {where}"
+        f" ORDER BY {order} LIMIT %s OFFSET %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit, offset])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _rows_by_ids(ids: list[int]) -> list[Exchange]:
+    """Return the list columns of these exchanges, in the order of ids."""
+    found = Exchange.objects.only(*LIST_FIELDS).in_bulk(ids)
+    return [found[pk] for pk in ids if pk in found]
+
+
+def _where_sql(queryset: QuerySet[Exchange]) -> tuple[str, list]:
+    """Compile a queryset's WHERE clause for raw SQL over proxy_exchange."""
+    query = queryset.query
+    sql, params = query.get_compiler(using=queryset.db).compile(query.where)
+    return sql, list(params)
 
 
 def _exchange_filtered(
@@ -186,27 +230,30 @@ def exchange_slowest(
     *, queryset: QuerySet[Exchange], limit: int = 15
 ) -> list[Exchange]:
     """Return the slowest finished exchanges of a filtered queryset (list columns)."""
-    return list(
-        queryset.filter(duration_ms__isnull=False)
-        .only(*LIST_FIELDS)
-        .order_by("-duration_ms", "-id")[:limit]
+    finished = queryset.filter(duration_ms__isnull=False)
+    ids = _cover_ids(
+        queryset=finished, order_by=("-duration_ms", "-id"), limit=limit, offset=0
     )
+    return _rows_by_ids(ids)
 
 
 def session_top_by_cost(*, queryset: QuerySet[Exchange], limit: int = 10) -> list[dict]:
     """Return the sessions of a filtered queryset that cost the most."""
-    return list(
-        queryset.exclude(session_id="")
-        .order_by()
-        .values("session_id")
-        .annotate(
-            requests=Count("id"),
-            cost=Coalesce(Sum("cost_usd"), 0.0),
-            output=Coalesce(Sum("output_tokens"), 0),
-            last_at=Max("started_at"),
-        )
-        .order_by("-cost", "-requests", "session_id")[:limit]
+    where, params = _where_sql(queryset)
+    sql = (
+        "SELECT session_id, COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0.0) AS cost,"
+        " COALESCE(SUM(output_tokens), 0) AS output, MAX(started_at) AS last_at"
+        f" FROM proxy_exchange INDEXED BY {COVER_INDEX} WHERE {where}"
+        " AND session_id <> '' GROUP BY session_id"
+        " ORDER BY cost DESC, requests DESC, session_id LIMIT %s"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:  # raw SQL returns the stored text: naive UTC
+        row["last_at"] = datetime.fromisoformat(row["last_at"]).replace(tzinfo=UTC)
+    return rows
 
 
 def latency_percentiles_by_bucket(
@@ -215,18 +262,19 @@ def latency_percentiles_by_bucket(
     """Return p50/p95 of column per (bucket index, model) over [edges[i], edges[i+1]).
 
     Same nearest-rank definition as apps.dashboard.selectors: the value at
-    1-based rank ceil(p/100 * N); one statement, ranks from ROW_NUMBER().
+    1-based rank ceil(p/100 * N); one statement over the covering index, ranks
+    from ROW_NUMBER().
     """
     assert column in ("ttfb_ms", "duration_ms")
-    compiler = queryset.query.get_compiler(using=queryset.db)
-    where, params = compiler.compile(queryset.query.where)
+    where, params = _where_sql(queryset)
     adapt = connection.ops.adapt_datetimefield_value
     bounds = json.dumps([[adapt(lo), adapt(hi)] for lo, hi in pairwise(edges)])
     sql = (
         "WITH b AS (SELECT CAST(key AS INTEGER) AS i,"
         " json_extract(value, '$[0]') AS lo,"
         " json_extract(value, '$[1]') AS hi FROM json_each(%s)),"
-        f" v AS (SELECT b.i AS i, model AS g, {column} AS x FROM b JOIN proxy_exchange"
+        f" v AS (SELECT b.i AS i, model AS g, {column} AS x FROM b"
+        f" JOIN proxy_exchange INDEXED BY {COVER_INDEX}"
         f" ON started_at >= b.lo AND started_at < b.hi WHERE {where}"
         f" AND {column} IS NOT NULL),"
         " r AS (SELECT i, g, x, ROW_NUMBER() OVER (PARTITION BY i, g ORDER BY x) AS rn,"

@@ -34,6 +34,8 @@ SORTS = {
     "output": "output_tokens",
 }
 PER_PAGE = 50
+# The stats time series serves at most 1998 day buckets (schemas.MAX_BUCKETS).
+MAX_CUSTOM_DAYS = 1990
 
 
 def zone_from_name(name: str | None) -> tzinfo:
@@ -109,8 +111,10 @@ def _custom_range(query: QueryDict, *, zone: tzinfo) -> TimeRange | str:
         return "Custom range needs from and to as YYYY-MM-DD dates."
     if last < first:
         return "Custom range: 'from' is after 'to'."
-    if (last - first).days > 3660:
-        return "Custom range is longer than ten years."
+    if (last - first).days > MAX_CUSTOM_DAYS:
+        return f"Custom range is longer than {MAX_CUSTOM_DAYS} days."
+    if first.year < 1970 or last.year > 2998:
+        return "Custom range must lie between 1970 and 2998."
     start = datetime.combine(first, time(), tzinfo=zone)
     end = datetime.combine(last + timedelta(days=1), time(), tzinfo=zone)
     bucket = "hour" if (last - first).days < 2 else "day"

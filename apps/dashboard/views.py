@@ -6,7 +6,10 @@ every time is shown in the browser's zone (the tz cookie set by tz.js).
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
+
 from django.contrib.auth.decorators import login_not_required, login_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -72,7 +75,7 @@ def _series_filter(span: page_state.TimeRange) -> schemas.TimeseriesFilter:
     )
 
 
-def _usage_chart(series: dict, *, metric: str, zone) -> dict:
+def _usage_chart(series: dict, *, metric: str, zone: tzinfo) -> dict:
     """Turn the time series into chart rows: one stacked series per model."""
     buckets = series["buckets"]
     fmt = "H:i" if series["bucket"] == "hour" else "M j"
@@ -107,7 +110,7 @@ def performance(request: HttpRequest) -> HttpResponse:
         start=span.start, end=span.end, zone=zone, unit=span.bucket
     )
     total = page_selectors.exchange_count(queryset=queryset)
-    errors = selectors.error_counts(queryset=queryset)
+    errors = selectors.error_counts(filters=filters)
     context = {
         "span": span,
         "stats": selectors.performance_stats(filters=filters),
@@ -127,7 +130,9 @@ def performance(request: HttpRequest) -> HttpResponse:
     return _render(request, "dashboard/performance.html", context, zone=zone)
 
 
-def _latency_chart(queryset, *, edges: list, column: str, zone) -> dict:
+def _latency_chart(
+    queryset: QuerySet[Exchange], *, edges: list[datetime], column: str, zone: tzinfo
+) -> dict:
     """Chart p50 and p95 per model and bucket: one line per model and percentile."""
     rows = page_selectors.latency_percentiles_by_bucket(
         queryset=queryset, edges=edges, column=column
@@ -264,7 +269,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 def _render(
-    request: HttpRequest, template: str, context: dict, *, zone
+    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
 ) -> HttpResponse:
     """Render with times in the browser's zone."""
     with timezone.override(zone):

@@ -153,9 +153,14 @@ def _chromium_missing() -> str | None:
     return f"Chromium is not installed at {CHROMIUM} (run tests/setup_browser.sh)"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium driven by Playwright (never Playwright's own download)."""
+    """Debian's Chromium driven by Playwright (never Playwright's own download).
+
+    Module scope (all browser tests live in test_browser.py): Playwright's sync
+    API runs an event loop in the main thread while it is open, which would
+    break async tests collected after this module.
+    """
     missing = _chromium_missing()
     if missing:
         if os.environ.get("CI", "").lower() == "true":

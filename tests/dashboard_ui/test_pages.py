@@ -80,6 +80,8 @@ def test_it_opens_the_inspector_on_the_new_messages(member_client, world):
         {"range": "custom", "from": "2026-13-45", "to": "x"},
         {"range": "custom", "from": "2026-11-20", "to": "2026-11-01"},
         {"range": "custom", "from": "1900-01-01", "to": "2999-01-01"},
+        {"range": "custom", "from": "1965-01-01", "to": "1965-01-02"},
+        {"range": "custom", "from": "2020-01-01", "to": "2026-01-01"},
         {"sort": "password"},
         {"page": "-3"},
         {"page": "99999"},
