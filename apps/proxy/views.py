@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from apps.proxy.upstream import headers_forwardable, upstream_client, upstream_u
 from apps.proxy.writer import recording, recording_submit
 
 State = Exchange.State
+log = logging.getLogger("apps.proxy.views")
 
 
 class RelayResponse(StreamingHttpResponse):
@@ -53,6 +55,9 @@ async def relay(request: HttpRequest) -> HttpResponse:
         upstream = await _upstream_send(call)
     except (httpx.HTTPError, OSError) as exc:
         return _failure_response(call, exc)
+    except Exception as exc:  # a bug of ours: answer, record, and log it
+        log.exception("relay failed before reaching the upstream")
+        return _failure_response(call, exc)
     call.status_code = upstream.status_code
     call.response_headers = upstream.headers.raw
     call.ttfb_ms = (time.perf_counter() - call.t0) * 1000
@@ -72,10 +77,15 @@ def _call_open(request: HttpRequest) -> Call:
         t0=time.perf_counter(),
         method=scope["method"],
         path=raw_path.decode("latin-1"),
-        query=scope.get("query_string", b"").decode("latin-1"),
+        query=_text(scope.get("query_string", b"")),
         request_headers=list(scope["headers"]),
         request_body=request.body,
     )
+
+
+def _text(value: bytes | str) -> str:
+    # ASGI says bytes; Django's test AsyncClient passes str.
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 async def _upstream_send(call: Call) -> httpx.Response:
@@ -114,6 +124,13 @@ async def _relay_body(call: Call, upstream: httpx.Response) -> AsyncIterator[byt
         # sends when a stream fails after its 200.
         if _ends_on_event_boundary(call):
             yield _error_event(call.error_message)
+    except Exception as exc:  # a bug of ours must not take daphne's reaper down
+        log.exception("relay failed while streaming")
+        call.state = State.PROXY_ERROR
+        call.error_type, call.error_message = (
+            "proxy_error",
+            f"claudemon failed: {exc!r}",
+        )
     finally:
         call.duration_ms = (time.perf_counter() - call.t0) * 1000
         await upstream.aclose()  # on a disconnect this cancels the upstream request
@@ -139,9 +156,15 @@ def _error_event(message: str) -> bytes:
 
 def _failure_response(call: Call, exc: Exception) -> HttpResponse:
     """Answer like Anthropic would when the upstream cannot be reached or times out."""
-    status = 504 if isinstance(exc, httpx.TimeoutException) else 502
-    call.error_type, call.error_message = _describe(exc)
-    call.state = State.UPSTREAM_ERROR
+    if isinstance(exc, (httpx.HTTPError, OSError)):
+        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        call.error_type, call.error_message = _describe(exc)
+        call.state = State.UPSTREAM_ERROR
+    else:
+        status = 500
+        call.error_type = "proxy_error"
+        call.error_message = f"claudemon failed to relay this request: {exc!r}"
+        call.state = State.PROXY_ERROR
     call.status_code = status
     call.duration_ms = (time.perf_counter() - call.t0) * 1000
     body = {
