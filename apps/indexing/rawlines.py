@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections import OrderedDict
+from itertools import accumulate
 
 import zstandard
 
@@ -22,8 +23,8 @@ BLOCK_BYTES = 256 * 1024
 _LEVEL = 3
 _compressor = zstandard.ZstdCompressor(level=_LEVEL)
 _decompressor = zstandard.ZstdDecompressor()
-_CACHE_SIZE = 8
-_cache: OrderedDict[tuple[int, int], list[tuple[bytes, bytes]]] = OrderedDict()
+_CACHE_SIZE = 16
+_cache: OrderedDict[tuple[int, int], tuple[bytes, list[int]]] = OrderedDict()
 
 
 def block_pack(records: list[tuple[bytes, bytes]]) -> bytes:
@@ -43,33 +44,59 @@ def block_unpack(data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
     records = []
     for index in range(count):
         line_size, text_size = sizes[2 * index], sizes[2 * index + 1]
-        line = plain[position:position + line_size]
+        line = plain[position : position + line_size]
         position += line_size
-        records.append((line, plain[position:position + text_size]))
+        records.append((line, plain[position : position + text_size]))
         position += text_size
     return records
 
 
 def block_records(block_id: int, data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
-    """Return a block's records, unpacking each block once while it stays recent.
+    """Return all (line, text utf-8) records of a block."""
+    plain, offsets = _block_open(block_id, data)
+    return [
+        (
+            plain[offsets[2 * i] : offsets[2 * i + 1]],
+            plain[offsets[2 * i + 1] : offsets[2 * i + 2]],
+        )
+        for i in range(len(offsets) // 2)
+    ]
+
+
+def block_record(
+    block_id: int, data: bytes | memoryview, slot: int
+) -> tuple[bytes, bytes]:
+    """Return one (line, text utf-8) record of a block."""
+    plain, offsets = _block_open(block_id, data)
+    start, middle, end = offsets[2 * slot], offsets[2 * slot + 1], offsets[2 * slot + 2]
+    return plain[start:middle], plain[middle:end]
+
+
+def _block_open(block_id: int, data: bytes | memoryview) -> tuple[bytes, list[int]]:
+    """Return a block's unpacked bytes and record offsets, kept while recent.
 
     Keyed by id and checksum: an id can come back after a rolled-back transaction
-    or in another database file, the same id with other bytes must not hit.
+    or in another database file, and the same id with other bytes must not hit.
     """
+    data = bytes(data)
     key = (block_id, zlib.crc32(data))
-    records = _cache.get(key)
-    if records is None:
-        records = block_unpack(data)
-        _cache[key] = records
+    opened = _cache.get(key)
+    if opened is None:
+        plain = _decompressor.decompress(data)
+        (count,) = struct.unpack_from(">I", plain, 0)
+        sizes = struct.unpack_from(f">{count * 2}I", plain, 4)
+        offsets = list(accumulate(sizes, initial=4 + 8 * count))
+        opened = (plain, offsets)
+        _cache[key] = opened
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     else:
         _cache.move_to_end(key)
-    return records
+    return opened
 
 
 def block_text(block_id: int, data: bytes | memoryview, slot: int) -> str:
     """Return one entry's searchable text (the SQL function indexing_text())."""
     if data is None:
         return ""
-    return block_records(block_id, data)[slot][1].decode("utf-8", errors="replace")
+    return block_record(block_id, data, slot)[1].decode("utf-8", errors="replace")

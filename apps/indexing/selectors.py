@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Count, Max, Q, Sum
 
 from apps.indexing.fts import (
-    HIT_END,
-    HIT_START,
     FtsFilters,
     FtsQueryError,
     fts_query_escape,
+    fts_query_words,
     fts_search,
     fts_tool_filter,
 )
 from apps.indexing.models import Block, Entry, Plan, Project, Session, Todo
-from apps.indexing.rawlines import block_records
+from apps.indexing.rawlines import block_record
 from apps.proxy.selectors import exchange_ids_by_request_id
 
 __all__ = ["FtsQueryError"]  # re-exported for the API's 422
@@ -83,10 +83,12 @@ def entry_search(
     ranked = fts_search(
         match=match, filters=filters, limit=limit, offset=offset, raw=raw
     )
-    return _hits_build(ranked)
+    return _hits_build(ranked, fts_query_words(query, raw=raw))
 
 
-def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
+def _hits_build(
+    ranked: list[tuple[int, float]], words: list[tuple[str, bool]]
+) -> list[SearchHit]:
     entries = (
         Entry.objects.filter(id__in=[r[0] for r in ranked])
         .select_related("session__project")
@@ -98,18 +100,23 @@ def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
             "timestamp",
             "tools",
             "line_no",
+            "block_id",
+            "slot",
             "session__session_id",
             "session__title",
             "session__project__path",
         )
     )
     by_id = {entry.id: entry for entry in entries}
+    texts = _entries_unpack(list(by_id.values()))
+    pattern = snippet_pattern(words)
     hits = []
-    for entry_id, rank, snippet in ranked:
+    for entry_id, rank in ranked:
         entry = by_id.get(entry_id)
         if entry is None:  # deleted between the two statements
             continue
         session = entry.session
+        parts = snippet_parts(texts.get(entry_id, (b"", ""))[1], pattern)
         hits.append(
             SearchHit(
                 entry_id=entry.id,
@@ -119,8 +126,8 @@ def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
                 timestamp=entry.timestamp,
                 tools=entry.tools,
                 rank=rank,
-                snippet=snippet.replace(HIT_START, "").replace(HIT_END, ""),
-                snippet_parts=snippet_split(snippet),
+                snippet="".join(text for text, _ in parts),
+                snippet_parts=parts,
                 line_no=entry.line_no,
                 session_id=session.session_id if session else None,
                 session_title=session.title if session else "",
@@ -132,15 +139,44 @@ def _hits_build(ranked: list[tuple[int, float, str]]) -> list[SearchHit]:
     return hits
 
 
-def snippet_split(snippet: str) -> list[tuple[str, bool]]:
-    """Split a marked snippet into (text, is_match) parts for safe rendering."""
-    parts: list[tuple[str, bool]] = []
-    for index, piece in enumerate(snippet.split(HIT_START)):
-        matched, _, rest = piece.partition(HIT_END) if index else ("", "", piece)
-        if matched:
-            parts.append((matched, True))
-        if rest:
-            parts.append((rest, False))
+SNIPPET_BEFORE = 60
+SNIPPET_CHARS = 240
+
+
+def snippet_pattern(words: list[tuple[str, bool]]) -> re.Pattern[str] | None:
+    """Return a regex finding the query's words as the index matches them.
+
+    The index stems words (porter), so a word also matches its longer forms:
+    "inspecting" highlights "inspect" and "inspected" by a shared beginning.
+    """
+    alternatives = []
+    for word, _prefix in words:
+        stem = word if len(word) <= 4 else word[: max(4, len(word) - 3)]
+        alternatives.append(re.escape(stem) + r"\w*")
+    if not alternatives:
+        return None
+    return re.compile(r"\b(?:" + "|".join(alternatives) + r")", re.IGNORECASE)
+
+
+def snippet_parts(text: str, pattern: re.Pattern[str] | None) -> list[tuple[str, bool]]:
+    """Return a window of text around the first match as (text, is_match) parts."""
+    first = pattern.search(text) if pattern else None
+    start = max(0, first.start() - SNIPPET_BEFORE) if first else 0
+    if start:
+        space = text.find(" ", start, first.start())
+        start = space + 1 if space >= 0 else start
+    window = " ".join(text[start : start + SNIPPET_CHARS].split())
+    parts: list[tuple[str, bool]] = [("…", False)] if start else []
+    position = 0
+    for match in pattern.finditer(window) if pattern else ():
+        if match.start() > position:
+            parts.append((window[position : match.start()], False))
+        parts.append((match.group(0), True))
+        position = match.end()
+    if position < len(window):
+        parts.append((window[position:], False))
+    if start + SNIPPET_CHARS < len(text):
+        parts.append(("…", False))
     return parts
 
 
@@ -258,8 +294,8 @@ def _entries_unpack(entries: list[Entry]) -> dict[int, tuple[bytes, str]]:
     unpacked = {}
     for entry in entries:
         if entry.block_id in blocks:
-            records = block_records(entry.block_id, blocks[entry.block_id])
-            line, text = records[entry.slot]
+            data = blocks[entry.block_id]
+            line, text = block_record(entry.block_id, data, entry.slot)
             unpacked[entry.id] = (line, text.decode("utf-8", errors="replace"))
     return unpacked
 

@@ -156,7 +156,7 @@ def test_it_guards_list_selector_queries(django_assert_num_queries, claude_tree)
     with django_assert_num_queries(5):
         thread = selectors.session_thread(session=session)
     assert sum(len(item.subagents) for item in thread) == 2
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         hits = selectors.entry_search(query="alembic")
         [(h.session_id, h.project_path) for h in hits]
     with django_assert_num_queries(1):

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from apps.indexing import fts
 from apps.indexing.fts import FtsQueryError, fts_integrity_check, fts_query_escape
-from apps.indexing.selectors import entry_search
+from apps.indexing.selectors import entry_search, snippet_parts, snippet_pattern
 from apps.indexing.services import index_sync
 from tests.indexing.conftest import conversation_write
 
@@ -130,3 +131,42 @@ def test_it_keeps_the_index_in_step_with_entries(claude_tree) -> None:
     index_sync()
     fts_integrity_check()
     assert entry_search(query="alembic") == []
+
+
+@pytest.mark.django_db
+def test_it_ranks_among_the_most_recent_matches_of_a_common_word(
+    claude_tree, monkeypatch
+) -> None:
+    monkeypatch.setattr(fts, "RANK_WINDOW", 3)
+    t = claude_tree.transcript()
+    for number in range(6):
+        t.user(f"needle number {number}")
+    index_sync()
+    assert {h.line_no for h in entry_search(query="needle", limit=2)} <= {4, 5, 6}
+    assert len(entry_search(query="needle", limit=6)) == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "query", "parts"),
+    [
+        (
+            "the quick brown fox",
+            "brown",
+            [("the quick ", False), ("brown", True), (" fox", False)],
+        ),
+        (
+            "we were inspecting it",
+            "inspected",
+            [("we were ", False), ("inspecting", True), (" it", False)],
+        ),
+        ("no hit here", "zebra", [("no hit here", False)]),
+        (
+            "x " * 100 + "needle end",
+            "needle*",
+            [("…", False), ("x " * 29, False), ("needle", True), (" end", False)],
+        ),
+    ],
+)
+def test_it_builds_snippets_around_the_first_match(text, query, parts) -> None:
+    pattern = snippet_pattern(fts.fts_query_words(query))
+    assert snippet_parts(text, pattern) == parts

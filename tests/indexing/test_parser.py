@@ -163,9 +163,7 @@ def test_it_parses_timestamps_to_utc() -> None:
     parsed = line_parse(
         _line({"type": "user", "timestamp": "2026-11-22T08:08:00.882Z"})
     )
-    assert parsed.timestamp == datetime(
-        2026, 11, 22, 8, 8, 0, 882000, tzinfo=UTC
-    )
+    assert parsed.timestamp == datetime(2026, 11, 22, 8, 8, 0, 882000, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b"", b'{"a": '])

@@ -316,3 +316,17 @@ def test_it_discovers_config_roots(tmp_path, settings, monkeypatch) -> None:
     assert config_roots() == [a, b, home / ".claude", home / ".config" / "claude"]
     settings.CLAUDEMON_CLAUDE_DIRS = [str(b)]
     assert config_roots() == [b]
+
+
+def test_it_indexes_a_20_mb_line_whole(claude_tree) -> None:
+    t = claude_tree.transcript()
+    t.user("before the picture")
+    image = {"type": "image", "source": {"type": "base64", "data": "QUJD" * 5_000_000}}
+    big = t.user([image, {"type": "text", "text": "describe this zanzibar picture"}])
+    t.user("after the picture")
+    report = index_sync()
+    assert (report.entries_added, report.bad_lines) == (3, 0)
+    entry = Entry.objects.get(uuid=big["uuid"])
+    assert len(entry_raw(entry=entry)) > 20_000_000
+    assert entry_raw(entry=entry) == t.path.read_bytes().split(b"\n")[1]
+    assert [h.uuid for h in entry_search(query="zanzibar")] == [big["uuid"]]
