@@ -123,7 +123,10 @@ def exchange_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
     items = list(
         qs.order_by("-started_at", "-id").values(*LIST_FIELDS)[offset : offset + limit]
     )
-    return {"count": qs.count(), "limit": limit, "offset": offset, "items": items}
+    # Count through the covering index: every filter column is in it, so even
+    # "model X and 5xx over a month" never reads the wide rows.
+    (counted,) = _aggregate(filters=filters, sql="SELECT COUNT(*) AS n FROM {rows}")
+    return {"count": counted["n"], "limit": limit, "offset": offset, "items": items}
 
 
 def exchange_detail(*, exchange_id: int) -> dict | None:
