@@ -174,3 +174,17 @@ def test_it_applies_the_retention_setting():
     with override_settings(CLAUDEMON_RETENTION_DAYS=30):
         call_command("prune", stdout=io.StringIO())
     assert Exchange.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_it_guards_the_token_and_model_list_queries(user, django_assert_num_queries):
+    from apps.dashboard import selectors
+
+    for index in range(5):
+        services.apitoken_create(user=user, name=f"t{index}")
+        exchange_create(model=f"claude-test-{index % 2}")
+    with django_assert_num_queries(1):
+        tokens = selectors.apitoken_list(username="alice")
+        assert [str(t.user) for t in tokens] == ["alice"] * 5  # user joined in
+    with django_assert_num_queries(1):
+        assert selectors.exchange_models() == ["claude-test-0", "claude-test-1"]
