@@ -129,6 +129,11 @@ def index_sync(
     return report
 
 
+def sources_snapshot() -> int:
+    """Return a fingerprint of every source file's path, identity, size and mtime."""
+    return hash(tuple(files_scan(roots=config_roots())))
+
+
 _SOURCE_COLUMNS = (
     "id",
     "path",

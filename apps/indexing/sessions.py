@@ -134,11 +134,30 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
         sessions = list(Session.objects.filter(pk__in=chunk))
         for session in sessions:
             _session_apply(session, totals[session.pk], summaries, texts)
-        write_retry(
-            lambda sessions=sessions: Session.objects.bulk_update(sessions, _FIELDS)
-        )
+        write_retry(lambda sessions=sessions: _sessions_save(sessions))
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
+
+
+def _sessions_save(sessions: list[Session]) -> None:
+    """Write the recomputed fields (raw executemany: bulk_update's CASE chains cost
+    more than the computation itself on thousands of sessions)."""
+    ops = connection.ops
+    rows = []
+    for session in sessions:
+        values = [getattr(session, name) for name in _FIELDS]
+        rows.append(
+            [
+                ops.adapt_datetimefield_value(v) if isinstance(v, datetime) else v
+                for v in values
+            ]
+            + [session.pk]
+        )
+    assignments = ", ".join(f"{name} = %s" for name in _FIELDS)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE indexing_session SET {assignments} WHERE id = %s", rows
+        )
 
 
 def _summaries_by_leaf(uuids: list[str]) -> dict[str, tuple[int, int]]:

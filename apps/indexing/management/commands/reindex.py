@@ -6,7 +6,12 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.indexing.services import IndexBusy, SyncReport, index_sync
+from apps.indexing.services import (
+    IndexBusy,
+    SyncReport,
+    index_sync,
+    sources_snapshot,
+)
 
 PROBLEMS_SHOWN = 50
 
@@ -57,16 +62,21 @@ class Command(BaseCommand):
             raise CommandError("--interval must be a positive number of seconds.")
         self.quiet = bool(options["quiet"])
         self.tty = self.stdout.isatty() and not self.quiet
-        full = bool(options["full"])
+        full, watch = bool(options["full"]), bool(options["watch"])
         try:
             while True:
+                # Taken before the pass: a change made during it still wakes us.
+                seen = sources_snapshot() if watch else None
                 self._pass(
                     full=full, prune=bool(options["prune"]), wait=not options["no_wait"]
                 )
-                if not options["watch"]:
+                if not watch:
                     return
                 full = False
-                time.sleep(options["interval"])
+                # Idle cost: one directory walk with a stat per file; the database
+                # is not touched until something on disk changed.
+                while sources_snapshot() == seen:
+                    time.sleep(options["interval"])
         except KeyboardInterrupt:  # Ctrl-C ends --watch; each batch is committed
             return
 
