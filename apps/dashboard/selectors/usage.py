@@ -1,0 +1,351 @@
+"""Usage statistics: every aggregation runs in SQL over the covering index.
+
+Python only ever loops over grouped results (one row per bucket, model, tool,
+error type or percentile rank), never over exchanges.
+
+Percentiles use one definition everywhere, nearest rank: with the N values in
+ascending order, the p-th percentile is the value at rank ceil(p/100 * N)
+(1-based); computed in SQL with ROW_NUMBER() over the sorted values.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from apps.dashboard.schemas import ExchangeFilter, TimeseriesFilter
+from apps.dashboard.selectors.base import (
+    _ERROR_COUNT,
+    _ERROR_SQL,
+    _TOKEN_FIELDS,
+    _TOKEN_SUMS,
+    MESSAGES_PATH,
+    PERCENTILE_DEFINITION,
+    PERCENTILES,
+    _aggregate,
+    _hit_rate,
+    _tokens,
+    _utc,
+)
+from apps.proxy.pricing import Usage, cache_savings
+
+# --- summary -----------------------------------------------------------------
+
+
+def usage_summary(*, filters: ExchangeFilter) -> dict:
+    """Return totals, errors by type, cache figures and latency percentiles."""
+    (totals,) = _aggregate(
+        filters=filters,
+        sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
+        + ", COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
+        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END) AS unpriced"
+        " FROM {rows}",
+    )  # fmt: skip
+    tokens = _tokens(totals)
+    latency = latency_percentiles(filters=filters)[None]
+    return {
+        "from": filters.start,
+        "to": filters.end,
+        "requests": totals["requests"],
+        "errors": totals["errors"] or 0,
+        "errors_by_type": error_counts(filters=filters),
+        "tokens": tokens,
+        "cost_usd": float(totals["cost"]),
+        "unpriced_requests": totals["unpriced"] or 0,
+        "cache_hit_rate": _hit_rate(tokens),
+        "cache_savings_usd": cache_savings_total(filters=filters),
+        "ttfb_ms": latency["ttfb_ms"],
+        "duration_ms": latency["duration_ms"],
+    }
+
+
+def error_counts(*, filters: ExchangeFilter) -> dict[str, int]:
+    """Count errors by type: the API's error type, else http_<status>, else state."""
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT error_type, status_code, state, COUNT(*) AS n FROM {rows}"
+        f" AND {_ERROR_SQL} GROUP BY error_type, status_code, state",
+    )
+    counts: dict[str, int] = defaultdict(int)
+    for row in grouped:
+        status = row["status_code"]
+        label = row["error_type"] or (
+            f"http_{status}" if status and status >= 400 else row["state"]
+        )
+        counts[label] += row["n"]
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def cache_savings_total(*, filters: ExchangeFilter) -> float:
+    """Price cache reads per model and UTC day (prices change by date) in dollars.
+
+    Uses each family's base rate: long-context tiers depend on single requests'
+    prompt sizes, which a per-model sum no longer knows.
+    """
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT model, substr(started_at, 1, 10) AS day,"
+        " SUM(cache_read_tokens) AS cache_read FROM {rows} AND cache_read_tokens > 0"
+        " GROUP BY model, day",
+    )
+    total = 0.0
+    for row in grouped:
+        usage = Usage(cache_read=row["cache_read"])
+        day = date.fromisoformat(row["day"])
+        total += cache_savings(model=row["model"], usage=usage, at=day) or 0.0
+    return total
+
+
+# --- percentiles -------------------------------------------------------------
+
+
+def percentile_rank(*, p: int, n: int) -> int:
+    """Return the 1-based nearest rank of percentile p among n sorted values."""
+    return max(1, -(-p * n // 100))
+
+
+def latency_percentiles(
+    *, filters: ExchangeFilter, by_model: bool = False
+) -> dict[str | None, dict]:
+    """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
+    counts = _aggregate(
+        filters=filters,
+        sql="SELECT model, COUNT(ttfb_ms) AS ttfb_ms, COUNT(duration_ms) AS duration_ms"
+        " FROM {rows} GROUP BY model",
+    )
+    result: dict[str | None, dict] = {}
+    for column in ("ttfb_ms", "duration_ms"):
+        sizes = {row["model"]: row[column] for row in counts if row[column]}
+        groups: dict[str | None, int] = {None: sum(sizes.values())}
+        if by_model:
+            groups.update(sizes)
+        values = _ranked_values(filters=filters, column=column, groups=groups)
+        for group, n in groups.items():
+            result.setdefault(group, {})[column] = {
+                "count": n,
+                **{
+                    f"p{p}": values.get((group, percentile_rank(p=p, n=n)))
+                    for p in PERCENTILES
+                },
+            }
+    return result
+
+
+def _ranked_values(
+    *, filters: ExchangeFilter, column: str, groups: dict[str | None, int]
+) -> dict[tuple[str | None, int], float]:
+    # ROW_NUMBER() over the sorted values gives each value its 1-based rank;
+    # only the rows at the wanted ranks leave SQLite. Overall and per-model
+    # ranks are separate window partitions of one statement.
+    assert column in ("ttfb_ms", "duration_ms")
+    wanted = {
+        (group, percentile_rank(p=p, n=n))
+        for group, n in groups.items()
+        if n
+        for p in PERCENTILES
+    }
+    if not wanted:
+        return {}
+    overall = sorted(rank for group, rank in wanted if group is None)
+    per_model = [(group, rank) for group, rank in wanted if group is not None]
+    parts = [
+        f"SELECT NULL AS g, rn, x FROM (SELECT {column} AS x, ROW_NUMBER() OVER"
+        f" (ORDER BY {column}) AS rn FROM {{rows}} AND {column} IS NOT NULL)"
+        f" WHERE rn IN ({', '.join(map(str, overall))})"
+    ]
+    params: list = []
+    if per_model:
+        pairs = ", ".join("(%s, %s)" for _ in per_model)
+        parts.append(
+            f"SELECT g, rn, x FROM (SELECT model AS g, {column} AS x, ROW_NUMBER()"
+            f" OVER (PARTITION BY model ORDER BY {column}) AS rn FROM {{rows}}"
+            f" AND {column} IS NOT NULL) WHERE (g, rn) IN (VALUES {pairs})"
+        )
+        params = [value for pair in per_model for value in pair]
+    found: dict[tuple[str | None, int], float] = {}
+    for index, sql in enumerate(parts):
+        extra = tuple(params) if index else ()
+        rows = _aggregate(filters=filters, sql=sql, params=extra)
+        found.update({(row["g"], row["rn"]): row["x"] for row in rows})
+    return found
+
+
+def performance_stats(*, filters: ExchangeFilter) -> dict:
+    """Return latency percentiles overall and per model."""
+    by_group = latency_percentiles(filters=filters, by_model=True)
+    models = sorted(
+        ({"model": model, **metrics} for model, metrics in by_group.items() if model),
+        key=lambda item: (-item["duration_ms"]["count"], item["model"]),
+    )
+    return {
+        "definition": PERCENTILE_DEFINITION,
+        "overall": by_group[None],
+        "models": models,
+    }
+
+
+# --- time series -------------------------------------------------------------
+
+
+def bucket_edges(
+    *, start: datetime, end: datetime, zone: ZoneInfo, unit: str
+) -> list[datetime]:
+    """Return bucket boundaries covering [start, end) in local hours or days.
+
+    Days run from local midnight to local midnight, so a DST change makes a
+    23- or 25-hour day; hours step in real (UTC) time from a local hour.
+    """
+    local = start.astimezone(zone)
+    if unit == "day":
+        day = local.date()
+        edges = [datetime.combine(day, time(), tzinfo=zone)]
+        while edges[-1] < end:
+            day += timedelta(days=1)
+            edges.append(datetime.combine(day, time(), tzinfo=zone))
+    else:
+        edge = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        edges = [edge]
+        while edges[-1] < end:
+            edges.append(edges[-1] + timedelta(hours=1))
+    return [edge.astimezone(zone) for edge in edges]
+
+
+def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
+    """Return requests, tokens, cost and errors per local bucket, split by model."""
+    edges = bucket_edges(
+        start=filters.start, end=filters.end, zone=filters.zone, unit=filters.bucket
+    )
+    buckets = [
+        {"start": lo, "end": hi, "requests": 0, "errors": 0, "cost_usd": 0.0,
+         "tokens": dict.fromkeys(_TOKEN_FIELDS, 0), "models": {}}
+        for lo, hi in zip(edges, edges[1:], strict=False)
+    ]  # fmt: skip
+    for index, row in _slot_rows(filters=filters, edges=edges):
+        bucket = buckets[index]
+        point = bucket["models"].setdefault(
+            row["model"], _model_point({"model": row["model"]}, {})
+        )
+        for target in (bucket, point):
+            target["requests"] += row["requests"]
+            target["errors"] += row["errors"]
+            target["cost_usd"] += row["cost"] or 0.0
+            for kind, value in _tokens(row).items():
+                target["tokens"][kind] += value
+    for bucket in buckets:
+        bucket["models"] = sorted(bucket["models"].values(), key=lambda p: p["model"])
+    return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
+
+
+def _model_point(row: dict, tokens: dict[str, int]) -> dict:
+    return {
+        "model": row["model"],
+        "requests": row.get("requests", 0),
+        "errors": row.get("errors", 0),
+        "tokens": {kind: tokens.get(kind, 0) for kind in _TOKEN_FIELDS},
+        "cost_usd": float(row.get("cost") or 0.0),
+    }
+
+
+def _slot_rows(
+    *, filters: TimeseriesFilter, edges: list[datetime]
+) -> list[tuple[int, dict]]:
+    # SQL groups by UTC slot and model: a slot is a UTC hour, or a quarter hour
+    # when the zone's bucket edges are not on whole UTC hours (India, Nepal...).
+    # Every slot lies inside one bucket, so Python folds slots into buckets
+    # with work bounded by the number of slots, never by the number of rows.
+    utc_edges = [edge.astimezone(UTC) for edge in edges]
+    hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
+    slot = (
+        "substr(started_at, 1, 13)"
+        if hourly
+        else "CAST(strftime('%%s', started_at) AS INTEGER) / 900"
+    )
+    rows = _aggregate(
+        filters=filters,
+        sql=f"SELECT {slot} AS slot, model, COUNT(*) AS requests, {_TOKEN_SUMS},"
+        f" SUM(cost_usd) AS cost, {_ERROR_COUNT} FROM {{rows}} GROUP BY slot, model",
+    )
+    result = []
+    for row in rows:
+        begins = (
+            datetime.strptime(row["slot"], "%Y-%m-%d %H").replace(tzinfo=UTC)
+            if hourly
+            else datetime.fromtimestamp(row["slot"] * 900, tz=UTC)
+        )
+        result.append((bisect_right(utc_edges, begins) - 1, row))
+    return result
+
+
+# --- per model, tool, session ------------------------------------------------
+
+
+def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
+    """Return per-model requests, errors, tokens, cost and mean latencies."""
+    grouped = _aggregate(
+        filters=filters,
+        sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
+        " COALESCE(SUM(cost_usd), 0.0) AS cost, AVG(ttfb_ms) AS avg_ttfb,"
+        " AVG(duration_ms) AS avg_duration FROM {rows} GROUP BY model"
+        " ORDER BY cost DESC, requests DESC, model",
+    )
+    result = []
+    for row in grouped:
+        tokens = _tokens(row)
+        result.append(
+            {**_model_point(row, tokens), "cache_hit_rate": _hit_rate(tokens),
+             "avg_ttfb_ms": row["avg_ttfb"], "avg_duration_ms": row["avg_duration"]}
+        )  # fmt: skip
+    return result
+
+
+def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
+    """Return tools the model called (tool_use blocks), with call counts."""
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT t.key AS tool, SUM(CAST(t.value AS INTEGER)) AS calls,"
+        " COUNT(*) AS exchanges FROM {rows} AND tools_called <> '{{}}'"
+        " AND json_type(tools_called) = 'object'"
+        " GROUP BY t.key ORDER BY calls DESC, tool",
+        join=", json_each(proxy_exchange.tools_called) AS t",
+    )
+    return grouped
+
+
+def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
+    """Return Claude Code sessions active in the range, most recent first."""
+    # COUNT(*) OVER () runs after grouping: the number of sessions, same scan.
+    grouped = _aggregate(
+        filters=filters,
+        sql="SELECT session_id, MIN(started_at) AS first_at,"
+        " MAX(started_at) AS last_at, COUNT(*) AS requests,"
+        " SUM(CASE WHEN agent_id = '' AND path LIKE '%%" + MESSAGES_PATH
+        + "' THEN 1 ELSE 0 END) AS turns,"
+        " SUM(CASE WHEN agent_id <> '' THEN 1 ELSE 0 END) AS subagent_calls,"
+        f" {_ERROR_COUNT}, {_TOKEN_SUMS}, COALESCE(SUM(cost_usd), 0.0) AS cost,"
+        " GROUP_CONCAT(DISTINCT model) AS model_list, COUNT(*) OVER () AS total"
+        " FROM {rows} AND session_id <> '' GROUP BY session_id"
+        " ORDER BY last_at DESC, session_id LIMIT %s OFFSET %s",
+        params=(limit, offset),
+    )  # fmt: skip
+    items = [
+        {"session_id": row["session_id"], "first_at": _utc(row["first_at"]),
+         "last_at": _utc(row["last_at"]), "requests": row["requests"],
+         "turns": row["turns"], "subagent_calls": row["subagent_calls"],
+         "errors": row["errors"], "tokens": _tokens(row),
+         "cost_usd": float(row["cost"]),
+         "models": sorted(m for m in (row["model_list"] or "").split(",") if m)}
+        for row in grouped
+    ]  # fmt: skip
+    count = grouped[0]["total"] if grouped else _session_count(filters=filters)
+    return {"count": count, "limit": limit, "offset": offset, "items": items}
+
+
+def _session_count(*, filters: ExchangeFilter) -> int:
+    # Only needed when the page is past the end (no row carries the total).
+    (row,) = _aggregate(
+        filters=filters,
+        sql="SELECT COUNT(DISTINCT session_id) AS n FROM {rows} AND session_id <> ''",
+    )
+    return row["n"]
