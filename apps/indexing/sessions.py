@@ -121,6 +121,7 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
     pks = sorted(session_pks)
     if not pks:
         return
+    summaries = _summaries_by_leaf()
     for start in range(0, len(pks), CHUNK):
         chunk = pks[start : start + CHUNK]
         totals = {pk: _Totals() for pk in chunk}
@@ -128,12 +129,14 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
             cursor.execute(_ROWS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
             for row in cursor:
                 totals[row[0]].add(row)
-        summaries = _summaries_by_leaf([u for t in totals.values() for u in t.uuids])
         refs = {r for t in totals.values() for r in (t.custom, t.ai, *t.prompts) if r}
-        texts = _texts_load(refs | set(summaries.values()))
+        leaves = {
+            u: summaries[u] for t in totals.values() for u in t.uuids if u in summaries
+        }
+        texts = _texts_load(refs | set(leaves.values()))
         sessions = list(Session.objects.filter(pk__in=chunk))
         for session in sessions:
-            _session_apply(session, totals[session.pk], summaries, texts)
+            _session_apply(session, totals[session.pk], leaves, texts)
         write_retry(lambda sessions=sessions: _sessions_save(sessions))
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
@@ -160,20 +163,17 @@ def _sessions_save(sessions: list[Session]) -> None:
         )
 
 
-def _summaries_by_leaf(uuids: list[str]) -> dict[str, tuple[int, int]]:
-    """Return {leaf uuid: (block, slot) of the last summary naming it}."""
-    leaves: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(uuids), 900):
-        rows = (
-            Entry.objects.filter(
-                type="summary", parent_uuid__in=uuids[start : start + 900]
-            )
-            .order_by("id")
-            .values_list("parent_uuid", "block_id", "slot")
-        )
-        for leaf, block_id, slot in rows:
-            leaves[leaf] = (block_id, slot)
-    return leaves
+def _summaries_by_leaf() -> dict[str, tuple[int, int]]:
+    """Return {leaf uuid: (block, slot) of the last summary naming it}.
+
+    One read of all summaries (a partial index holds only them) is cheaper than
+    looking up every uuid of the touched sessions.
+    """
+    rows = Entry.objects.filter(type="summary").exclude(parent_uuid="").order_by("id")
+    return {
+        leaf: (block_id, slot)
+        for leaf, block_id, slot in rows.values_list("parent_uuid", "block_id", "slot")
+    }
 
 
 def _texts_load(refs: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
