@@ -363,7 +363,10 @@ def _session_lines(
             )
     lines = lines[:count]
     if count > 3:
-        lines[-1] = {"type": "summary", "summary": words.text(60), "leafUuid": parent}
+        leaf = next(
+            (line["uuid"] for line in reversed(lines[:-1]) if "uuid" in line), None
+        )
+        lines[-1] = {"type": "summary", "summary": words.text(60), "leafUuid": leaf}
     return lines
 
 
