@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connection
 from django.db.models import Q, QuerySet
 
@@ -122,7 +123,12 @@ def _rows_by_ids(ids: list[int]) -> list[Exchange]:
 def _where_sql(queryset: QuerySet[Exchange]) -> tuple[str, list]:
     """Compile a queryset's WHERE clause for raw SQL over proxy_exchange."""
     query = queryset.query
-    sql, params = query.get_compiler(using=queryset.db).compile(query.where)
+    try:
+        sql, params = query.get_compiler(using=queryset.db).compile(query.where)
+    except FullResultSet:  # no condition at all
+        return "1 = 1", []
+    except EmptyResultSet:  # a condition nothing can match (e.g. pk__in=[])
+        return "1 = 0", []
     return sql, list(params)
 
 
@@ -263,19 +269,21 @@ def latency_percentiles_by_bucket(
 
     Same nearest-rank definition as apps.dashboard.selectors: the value at
     1-based rank ceil(p/100 * N); one statement over the covering index, ranks
-    from ROW_NUMBER().
+    from ROW_NUMBER(). The bucket list is MATERIALIZED and CROSS JOINed first so
+    SQLite range-scans the index once per bucket (otherwise it re-reads the JSON
+    bounds for every exchange: 3x slower over a month).
     """
     assert column in ("ttfb_ms", "duration_ms")
     where, params = _where_sql(queryset)
     adapt = connection.ops.adapt_datetimefield_value
     bounds = json.dumps([[adapt(lo), adapt(hi)] for lo, hi in pairwise(edges)])
     sql = (
-        "WITH b AS (SELECT CAST(key AS INTEGER) AS i,"
+        "WITH b AS MATERIALIZED (SELECT CAST(key AS INTEGER) AS i,"
         " json_extract(value, '$[0]') AS lo,"
         " json_extract(value, '$[1]') AS hi FROM json_each(%s)),"
         f" v AS (SELECT b.i AS i, model AS g, {column} AS x FROM b"
-        f" JOIN proxy_exchange INDEXED BY {COVER_INDEX}"
-        f" ON started_at >= b.lo AND started_at < b.hi WHERE {where}"
+        f" CROSS JOIN proxy_exchange INDEXED BY {COVER_INDEX}"
+        f" WHERE started_at >= b.lo AND started_at < b.hi AND {where}"
         f" AND {column} IS NOT NULL),"
         " r AS (SELECT i, g, x, ROW_NUMBER() OVER (PARTITION BY i, g ORDER BY x) AS rn,"
         " COUNT(*) OVER (PARTITION BY i, g) AS n FROM v)"

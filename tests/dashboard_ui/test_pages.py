@@ -227,3 +227,25 @@ def test_it_links_an_export_of_the_same_filter(member_client, world):
 
 async def _body(response) -> bytes:
     return b"".join([chunk async for chunk in response.streaming_content])
+
+
+def test_it_computes_latency_percentiles_per_bucket_and_model(db):
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(
+        hours=2
+    )
+    edges = [start, start + timedelta(hours=1), start + timedelta(hours=2)]
+    for minute, duration in enumerate([100, 400, 300, 200]):  # first hour, sonnet
+        exchange_create(started_at=start + timedelta(minutes=minute),
+                        duration_ms=float(duration))  # fmt: skip
+    exchange_create(started_at=start + timedelta(minutes=70), duration_ms=50.0,
+                    model="claude-haiku-4-5-20251001")  # fmt: skip
+    exchange_create(started_at=start + timedelta(minutes=150), duration_ms=9e9)
+    rows = page_selectors.latency_percentiles_by_bucket(
+        queryset=Exchange.objects.all(), edges=edges, column="duration_ms"
+    )
+    found = {(r["bucket"], r["model"]): (r["count"], r["p50"], r["p95"]) for r in rows}
+    # nearest rank: p50 of 4 values is rank 2, p95 is rank 4
+    assert found == {
+        (0, "claude-sonnet-4-5-20250929"): (4, 200.0, 400.0),
+        (1, "claude-haiku-4-5-20251001"): (1, 50.0, 50.0),
+    }
