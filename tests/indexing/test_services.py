@@ -330,3 +330,59 @@ def test_it_indexes_a_20_mb_line_whole(claude_tree) -> None:
     assert len(entry_raw(entry=entry)) > 20_000_000
     assert entry_raw(entry=entry) == t.path.read_bytes().split(b"\n")[1]
     assert [h.uuid for h in entry_search(query="zanzibar")] == [big["uuid"]]
+
+
+RELEASE_EXTRAS = {
+    # Older releases: sidechain lines and a summary of the previous session on top.
+    "2.1.112": [
+        {"type": "summary", "summary": "Earlier work", "leafUuid": "elsewhere"},
+        {
+            "type": "user",
+            "isSidechain": True,
+            "uuid": "side-1",
+            "message": {"role": "user", "content": "sidechain prompt"},
+        },
+    ],
+    "2.1.197": [
+        {"type": "file-history-snapshot", "messageId": "m", "snapshot": {}},
+        {"type": "permission-mode", "permissionMode": "default"},
+        {
+            "type": "system",
+            "subtype": "compact_boundary",
+            "content": "compacted",
+            "compactMetadata": {
+                "trigger": "auto",
+                "preTokens": 150000,
+                "postTokens": 9000,
+            },
+        },
+    ],
+    # 2.1.33x writes request shapes, blobs and cost state beside the conversation.
+    "2.1.330": [
+        {"type": "api-request-shape", "shape": {"tools": 20, "system": 3}},
+        {"type": "api-request-blob", "blob": "eyJhIjoxfQ==" * 100},
+        {"type": "api-request", "requestId": "req_shape", "bytes": 120000},
+        {"type": "tools-used", "tools": ["Bash", "Read"]},
+        {"type": "cost-state", "totalCostUsd": 1.25},
+        {"type": "progress", "data": {"type": "agent_progress", "agentId": "x"}},
+    ],
+}
+
+
+@pytest.mark.parametrize("version", sorted(RELEASE_EXTRAS))
+def test_it_indexes_the_line_shapes_of_each_release(claude_tree, version) -> None:
+    t = conversation_write(claude_tree, version=version)
+    for record in RELEASE_EXTRAS[version]:
+        t.other(**record)
+    report = index_sync()
+    extras = len(RELEASE_EXTRAS[version])
+    assert (report.entries_added, report.bad_lines) == (11 + extras, 0)
+    session = Session.objects.get()
+    assert (session.entry_count, session.cli_version) == (11 + extras, version)
+    assert (session.input_tokens, session.output_tokens) == (1250, 320)
+    assert session.title == "plan the migration rollback for the billing service"
+    kinds = set(Entry.objects.values_list("type", flat=True))
+    assert {r["type"] for r in RELEASE_EXTRAS[version]} <= kinds
+    # Unknown shapes are kept whole but add nothing to search.
+    assert entry_search(query="eyJhIjoxfQ") == []
+    fts_integrity_check()
