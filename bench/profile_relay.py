@@ -18,11 +18,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.relay import PY, ROOT, Connection, free_port, start  # noqa: E402
+from bench.relay import (  # noqa: E402
+    PY,
+    core_environment,
+    free_port,
+    start_core,
+    start_fake,
+    throughput,
+)
 
 BUCKETS = [
     (
@@ -52,54 +58,12 @@ BUCKETS = [
 ]
 
 
-async def load(port: int, seconds: float) -> int:
-    done = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        conn = Connection(port)
-        while time.perf_counter() < stop_at:
-            await conn.stream(50, 0)
-            done += 1
-        conn.close()
-
-    await asyncio.gather(*(worker() for _ in range(16)))
-    return done
-
-
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="claudemon-profile-"))
     fake_port, core_port = free_port(), free_port()
-    env = {
-        "CLAUDEMON_DB_PATH": str(work / "p.sqlite3"),
-        "CLAUDEMON_VAR_DIR": str(work),
-        "CLAUDEMON_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}",
-    }
-    subprocess.run(
-        [PY, "manage.py", "migrate", "-v", "0"],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "claudemon.settings.core"},
-    )
-    fake = start(
-        [PY, "-m", "tests.fake_upstream", str(fake_port)], env={}, cpu=0, port=fake_port
-    )
-    core = start(
-        [
-            PY,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(core_port),
-            "claudemon.asgi:application",
-        ],
-        env={**env, "DJANGO_SETTINGS_MODULE": "claudemon.settings.core"},
-        cpu=1,
-        port=core_port,
-    )
+    env = core_environment(work, fake_port)
+    fake = start_fake(fake_port)
+    core = start_core(core_port, env)
     raw = work / "profile.txt"
     try:
         spy = subprocess.Popen(
@@ -123,7 +87,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         before = thread_cpu(core.pid)
-        streams = asyncio.run(load(core_port, 12))
+        streams = round(asyncio.run(throughput(core_port, 16, 12)) * 12)
         after = thread_cpu(core.pid)
         spy.wait(60)
     finally:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +82,43 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def core_environment(work: Path, fake_port: int) -> dict[str, str]:
+    """Settings for a core under test, with a migrated database of its own."""
+    env = {
+        "CLAUDEMON_DB_PATH": str(work / "bench.sqlite3"),
+        "CLAUDEMON_VAR_DIR": str(work),
+        "CLAUDEMON_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}",
+        "DJANGO_SETTINGS_MODULE": "claudemon.settings.core",
+    }
+    subprocess.run(
+        [PY, "manage.py", "migrate", "-v", "0"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, **env},
+    )
+    return env
+
+
+def start_fake(port: int) -> subprocess.Popen:
+    """The fake upstream, on CPU 0 with the load generator."""
+    return start([PY, "-m", "tests.fake_upstream", str(port)], env={}, cpu=0, port=port)
+
+
+def start_core(port: int, env: dict[str, str]) -> subprocess.Popen:
+    """claudemon's relay under daphne, on CPU 1."""
+    command = [
+        PY,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "claudemon.asgi:application",
+    ]
+    return start(command, env=env, cpu=1, port=port)
 
 
 @dataclass
@@ -215,7 +251,7 @@ async def memory(port: int, pid: int, total: int) -> tuple[float, float, float, 
 
 
 def gaps(streams: list[Stream]) -> list[float]:
-    return [b - a for s in streams for a, b in zip(s.arrivals[1:], s.arrivals[2:])]
+    return [b - a for s in streams for a, b in zip(s.arrivals[1:], s.arrivals[2:], strict=False)]
 
 
 def measure(name: str, port: int, pid: int | None, quick: bool) -> dict[str, float]:
@@ -246,25 +282,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="claudemon-bench-"))
     fake_port, bare_port, core_port = free_port(), free_port(), free_port()
-    env = {
-        "CLAUDEMON_DB_PATH": str(work / "bench.sqlite3"),
-        "CLAUDEMON_VAR_DIR": str(work),
-        "CLAUDEMON_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}",
-    }
-    subprocess.run(
-        [PY, "manage.py", "migrate", "-v", "0"],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "claudemon.settings.data"},
-    )
+    env = core_environment(work, fake_port)
     processes = []
     try:
-        fake = start(
-            [PY, "-m", "tests.fake_upstream", str(fake_port)],
-            env={},
-            cpu=0,
-            port=fake_port,
-        )
+        fake = start_fake(fake_port)
         processes.append(fake)
         bare = start(
             [
@@ -283,21 +304,7 @@ def main() -> None:
             port=bare_port,
         )
         processes.append(bare)
-        core = start(
-            [
-                PY,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(core_port),
-                "claudemon.asgi:application",
-            ],
-            env={**env, "DJANGO_SETTINGS_MODULE": "claudemon.settings.core"},
-            cpu=1,
-            port=core_port,
-        )
+        core = start_core(core_port, env)
         processes.append(core)
         os.sched_setaffinity(0, {0})
         results = {
