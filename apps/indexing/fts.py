@@ -2,11 +2,12 @@
 
 Invariants:
 - indexing_entry_fts is an external-content FTS5 table over the view
-  indexing_entry_fts_source (indexing_entry's unpacked text, and tools), rowid =
-  indexing_entry.id. Entries are created only by apps.indexing.batches
-  .entries_insert, which calls fts_insert() for the same rows in the same
-  transaction; triggers (migrations 0003, 0004) follow every delete and update,
-  whoever makes it. Nothing outside this module and the migrations names the table.
+  indexing_entry_fts_source (each entry's text, read from its Block by the SQL
+  function indexing_text(), and its tools), rowid = indexing_entry.id. Entries are
+  created only by apps.indexing.batches.entries_insert, which calls fts_insert()
+  for the same rows in the same transaction; the triggers of migration 0005 follow
+  every delete and update, whoever makes it (entries before their blocks).
+  Nothing outside this module and the migrations names the table.
 - User text reaches MATCH only through fts_query_escape(): every token is quoted
   (so AND/OR/NOT/NEAR, column names, brackets, `-`, `^` and `:` are literal words),
   quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, and

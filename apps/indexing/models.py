@@ -1,8 +1,10 @@
 """The transcript index: Claude Code's own files copied into the database.
 
-Entries are written in bulk by apps.indexing.services (executemany, not ORM saves);
-the FTS5 table indexing_entry_fts is kept in step with indexing_entry by triggers
-created in migration 0002 and is read only through apps.indexing.fts.
+Entries are written in bulk by apps.indexing.services (executemany, not ORM saves),
+their original lines and searchable texts packed into Blocks. The FTS5 table
+indexing_entry_fts follows indexing_entry (inserts by the writer, deletes and
+updates by the triggers of migration 0005) and is used only through
+apps.indexing.fts.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ class Entry(models.Model):
 
 
 class EntryFts(models.Model):
-    """The FTS5 table over Entry.text and Entry.tools (external content, rowid = id)."""
+    """The FTS5 table over entries' texts and tools (external content, rowid = id)."""
 
     id = models.BigIntegerField(primary_key=True, db_column="rowid")
     text = models.TextField()
