@@ -170,3 +170,16 @@ def test_it_ranks_among_the_most_recent_matches_of_a_common_word(
 def test_it_builds_snippets_around_the_first_match(text, query, parts) -> None:
     pattern = snippet_pattern(fts.fts_query_words(query))
     assert snippet_parts(text, pattern) == parts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["SourceFile", "Session"])
+def test_it_follows_orm_deletes_of_sources_and_sessions(claude_tree, model) -> None:
+    from apps.indexing import models
+
+    conversation_write(claude_tree)
+    index_sync()
+    getattr(models, model).objects.all().delete()
+    assert models.Entry.objects.count() == 0
+    assert fts.fts_row_count() == 0
+    fts_integrity_check()
