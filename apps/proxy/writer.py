@@ -42,6 +42,12 @@ _LEN = struct.Struct("<I")
 class Item:
     kind: str  # "start" | "finish"
     call: Call
+    size: int = 0  # body bytes this step keeps in memory
+
+
+# Besides the item count (CLAUDEMON_BACKLOG_SIZE), the memory held by waiting bodies
+# is bounded: a long outage with multi-megabyte conversations spills to disk.
+_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
 
 class Recording:
@@ -58,16 +64,40 @@ class Recording:
         self.database_error = ""
         self.written = 0
         self._inflight = 0  # items of the batch being written
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._writing_since = 0.0  # monotonic start of the current write, 0 when idle
 
     # -- the relay's side: never blocks on the database --
     def submit(self, kind: str, call: Call) -> None:
         """Queue one recording step; spill to disk if the queue is full."""
         self._ensure_thread()
+        size = len(call.request_body) if kind == "start" else sum(map(len, call.chunks))
+        item = Item(kind, call, size)
+        with self._bytes_lock:
+            fits = (
+                self._queued_bytes + size <= _MAX_QUEUED_BYTES or not self._queued_bytes
+            )
+            if fits:
+                self._queued_bytes += size
         try:
-            self._queue.put_nowait(Item(kind, call))
+            if not fits:
+                raise queue.Full
+            self._queue.put_nowait(item)
         except queue.Full:
-            self._spill([Item(kind, call)])
+            if fits:
+                self._release(item)
+            self._spill([item])
+
+    def _get(self, timeout: float | None) -> Item:
+        """Take the next queued step (raises queue.Empty), releasing its bytes."""
+        item = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
+        self._release(item)
+        return item
+
+    def _release(self, item: Item) -> None:
+        with self._bytes_lock:
+            self._queued_bytes -= item.size
 
     def backlog(self) -> int:
         """Return how many recording steps wait for the database."""
@@ -102,7 +132,7 @@ class Recording:
         )
         while not self._stopping:
             try:
-                first = self._queue.get(timeout=0.5)
+                first = self._get(0.5)
             except queue.Empty:
                 self._drain_spill()
                 continue
@@ -113,7 +143,7 @@ class Recording:
                 if remaining <= 0:
                     break
                 try:
-                    items.append(self._queue.get(timeout=remaining))
+                    items.append(self._get(remaining))
                 except queue.Empty:
                     break
             self._write_items(items)
@@ -176,7 +206,7 @@ class Recording:
         pending: list[Item] = []
         while True:
             try:
-                pending.append(self._queue.get_nowait())
+                pending.append(self._get(None))
             except queue.Empty:
                 break
         if not pending:
