@@ -19,6 +19,7 @@ from apps.dashboard import inspector, page_selectors, page_state, schemas, selec
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
 
+CONVERSATION_PAGE = 100  # messages per page of the conversation tab
 INSPECTOR_TABS = (
     ("new", "What's new"),
     ("conversation", "Conversation"),
@@ -191,13 +192,13 @@ def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
         "tab": tab,
         "tabs": INSPECTOR_TABS,
         "next_id": page_selectors.exchange_next_in_session(exchange=exchange),
-        **_inspector_context(exchange, tab=tab),
+        **_inspector_context(exchange, tab=tab, page=_int_param(request, "page")),
     }
     zone = page_state.zone_from_request(request)
     return _render(request, "dashboard/inspector.html", context, zone=zone)
 
 
-def _inspector_context(exchange: Exchange, *, tab: str) -> dict:
+def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
     """Decode bodies (only through body_decode) and shape what the tab shows."""
     request_bytes = _decoded(exchange.request_body)
     body = inspector.json_load(request_bytes)
@@ -215,6 +216,7 @@ def _inspector_context(exchange: Exchange, *, tab: str) -> dict:
         "view": view,
         "new_start": start,
         "new_messages": view["messages"][start:],
+        "conversation": _conversation_page(view["messages"], page=page, start=start),
         "previous_id": previous.pk if previous else None,
         "ratelimits": sorted((exchange.ratelimits or {}).items()),
     }
@@ -230,6 +232,28 @@ def _inspector_context(exchange: Exchange, *, tab: str) -> dict:
         response_bytes = _decoded(exchange.response_body)
         context["raw_response"] = inspector.raw_text(response_bytes)
     return context
+
+
+def _conversation_page(messages: list[dict], *, page: int, start: int) -> dict:
+    """Return one page of a long conversation (page 0: the one holding the new ones)."""
+    size = CONVERSATION_PAGE
+    pages = max(1, -(-len(messages) // size))
+    if not 1 <= page <= pages:
+        page = min(start // size + 1, pages)
+    return {
+        "messages": messages[(page - 1) * size : page * size],
+        "number": page,
+        "pages": pages,
+        "new_page": min(start // size + 1, pages),
+        "numbers": range(1, pages + 1),
+    }
+
+
+def _int_param(request: HttpRequest, name: str) -> int:
+    try:
+        return int(request.GET.get(name, "0"))
+    except ValueError:
+        return 0
 
 
 def _response_blocks(exchange: Exchange) -> list[dict]:

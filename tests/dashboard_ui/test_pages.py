@@ -249,3 +249,23 @@ def test_it_computes_latency_percentiles_per_bucket_and_model(db):
         (0, "claude-sonnet-4-5-20250929"): (4, 200.0, 400.0),
         (1, "claude-haiku-4-5-20251001"): (1, 50.0, 50.0),
     }
+
+
+def test_it_pages_a_long_conversation_and_opens_on_the_new_part(member_client, db):
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
+             for i in range(250)]  # fmt: skip
+    old = exchange_create(
+        started_at=timezone.now() - timedelta(minutes=2),
+        request_body=body_encode(json.dumps({"messages": turns[:240]}).encode()),
+    )
+    new = exchange_create(
+        started_at=timezone.now() - timedelta(minutes=1),
+        request_body=body_encode(json.dumps({"messages": turns}).encode()),
+    )
+    url = reverse("dashboard:exchange-detail", args=[new.pk])
+    html = member_client.get(url, {"tab": "conversation"}).content.decode()
+    assert 'id="m200"' in html and 'id="m249"' in html and 'id="m199"' not in html
+    assert 'id="new"' in html and "3 (new)" in html
+    first = member_client.get(url, {"tab": "conversation", "page": 1}).content.decode()
+    assert 'id="m0"' in first and 'id="m99"' in first and 'id="m100"' not in first
+    assert old.pk != new.pk
