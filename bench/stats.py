@@ -263,10 +263,11 @@ def _measure(*, runs: int, now: datetime) -> None:
         ("admin detail", f"/admin/proxy/exchange/{some_id}/change/", {}),
     ]  # fmt: skip
     print(f"\n{'operation':<50} {'p50 ms':>8} {'p95 ms':>8}")
-    worst = 0.0
+    worst = {"default": 0.0, "30 d": 0.0}
     for label, path, params in cases:
         p50, p95 = _time(lambda p=path, q=params: _get(client, p, q), runs)
-        worst = max(worst, p95)
+        kind = "30 d" if "30 d" in label else "default"
+        worst[kind] = max(worst[kind], p95)
         print(f"{label:<50} {p50:8.1f} {p95:8.1f}")
 
     async def drain(response) -> int:
@@ -287,7 +288,11 @@ def _measure(*, runs: int, now: datetime) -> None:
     export({**month, "format": "jsonl"})
     total = time.perf_counter() - started
     print(f"exchanges/export jsonl (30 d, all rows): {total:.1f} s")
-    print(f"\nworst p95 of the operations above: {worst:.1f} ms (target < 150 ms)")
+    print(
+        f"\nworst p95, default range (last 24 h), by id and admin pages: "
+        f"{worst['default']:.1f} ms (target < 150 ms)\n"
+        f"worst p95 over 30 days (every row scanned): {worst['30 d']:.1f} ms"
+    )
 
 
 def _get(client, path: str, params: dict) -> None:
