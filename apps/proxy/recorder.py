@@ -134,9 +134,30 @@ def sse_events(text: str) -> list[tuple[str, str]]:
     CR, LF or CRLF end lines; a blank line dispatches; `data:` lines join with LF;
     comments and unknown fields are ignored; an unterminated last event is dropped.
     """
+    if "\r" in text:
+        return _sse_lines(_LINE.split(text))
+    # Fast path for LF-only streams (what the API sends): blank lines split events,
+    # and the usual two-line event needs no per-line loop.
+    events: list[tuple[str, str]] = []
+    blocks = text.split("\n\n")
+    for block in blocks[:-1]:  # the last piece has no blank line after it yet
+        first, newline, rest = block.partition("\n")
+        if (
+            newline
+            and first.startswith("event: ")
+            and rest.startswith("data: ")
+            and "\n" not in rest
+        ):
+            events.append((first[7:], rest[6:]))
+        elif block:
+            events.extend(_sse_lines([*block.split("\n"), ""]))
+    return events
+
+
+def _sse_lines(lines: list[str]) -> list[tuple[str, str]]:
     events: list[tuple[str, str]] = []
     name, data = "", []
-    for line in _LINE.split(text):
+    for line in lines:
         if not line:
             if data:
                 events.append((name or "message", "\n".join(data)))
@@ -152,6 +173,23 @@ def sse_events(text: str) -> list[tuple[str, str]]:
         elif key == "data":
             data.append(value)
     return events
+
+
+def _payloads(events: list[tuple[str, str]]) -> list[Any]:
+    """Decode every event's JSON data, in one call when all of it is valid JSON."""
+    try:
+        decoded = json.loads("[" + ",".join(data for _, data in events) + "]")
+        if len(decoded) == len(events):  # an element per event: nothing misaligned
+            return decoded
+    except ValueError:
+        pass
+    payloads: list[Any] = []
+    for _, data in events:
+        try:
+            payloads.append(json.loads(data))
+        except ValueError:
+            payloads.append(None)
+    return payloads
 
 
 @dataclass(slots=True)
@@ -208,11 +246,7 @@ def message_from_events(events: list[tuple[str, str]]) -> Assembled:  # noqa: C9
     partial_json: dict[int, list[str]] = {}
     usage: dict[str, Any] = {}
     result = Assembled()
-    for _name, data in events:
-        try:
-            event = json.loads(data)
-        except ValueError:
-            continue
+    for event in _payloads(events):
         if not isinstance(event, dict):
             continue
         kind = event.get("type")

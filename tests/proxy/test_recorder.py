@@ -300,3 +300,29 @@ def test_it_parses_rate_limit_headers():
 )
 def test_it_reads_request_facts_without_failing(body, facts):
     assert request_facts(body) == facts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "event: a\ndata: 1\n\nevent: b\ndata: 2\n\n",
+        "event: a\ndata: 1\n\n\n\nevent: b\ndata: 2\n\n",
+        "\n\nevent: a\ndata: 1\n\n",
+        "data: x\n\nevent: a\ndata: 1\ndata: 2\n\n: c\nevent: b\ndata: 3\n\n",
+        "event: a\ndata:1\n\nevent:b\ndata: 2\n\nevent: c\ndata: 3",
+        "event: a\nid: 1\ndata: 1\n\n",
+        "event: ping\n\nevent: a\ndata: {}\n\n",
+    ],
+)
+def test_it_parses_lf_streams_like_the_line_by_line_parser(text):
+    from apps.proxy.recorder import _sse_lines
+
+    assert sse_events(text) == _sse_lines([*text.split("\n")])
+
+
+def test_it_decodes_events_one_by_one_when_one_is_not_json():
+    events = [("a", '{"type": "ping"}'), ("b", "not json"), ("c", "1,2"), ("d", "[3]")]
+
+    from apps.proxy.recorder import _payloads
+
+    assert _payloads(events) == [{"type": "ping"}, None, None, [3]]
