@@ -221,9 +221,11 @@ async def trickle(port: int, concurrency: int, rounds: int) -> list[Stream]:
     return [s for group in nested for s in group]
 
 
-async def memory(port: int, pid: int, total: int) -> tuple[float, float, float, float]:
-    samples: list[float] = [rss_mb(pid)]
+async def memory(port: int, pid: int, total: int) -> list[tuple[int, float]]:
+    """RSS of the process at the start and after each tenth of `total` requests."""
+    checkpoints: list[tuple[int, float]] = [(0, rss_mb(pid))]
     done = 0
+    step = max(1, total // 10)
 
     async def worker(share: int) -> None:
         nonlocal done
@@ -231,27 +233,20 @@ async def memory(port: int, pid: int, total: int) -> tuple[float, float, float, 
         for _ in range(share):
             await conn.stream(10, 0)
             done += 1
+            if done % step == 0:
+                checkpoints.append((done, rss_mb(pid)))
         conn.close()
 
-    async def sampler() -> None:
-        while done < total:
-            samples.append(rss_mb(pid))
-            await asyncio.sleep(0.25)
-
-    at_1000 = 0.0
-    task = asyncio.create_task(sampler())
-    workers = [asyncio.create_task(worker(total // 16)) for _ in range(16)]
-    while not all(w.done() for w in workers):
-        await asyncio.sleep(0.1)
-        if not at_1000 and done >= 1000:
-            at_1000 = rss_mb(pid)
-    await task
-    samples.append(rss_mb(pid))
-    return samples[0], at_1000, max(samples), samples[-1]
+    await asyncio.gather(*(worker(total // 16) for _ in range(16)))
+    return checkpoints
 
 
 def gaps(streams: list[Stream]) -> list[float]:
-    return [b - a for s in streams for a, b in zip(s.arrivals[1:], s.arrivals[2:], strict=False)]
+    return [
+        b - a
+        for s in streams
+        for a, b in zip(s.arrivals[1:], s.arrivals[2:], strict=False)
+    ]
 
 
 def measure(name: str, port: int, pid: int | None, quick: bool) -> dict[str, float]:
@@ -388,9 +383,9 @@ def report(results: dict[str, dict[str, float]], mem: dict, recorded: str) -> No
             f"bare {bare[key] - direct[key]:+7.2f} ms   core-bare "
             f"{core[key] - bare[key]:+7.2f} ms"
         )
-    print("\nresident memory over the memory run (MB): start, after 1,000, peak, end")
-    for name, (start_mb, at_1000, peak, end) in mem.items():
-        print(f"  {name:16} {start_mb:7.1f} {at_1000:7.1f} {peak:7.1f} {end:7.1f}")
+    print("\nresident memory (MB) at the start and after each tenth of the requests:")
+    for name, checkpoints in mem.items():
+        print(f"  {name:16} " + " ".join(f"{mb:6.1f}" for _, mb in checkpoints))
     print(f"\nexchanges recorded by core during the run: {recorded}")
     print(
         "\ntargets: core first event <= bare + 2.5 ms; core streams/s >= 45% of bare;"
