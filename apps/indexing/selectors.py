@@ -369,3 +369,170 @@ def todo_status_counts(*, session_id: str = "") -> dict[str, int]:
 def plan_list(*, limit: int = 50, offset: int = 0) -> list[Plan]:
     """Return plans, most recently modified first."""
     return list(Plan.objects.order_by("-modified_at", "slug")[offset : offset + limit])
+
+
+# --- reads for the dashboard's session, thread, search and todo pages ----------
+
+THREAD_FIELDS = (
+    "id",
+    "uuid",
+    "type",
+    "role",
+    "is_meta",
+    "timestamp",
+    "request_id",
+    "message_id",
+    "model",
+    "tools",
+    "spawned_agent",
+    "block_id",
+    "slot",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+)
+
+
+def session_entries_meta(*, session: Session, limit: int = 20_000) -> list[Entry]:
+    """Return a session's transcript entries in file order, without their texts."""
+    return list(
+        Entry.objects.filter(session=session)
+        .exclude(type__in=NOT_TRANSCRIPT)
+        .order_by("id")
+        .only(*THREAD_FIELDS)[:limit]
+    )
+
+
+def entry_records(*, entries: list[Entry]) -> dict[int, tuple[bytes, str]]:
+    """Return {entry id: (original line, searchable text)}, one query for all."""
+    return _entries_unpack(entries)
+
+
+def session_subagent_list(*, session: Session) -> list[Session]:
+    """Return the subagent sessions a session spawned, in start order."""
+    return list(Session.objects.filter(parent=session).order_by("first_at", "id"))
+
+
+def sessions_by_id(*, session_ids: list[str]) -> dict[str, Session]:
+    """Return {session id: Session with project} for the ids that are indexed."""
+    wanted = [s for s in dict.fromkeys(session_ids) if s]
+    found: dict[str, Session] = {}
+    for start in range(0, len(wanted), 900):
+        rows = Session.objects.select_related("project").filter(
+            session_id__in=wanted[start : start + 900]
+        )
+        found.update({s.session_id: s for s in rows})
+    return found
+
+
+def session_subagent_counts(*, session_pks: list[int]) -> dict[int, int]:
+    """Return {session pk: number of subagent sessions it spawned}."""
+    rows = (
+        Session.objects.filter(parent_id__in=session_pks)
+        .values_list("parent_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def session_models(*, session_pks: list[int]) -> dict[int, list[str]]:
+    """Return {session pk: sorted models its assistant entries name}."""
+    rows = (
+        Entry.objects.filter(session_id__in=session_pks, type="assistant")
+        .exclude(model="")
+        .exclude(model="<synthetic>")
+        .values_list("session_id", "model")
+        .distinct()
+        .order_by()
+    )
+    models: dict[int, list[str]] = {}
+    for pk, model in rows:
+        models.setdefault(pk, []).append(model)
+    return {pk: sorted(names) for pk, names in models.items()}
+
+
+def thread_count(*, session: Session) -> int:
+    """Return how many entries a session's thread holds (for paging)."""
+    return (
+        Entry.objects.filter(session=session).exclude(type__in=NOT_TRANSCRIPT).count()
+    )
+
+
+def thread_position(*, session: Session, entry_id: int) -> int | None:
+    """Return the 0-based position of an entry in its session's thread, or None."""
+    thread = Entry.objects.filter(session=session).exclude(type__in=NOT_TRANSCRIPT)
+    if not thread.filter(id=entry_id).exists():
+        return None
+    return thread.filter(id__lt=entry_id).count()
+
+
+def entry_id_by_uuid(*, session: Session, uuid: str) -> int | None:
+    """Return the id of a session's entry with this uuid, or None."""
+    if not uuid:
+        return None
+    return (
+        Entry.objects.filter(session=session, uuid=uuid)
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def project_stats() -> list[Project]:
+    """Return projects with session count, last activity, tokens and cost."""
+    tokens = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+    )
+    main = Q(sessions__is_subagent=False)
+    sums = {f"{name}_sum": Sum(f"sessions__{name}") for name in tokens}
+    return list(
+        Project.objects.annotate(
+            session_count=Count("sessions", filter=main),
+            last_at=Max("sessions__last_at"),
+            cost_usd=Sum("sessions__cost_usd"),
+            **sums,
+        ).order_by("-last_at", "path")
+    )
+
+
+def plan_by_slug(*, slug: str) -> Plan | None:
+    """Return the plan file written under a session's slug, or None."""
+    if not slug:
+        return None
+    return Plan.objects.filter(slug=slug).order_by("-modified_at").first()
+
+
+def todo_sessions(*, limit: int = 100) -> list[tuple[str, int]]:
+    """Return (session id, item count) of todo lists, most items first."""
+    rows = (
+        Todo.objects.exclude(session_key="")
+        .values_list("session_key")
+        .annotate(n=Count("id"))
+        .order_by("-n", "session_key")[:limit]
+    )
+    return list(rows)
+
+
+def highlight_parts(
+    *, text: str, query: str, raw: bool = False
+) -> list[tuple[str, bool]]:
+    """Split text into (text, is_match) parts for the query's words (no window)."""
+    pattern = snippet_pattern(fts_query_words(query, raw=raw)) if query else None
+    if pattern is None:
+        return [(text, False)] if text else []
+    parts: list[tuple[str, bool]] = []
+    position = 0
+    for match in pattern.finditer(text):
+        if match.start() > position:
+            parts.append((text[position : match.start()], False))
+        parts.append((match.group(0), True))
+        position = match.end()
+    if position < len(text):
+        parts.append((text[position:], False))
+    return parts

@@ -1,0 +1,398 @@
+"""Reads joining the relay's exchanges with the transcript index, for session pages.
+
+A Claude Code session is known from two sides: the relay saw its calls (the
+session id header, each call's request-id) and the index read its transcript
+(sessionId, each response's requestId). Either side may be missing: a session
+run without the relay, or relayed calls whose transcript was never indexed.
+Index reads go through apps.indexing.selectors; exchanges are read here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apps.dashboard import schemas, selectors
+from apps.indexing import selectors as index
+from apps.indexing.models import Entry, Session
+from apps.proxy.models import Exchange
+from apps.proxy.pricing import Usage, usage_cost
+
+CANDIDATES = 2000  # sessions read per side before merging (newest first)
+TURNS_PER_PAGE = 100
+_CHUNK = 900
+_EXCHANGE_FIELDS = (
+    "id", "request_id", "session_id", "agent_id", "started_at", "ttfb_ms",
+    "duration_ms", "model", "model_requested", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+    "cost_usd", "status_code", "error_type", "state", "path",
+)  # fmt: skip
+
+
+# --- the merged session list -------------------------------------------------
+
+
+@dataclass(slots=True)
+class SessionRow:
+    session_id: str
+    title: str = ""
+    project_id: int | None = None
+    project_path: str = ""
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    turns: int = 0
+    tokens: int = 0
+    cost_usd: float | None = None
+    models: list[str] = field(default_factory=list)
+    subagents: int = 0
+    relayed: bool = False
+    indexed: bool = False
+    pk: int | None = None
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Return last activity minus start, when both are known."""
+        if self.first_at and self.last_at:
+            return self.last_at - self.first_at
+        return None
+
+    @property
+    def duration_text(self) -> str:
+        """Return the duration as '45 s', '12 min' or '3 h 05 min'."""
+        if self.duration is None:
+            return "—"
+        seconds = int(self.duration.total_seconds())
+        if seconds < 60:
+            return f"{seconds} s"
+        if seconds < 3600:
+            return f"{seconds // 60} min"
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def session_rows(
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    project_id: int | None = None,
+    model: str = "",
+    sort: str = "last",
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[SessionRow], int]:
+    """Return one page of sessions active in [start, end) and how many match."""
+    rows = _relay_rows(start=start, end=end, tz=tz)
+    indexed = index.session_list(since=start, until=end, limit=CANDIDATES)
+    known = {s.session_id: s for s in indexed}
+    known.update(index.sessions_by_id(session_ids=[r for r in rows if r not in known]))
+    for key, session in known.items():
+        _merge_index(rows.setdefault(key, SessionRow(key)), session)
+    matching = [
+        r for r in rows.values() if project_id is None or r.project_id == project_id
+    ]
+    if model:
+        _fill_models([r for r in matching if r.indexed])
+        matching = [r for r in matching if model in r.models]
+    if sort == "cost":
+        matching.sort(key=lambda r: (r.cost_usd or 0.0, r.last_at or start))
+    else:
+        matching.sort(key=lambda r: (r.last_at or start, r.session_id))
+    matching.reverse()
+    page = matching[offset : offset + limit]
+    if not model:
+        _fill_models([r for r in page if r.indexed])
+    _fill_subagents(page)
+    return page, len(matching)
+
+
+def _relay_rows(*, start: datetime, end: datetime, tz: str) -> dict[str, SessionRow]:
+    filters = schemas.ExchangeFilter.model_validate(
+        {"from": start.isoformat(), "to": end.isoformat(), "tz": tz}
+    )
+    listed = selectors.session_list(filters=filters, limit=CANDIDATES, offset=0)
+    rows = {}
+    for item in listed["items"]:
+        rows[item["session_id"]] = SessionRow(
+            session_id=item["session_id"],
+            first_at=item["first_at"],
+            last_at=item["last_at"],
+            turns=item["turns"],
+            tokens=sum(item["tokens"].values()),
+            cost_usd=item["cost_usd"],
+            models=list(item["models"]),
+            relayed=True,
+        )
+    return rows
+
+
+def _merge_index(row: SessionRow, session: Session) -> None:
+    """Add what the transcript knows; the relay's figures win (they are the wire's)."""
+    row.indexed, row.pk = True, session.pk
+    row.title = session.title
+    if session.project is not None:
+        row.project_id, row.project_path = session.project_id, session.project.path
+    if session.first_at and (row.first_at is None or session.first_at < row.first_at):
+        row.first_at = session.first_at
+    if session.last_at and (row.last_at is None or session.last_at > row.last_at):
+        row.last_at = session.last_at
+    if not row.relayed:
+        row.turns = session.user_count
+        row.tokens = _session_tokens(session)
+        row.cost_usd = session.cost_usd
+
+
+def _session_tokens(session: Session) -> int:
+    return (
+        session.input_tokens + session.output_tokens + session.cache_read_tokens
+        + session.cache_write_5m_tokens + session.cache_write_1h_tokens
+    )  # fmt: skip
+
+
+def _fill_models(rows: list[SessionRow]) -> None:
+    models = index.session_models(session_pks=[r.pk for r in rows if r.pk])
+    for row in rows:
+        row.models = sorted(set(row.models) | set(models.get(row.pk, [])))
+
+
+def _fill_subagents(rows: list[SessionRow]) -> None:
+    counts = index.session_subagent_counts(session_pks=[r.pk for r in rows if r.pk])
+    for row in rows:
+        row.subagents = counts.get(row.pk, 0)
+
+
+# --- one session, turn by turn -------------------------------------------------
+
+
+@dataclass(slots=True)
+class TurnCall:
+    """One API call of a turn: the relayed exchange, or the transcript's usage."""
+
+    request_id: str
+    exchange_id: int | None = None
+    model: str = ""
+    ttfb_ms: float | None = None
+    duration_ms: float | None = None
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Return the context sent: input plus cache reads and writes."""
+        return self.input + self.cache_read + self.cache_write
+
+
+@dataclass(slots=True)
+class Turn:
+    number: int
+    uuid: str = ""
+    entry_id: int | None = None
+    at: datetime | None = None
+    prompt: str = ""
+    tools: Counter = field(default_factory=Counter)
+    calls: list[TurnCall] = field(default_factory=list)
+    subagents: list[Session] = field(default_factory=list)
+    compactions: int = 0
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        """Return the time to first byte of the turn's first relayed call."""
+        return next((c.ttfb_ms for c in self.calls if c.ttfb_ms is not None), None)
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Return the summed duration of the turn's relayed calls."""
+        known = [c.duration_ms for c in self.calls if c.duration_ms is not None]
+        return sum(known) if known else None
+
+    @property
+    def tokens(self) -> int:
+        return sum(c.prompt_tokens + c.output for c in self.calls)
+
+    @property
+    def cost_usd(self) -> float | None:
+        known = [c.cost_usd for c in self.calls if c.cost_usd is not None]
+        return sum(known) if known else None
+
+    @property
+    def context_tokens(self) -> int:
+        """Return the context size of the turn's last call (what it sent)."""
+        return self.calls[-1].prompt_tokens if self.calls else 0
+
+    @property
+    def cache_hit(self) -> float | None:
+        """Return cache reads over all prompt tokens of the turn."""
+        sent = sum(c.prompt_tokens for c in self.calls)
+        return sum(c.cache_read for c in self.calls) / sent if sent else None
+
+    @property
+    def tool_summary(self) -> list[tuple[str, int]]:
+        return sorted(self.tools.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    @property
+    def exchange_id(self) -> int | None:
+        return next((c.exchange_id for c in self.calls if c.exchange_id), None)
+
+
+def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
+    """Return a session (None if only relayed) and its turns in order.
+
+    From the transcript when indexed (a turn starts at each user prompt), each
+    call joined to its exchange by request-id; else from the exchanges alone.
+    """
+    session = index.session_get(session_id=session_id)
+    if session is None:
+        return None, _relay_turns(session_id=session_id)
+    entries = index.session_entries_meta(session=session)
+    prompts = index.entry_records(
+        entries=[e for e in entries if _is_prompt_candidate(e)]
+    )
+    compacted = {pk for pk, (line, _) in prompts.items() if _is_compact_summary(line)}
+    turns = _turns_build(entries, compacted=compacted)
+    for turn in turns:
+        if turn.number and turn.entry_id in prompts:
+            turn.prompt = prompts[turn.entry_id][1]
+    exchanges = exchanges_by_request_id(
+        request_ids=[c.request_id for t in turns for c in t.calls]
+    )
+    for turn in turns:
+        for call in turn.calls:
+            _call_join(call, exchanges.get(call.request_id))
+    _subagents_attach(turns, index.session_subagent_list(session=session), entries)
+    return session, turns
+
+
+def _is_prompt_candidate(entry: Entry) -> bool:
+    return entry.type == "user" and entry.role == "user" and not entry.is_meta
+
+
+def _is_compact_summary(line: bytes) -> bool:
+    """Tell the summary Claude Code writes after compacting from a typed prompt."""
+    record = index.line_record(line)
+    return isinstance(record, dict) and record.get("isCompactSummary") is True
+
+
+def _turns_build(entries: list[Entry], *, compacted: set[int]) -> list[Turn]:
+    """Group entries into turns; calls deduplicated on message id + request id."""
+    turns: list[Turn] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        if entry.id in compacted and turns:
+            turns[-1].compactions += 1
+            continue
+        if _is_prompt_candidate(entry):
+            turns.append(Turn(len(turns) + 1, entry.uuid, entry.id, entry.timestamp))
+            continue
+        if entry.type != "assistant":
+            continue
+        if not turns:
+            turns.append(Turn(0, entry.uuid, entry.id, entry.timestamp))
+        turn = turns[-1]
+        turn.tools.update(entry.tools.split())
+        key = (entry.message_id, entry.request_id)
+        if key in seen or entry.model == "<synthetic>":
+            continue
+        seen.add(key)
+        turn.calls.append(_call_from_entry(entry))
+    return turns
+
+
+def _call_from_entry(entry: Entry) -> TurnCall:
+    usage = Usage(
+        input=entry.input_tokens,
+        output=entry.output_tokens,
+        cache_read=entry.cache_read_tokens,
+        cache_write_5m=entry.cache_write_5m_tokens,
+        cache_write_1h=entry.cache_write_1h_tokens,
+    )
+    return TurnCall(
+        request_id=entry.request_id,
+        model=entry.model,
+        input=entry.input_tokens,
+        output=entry.output_tokens,
+        cache_read=entry.cache_read_tokens,
+        cache_write=entry.cache_write_5m_tokens + entry.cache_write_1h_tokens,
+        cost_usd=usage_cost(model=entry.model, usage=usage, at=entry.timestamp)
+        if entry.model
+        else None,
+    )
+
+
+def _call_join(call: TurnCall, exchange: Exchange | None) -> None:
+    """Replace the transcript's figures by the relayed exchange's, when relayed."""
+    if exchange is None:
+        return
+    call.exchange_id = exchange.pk
+    call.model = exchange.model or exchange.model_requested or call.model
+    call.ttfb_ms, call.duration_ms = exchange.ttfb_ms, exchange.duration_ms
+    call.input, call.output = exchange.input_tokens, exchange.output_tokens
+    call.cache_read = exchange.cache_read_tokens
+    call.cache_write = exchange.cache_write_5m_tokens + exchange.cache_write_1h_tokens
+    call.cost_usd = exchange.cost_usd
+
+
+def _subagents_attach(
+    turns: list[Turn], children: list[Session], entries: list[Entry]
+) -> None:
+    """Nest each subagent under the turn holding its spawning entry (else by time)."""
+    starts = {t.entry_id: t for t in turns}
+    current = turns[0] if turns else None
+    turn_of_uuid: dict[str, Turn] = {}
+    for entry in entries:
+        current = starts.get(entry.id, current)
+        if entry.uuid and current is not None:
+            turn_of_uuid[entry.uuid] = current
+    for child in children:
+        turn = turn_of_uuid.get(child.spawn_uuid) or _turn_at(turns, child.first_at)
+        if turn is not None:
+            turn.subagents.append(child)
+
+
+def _turn_at(turns: list[Turn], moment: datetime | None) -> Turn | None:
+    started = [t for t in turns if t.at and moment and t.at <= moment]
+    return started[-1] if started else (turns[0] if turns else None)
+
+
+def _relay_turns(*, session_id: str) -> list[Turn]:
+    """Turns of a session only the relay saw: one per main-agent call."""
+    turns: list[Turn] = []
+    for exchange in exchange_list_by_session(session_id=session_id):
+        if exchange.agent_id and turns:
+            call = TurnCall(request_id=exchange.request_id)
+            _call_join(call, exchange)
+            turns[-1].calls.append(call)
+            continue
+        turn = Turn(len(turns) + 1, at=exchange.started_at)
+        call = TurnCall(request_id=exchange.request_id)
+        _call_join(call, exchange)
+        turn.calls.append(call)
+        turns.append(turn)
+    return turns
+
+
+def exchanges_by_request_id(*, request_ids: list[str]) -> dict[str, Exchange]:
+    """Return {request-id: exchange} (no bodies) for the ids the relay recorded."""
+    wanted = sorted({r for r in request_ids if r})
+    found: dict[str, Exchange] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        rows = (
+            Exchange.objects.filter(request_id__in=wanted[start : start + _CHUNK])
+            .only(*_EXCHANGE_FIELDS)
+            .order_by("started_at")
+        )
+        found.update({row.request_id: row for row in rows})
+    return found
+
+
+def exchange_list_by_session(*, session_id: str, limit: int = 5000) -> list[Exchange]:
+    """Return a session's relayed calls (no bodies) in time order."""
+    if not session_id:
+        return []
+    return list(
+        Exchange.objects.filter(session_id=session_id)
+        .only(*_EXCHANGE_FIELDS)
+        .order_by("started_at", "id")[:limit]
+    )

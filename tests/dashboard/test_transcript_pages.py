@@ -1,0 +1,278 @@
+"""Sessions, session, thread, projects, search and todos pages through Django's client.
+
+The world: a relayed session (two prompts, three calls with exchanges of known
+cost, a subagent, a compaction) and a session never relayed whose file was
+deleted after indexing. Seeded from real files by the indexing service.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from apps.dashboard import session_selectors
+from apps.dashboard.markdown import markdown_html
+from apps.dashboard.templatetags.dashboard import usd
+from apps.indexing.services import index_sync
+from tests.dashboard.conftest import PASSWORD  # noqa: F401  (shared fixtures)
+from tests.factories import exchange_create
+from tests.indexing.conftest import T0, ClaudeTree
+
+RELAYED = "5e551011-dddd-4000-8000-000000000006"
+ORPHAN = "0afa0afa-dddd-4000-8000-000000000007"
+AGENT = "f1a2b3c4d5e6"
+PHRASE = "flaky websocket fixture"
+SUB_PHRASE = "subagent traced the deadlock"
+HOSTILE = "<script>window.__pwned=1</script>"
+COSTS = {"req_t1a": 0.1234, "req_t1b": 0.0567, "req_t2": 0.0425}
+PLAN = "# Rollback plan\n\n- step **one**\n- <img src=x onerror=alert(1)>\n"
+
+
+def transcripts_seed(root: Path) -> dict:
+    """Write the ~/.claude tree, index it, delete one file, record exchanges."""
+    tree = ClaudeTree(root)
+    main = tree.transcript(cwd="/home/me/billing", session_id=RELAYED)
+    main.user(f"fix the {PHRASE} in tests {HOSTILE}", slug="brave-otter")
+    main.assistant(
+        [{"type": "text", "text": "Looking at the fixture."},
+         {"type": "tool_use", "id": "toolu_b1", "name": "Bash",
+          "input": {"command": "pytest -q tests/ws", "description": "run"}}],
+        message_id="msg_t1a", request_id="req_t1a",
+    )  # fmt: skip
+    main.tool_result("toolu_b1", "1 failed, 12 passed")
+    main.assistant(
+        [{"type": "text", "text": "The fixture leaks a socket; fixed."}],
+        message_id="msg_t1b", request_id="req_t1b",
+    )  # fmt: skip
+    main.other(type="system", subtype="compact_boundary", uuid="cb-1",
+               compactMetadata={"trigger": "auto", "preTokens": 155000})  # fmt: skip
+    main.user("Summary of the earlier conversation: socket fixed.",
+              isCompactSummary=True)  # fmt: skip
+    main.user("now find the deadlock with a subagent")
+    main.assistant(
+        [{"type": "tool_use", "id": "toolu_task", "name": "Task",
+          "input": {"prompt": "trace the deadlock", "description": "deadlock",
+                    "subagent_type": "general-purpose"}}],
+        message_id="msg_t2", request_id="req_t2",
+    )  # fmt: skip
+    sub = tree.subagent(main, agent_id=AGENT, layout="new")
+    sub.user("trace the deadlock")
+    sub.assistant([{"type": "text", "text": f"The {SUB_PHRASE} to the pool."}],
+                  message_id="msg_s1", request_id="req_s1")  # fmt: skip
+    spawn = main.user(
+        [{"type": "tool_result", "tool_use_id": "toolu_task",
+          "content": "deadlock is in the pool"}],
+        toolUseResult={"status": "completed", "agentId": AGENT},
+    )  # fmt: skip
+    tree.todo(RELAYED, [
+        {"content": "fix fixture", "status": "completed", "activeForm": "Fixing"},
+        {"content": "find deadlock", "status": "in_progress", "activeForm": "x"},
+        {"content": "write notes", "status": "pending", "activeForm": "x"},
+    ])  # fmt: skip
+    tree.plan("brave-otter", PLAN)
+    orphan = tree.transcript(cwd="/home/me/ledger", session_id=ORPHAN)
+    orphan.user("explain the quarterly reconciliation of the ledger")
+    orphan.assistant([{"type": "text", "text": "Reconciliation matches entries."}],
+                     message_id="msg_o1", request_id="req_o1")  # fmt: skip
+    index_sync(roots=[root])
+    orphan.path.unlink()
+    index_sync(roots=[root])
+    exchanges = {
+        rid: exchange_create(request_id=rid, session_id=RELAYED, cost_usd=cost,
+                             started_at=T0, ttfb_ms=321.0, input_tokens=1000,
+                             cache_read_tokens=3000)
+        for rid, cost in COSTS.items()
+    }  # fmt: skip
+    return {"main": main, "sub": sub, "spawn": spawn, "exchanges": exchanges}
+
+
+@pytest.fixture
+def seeded(db, tmp_path) -> dict:
+    return transcripts_seed(tmp_path / "dot-claude")
+
+
+@pytest.fixture
+def client_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _get(client: Client, name: str, *args: str, **params: str):
+    response = client.get(reverse(f"dashboard:{name}", args=args), params)
+    assert response.status_code == 200, response.content[:500]
+    return response.content.decode()
+
+
+def test_it_requires_login(db) -> None:
+    response = Client().get(reverse("dashboard:sessions"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_it_lists_both_sessions_with_relay_cost_and_project(seeded, client_in):
+    html = _get(client_in, "sessions", range="custom", **{"from": "2026-11-19",
+                "to": "2026-11-21"})  # fmt: skip
+    assert RELAYED in html and ORPHAN in html
+    assert usd(sum(COSTS.values())) in html
+    assert "/home/me/billing" in html and "/home/me/ledger" in html
+    only = _get(client_in, "sessions", range="custom", sort="cost",
+                model="claude-sonnet-4-5-20250929",
+                **{"from": "2026-11-19", "to": "2026-11-21"})  # fmt: skip
+    assert RELAYED in only
+
+
+def test_it_merges_session_rows_with_a_bounded_number_of_queries(
+    seeded, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(8):
+        rows, total = session_selectors.session_rows(
+            start=T0.replace(day=19), end=T0.replace(day=21), tz="UTC"
+        )
+    by_id = {r.session_id: r for r in rows}
+    assert total == 2
+    assert by_id[RELAYED].relayed and by_id[RELAYED].indexed
+    assert by_id[RELAYED].cost_usd == pytest.approx(sum(COSTS.values()))
+    assert by_id[RELAYED].subagents == 1
+    assert not by_id[ORPHAN].relayed and by_id[ORPHAN].indexed
+
+
+def test_it_shows_turns_with_per_turn_cost_and_inspector_links(seeded, client_in):
+    html = _get(client_in, "session", RELAYED)
+    rows = re.findall(r'<tr class="turn".*?</tr>', html, re.DOTALL)
+    assert len(rows) == 2
+    assert usd(COSTS["req_t1a"] + COSTS["req_t1b"]) in rows[0]
+    assert usd(COSTS["req_t2"]) in rows[1]
+    for rid in COSTS:
+        url = reverse("dashboard:exchange-detail", args=[seeded["exchanges"][rid].pk])
+        assert url in html
+    assert "321 ms" in rows[0] and "75.0%" in rows[0]  # 3000 / (1000 + 3000)
+    assert "subagent" in rows[1] and f"agent-{AGENT}" in rows[1]
+    assert "&lt;script&gt;" in html and HOSTILE not in html
+    assert "<svg" in html
+
+
+def test_it_reads_the_session_page_in_few_queries(
+    seeded, client_in, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(12):
+        _get(client_in, "session", RELAYED)
+
+
+def test_it_renders_the_thread_with_subagent_nested_and_compaction(
+    seeded, client_in, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(14):
+        html = _get(client_in, "thread", RELAYED)
+    spawn = html.index(f'id="entry-{seeded["spawn"]["uuid"]}"')
+    nested = html.index(SUB_PHRASE)
+    assert spawn < html.index('class="subagent-thread"', spawn) < nested
+    assert "compaction boundary" in html and "155,000" in html
+    assert "compaction summary" in html
+    assert HOSTILE not in html and "&lt;script&gt;" in html
+
+
+def test_it_keeps_a_deleted_transcript_readable(seeded, client_in):
+    html = _get(client_in, "thread", ORPHAN)
+    assert "quarterly reconciliation of the ledger" in html
+    assert "Reconciliation matches entries." in html
+
+
+def test_it_highlights_the_hit_entry_with_escaping(seeded, client_in):
+    first = seeded["main"]
+    html = _get(client_in, "search", q=f'"{PHRASE}"')
+    assert "<mark>flaky</mark> <mark>websocket</mark> <mark>fixture</mark>" in html
+    link = re.search(r'class="hit-link" href="([^"]+)"', html).group(1)
+    assert link.endswith("#entry-" + _first_prompt_uuid(first))
+    thread = client_in.get(link.replace("&amp;", "&").split("#")[0]).content.decode()
+    entry = thread[thread.index('class="entry entry-message is-hit"') :]
+    assert "<mark>websocket</mark>" in entry[:3000]
+    assert "&lt;script&gt;" in entry[:3000] and HOSTILE not in thread
+
+
+def _first_prompt_uuid(transcript) -> str:
+    import json
+
+    for line in transcript.path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("type") == "user":
+            return record["uuid"]
+    raise AssertionError("no prompt")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"', '"unbalanced', "NEAR(", "NEAR(a b", "*", "-", "- -x", "AND OR NOT",
+     "tools:Bash", "🦀 emoji 🦀", "x" * 10_000, HOSTILE, "'; DROP TABLE x; --",
+     "^", "(", ")", "a:b:c", "\x00"],
+)  # fmt: skip
+@pytest.mark.parametrize("advanced", ["", "1"])
+def test_it_never_errors_on_hostile_queries(seeded, client_in, query, advanced):
+    html = _get(client_in, "search", q=query, advanced=advanced)
+    assert HOSTILE not in html
+    assert "No results" in html or 'class="hit"' in html or "not valid FTS5" in html
+
+
+def test_it_explains_bad_advanced_syntax(seeded, client_in):
+    html = _get(client_in, "search", q='"unbalanced', advanced="1")
+    assert "not valid FTS5 query syntax" in html and "untick Advanced" in html
+
+
+def test_it_finds_with_advanced_syntax_and_filters(seeded, client_in):
+    html = _get(client_in, "search", q="deadlock NOT pool", advanced="1")
+    assert "find the <mark>deadlock</mark>" in html
+    tool = _get(client_in, "search", q="failed", tool="Bash")
+    assert "1 <mark>failed</mark>, 12 passed" in tool
+    assert "No results" in _get(client_in, "search", q="failed", tool="Edit")
+    role = _get(client_in, "search", q="reconciliation", role="assistant")
+    assert "<mark>Reconciliation</mark> matches" in role
+    assert role.count('<li class="hit"') == 1  # the user's prompt is filtered out
+
+
+def test_it_guides_on_empty_and_no_result_searches(seeded, client_in):
+    assert "A star matches beginnings" in _get(client_in, "search")
+    assert "No results" in _get(client_in, "search", q="zebracorn")
+
+
+def test_it_lists_projects_with_counts_and_cost(seeded, client_in):
+    html = _get(client_in, "projects")
+    row = re.search(r"<tr>\s*<td class=\"mono\"><a[^>]*>/home/me/billing.*?</tr>",
+                    html, re.DOTALL).group(0)  # fmt: skip
+    assert re.search(r'<td class="num">1</td>', row)
+
+
+def test_it_shows_todos_counts_and_an_escaped_plan(seeded, client_in):
+    html = _get(client_in, "todos", session=RELAYED)
+    for status in ("completed", "in_progress", "pending"):
+        assert f'data-status="{status}"' in html
+    assert "find deadlock" in html
+    assert "<h1>Rollback plan</h1>" in html and "<strong>one</strong>" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<b>x</b>", "<p>&lt;b&gt;x&lt;/b&gt;</p>"),
+        ("[a](javascript:alert(1))", "<p>[a](javascript:alert(1))</p>"),
+        ('[a](https://e.x/"onmouseover=x)',
+         '<p><a href="https://e.x/&quot;onmouseover=x" rel="nofollow noreferrer">'
+         'a</a></p>'),  # the quote stays an entity inside the attribute
+        ("[a](https://e.x/?a=1&b=2)",
+         '<p><a href="https://e.x/?a=1&amp;b=2" rel="nofollow noreferrer">a</a></p>'),
+        ("## T `<i>`", "<h2>T <code>&lt;i&gt;</code></h2>"),
+        ("```\n<script>\n```", '<pre class="code"><code>&lt;script&gt;</code></pre>'),
+        ("1. a\n2. b", "<ol><li>a</li><li>b</li></ol>"),
+        ("*em* and __strong__", "<p><em>em</em> and <strong>strong</strong></p>"),
+    ],
+)  # fmt: skip
+def test_it_renders_markdown_escaped(text: str, expected: str) -> None:
+    assert str(markdown_html(text)) == expected
+
+
+def test_it_404s_unknown_sessions(db, client_in):
+    assert client_in.get(reverse("dashboard:session", args=["nope"])).status_code == 404
+    assert client_in.get(reverse("dashboard:thread", args=["nope"])).status_code == 404

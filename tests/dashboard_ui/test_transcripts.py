@@ -1,0 +1,134 @@
+"""Sessions, threads and search in Chromium, over transcripts indexed from real files.
+
+The world (tests/dashboard/test_transcript_pages.transcripts_seed) is indexed
+by the indexing service into the test database that daphne serves, with
+exchanges whose request-ids and session id match the transcript's.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from apps.dashboard.templatetags.dashboard import usd
+from tests.dashboard.test_transcript_pages import (
+    AGENT,
+    COSTS,
+    HOSTILE,
+    ORPHAN,
+    PHRASE,
+    RELAYED,
+    SUB_PHRASE,
+    _first_prompt_uuid,
+    transcripts_seed,
+)
+from tests.dashboard_ui.conftest import login, screenshot
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def seeded(db, tmp_path) -> dict:
+    return transcripts_seed(tmp_path / "dot-claude")
+
+
+def _header_search(page, text: str) -> None:
+    box = page.locator("header form.search input[name=q]")
+    box.fill(text)
+    box.press("Enter")
+    page.wait_for_url("**/search/**")
+
+
+def test_it_lands_a_phrase_search_on_the_highlighted_thread_entry(
+    page, member, seeded
+):
+    login(page)
+    _header_search(page, f'"{PHRASE}"')
+    hits = page.locator("ol.hits li.hit")
+    expect(hits).to_have_count(1)
+    expect(hits.first.locator(".snippet mark")).to_have_text(
+        ["flaky", "websocket", "fixture"]
+    )
+    screenshot(page, "search-results")
+    hits.first.locator("a.hit-link").click()
+    prompt_uuid = _first_prompt_uuid(seeded["main"])
+    page.wait_for_url(f"**/sessions/{RELAYED}/thread/?*#entry-{prompt_uuid}")
+    entry = page.locator(f"#entry-{prompt_uuid}")
+    expect(entry).to_be_in_viewport()
+    expect(entry.locator(".hl-text mark")).to_have_text(
+        ["flaky", "websocket", "fixture"]
+    )
+    expect(entry.locator(".hl-text")).to_contain_text(HOSTILE)  # shown as text
+    assert page.evaluate("window.__pwned") is None
+    screenshot(page, "thread-hit")
+    assert page.console_errors == []
+
+
+def test_it_lists_turns_with_seeded_costs_and_inspector_links(page, member, seeded):
+    login(page)
+    page.goto("/sessions/?range=custom&from=2026-11-19&to=2026-11-21")
+    row = page.locator(f"#sessions-table tr[data-session='{RELAYED}']")
+    expect(row).to_contain_text(usd(sum(COSTS.values())))
+    row.locator("a").first.click()
+    turns = page.locator("#turns-table tr.turn")
+    expect(turns).to_have_count(2)
+    expect(turns.nth(0).locator(".turn-cost")).to_have_text(
+        usd(COSTS["req_t1a"] + COSTS["req_t1b"])
+    )
+    expect(turns.nth(1).locator(".turn-cost")).to_have_text(usd(COSTS["req_t2"]))
+    expect(page.locator("[aria-label='Context size'] svg polyline")).to_have_count(1)
+    screenshot(page, "session")
+    exchange = seeded["exchanges"]["req_t2"]
+    turns.nth(1).locator("a.inspect").click()
+    page.wait_for_url(f"**/requests/{exchange.pk}/")
+    expect(page.locator("h1")).to_contain_text(f"#{exchange.pk}")
+
+
+def test_it_nests_subagent_entries_under_the_spawning_turn(page, member, seeded):
+    login(page)
+    page.goto(f"/sessions/{RELAYED}/")
+    second = page.locator("#turns-table tr.turn").nth(1)
+    expect(second.locator(f"li.subagent[data-agent='{AGENT}']")).to_be_visible()
+    page.goto(f"/sessions/{RELAYED}/thread/")
+    spawn = page.locator(f"#entry-{seeded['spawn']['uuid']}")
+    nested = spawn.locator(".subagent-thread")
+    expect(nested).to_contain_text(SUB_PHRASE)
+    expect(nested.locator(".entry")).to_have_count(2)
+    expect(page.locator(".compact-mark")).to_have_count(2)  # boundary and summary
+    screenshot(page, "thread-subagent")
+
+
+def test_it_reads_a_transcript_whose_file_was_deleted(page, member, seeded):
+    login(page)
+    page.goto(f"/sessions/{ORPHAN}/")
+    expect(page.locator("#turns-table tr.turn")).to_have_count(1)
+    page.click("text=Read the transcript")
+    expect(page.locator(".thread")).to_contain_text(
+        "explain the quarterly reconciliation of the ledger"
+    )
+    expect(page.locator(".thread")).to_contain_text("Reconciliation matches entries.")
+
+
+HOSTILE_QUERIES = [
+    '"', 'say "hi', "NEAR(", "NEAR(a b", "*", "-", "-x -", "AND OR", "🦀 emoji",
+    "x" * 10_000, HOSTILE, "col:umn", "(((", "'",
+]  # fmt: skip
+
+
+def test_it_answers_hostile_searches_without_an_error_page(page, member, seeded):
+    login(page)
+    page.goto("/search/")
+    for text in HOSTILE_QUERIES:
+        for advanced in (False, True):
+            form = page.locator("form.search-form")
+            form.locator("input[name=q]").fill(text)
+            form.locator("input[name=advanced]").set_checked(advanced)
+            with page.expect_navigation() as navigation:
+                form.locator("button[type=submit]").click()
+            assert navigation.value.status == 200, (text[:40], advanced)
+            outcome = page.locator(".no-results, ol.hits, .search-error")
+            expect(outcome.first).to_be_visible()
+    _header_search(page, "fixture")
+    expect(page.locator("ol.hits li.hit").first).to_be_visible()
+    assert page.evaluate("window.__pwned") is None
+    assert page.console_errors == []
