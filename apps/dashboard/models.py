@@ -29,3 +29,133 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         label = self.name or "token"
         return f"{label} ({self.prefix}...) of {self.user}"
+
+
+# --- stats rollups -------------------------------------------------------------
+# A read-through cache of the stats aggregates per closed UTC hour, filled and
+# checked by apps.dashboard.selectors.rollups (never by the relay). An hour's
+# data rows exist only while its RollupHour marker does; the marker holds the
+# hour's row count and largest id, which every read compares with the live
+# table, so a late insert or a delete is seen and the hour rebuilt.
+
+
+class RollupHour(models.Model):
+    """A UTC hour whose rollup rows are complete, with its fingerprint."""
+
+    hour = models.BigIntegerField(primary_key=True)  # seconds since epoch / 3600
+    rows = models.IntegerField()
+    max_id = models.BigIntegerField()
+
+
+class RollupWatermark(models.Model):
+    """The largest exchange id whose hour the rollups have accounted for."""
+
+    checked_id = models.BigIntegerField()
+
+
+class UsageRollup(models.Model):
+    """Additive usage of one model in one UTC quarter hour, per error label."""
+
+    hour = models.BigIntegerField()
+    quarter = models.SmallIntegerField()  # minute // 15: serves half-hour zones
+    model = models.CharField(max_length=200)
+    label = models.CharField(max_length=100)  # error label, "" for successes
+    requests = models.IntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cost_usd = models.FloatField()
+    unpriced = models.IntegerField()
+    ttfb_sum = models.FloatField()
+    ttfb_count = models.IntegerField()
+    duration_sum = models.FloatField()
+    duration_count = models.IntegerField()
+
+    class Meta:
+        # Covering: a month's reads never touch the table.
+        indexes = [
+            models.Index(
+                fields=[
+                    "hour", "quarter", "model", "label", "requests", "input_tokens",
+                    "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                    "cache_write_1h_tokens", "cost_usd", "unpriced", "ttfb_sum",
+                    "ttfb_count", "duration_sum", "duration_count",
+                ],
+                name="usagerollup_cover",
+            )
+        ]  # fmt: skip
+
+
+class ToolRollup(models.Model):
+    """Calls of one tool in one UTC hour."""
+
+    hour = models.BigIntegerField()
+    tool = models.CharField(max_length=200)
+    calls = models.BigIntegerField()
+    exchanges = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["hour", "tool", "calls", "exchanges"], name="toolrollup_cover"
+            )
+        ]
+
+
+class LatencyRollup(models.Model):
+    """Every latency of one model in one UTC hour, sorted (float64 arrays)."""
+
+    hour = models.BigIntegerField()
+    model = models.CharField(max_length=200)
+    ttfb = models.BinaryField()
+    duration = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="latencyrollup_hour")]
+
+
+class RollupDay(models.Model):
+    """A UTC day whose session rollup is complete (all its hours were)."""
+
+    day = models.BigIntegerField(primary_key=True)  # seconds since epoch / 86400
+    rows = models.IntegerField()
+
+
+class SessionRollup(models.Model):
+    """One Claude Code session's activity in one UTC day."""
+
+    day = models.BigIntegerField()
+    session_id = models.CharField(max_length=100)
+    first_at = models.CharField(max_length=32)  # stored text of started_at
+    last_at = models.CharField(max_length=32)
+    requests = models.IntegerField()
+    turns = models.IntegerField()
+    subagent_calls = models.IntegerField()
+    errors = models.IntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cost_usd = models.FloatField()
+    model_list = models.TextField()  # distinct models, comma-separated
+
+    class Meta:
+        # Covering both ways: (day, session, last) orders a range's sessions;
+        # (session, day, ...) sums just the sessions of the page shown.
+        indexes = [
+            models.Index(
+                fields=["day", "session_id", "last_at"], name="sessionrollup_last"
+            ),
+            models.Index(
+                fields=[
+                    "session_id", "day", "first_at", "last_at", "requests", "turns",
+                    "subagent_calls", "errors", "input_tokens", "output_tokens",
+                    "cache_read_tokens", "cache_write_5m_tokens",
+                    "cache_write_1h_tokens", "cost_usd", "model_list",
+                ],
+                name="sessionrollup_cover",
+            ),
+        ]  # fmt: skip

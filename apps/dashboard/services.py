@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.dashboard.models import ApiToken
+from apps.dashboard.selectors.rollups import rollup_invalidate
 from apps.proxy.models import Exchange
 
 TOKEN_PREFIX = "cm_"
@@ -107,5 +108,7 @@ def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
         batch = list(ids[:_DELETE_BATCH])
         if not batch:
             return deleted
-        count, _ = Exchange.objects.filter(pk__in=batch).delete()
+        with transaction.atomic():  # the stats rollups must not outlive their rows
+            rollup_invalidate(exchange_ids=batch)
+            count, _ = Exchange.objects.filter(pk__in=batch).delete()
         deleted += count

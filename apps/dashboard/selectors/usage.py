@@ -6,16 +6,21 @@ error type or percentile rank), never over exchanges.
 Percentiles use one definition everywhere, nearest rank: with the N values in
 ascending order, the p-th percentile is the value at rank ceil(p/100 * N)
 (1-based); computed in SQL with ROW_NUMBER() over the sorted values.
+
+Unfiltered ranges of two days or more are answered from hour rollups plus live
+reads of the open edges (selectors.rollups, selectors.rolled): same answers,
+without scanning every exchange of a month.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apps.dashboard.schemas import ExchangeFilter, TimeseriesFilter
+from apps.dashboard.selectors import rolled
 from apps.dashboard.selectors.base import (
     _ERROR_COUNT,
     _ERROR_SQL,
@@ -29,6 +34,7 @@ from apps.dashboard.selectors.base import (
     _tokens,
     _utc,
 )
+from apps.dashboard.selectors.rollups import RollupPlan, rollup_plan
 from apps.proxy.pricing import Usage, cache_savings
 
 # --- summary -----------------------------------------------------------------
@@ -36,6 +42,9 @@ from apps.proxy.pricing import Usage, cache_savings
 
 def usage_summary(*, filters: ExchangeFilter) -> dict:
     """Return totals, errors by type, cache figures and latency percentiles."""
+    plan = rollup_plan(filters=filters)
+    if plan is not None:
+        return _summary_rolled(filters=filters, plan=plan)
     (totals,) = _aggregate(
         filters=filters,
         sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
@@ -56,6 +65,30 @@ def usage_summary(*, filters: ExchangeFilter) -> dict:
         "unpriced_requests": totals["unpriced"] or 0,
         "cache_hit_rate": _hit_rate(tokens),
         "cache_savings_usd": cache_savings_total(filters=filters),
+        "ttfb_ms": latency["ttfb_ms"],
+        "duration_ms": latency["duration_ms"],
+    }
+
+
+def _summary_rolled(*, filters: ExchangeFilter, plan: RollupPlan) -> dict:
+    totals = rolled.summary_totals(filters=filters, plan=plan)
+    tokens = {kind: int(totals[kind]) for kind in _TOKEN_FIELDS}
+    latency = _percentiles_of(rolled.latency_values(plan=plan), by_model=False)[None]
+    savings = 0.0
+    for model, day, cache_read in rolled.cache_reads_by_day(plan=plan):
+        usage = Usage(cache_read=cache_read)
+        savings += cache_savings(model=model, usage=usage, at=day) or 0.0
+    return {
+        "from": filters.start,
+        "to": filters.end,
+        "requests": totals["requests"],
+        "errors": totals["errors"],
+        "errors_by_type": rolled.error_counts(plan=plan),
+        "tokens": tokens,
+        "cost_usd": float(totals["cost"]),
+        "unpriced_requests": totals["unpriced"],
+        "cache_hit_rate": _hit_rate(tokens),
+        "cache_savings_usd": savings,
         "ttfb_ms": latency["ttfb_ms"],
         "duration_ms": latency["duration_ms"],
     }
@@ -110,6 +143,9 @@ def latency_percentiles(
     *, filters: ExchangeFilter, by_model: bool = False
 ) -> dict[str | None, dict]:
     """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
+    plan = rollup_plan(filters=filters)
+    if plan is not None:
+        return _percentiles_of(rolled.latency_values(plan=plan), by_model=by_model)
     # Grouping needs a temporary b-tree over the scan; skip it when only the
     # overall figures are wanted.
     group = "model" if by_model else "NULL"
@@ -134,6 +170,50 @@ def latency_percentiles(
                 },
             }
     return result
+
+
+def _percentiles_of(
+    values: dict[str, tuple[list[float], list[float]]], *, by_model: bool
+) -> dict[str | None, dict]:
+    # The same answer as latency_percentiles' SQL, from sorted values per model;
+    # overall ranks are selected across the models' lists without merging them.
+    result: dict[str | None, dict] = {}
+    for index, column in enumerate(("ttfb_ms", "duration_ms")):
+        ranked = {model: pair[index] for model, pair in values.items() if pair[index]}
+        lists = list(ranked.values())
+        groups = {
+            None: lists,
+            **({m: [v] for m, v in ranked.items()} if by_model else {}),
+        }
+        for group, members in groups.items():
+            n = sum(map(len, members))
+            result.setdefault(group, {})[column] = {
+                "count": n,
+                **{
+                    f"p{p}": _kth(members, percentile_rank(p=p, n=n)) if n else None
+                    for p in PERCENTILES
+                },
+            }
+    return result
+
+
+def _kth(lists: list[list[float]], k: int) -> float:
+    """Return the k-th smallest (1-based) value of several ascending lists."""
+    if len(lists) == 1:
+        return lists[0][k - 1]
+    for values in lists:  # the answer is in one of them: binary search each
+        lo, hi = 0, len(values) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            below = sum(bisect_left(other, values[mid]) for other in lists)
+            upto = sum(bisect_right(other, values[mid]) for other in lists)
+            if upto < k:
+                lo = mid + 1
+            elif below >= k:
+                hi = mid - 1
+            else:
+                return values[mid]
+    raise ValueError(f"rank {k} is out of range")
 
 
 def _ranked_values(
@@ -260,6 +340,14 @@ def _slot_rows(
     # with work bounded by the number of slots, never by the number of rows.
     utc_edges = [edge.astimezone(UTC) for edge in edges]
     hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
+    plan = rollup_plan(filters=filters)
+    if plan is not None:
+        return [
+            (bisect_right(utc_edges, begins) - 1, row)
+            for begins, row in rolled.slot_rows(
+                filters=filters, plan=plan, hourly=hourly
+            )
+        ]
     slot = (
         "substr(started_at, 1, 13)"
         if hourly
@@ -286,12 +374,17 @@ def _slot_rows(
 
 def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
     """Return per-model requests, errors, tokens, cost and mean latencies."""
-    grouped = _aggregate(
-        filters=filters,
-        sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
-        " COALESCE(SUM(cost_usd), 0.0) AS cost, AVG(ttfb_ms) AS avg_ttfb,"
-        " AVG(duration_ms) AS avg_duration FROM {rows} GROUP BY model"
-        " ORDER BY cost DESC, requests DESC, model",
+    plan = rollup_plan(filters=filters)
+    grouped = (
+        rolled.model_rows(plan=plan)
+        if plan
+        else _aggregate(
+            filters=filters,
+            sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
+            " COALESCE(SUM(cost_usd), 0.0) AS cost, AVG(ttfb_ms) AS avg_ttfb,"
+            " AVG(duration_ms) AS avg_duration FROM {rows} GROUP BY model"
+            " ORDER BY cost DESC, requests DESC, model",
+        )
     )
     result = []
     for row in grouped:
@@ -305,6 +398,9 @@ def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
 
 def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
     """Return tools the model called (tool_use blocks), with call counts."""
+    plan = rollup_plan(filters=filters)
+    if plan is not None:
+        return rolled.tool_rows(plan=plan)
     grouped = _aggregate(
         filters=filters,
         sql="SELECT t.key AS tool, SUM(CAST(t.value AS INTEGER)) AS calls,"
@@ -318,6 +414,9 @@ def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
 
 def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
     """Return Claude Code sessions active in the range, most recent first."""
+    plan = rollup_plan(filters=filters)
+    if plan is not None:
+        return _sessions_rolled(plan=plan, limit=limit, offset=offset)
     # COUNT(*) OVER () runs after grouping: the number of sessions, same scan.
     grouped = _aggregate(
         filters=filters,
@@ -342,6 +441,20 @@ def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
         for row in grouped
     ]  # fmt: skip
     count = grouped[0]["total"] if grouped else _session_count(filters=filters)
+    return {"count": count, "limit": limit, "offset": offset, "items": items}
+
+
+def _sessions_rolled(*, plan: RollupPlan, limit: int, offset: int) -> dict:
+    count, rows = rolled.session_page(plan=plan, limit=limit, offset=offset)
+    items = [
+        {"session_id": row["session_id"], "first_at": _utc(row["first_at"]),
+         "last_at": _utc(row["last_at"]), "requests": row["requests"],
+         "turns": row["turns"], "subagent_calls": row["subagent_calls"],
+         "errors": row["errors"], "tokens": _tokens(row),
+         "cost_usd": float(row["cost"]),
+         "models": sorted({m for m in (row["model_list"] or "").split(",") if m})}
+        for row in rows
+    ]  # fmt: skip
     return {"count": count, "limit": limit, "offset": offset, "items": items}
 
 

@@ -1,0 +1,313 @@
+"""Usage statistics answered from hour rollups plus live reads of a range's edges.
+
+Each function here mirrors one in selectors.usage and returns the same answer
+(same keys, order and integers; the same percentile values, since every value
+is kept; float sums of cost and latency equal up to the order of addition).
+selectors.usage calls them when rollups.rollup_plan says a range is worth it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+from django.db import connection
+
+from apps.dashboard.schemas import ExchangeFilter, TimeseriesFilter
+from apps.dashboard.selectors.base import (
+    _ERROR_COUNT,
+    _TOKEN_FIELDS,
+    _TOKEN_SUMS,
+    _aggregate,
+)
+from apps.dashboard.selectors.rollups import _LABEL_SQL, _SESSION_SUMS, RollupPlan
+
+_ROLLED_TOKENS = ", ".join(
+    f"SUM({field}) AS {kind}" for kind, field in _TOKEN_FIELDS.items()
+)
+
+
+def _rolled(*, plan: RollupPlan, sql: str, params: tuple = ()) -> list[dict]:
+    """Run `sql` over the rollup rows of the plan's hours ({hours} = the WHERE)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.format(hours="hour >= %s AND hour < %s"), [plan.lo, plan.hi, *params]
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _live(*, spans: list, sql: str, join: str = "") -> list[dict]:
+    """Run the live `sql` ({rows} template of base._aggregate) over every span."""
+    rows: list[dict] = []
+    for span in spans:
+        rows += _aggregate(filters=span, sql=sql, join=join)
+    return rows
+
+
+def _add(target: dict, row: dict, names: tuple[str, ...]) -> None:
+    for name in names:
+        target[name] = target.get(name, 0) + (row[name] or 0)
+
+
+_SUMS = ("requests", "errors", *_TOKEN_FIELDS, "cost", "unpriced")
+
+
+# --- summary ---------------------------------------------------------------------
+
+
+def summary_totals(*, filters: ExchangeFilter, plan: RollupPlan) -> dict:
+    """Return requests, errors, tokens by kind, cost and unpriced count."""
+    totals: dict = {}
+    rows = _rolled(
+        plan=plan,
+        sql="SELECT SUM(requests) AS requests, SUM(CASE WHEN label <> ''"
+        f" THEN requests ELSE 0 END) AS errors, {_ROLLED_TOKENS},"
+        " SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced"
+        " FROM dashboard_usagerollup WHERE {hours}",
+    ) + _live(
+        spans=plan.live,
+        sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
+        + ", COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
+        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END) AS unpriced"
+        " FROM {rows}",
+    )  # fmt: skip
+    for row in rows:
+        _add(totals, row, _SUMS)
+    totals.setdefault("cost", 0.0)
+    return {name: totals.get(name, 0) for name in _SUMS}
+
+
+def error_counts(*, plan: RollupPlan) -> dict[str, int]:
+    """Count errors by label, as selectors.usage.error_counts does."""
+    counts: dict[str, int] = defaultdict(int)
+    rows = _rolled(
+        plan=plan,
+        sql="SELECT label, SUM(requests) AS n FROM dashboard_usagerollup"
+        " WHERE {hours} AND label <> '' GROUP BY label",
+    ) + _live(
+        spans=plan.live,
+        sql=f"SELECT {_LABEL_SQL} AS label, COUNT(*) AS n FROM {{rows}}"
+        f" AND {_LABEL_SQL} <> '' GROUP BY label",
+    )
+    for row in rows:
+        counts[row["label"]] += row["n"]
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def cache_reads_by_day(*, plan: RollupPlan) -> list[tuple[str, date, int]]:
+    """Return (model, UTC day, cache read tokens) in (model, day) order."""
+    reads: dict[tuple[str, date], int] = defaultdict(int)
+    for row in _rolled(
+        plan=plan,
+        sql="SELECT model, hour / 24 AS day, SUM(cache_read_tokens) AS n"
+        " FROM dashboard_usagerollup WHERE {hours} GROUP BY model, day",
+    ):
+        reads[(row["model"], date(1970, 1, 1) + timedelta(days=row["day"]))] += row["n"]
+    for row in _live(
+        spans=plan.live,
+        sql="SELECT model, substr(started_at, 1, 10) AS day,"
+        " SUM(cache_read_tokens) AS n FROM {rows} AND cache_read_tokens > 0"
+        " GROUP BY model, day",
+    ):
+        reads[(row["model"], date.fromisoformat(row["day"]))] += row["n"]
+    return [(model, day, n) for (model, day), n in sorted(reads.items()) if n > 0]
+
+
+def latency_values(*, plan: RollupPlan) -> dict[str, tuple[list[float], list[float]]]:
+    """Return {model: (sorted ttfb values, sorted duration values)}."""
+    from array import array
+
+    runs: dict[str, tuple[list, list]] = {}
+    for row in _rolled(
+        plan=plan,
+        sql="SELECT model, ttfb, duration FROM dashboard_latencyrollup WHERE {hours}",
+    ):
+        pair = runs.setdefault(row["model"], ([], []))
+        for index, blob in enumerate((row["ttfb"], row["duration"])):
+            values = array("d")
+            values.frombytes(blob)
+            pair[index].extend(values)
+    for row in _live(
+        spans=plan.live,
+        sql="SELECT model, ttfb_ms, duration_ms FROM {rows}",
+    ):
+        pair = runs.setdefault(row["model"], ([], []))
+        for index, value in enumerate((row["ttfb_ms"], row["duration_ms"])):
+            if value is not None:
+                pair[index].append(value)
+    # Each hour's values arrive sorted, so each sort only merges runs.
+    return {model: (sorted(ttfb), sorted(dur)) for model, (ttfb, dur) in runs.items()}
+
+
+# --- time series, models, tools -------------------------------------------------
+
+
+def slot_rows(
+    *, filters: TimeseriesFilter, plan: RollupPlan, hourly: bool
+) -> list[tuple[datetime, dict]]:
+    """Return (UTC slot start, row) per slot and model: hours, or quarter hours."""
+    slot = "hour * 4" if hourly else "hour * 4 + quarter"
+    rolled = _rolled(
+        plan=plan,
+        sql=f"SELECT {slot} AS slot, model, SUM(requests) AS requests,"
+        f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(CASE WHEN label <> ''"
+        " THEN requests ELSE 0 END) AS errors FROM dashboard_usagerollup"
+        " WHERE {hours} GROUP BY slot, model",
+    )
+    result = [
+        (datetime.fromtimestamp(row["slot"] * 900, tz=UTC), row) for row in rolled
+    ]
+    live_slot = (
+        "substr(started_at, 1, 13)"
+        if hourly
+        else "CAST(strftime('%%s', started_at) AS INTEGER) / 900"
+    )
+    for row in _live(
+        spans=plan.live,
+        sql=f"SELECT {live_slot} AS slot, model, COUNT(*) AS requests, {_TOKEN_SUMS},"
+        f" SUM(cost_usd) AS cost, {_ERROR_COUNT} FROM {{rows}} GROUP BY slot, model",
+    ):
+        begins = (
+            datetime.strptime(row["slot"], "%Y-%m-%d %H").replace(tzinfo=UTC)
+            if hourly
+            else datetime.fromtimestamp(row["slot"] * 900, tz=UTC)
+        )
+        result.append((begins, row))
+    return result
+
+
+_MODEL_SUMS = (*_SUMS, "ttfb_sum", "ttfb_n", "duration_sum", "duration_n")
+
+
+def model_rows(*, plan: RollupPlan) -> list[dict]:
+    """Return per-model sums in selectors.usage.usage_by_model's row shape."""
+    merged: dict[str, dict] = {}
+    rows = _rolled(
+        plan=plan,
+        sql="SELECT model, SUM(requests) AS requests, SUM(CASE WHEN label <> ''"
+        f" THEN requests ELSE 0 END) AS errors, {_ROLLED_TOKENS},"
+        " SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced,"
+        " SUM(ttfb_sum) AS ttfb_sum, SUM(ttfb_count) AS ttfb_n,"
+        " SUM(duration_sum) AS duration_sum, SUM(duration_count) AS duration_n"
+        " FROM dashboard_usagerollup WHERE {hours} GROUP BY model",
+    ) + _live(
+        spans=plan.live,
+        sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
+        " COALESCE(SUM(cost_usd), 0.0) AS cost, 0 AS unpriced,"
+        " COALESCE(SUM(ttfb_ms), 0.0) AS ttfb_sum, COUNT(ttfb_ms) AS ttfb_n,"
+        " COALESCE(SUM(duration_ms), 0.0) AS duration_sum,"
+        " COUNT(duration_ms) AS duration_n FROM {rows} GROUP BY model",
+    )
+    for row in rows:
+        _add(merged.setdefault(row["model"], {"model": row["model"]}), row, _MODEL_SUMS)
+    result = []
+    for row in merged.values():
+        row["cost"] = float(row["cost"])
+        row["avg_ttfb"] = row["ttfb_sum"] / row["ttfb_n"] if row["ttfb_n"] else None
+        row["avg_duration"] = (
+            row["duration_sum"] / row["duration_n"] if row["duration_n"] else None
+        )
+        result.append(row)
+    return sorted(result, key=lambda r: (-r["cost"], -r["requests"], r["model"]))
+
+
+def tool_rows(*, plan: RollupPlan) -> list[dict]:
+    """Return tools called with call and exchange counts (most called first)."""
+    merged: dict[str, dict] = {}
+    rows = _rolled(
+        plan=plan,
+        sql="SELECT tool, SUM(calls) AS calls, SUM(exchanges) AS exchanges"
+        " FROM dashboard_toolrollup WHERE {hours} GROUP BY tool",
+    ) + _live(
+        spans=plan.live,
+        sql="SELECT t.key AS tool, SUM(CAST(t.value AS INTEGER)) AS calls,"
+        " COUNT(*) AS exchanges FROM {rows} AND tools_called <> '{{}}'"
+        " AND json_type(tools_called) = 'object' GROUP BY t.key",
+        join=", json_each(proxy_exchange.tools_called) AS t",
+    )
+    for row in rows:
+        _add(merged.setdefault(row["tool"], {"tool": row["tool"]}), row,
+             ("calls", "exchanges"))  # fmt: skip
+    return sorted(merged.values(), key=lambda r: (-r["calls"], r["tool"]))
+
+
+# --- sessions -------------------------------------------------------------------
+
+_SESSION_FIELDS = (
+    "first_at", "last_at", "requests", "turns", "subagent_calls", "errors",
+    *_TOKEN_FIELDS, "cost", "model_list",
+)  # fmt: skip
+
+
+def session_page(
+    *, plan: RollupPlan, limit: int, offset: int
+) -> tuple[int, list[dict]]:
+    """Return how many sessions were active and one page of them, latest first."""
+    # Order every session by its last activity (one narrow column), then sum
+    # only the page's sessions: a month holds thousands of sessions.
+    days = ", ".join(["%s"] * len(plan.days)) or "NULL"
+    latest = dict(
+        _execute(
+            "SELECT session_id, MAX(last_at) FROM dashboard_sessionrollup"
+            f" WHERE day IN ({days}) GROUP BY session_id",
+            list(plan.days),
+        )
+    )
+    for span in plan.session_live:
+        for row in _aggregate(
+            filters=span,
+            sql="SELECT session_id, MAX(started_at) AS last_at FROM {rows}"
+            " AND session_id <> '' GROUP BY session_id",
+        ):
+            found = latest.get(row["session_id"])
+            if found is None or row["last_at"] > found:
+                latest[row["session_id"]] = row["last_at"]
+    ordered = sorted(sorted(latest), key=latest.__getitem__, reverse=True)
+    page = ordered[offset : offset + limit]
+    return len(ordered), _session_details(plan=plan, sessions=page, days=days)
+
+
+def _session_details(*, plan: RollupPlan, sessions: list[str], days: str) -> list:
+    if not sessions:
+        return []
+    names = ", ".join(["%s"] * len(sessions))
+    rows = _execute(
+        "SELECT session_id, MIN(first_at), MAX(last_at), SUM(requests),"
+        " SUM(turns), SUM(subagent_calls), SUM(errors),"
+        + ", ".join(f"SUM({f})" for f in _TOKEN_FIELDS.values())
+        + ", SUM(cost_usd), GROUP_CONCAT(model_list) FROM dashboard_sessionrollup"
+        f" WHERE session_id IN ({names}) AND day IN ({days}) GROUP BY session_id",
+        [*sessions, *plan.days],
+    )
+    for span in plan.session_live:
+        rows += [
+            tuple(row.values())
+            for row in _aggregate(
+                filters=span,
+                sql=f"SELECT session_id, {_SESSION_SUMS} FROM {{rows}}"
+                f" AND session_id IN ({names}) GROUP BY session_id",
+                params=tuple(sessions),
+            )
+        ]
+    merged: dict[str, dict] = {}
+    for session, *values in rows:
+        row = dict(zip(_SESSION_FIELDS, values, strict=True))
+        found = merged.get(session)
+        if found is None:
+            merged[session] = {"session_id": session, **row}
+            continue
+        found["first_at"] = min(found["first_at"], row["first_at"])
+        found["last_at"] = max(found["last_at"], row["last_at"])
+        for name in _SESSION_FIELDS[2:-1]:
+            found[name] += row[name]
+        found["model_list"] = ",".join(
+            filter(None, (found["model_list"], row["model_list"]))
+        )
+    return [merged[session] for session in sessions]
+
+
+def _execute(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()

@@ -1,0 +1,444 @@
+"""Stats rollups: a read-through cache of aggregates per closed UTC hour.
+
+Why: over 30 days at 200,000 exchanges every stats operation scanned the whole
+covering index (0.4-3 s). An hour whose exchanges have all finished no longer
+changes, so its sums, tool counts, sorted latencies and (per UTC day) session
+figures are kept in apps.dashboard.models and only the open edges of a range
+are read live (selectors.rolled combines both).
+
+Invariants:
+- The relay never touches these tables (no work on the recording path): a
+  stats read fills them, services.exchange_delete invalidates them.
+- An hour's rows exist only together with its RollupHour marker (written and
+  removed in one transaction). An hour ending less than SETTLE ago, or with an
+  exchange still in progress, is never marked: it is read live.
+- Every read compares each run of marked hours with the live table (row count
+  and largest id, through the started_at index). Ids only grow, so a late
+  insert (a recording replayed from the spill file) or a delete by any path
+  makes the hour rebuilt before it is used.
+- A RollupDay (sessions) exists only while its 24 hours are marked: building
+  or invalidating an hour removes its day.
+
+These writes are cache fills, not domain writes; they live beside the
+selectors that read them so that nothing else depends on their layout.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from apps.dashboard.models import (
+    LatencyRollup,
+    RollupDay,
+    RollupHour,
+    RollupWatermark,
+    SessionRollup,
+    ToolRollup,
+    UsageRollup,
+)
+from apps.dashboard.schemas import ExchangeFilter, RangeFilter
+from apps.dashboard.selectors.base import (
+    _ERROR_SQL,
+    _TOKEN_FIELDS,
+    _TOKEN_SUMS,
+    COVER_INDEX,
+    MESSAGES_PATH,
+)
+
+# Recordings can land late (the relay's writer backlog); an hour is trusted
+# only once it ended this long ago, and the fingerprint check covers the rest.
+SETTLE = timedelta(minutes=10)
+# Below two days a live scan (~7,000 rows a day) is cheaper than the bookkeeping.
+MIN_HOURS = 48
+_ATTRIBUTE_FILTERS = ("model", "family", "state", "status", "session", "streaming")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A UTC interval [start, end) read live (duck-types RangeFilter's range)."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class RollupPlan:
+    """Which hours come from rollups, and which intervals are read live."""
+
+    lo: int  # hours [lo, hi) in epoch hours; unmarked ones have no rollup rows
+    hi: int
+    live: list[Span]
+    days: list[int]  # marked days (sessions), each inside the range
+    session_live: list[Span]
+
+
+def rollup_plan(*, filters: RangeFilter) -> RollupPlan | None:
+    """Return how to answer a range from rollups, or None to scan it live."""
+    if isinstance(filters, ExchangeFilter) and (
+        filters.kind is not None
+        or any(getattr(filters, name) is not None for name in _ATTRIBUTE_FILTERS)
+    ):
+        return None
+    lo = _hour_ceil(filters.start)
+    hi = min(_hour_floor(filters.end), _hour_floor(timezone.now() - SETTLE))
+    if hi - lo < MIN_HOURS:
+        return None
+    # Only hours between the oldest and newest exchange get markers, so a
+    # range of centuries costs no more than the data it holds.
+    oldest, newest = _data_hours()
+    lo, hi = max(lo, oldest), min(hi, newest + 1)
+    marked = _hours_refresh(lo=lo, hi=hi)
+    days = _days_refresh(marked=marked, lo=lo, hi=hi)
+    hour_edges = [(h * 3600, (h + 1) * 3600) for h in sorted(marked)]
+    day_edges = [(d * 86400, (d + 1) * 86400) for d in days]
+    return RollupPlan(
+        lo=lo,
+        hi=hi,
+        live=_complement(filters.start, filters.end, hour_edges),
+        days=days,
+        session_live=_complement(filters.start, filters.end, day_edges),
+    )
+
+
+def _data_hours() -> tuple[int, int]:
+    # Two subqueries: SQLite answers a lone MIN or MAX from the index's ends.
+    ((oldest, newest),) = _execute(
+        "SELECT (SELECT MIN(started_at) FROM proxy_exchange),"
+        " (SELECT MAX(started_at) FROM proxy_exchange)",
+        [],
+    )
+    if oldest is None:
+        return 0, -1
+    return _hour_of(oldest[:13]), _hour_of(newest[:13])
+
+
+def _hour_ceil(moment: datetime) -> int:
+    return -(-int(moment.timestamp()) // 3600)
+
+
+def _hour_floor(moment: datetime) -> int:
+    return int(moment.timestamp()) // 3600
+
+
+def _instant(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _complement(
+    start: datetime, end: datetime, covered: list[tuple[int, int]]
+) -> list[Span]:
+    """Return the parts of [start, end) outside sorted covered (lo, hi) seconds."""
+    spans, cursor = [], start
+    for lo, hi in covered:
+        if _instant(lo) > cursor:
+            spans.append(Span(cursor, _instant(lo)))
+        cursor = max(cursor, _instant(hi))
+    if cursor < end:
+        spans.append(Span(cursor, end))
+    return spans
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Return sorted ints as contiguous [lo, hi) runs."""
+    runs = []
+    for _, group in groupby(enumerate(sorted(values)), lambda pair: pair[1] - pair[0]):
+        members = [value for _, value in group]
+        runs.append((members[0], members[-1] + 1))
+    return runs
+
+
+def _text(seconds: int) -> str:
+    """Return the stored text form of an instant (naive UTC, as Django writes it)."""
+    return connection.ops.adapt_datetimefield_value(_instant(seconds))
+
+
+def _execute(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# --- hours: check, build, invalidate ------------------------------------------
+
+
+def _hours_refresh(*, lo: int, hi: int) -> set[int]:
+    """Make sure every settled hour in [lo, hi) is marked if it can be; return them."""
+    _watermark_check()
+    marked = set(
+        RollupHour.objects.filter(hour__gte=lo, hour__lt=hi).values_list(
+            "hour", flat=True
+        )
+    )
+    todo = [h for h in range(lo, hi) if h not in marked]
+    return marked | (_hours_build(hours=todo) if todo else set())
+
+
+def _watermark_check() -> None:
+    # Ids only grow (AUTOINCREMENT) and commit in order (one writer), so every
+    # row recorded since the last check has an id above the watermark: clear
+    # the hours such late rows fall in. The rowid range read costs only the
+    # new rows. Deletes clear their hours in services.exchange_delete.
+    ((top,),) = _execute("SELECT COALESCE(MAX(id), 0) FROM proxy_exchange", [])
+    mark = RollupWatermark.objects.filter(pk=1).values_list("checked_id", flat=True)
+    checked = mark.first()
+    if checked is not None and top <= checked:
+        return
+    with transaction.atomic():
+        if checked is None:  # no history to trust: start afresh
+            for model in (UsageRollup, ToolRollup, LatencyRollup, RollupHour):
+                model.objects.all().delete()
+            SessionRollup.objects.all().delete()
+            RollupDay.objects.all().delete()
+        elif RollupHour.objects.exists():
+            _hours_clear(hours=_hours_of_ids(after=checked, upto=top))
+        if not RollupWatermark.objects.filter(pk=1).update(
+            checked_id=Greatest(F("checked_id"), top)
+        ):
+            RollupWatermark.objects.create(pk=1, checked_id=top)
+
+
+def _hours_of_ids(*, after: int, upto: int | None = None) -> list[int]:
+    """Return the hours holding exchanges with after < id (<= upto)."""
+    found = _execute(
+        "SELECT DISTINCT substr(started_at, 1, 13) FROM proxy_exchange"
+        " WHERE id > %s AND id <= %s",
+        [after, upto if upto is not None else 2**63 - 1],
+    )
+    return sorted({_hour_of(text) for (text,) in found})
+
+
+def _hour_of(text: str) -> int:
+    """Return the epoch hour of a stored 'YYYY-MM-DD HH' prefix."""
+    moment = datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return int(moment.timestamp()) // 3600
+
+
+_LABEL_SQL = (
+    f"CASE WHEN {_ERROR_SQL} THEN CASE WHEN error_type <> '' THEN error_type"
+    " WHEN status_code >= 400 THEN 'http_' || status_code ELSE state END"
+    " ELSE '' END"
+)
+_COVER = f"proxy_exchange INDEXED BY {COVER_INDEX}"
+
+
+def _hours_build(*, hours: list[int]) -> set[int]:
+    """Recompute the rollups of some hours; return those that could be marked."""
+    marked: set[int] = set()
+    for run_lo, run_hi in _runs(hours):
+        marked |= _run_build(lo=run_lo, hi=run_hi)
+    return marked
+
+
+def _run_build(*, lo: int, hi: int) -> set[int]:
+    # Three scans of the run (sums, tools, latencies), all bounded by the
+    # largest id before they began, so they agree even if rows land meanwhile.
+    ((top,),) = _execute("SELECT COALESCE(MAX(id), 0) FROM proxy_exchange", [])
+    bounds = [_text(lo * 3600), _text(hi * 3600)]
+    usage = _execute(
+        "SELECT substr(started_at, 1, 13) AS h,"
+        " CAST(substr(started_at, 15, 2) AS INTEGER) / 15 AS q, model,"
+        f" {_LABEL_SQL} AS label, COUNT(*), {_TOKEN_SUMS},"
+        " COALESCE(SUM(cost_usd), 0.0), SUM(CASE WHEN cost_usd IS NULL"
+        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END),"
+        " COALESCE(SUM(ttfb_ms), 0.0), COUNT(ttfb_ms),"
+        " COALESCE(SUM(duration_ms), 0.0), COUNT(duration_ms), MAX(id),"
+        " SUM(CASE WHEN state = 'in_progress' THEN 1 ELSE 0 END)"
+        f" FROM {_COVER} WHERE started_at >= %s AND started_at < %s"
+        " AND proxy_exchange.id <= %s GROUP BY h, q, model, label",
+        [*bounds, top],
+    )
+    fingerprint: dict[int, list[int]] = {h: [0, 0, 0] for h in range(lo, hi)}
+    usage_rows = []
+    for text, quarter, model, label, requests, *rest in usage:
+        hour = _hour_of(text)
+        fingerprint[hour][0] += requests
+        fingerprint[hour][1] = max(fingerprint[hour][1], rest[-2])
+        fingerprint[hour][2] += rest[-1]
+        usage_rows.append((hour, quarter, model, label, requests, *rest[:-2]))
+    closed = {hour for hour, (_, _, busy) in fingerprint.items() if not busy}
+    tools = _execute(
+        "SELECT substr(started_at, 1, 13) AS h, t.key AS tool,"
+        " SUM(CAST(t.value AS INTEGER)), COUNT(*)"
+        f" FROM {_COVER}, json_each(proxy_exchange.tools_called) AS t"
+        " WHERE started_at >= %s AND started_at < %s AND proxy_exchange.id <= %s"
+        " AND tools_called <> '{}' AND json_type(tools_called) = 'object'"
+        " GROUP BY h, tool",
+        [*bounds, top],
+    )
+    latencies = _latency_arrays(bounds=bounds, top=top)
+    with transaction.atomic():
+        # Inside the write lock nothing can land any more: an hour that got a
+        # row after the scans began stays unmarked (read live this time).
+        closed -= set(_hours_of_ids(after=top))
+        _hours_clear(hours=list(range(lo, hi)))
+        UsageRollup.objects.bulk_create(
+            [_usage_object(row) for row in usage_rows if row[0] in closed],
+            batch_size=2000,
+        )
+        ToolRollup.objects.bulk_create(
+            [
+                ToolRollup(hour=h, tool=tool, calls=calls, exchanges=n)
+                for text, tool, calls, n in tools
+                if (h := _hour_of(text)) in closed
+            ],
+            batch_size=2000,
+        )
+        LatencyRollup.objects.bulk_create(
+            [
+                LatencyRollup(hour=h, model=model, ttfb=values[0], duration=values[1])
+                for (h, model), values in latencies.items()
+                if h in closed
+            ],
+            batch_size=500,
+        )
+        RollupHour.objects.bulk_create(
+            [
+                RollupHour(hour=h, rows=fingerprint[h][0], max_id=fingerprint[h][1])
+                for h in sorted(closed)
+            ],
+            batch_size=2000,
+        )
+    return closed
+
+
+def _usage_object(row: tuple) -> UsageRollup:
+    hour, quarter, model, label, requests, *sums = row
+    tokens = dict(zip(_TOKEN_FIELDS.values(), sums[:5], strict=True))
+    cost, unpriced, ttfb_sum, ttfb_n, duration_sum, duration_n = sums[5:]
+    return UsageRollup(
+        hour=hour, quarter=quarter, model=model, label=label, requests=requests,
+        **tokens, cost_usd=cost, unpriced=unpriced, ttfb_sum=ttfb_sum,
+        ttfb_count=ttfb_n, duration_sum=duration_sum, duration_count=duration_n,
+    )  # fmt: skip
+
+
+def _latency_arrays(*, bounds: list, top: int) -> dict[tuple[int, str], tuple]:
+    values: dict[tuple[str, str], tuple[list, list]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT substr(started_at, 1, 13), model, ttfb_ms, duration_ms"
+            f" FROM {_COVER} WHERE started_at >= %s AND started_at < %s"
+            " AND proxy_exchange.id <= %s",
+            [*bounds, top],
+        )
+        for text, model, ttfb, duration in cursor.fetchall():
+            pair = values.setdefault((text, model), ([], []))
+            if ttfb is not None:
+                pair[0].append(ttfb)
+            if duration is not None:
+                pair[1].append(duration)
+    return {
+        (_hour_of(text), model): tuple(
+            array("d", sorted(column)).tobytes() for column in pair
+        )
+        for (text, model), pair in values.items()
+    }
+
+
+def _hours_clear(*, hours: list[int]) -> None:
+    """Drop the rollups of some hours and of the days holding them."""
+    for lo, hi in _runs(hours):
+        for model in (UsageRollup, ToolRollup, LatencyRollup, RollupHour):
+            model.objects.filter(hour__gte=lo, hour__lt=hi).delete()
+        day_lo, day_hi = lo // 24, (hi - 1) // 24 + 1
+        for model in (SessionRollup, RollupDay):
+            model.objects.filter(day__gte=day_lo, day__lt=day_hi).delete()
+
+
+def rollup_invalidate(*, exchange_ids: list[int]) -> None:
+    """Forget the rollups of the hours holding some exchanges (before a delete)."""
+    if not exchange_ids:
+        return
+    marks = ", ".join(["%s"] * len(exchange_ids))
+    found = _execute(
+        "SELECT DISTINCT substr(started_at, 1, 13) FROM proxy_exchange"
+        f" WHERE id IN ({marks})",
+        list(exchange_ids),
+    )
+    hours = sorted({_hour_of(text) for (text,) in found})
+    if hours:
+        with transaction.atomic():
+            _hours_clear(hours=hours)
+
+
+# --- days: per-session rollups --------------------------------------------------
+
+
+def _days_refresh(*, marked: set[int], lo: int, hi: int) -> list[int]:
+    """Return the days in [lo, hi) hours whose 24 hours are marked, built if needed."""
+    full = [
+        day
+        for day in range(-(-lo // 24), hi // 24)
+        if all(h in marked for h in range(day * 24, day * 24 + 24))
+    ]
+    if not full:
+        return []
+    have = set(
+        RollupDay.objects.filter(day__gte=full[0], day__lte=full[-1]).values_list(
+            "day", flat=True
+        )
+    )
+    todo = [day for day in full if day not in have]
+    if todo:
+        have |= _days_build(days=todo)
+    return [day for day in full if day in have]
+
+
+_SESSION_SUMS = (
+    "MIN(started_at) AS first_at, MAX(started_at) AS last_at, COUNT(*) AS requests,"
+    " SUM(CASE WHEN agent_id = '' AND path LIKE '%%" + MESSAGES_PATH + "'"
+    " THEN 1 ELSE 0 END) AS turns,"
+    " SUM(CASE WHEN agent_id <> '' THEN 1 ELSE 0 END) AS subagent_calls,"
+    f" SUM(CASE WHEN {_ERROR_SQL} THEN 1 ELSE 0 END) AS errors, {_TOKEN_SUMS},"
+    " COALESCE(SUM(cost_usd), 0.0) AS cost, GROUP_CONCAT(DISTINCT model) AS models"
+)
+
+
+def _days_build(*, days: list[int]) -> set[int]:
+    # A day's scan must count exactly the rows its hour markers count (bounded
+    # by their largest id); otherwise something changed meanwhile: stay live.
+    markers = {
+        hour: (rows, top)
+        for hour, rows, top in RollupHour.objects.filter(
+            hour__gte=days[0] * 24, hour__lt=(days[-1] + 1) * 24
+        ).values_list("hour", "rows", "max_id")
+    }
+    built: set[int] = set()
+    for day in days:
+        hours = [markers.get(h, (0, 0)) for h in range(day * 24, day * 24 + 24)]
+        expected = sum(rows for rows, _ in hours)
+        grouped = _execute(
+            f"SELECT session_id, {_SESSION_SUMS} FROM {_COVER}"
+            " WHERE started_at >= %s AND started_at < %s AND proxy_exchange.id <= %s"
+            " GROUP BY session_id",
+            [_text(day * 86400), _text((day + 1) * 86400), max(t for _, t in hours)],
+        )
+        if sum(row[3] for row in grouped) != expected:
+            continue
+        with transaction.atomic():
+            SessionRollup.objects.filter(day=day).delete()
+            SessionRollup.objects.bulk_create(
+                [_session_object(day, row) for row in grouped if row[0]],
+                batch_size=2000,
+            )
+            RollupDay.objects.create(day=day, rows=expected)
+        built.add(day)
+    return built
+
+
+def _session_object(day: int, row: tuple) -> SessionRollup:
+    session, first, last, requests, turns, subagents, errors, *rest = row
+    tokens = dict(zip(_TOKEN_FIELDS.values(), rest[:5], strict=True))
+    return SessionRollup(
+        day=day, session_id=session, first_at=first, last_at=last,
+        requests=requests, turns=turns, subagent_calls=subagents, errors=errors,
+        **tokens, cost_usd=rest[5], model_list=rest[6] or "",
+    )  # fmt: skip

@@ -1,0 +1,260 @@
+"""Stats rollups: ranges of two days or more answer exactly as a live scan does.
+
+Each API answer over a multi-day range is computed twice, from the rollups
+(hours and days filled on the first read) and with rollups switched off (the
+live SQL that test_stats.py checks against hand-computed numbers), and must be
+equal: integers and percentiles exactly, float sums up to addition order.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from apps.dashboard import services
+from apps.dashboard.models import RollupDay, RollupHour, SessionRollup
+from apps.dashboard.selectors import usage
+from apps.dashboard.selectors.rollups import SETTLE, rollup_plan
+from apps.dashboard.selectors.usage import _kth
+from apps.proxy.models import Exchange
+from tests.factories import exchange_create
+
+SONNET = "claude-sonnet-4-5-20250929"
+HAIKU = "claude-haiku-4-5-20251001"
+OPUS = "claude-opus-4-8"
+# New York leaves DST on 2026-11-01 at 06:00 UTC; edges are off the hour.
+RANGE = {"from": "2026-10-30T03:17:00Z", "to": "2026-11-02T21:45:30Z"}
+SPAN_START = datetime(2026, 10, 29, 20, 0, tzinfo=UTC)
+SPAN_HOURS = 4 * 24  # of exchanges
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def month(db):
+    """~300 varied exchanges over four days around New York's DST change."""
+    rng = random.Random(3)
+    no_first_byte = []
+    for index in range(300):
+        started = SPAN_START + timedelta(seconds=rng.randrange(SPAN_HOURS * 3600))
+        roll = rng.random()
+        status, error, state = 200, "", "complete"
+        if roll < 0.05:
+            status, error = 529, "overloaded_error"
+        elif roll < 0.08:
+            status, error = 429, "rate_limit_error"
+        elif roll < 0.10:
+            status, state = None, "upstream_error"
+        elif roll < 0.12:
+            error = "overloaded_error"  # mid-stream, after a 200
+        elif roll < 0.14:
+            status, state = 500, "complete"
+        made = exchange_create(
+            started_at=started,
+            model=rng.choice([SONNET, SONNET, HAIKU, OPUS]),
+            session_id=rng.choice(["s-a", "s-b", "s-c", "s-d", ""]),
+            agent_id=rng.choice(["", "", "agent-1"]),
+            path=rng.choice(["/v1/messages"] * 5 + ["/v1/messages/count_tokens"]),
+            input_tokens=rng.randrange(0, 3000),
+            output_tokens=rng.randrange(0, 900),
+            cache_read_tokens=rng.choice([0, rng.randrange(1, 90_000)]),
+            cache_write_5m_tokens=rng.choice([0, 0, rng.randrange(1, 5000)]),
+            cache_write_1h_tokens=rng.choice([0, 0, 0, rng.randrange(1, 3000)]),
+            # integers repeat, so ranks among equal values are exercised
+            ttfb_ms=float(rng.randrange(50, 90)),
+            duration_ms=float(rng.randrange(100, 400)),
+            status_code=status,
+            error_type=error,
+            state=state,
+            tools_called=(
+                {t: rng.randint(1, 3) for t in rng.sample(["Bash", "Read", "Edit"], 2)}
+                if roll > 0.6
+                else {}
+            ),
+        )
+        if roll < 0.10:
+            no_first_byte.append(made.pk)
+        if index % 50 == 0:  # a few legacy rows with a non-object tools value
+            Exchange.objects.filter(pk=made.pk).update(tools_called=[])
+    Exchange.objects.filter(pk__in=no_first_byte).update(ttfb_ms=None)
+
+
+CALLS = [
+    ("/api/stats/summary", {}),
+    ("/api/stats/performance", {}),
+    ("/api/stats/models", {}),
+    ("/api/stats/tools", {}),
+    ("/api/sessions", {"limit": 2}),
+    ("/api/sessions", {"limit": 2, "offset": 2}),
+    ("/api/sessions", {"limit": 2, "offset": 9}),
+    ("/api/stats/timeseries", {"bucket": "hour"}),
+    ("/api/stats/timeseries", {"bucket": "day", "tz": "America/New_York"}),
+    ("/api/stats/timeseries", {"bucket": "hour", "tz": "America/New_York"}),
+    ("/api/stats/timeseries", {"bucket": "day", "tz": "Asia/Kolkata"}),
+    ("/api/stats/timeseries", {"bucket": "hour", "tz": "Asia/Kathmandu"}),
+]
+
+
+def live(api, monkeypatch, path: str, params: dict):
+    """Answer with rollups switched off (the live SQL of selectors.usage)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(usage, "rollup_plan", lambda **kwargs: None)
+        response = api(path, **params)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def assert_same(got, want, where: str = "") -> None:
+    if isinstance(want, float) and isinstance(got, float):
+        assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-15), where
+    elif isinstance(want, dict):
+        assert list(got) == list(want), where
+        for key in want:
+            assert_same(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for index, (mine, theirs) in enumerate(zip(got, want, strict=True)):
+            assert_same(mine, theirs, f"{where}[{index}]")
+    else:
+        assert got == want, where
+
+
+@pytest.mark.parametrize(("path", "params"), CALLS)
+def test_it_answers_like_the_live_scan(month, api, monkeypatch, path, params):
+    want = live(api, monkeypatch, path, {**RANGE, **params})
+    for _ in range(2):  # the read that fills the rollups, then one that uses them
+        got = api(path, **RANGE, **params).json()
+        assert_same(got, want, path)
+    assert RollupHour.objects.count() >= 80  # of the range's 89 whole hours
+    assert set(RollupDay.objects.values_list("day", flat=True)) == {
+        at("2026-10-31T00:00:00").timestamp() // 86400,
+        at("2026-11-01T00:00:00").timestamp() // 86400,
+    }
+
+
+def test_it_reads_a_known_range_from_rollups(db, api):
+    values = [float(v) for v in range(10, 101, 10)]
+    for index, value in enumerate(values):  # over three days, two models
+        exchange_create(
+            started_at=at("2026-11-10T01:20:00") + timedelta(hours=7 * index),
+            model=SONNET if index % 2 else HAIKU, duration_ms=value, ttfb_ms=value,
+            input_tokens=100, output_tokens=10, session_id=f"s{index % 3}",
+            tools_called={"Bash": 2} if index < 4 else {},
+        )  # fmt: skip
+    span = {"from": "2026-11-10T00:00:00Z", "to": "2026-11-13T00:00:00Z"}
+    body = api("/api/stats/performance", **span).json()
+    overall = body["overall"]["duration_ms"]
+    assert RollupHour.objects.count() == 64  # 01:00 on the 10th to 16:00 on the 12th
+    assert (overall["count"], overall["p50"], overall["p90"]) == (10, 50.0, 90.0)
+    assert (overall["p95"], overall["p99"]) == (100.0, 100.0)
+    haiku = next(m for m in body["models"] if m["model"] == HAIKU)["duration_ms"]
+    assert (haiku["p50"], haiku["p90"], haiku["p99"]) == (50.0, 90.0, 90.0)
+    summary = api("/api/stats/summary", **span).json()
+    assert summary["requests"] == 10
+    assert summary["tokens"]["input"] == 1000
+    assert api("/api/stats/tools", **span).json() == [
+        {"tool": "Bash", "calls": 8, "exchanges": 4}
+    ]
+    sessions = api("/api/sessions", **span).json()
+    assert sessions["count"] == 3
+    assert [s["session_id"] for s in sessions["items"]] == ["s0", "s2", "s1"]
+    assert [s["requests"] for s in sessions["items"]] == [4, 3, 3]
+
+
+def test_it_sees_an_exchange_recorded_late(month, api, monkeypatch):
+    api("/api/stats/summary", **RANGE)  # fills the rollups
+    marked = RollupHour.objects.count()
+    # A recording replayed from the relay's spill file lands days late.
+    exchange_create(started_at=at("2026-10-31T10:05:00"), input_tokens=777)
+    got = api("/api/stats/summary", **RANGE).json()
+    want = live(api, monkeypatch, "/api/stats/summary", RANGE)
+    assert_same(got, want)
+    assert got["tokens"]["input"] == want["tokens"]["input"]
+    assert RollupHour.objects.count() == marked  # that hour was rebuilt
+
+
+def test_it_forgets_deleted_exchanges(month, api, monkeypatch):
+    before = api("/api/stats/summary", **RANGE).json()
+    hour = int(at("2026-10-31T10:00:00").timestamp()) // 3600
+    victims = Exchange.objects.filter(
+        started_at__gte=at("2026-10-31T10:00:00"),
+        started_at__lt=at("2026-10-31T11:00:00"),
+    )
+    gone = victims.count()
+    assert gone and RollupHour.objects.filter(hour=hour).exists()
+    services.exchange_delete(queryset=victims)
+    assert not RollupHour.objects.filter(hour=hour).exists()
+    assert not SessionRollup.objects.filter(day=hour // 24).exists()
+    got = api("/api/stats/summary", **RANGE).json()
+    assert got["requests"] == before["requests"] - gone
+    assert_same(got, live(api, monkeypatch, "/api/stats/summary", RANGE))
+
+
+def test_it_reads_hours_with_an_exchange_in_progress_live(month, api, monkeypatch):
+    open_call = exchange_create(
+        started_at=at("2026-11-01T12:30:00"), state="in_progress", status_code=None,
+        input_tokens=0, output_tokens=0,
+    )  # fmt: skip
+    api("/api/stats/models", **RANGE)
+    hour = int(at("2026-11-01T12:00:00").timestamp()) // 3600
+    assert not RollupHour.objects.filter(hour=hour).exists()
+    Exchange.objects.filter(pk=open_call.pk).update(  # the relay finishes it
+        state="complete", status_code=200, input_tokens=5000, duration_ms=900.0
+    )
+    got = api("/api/stats/models", **RANGE).json()
+    assert_same(got, live(api, monkeypatch, "/api/stats/models", RANGE))
+    summary = api("/api/stats/summary", **RANGE).json()
+    assert_same(summary, live(api, monkeypatch, "/api/stats/summary", RANGE))
+
+
+def test_it_never_rolls_up_the_last_minutes(db, api, monkeypatch):
+    now = datetime.now(UTC)
+    recent = now - SETTLE / 2
+    exchange_create(started_at=now - timedelta(days=3))
+    exchange_create(started_at=recent, input_tokens=123)
+    span = {"from": (now - timedelta(days=4)).isoformat(), "to": now.isoformat()}
+    got = api("/api/stats/summary", **span).json()
+    assert got["requests"] == 2 and got["tokens"]["input"] == 223
+    marked = set(RollupHour.objects.values_list("hour", flat=True))
+    assert marked and int(recent.timestamp()) // 3600 not in marked
+    assert max(marked) < int((now - SETTLE).timestamp()) // 3600
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"model": SONNET}, {"family": "claude-haiku"}, {"status": "5xx"},
+     {"session": "s-a"}, {"kind": "other"}, {"streaming": "false"}],
+)  # fmt: skip
+def test_it_scans_filtered_ranges_live(month, api, monkeypatch, params):
+    got = api("/api/stats/summary", **RANGE, **params).json()
+    assert RollupHour.objects.count() == 0
+    assert got == live(api, monkeypatch, "/api/stats/summary", {**RANGE, **params})
+
+
+def test_it_scans_short_ranges_live(month, api):
+    api("/api/stats/summary", **{"from": "2026-10-31T00:00:00Z", "to": "2026-11-01"})
+    assert RollupHour.objects.count() == 0
+
+
+def test_it_plans_nothing_for_an_empty_database(db):
+    from apps.dashboard import schemas
+
+    filters = schemas.ExchangeFilter.model_validate(RANGE)
+    plan = rollup_plan(filters=filters)
+    assert plan is not None and plan.days == []
+    assert RollupHour.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("lists", "k"),
+    [([[1.0]], 1), ([[1.0, 2.0], [1.5]], 2), ([[1.0, 1.0], [1.0]], 3),
+     ([[5.0, 6.0], [1.0, 2.0, 3.0]], 4), ([[2.0, 2.0, 9.0], [2.0, 3.0]], 4),
+     ([[2.0, 2.0, 9.0], [2.0, 3.0]], 5), ([[], [4.0, 7.0]], 1)],
+)  # fmt: skip
+def test_it_selects_the_kth_value_across_sorted_lists(lists, k):
+    assert _kth(lists, k) == sorted(v for values in lists for v in values)[k - 1]
