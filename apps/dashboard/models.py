@@ -116,8 +116,20 @@ class LatencyRollup(models.Model):
         indexes = [models.Index(fields=["hour"], name="latencyrollup_hour")]
 
 
+class LatencyDayRollup(models.Model):
+    """Every latency of one model in one UTC day, sorted: fewer runs to merge."""
+
+    day = models.BigIntegerField()
+    model = models.CharField(max_length=200)
+    ttfb = models.BinaryField()
+    duration = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="latencydayrollup_day")]
+
+
 class RollupDay(models.Model):
-    """A UTC day whose session rollup is complete (all its hours were)."""
+    """A UTC day whose session and latency rollups are complete (all its hours were)."""
 
     day = models.BigIntegerField(primary_key=True)  # seconds since epoch / 86400
     rows = models.IntegerField()

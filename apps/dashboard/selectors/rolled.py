@@ -8,12 +8,13 @@ selectors.usage calls them when rollups.rollup_plan says a range is worth it.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection
 
-from apps.dashboard.schemas import ExchangeFilter, TimeseriesFilter
+from apps.dashboard.schemas import TimeseriesFilter
 from apps.dashboard.selectors.base import (
     _ERROR_COUNT,
     _TOKEN_FIELDS,
@@ -56,87 +57,73 @@ _SUMS = ("requests", "errors", *_TOKEN_FIELDS, "cost", "unpriced")
 # --- summary ---------------------------------------------------------------------
 
 
-def summary_totals(*, filters: ExchangeFilter, plan: RollupPlan) -> dict:
-    """Return requests, errors, tokens by kind, cost and unpriced count."""
-    totals: dict = {}
+def summary_parts(*, plan: RollupPlan) -> tuple[dict, dict[str, int], list]:
+    """Return the summary's totals, errors by label and daily cache reads.
+
+    One pass each over the rollups and the live edges, grouped by model, UTC
+    day and error label: the three figures selectors.usage reads separately.
+    """
     rows = _rolled(
         plan=plan,
-        sql="SELECT SUM(requests) AS requests, SUM(CASE WHEN label <> ''"
-        f" THEN requests ELSE 0 END) AS errors, {_ROLLED_TOKENS},"
-        " SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced"
-        " FROM dashboard_usagerollup WHERE {hours}",
-    ) + _live(
-        spans=plan.live,
-        sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
-        + ", COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
-        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END) AS unpriced"
-        " FROM {rows}",
-    )  # fmt: skip
-    for row in rows:
-        _add(totals, row, _SUMS)
-    totals.setdefault("cost", 0.0)
-    return {name: totals.get(name, 0) for name in _SUMS}
-
-
-def error_counts(*, plan: RollupPlan) -> dict[str, int]:
-    """Count errors by label, as selectors.usage.error_counts does."""
-    counts: dict[str, int] = defaultdict(int)
-    rows = _rolled(
-        plan=plan,
-        sql="SELECT label, SUM(requests) AS n FROM dashboard_usagerollup"
-        " WHERE {hours} AND label <> '' GROUP BY label",
-    ) + _live(
-        spans=plan.live,
-        sql=f"SELECT {_LABEL_SQL} AS label, COUNT(*) AS n FROM {{rows}}"
-        f" AND {_LABEL_SQL} <> '' GROUP BY label",
+        sql="SELECT model, hour / 24 AS day, label, SUM(requests) AS requests,"
+        f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced"
+        " FROM dashboard_usagerollup WHERE {hours} GROUP BY model, day, label",
     )
     for row in rows:
-        counts[row["label"]] += row["n"]
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
-def cache_reads_by_day(*, plan: RollupPlan) -> list[tuple[str, date, int]]:
-    """Return (model, UTC day, cache read tokens) in (model, day) order."""
-    reads: dict[tuple[str, date], int] = defaultdict(int)
-    for row in _rolled(
-        plan=plan,
-        sql="SELECT model, hour / 24 AS day, SUM(cache_read_tokens) AS n"
-        " FROM dashboard_usagerollup WHERE {hours} GROUP BY model, day",
-    ):
-        reads[(row["model"], date(1970, 1, 1) + timedelta(days=row["day"]))] += row["n"]
-    for row in _live(
+        row["day"] = _EPOCH + timedelta(days=row["day"])
+    live = _live(
         spans=plan.live,
         sql="SELECT model, substr(started_at, 1, 10) AS day,"
-        " SUM(cache_read_tokens) AS n FROM {rows} AND cache_read_tokens > 0"
-        " GROUP BY model, day",
-    ):
-        reads[(row["model"], date.fromisoformat(row["day"]))] += row["n"]
-    return [(model, day, n) for (model, day), n in sorted(reads.items()) if n > 0]
+        f" {_LABEL_SQL} AS label, COUNT(*) AS requests, {_TOKEN_SUMS},"
+        " COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
+        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END)"
+        " AS unpriced FROM {rows} GROUP BY model, day, label",
+    )
+    for row in live:
+        row["day"] = date.fromisoformat(row["day"])
+    totals: dict = dict.fromkeys(_SUMS, 0)
+    errors: dict[str, int] = defaultdict(int)
+    reads: dict[tuple[str, date], int] = defaultdict(int)
+    for row in rows + live:
+        row["errors"] = row["requests"] if row["label"] else 0
+        _add(totals, row, _SUMS)
+        if row["label"]:
+            errors[row["label"]] += row["requests"]
+        reads[(row["model"], row["day"])] += row["cache_read"] or 0
+    by_type = dict(sorted(errors.items(), key=lambda item: (-item[1], item[0])))
+    daily = [(model, day, n) for (model, day), n in sorted(reads.items()) if n > 0]
+    return totals, by_type, daily
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 def latency_values(*, plan: RollupPlan) -> dict[str, tuple[list[float], list[float]]]:
     """Return {model: (sorted ttfb values, sorted duration values)}."""
-    from array import array
-
-    runs: dict[str, tuple[list, list]] = {}
-    for row in _rolled(
-        plan=plan,
-        sql="SELECT model, ttfb, duration FROM dashboard_latencyrollup WHERE {hours}",
-    ):
-        pair = runs.setdefault(row["model"], ([], []))
-        for index, blob in enumerate((row["ttfb"], row["duration"])):
-            values = array("d")
-            values.frombytes(blob)
-            pair[index].extend(values)
+    days = ", ".join(["%s"] * len(plan.days)) or "NULL"
+    blobs = _execute(
+        "SELECT model, ttfb, duration FROM dashboard_latencydayrollup"
+        f" WHERE day IN ({days})",
+        list(plan.days),
+    ) + _execute(
+        "SELECT model, ttfb, duration FROM dashboard_latencyrollup"
+        f" WHERE hour >= %s AND hour < %s AND hour / 24 NOT IN ({days})",
+        [plan.lo, plan.hi, *plan.days],
+    )
+    runs: dict[str, tuple[array, array]] = {}
+    for model, ttfb, duration in blobs:
+        pair = runs.setdefault(model, (array("d"), array("d")))
+        pair[0].frombytes(ttfb)
+        pair[1].frombytes(duration)
     for row in _live(
         spans=plan.live,
         sql="SELECT model, ttfb_ms, duration_ms FROM {rows}",
     ):
-        pair = runs.setdefault(row["model"], ([], []))
+        pair = runs.setdefault(row["model"], (array("d"), array("d")))
         for index, value in enumerate((row["ttfb_ms"], row["duration_ms"])):
             if value is not None:
                 pair[index].append(value)
-    # Each hour's values arrive sorted, so each sort only merges runs.
+    # Each day's and hour's values arrive sorted, so each sort merges runs.
     return {model: (sorted(ttfb), sorted(dur)) for model, (ttfb, dur) in runs.items()}
 
 

@@ -36,6 +36,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps.dashboard.models import (
+    LatencyDayRollup,
     LatencyRollup,
     RollupDay,
     RollupHour,
@@ -195,8 +196,8 @@ def _watermark_check() -> None:
         if checked is None:  # no history to trust: start afresh
             for model in (UsageRollup, ToolRollup, LatencyRollup, RollupHour):
                 model.objects.all().delete()
-            SessionRollup.objects.all().delete()
-            RollupDay.objects.all().delete()
+            for model in (SessionRollup, LatencyDayRollup, RollupDay):
+                model.objects.all().delete()
         elif RollupHour.objects.exists():
             _hours_clear(hours=_hours_of_ids(after=checked, upto=top))
         if not RollupWatermark.objects.filter(pk=1).update(
@@ -349,7 +350,7 @@ def _hours_clear(*, hours: list[int]) -> None:
         for model in (UsageRollup, ToolRollup, LatencyRollup, RollupHour):
             model.objects.filter(hour__gte=lo, hour__lt=hi).delete()
         day_lo, day_hi = lo // 24, (hi - 1) // 24 + 1
-        for model in (SessionRollup, RollupDay):
+        for model in (SessionRollup, LatencyDayRollup, RollupDay):
             model.objects.filter(day__gte=day_lo, day__lt=day_hi).delete()
 
 
@@ -429,9 +430,31 @@ def _days_build(*, days: list[int]) -> set[int]:
                 [_session_object(day, row) for row in grouped if row[0]],
                 batch_size=2000,
             )
+            LatencyDayRollup.objects.filter(day=day).delete()
+            LatencyDayRollup.objects.bulk_create(_latency_day(day=day))
             RollupDay.objects.create(day=day, rows=expected)
         built.add(day)
     return built
+
+
+def _latency_day(*, day: int) -> list[LatencyDayRollup]:
+    """Merge a day's hourly sorted latencies into one sorted array per model."""
+    merged: dict[str, tuple[array, array]] = {}
+    for model, ttfb, duration in LatencyRollup.objects.filter(
+        hour__gte=day * 24, hour__lt=day * 24 + 24
+    ).values_list("model", "ttfb", "duration"):
+        pair = merged.setdefault(model, (array("d"), array("d")))
+        pair[0].frombytes(ttfb)
+        pair[1].frombytes(duration)
+    return [
+        LatencyDayRollup(
+            day=day,
+            model=model,
+            ttfb=array("d", sorted(ttfb)).tobytes(),
+            duration=array("d", sorted(duration)).tobytes(),
+        )
+        for model, (ttfb, duration) in merged.items()
+    ]
 
 
 def _session_object(day: int, row: tuple) -> SessionRollup:

@@ -71,11 +71,11 @@ def usage_summary(*, filters: ExchangeFilter) -> dict:
 
 
 def _summary_rolled(*, filters: ExchangeFilter, plan: RollupPlan) -> dict:
-    totals = rolled.summary_totals(filters=filters, plan=plan)
+    totals, errors_by_type, daily_reads = rolled.summary_parts(plan=plan)
     tokens = {kind: int(totals[kind]) for kind in _TOKEN_FIELDS}
     latency = _percentiles_of(rolled.latency_values(plan=plan), by_model=False)[None]
     savings = 0.0
-    for model, day, cache_read in rolled.cache_reads_by_day(plan=plan):
+    for model, day, cache_read in daily_reads:
         usage = Usage(cache_read=cache_read)
         savings += cache_savings(model=model, usage=usage, at=day) or 0.0
     return {
@@ -83,7 +83,7 @@ def _summary_rolled(*, filters: ExchangeFilter, plan: RollupPlan) -> dict:
         "to": filters.end,
         "requests": totals["requests"],
         "errors": totals["errors"],
-        "errors_by_type": rolled.error_counts(plan=plan),
+        "errors_by_type": errors_by_type,
         "tokens": tokens,
         "cost_usd": float(totals["cost"]),
         "unpriced_requests": totals["unpriced"],
