@@ -258,3 +258,31 @@ def test_it_plans_nothing_for_an_empty_database(db):
 )  # fmt: skip
 def test_it_selects_the_kth_value_across_sorted_lists(lists, k):
     assert _kth(lists, k) == sorted(v for values in lists for v in values)[k - 1]
+
+
+def test_it_scans_live_when_the_plan_changed_before_reading(month, api, monkeypatch):
+    from apps.dashboard import schemas
+    from apps.dashboard.selectors.rollups import rollup_read
+
+    filters = schemas.ExchangeFilter.model_validate(RANGE)
+    plan = rollup_plan(filters=filters)
+    with rollup_read(plan=plan) as holds:
+        assert holds
+    victims = Exchange.objects.filter(started_at__lt=at("2026-10-31T10:30:00"))
+    services.exchange_delete(
+        queryset=victims.filter(started_at__gte=at("2026-10-31T10:00:00"))
+    )
+    with rollup_read(plan=plan) as holds:
+        assert not holds  # an hour went: this plan would miss its exchanges
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_reads_rollups_in_a_snapshot_of_its_own(month, api, monkeypatch):
+    from django.db import connection
+
+    assert not connection.in_atomic_block  # rollup_read opens its own
+    want = live(api, monkeypatch, "/api/stats/summary", RANGE)
+    for _ in range(2):
+        assert_same(api("/api/stats/summary", **RANGE).json(), want)
+    assert RollupHour.objects.count() >= 80
+    assert not connection.in_atomic_block

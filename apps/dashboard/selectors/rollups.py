@@ -26,6 +26,8 @@ selectors that read them so that nothing else depends on their layout.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -76,6 +78,7 @@ class RollupPlan:
 
     lo: int  # hours [lo, hi) in epoch hours; unmarked ones have no rollup rows
     hi: int
+    hours: frozenset[int]  # the marked ones
     live: list[Span]
     days: list[int]  # marked days (sessions), each inside the range
     session_live: list[Span]
@@ -103,10 +106,38 @@ def rollup_plan(*, filters: RangeFilter) -> RollupPlan | None:
     return RollupPlan(
         lo=lo,
         hi=hi,
+        hours=frozenset(marked),
         live=_complement(filters.start, filters.end, hour_edges),
         days=days,
         session_live=_complement(filters.start, filters.end, day_edges),
     )
+
+
+@contextmanager
+def rollup_read(*, plan: RollupPlan) -> Iterator[bool]:
+    """Hold one read snapshot over a plan's reads; yield whether the plan holds.
+
+    Another request may clear or mark hours between planning and reading (a
+    late recording, a delete, an exchange finishing); reading in one snapshot
+    where the marked hours and days are still the planned ones means no hour
+    is counted twice or missed. A deferred transaction never blocks the relay.
+    """
+    own = not connection.in_atomic_block  # tests already hold a transaction
+    if own:
+        _execute("BEGIN DEFERRED", [])
+    try:
+        yield _plan_holds(plan=plan)
+    finally:
+        if own:
+            _execute("COMMIT", [])
+
+
+def _plan_holds(*, plan: RollupPlan) -> bool:
+    hours = RollupHour.objects.filter(hour__gte=plan.lo, hour__lt=plan.hi)
+    days = RollupDay.objects.filter(day__in=plan.days)
+    return set(hours.values_list("hour", flat=True)) == plan.hours and set(
+        days.values_list("day", flat=True)
+    ) == set(plan.days)
 
 
 def _data_hours() -> tuple[int, int]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from apps.dashboard.schemas import ExchangeFilter, TimeseriesFilter
@@ -34,17 +36,19 @@ from apps.dashboard.selectors.base import (
     _tokens,
     _utc,
 )
-from apps.dashboard.selectors.rollups import RollupPlan, rollup_plan
+from apps.dashboard.selectors.rollups import RollupPlan, rollup_plan, rollup_read
 from apps.proxy.pricing import Usage, cache_savings
+
+T = TypeVar("T")
 
 # --- summary -----------------------------------------------------------------
 
 
 def usage_summary(*, filters: ExchangeFilter) -> dict:
     """Return totals, errors by type, cache figures and latency percentiles."""
-    plan = rollup_plan(filters=filters)
-    if plan is not None:
-        return _summary_rolled(filters=filters, plan=plan)
+    answer = _from_rollups(filters, lambda plan: _summary_rolled(filters, plan))
+    if answer is not None:
+        return answer
     (totals,) = _aggregate(
         filters=filters,
         sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
@@ -70,7 +74,18 @@ def usage_summary(*, filters: ExchangeFilter) -> dict:
     }
 
 
-def _summary_rolled(*, filters: ExchangeFilter, plan: RollupPlan) -> dict:
+def _from_rollups(
+    filters: ExchangeFilter, answer: Callable[[RollupPlan], T]
+) -> T | None:
+    """Return answer(plan) read in one snapshot, or None: scan the range live."""
+    plan = rollup_plan(filters=filters)
+    if plan is None:
+        return None
+    with rollup_read(plan=plan) as holds:
+        return answer(plan) if holds else None
+
+
+def _summary_rolled(filters: ExchangeFilter, plan: RollupPlan) -> dict:
     totals, errors_by_type, daily_reads = rolled.summary_parts(plan=plan)
     tokens = {kind: int(totals[kind]) for kind in _TOKEN_FIELDS}
     latency = _percentiles_of(rolled.latency_values(plan=plan), by_model=False)[None]
@@ -143,9 +158,14 @@ def latency_percentiles(
     *, filters: ExchangeFilter, by_model: bool = False
 ) -> dict[str | None, dict]:
     """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
-    plan = rollup_plan(filters=filters)
-    if plan is not None:
-        return _percentiles_of(rolled.latency_values(plan=plan), by_model=by_model)
+    answer = _from_rollups(
+        filters,
+        lambda plan: _percentiles_of(
+            rolled.latency_values(plan=plan), by_model=by_model
+        ),
+    )
+    if answer is not None:
+        return answer
     # Grouping needs a temporary b-tree over the scan; skip it when only the
     # overall figures are wanted.
     group = "model" if by_model else "NULL"
@@ -340,14 +360,17 @@ def _slot_rows(
     # with work bounded by the number of slots, never by the number of rows.
     utc_edges = [edge.astimezone(UTC) for edge in edges]
     hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
-    plan = rollup_plan(filters=filters)
-    if plan is not None:
-        return [
+    answer = _from_rollups(
+        filters,
+        lambda plan: [
             (bisect_right(utc_edges, begins) - 1, row)
             for begins, row in rolled.slot_rows(
                 filters=filters, plan=plan, hourly=hourly
             )
-        ]
+        ],
+    )
+    if answer is not None:
+        return answer
     slot = (
         "substr(started_at, 1, 13)"
         if hourly
@@ -374,18 +397,15 @@ def _slot_rows(
 
 def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
     """Return per-model requests, errors, tokens, cost and mean latencies."""
-    plan = rollup_plan(filters=filters)
-    grouped = (
-        rolled.model_rows(plan=plan)
-        if plan
-        else _aggregate(
+    grouped = _from_rollups(filters, lambda plan: rolled.model_rows(plan=plan))
+    if grouped is None:
+        grouped = _aggregate(
             filters=filters,
             sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
             " COALESCE(SUM(cost_usd), 0.0) AS cost, AVG(ttfb_ms) AS avg_ttfb,"
             " AVG(duration_ms) AS avg_duration FROM {rows} GROUP BY model"
             " ORDER BY cost DESC, requests DESC, model",
         )
-    )
     result = []
     for row in grouped:
         tokens = _tokens(row)
@@ -398,9 +418,9 @@ def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
 
 def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
     """Return tools the model called (tool_use blocks), with call counts."""
-    plan = rollup_plan(filters=filters)
-    if plan is not None:
-        return rolled.tool_rows(plan=plan)
+    answer = _from_rollups(filters, lambda plan: rolled.tool_rows(plan=plan))
+    if answer is not None:
+        return answer
     grouped = _aggregate(
         filters=filters,
         sql="SELECT t.key AS tool, SUM(CAST(t.value AS INTEGER)) AS calls,"
@@ -414,9 +434,11 @@ def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
 
 def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
     """Return Claude Code sessions active in the range, most recent first."""
-    plan = rollup_plan(filters=filters)
-    if plan is not None:
-        return _sessions_rolled(plan=plan, limit=limit, offset=offset)
+    answer = _from_rollups(
+        filters, lambda plan: _sessions_rolled(plan=plan, limit=limit, offset=offset)
+    )
+    if answer is not None:
+        return answer
     # COUNT(*) OVER () runs after grouping: the number of sessions, same scan.
     grouped = _aggregate(
         filters=filters,
