@@ -9,25 +9,42 @@ Index reads go through apps.indexing.selectors; exchanges are read here.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from django.db import connection
 
 from apps.dashboard import schemas, selectors
 from apps.indexing import selectors as index
-from apps.indexing.models import Entry, Session
-from apps.proxy.models import Exchange
+from apps.indexing.models import Session
+from apps.indexing.selectors import EntryRow
 from apps.proxy.pricing import Usage, usage_cost
 
 CANDIDATES = 2000  # sessions read per side before merging (newest first)
-TURNS_PER_PAGE = 100
+TURNS_PER_PAGE = 50
 _CHUNK = 900
-_EXCHANGE_FIELDS = (
-    "id", "request_id", "session_id", "agent_id", "started_at", "ttfb_ms",
-    "duration_ms", "model", "model_requested", "input_tokens", "output_tokens",
-    "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
-    "cost_usd", "status_code", "error_type", "state", "path",
-)  # fmt: skip
+
+
+class ExchangeRow(NamedTuple):
+    """The figures of a relayed call a session page shows (no bodies, no model)."""
+
+    id: int
+    request_id: str
+    agent_id: str
+    started_at: str  # stored text, naive UTC
+    ttfb_ms: float | None
+    duration_ms: float | None
+    model: str
+    model_requested: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cost_usd: float | None
 
 
 # --- the merged session list -------------------------------------------------
@@ -136,8 +153,8 @@ def _merge_index(row: SessionRow, session: Session) -> None:
         row.first_at = session.first_at
     if session.last_at and (row.last_at is None or session.last_at > row.last_at):
         row.last_at = session.last_at
+    row.turns = session.user_count  # prompts typed; the relay counts calls
     if not row.relayed:
-        row.turns = session.user_count
         row.tokens = _session_tokens(session)
         row.cost_usd = session.cost_usd
 
@@ -178,6 +195,7 @@ class TurnCall:
     cache_read: int = 0
     cache_write: int = 0
     cost_usd: float | None = None
+    entry: EntryRow | None = None  # the transcript line, to price unrelayed calls
 
     @property
     def prompt_tokens(self) -> int:
@@ -191,6 +209,7 @@ class Turn:
     uuid: str = ""
     entry_id: int | None = None
     at: datetime | None = None
+    prompt_entry: EntryRow | None = None
     prompt: str = ""
     tools: Counter = field(default_factory=Counter)
     calls: list[TurnCall] = field(default_factory=list)
@@ -246,36 +265,60 @@ def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
     session = index.session_get(session_id=session_id)
     if session is None:
         return None, _relay_turns(session_id=session_id)
-    entries = index.session_entries_meta(session=session)
-    prompts = index.entry_records(
-        entries=[e for e in entries if _is_prompt_candidate(e)]
-    )
-    compacted = {pk for pk, (line, _) in prompts.items() if _is_compact_summary(line)}
-    turns = _turns_build(entries, compacted=compacted)
-    for turn in turns:
-        if turn.number and turn.entry_id in prompts:
-            turn.prompt = prompts[turn.entry_id][1]
+    entries = index.session_turn_rows(session=session)
+    turns = _turns_build(entries, compacted=_compact_summaries(entries))
     exchanges = exchanges_by_request_id(
         request_ids=[c.request_id for t in turns for c in t.calls]
     )
     for turn in turns:
         for call in turn.calls:
-            _call_join(call, exchanges.get(call.request_id))
-    _subagents_attach(turns, index.session_subagent_list(session=session), entries)
+            exchange = exchanges.get(call.request_id)
+            if exchange is None:
+                _call_estimate(call)
+            else:
+                _call_join(call, exchange)
+    _subagents_attach(session, turns, index.session_subagent_list(session=session))
     return session, turns
 
 
-def _is_prompt_candidate(entry: Entry) -> bool:
+def _is_prompt_candidate(entry: EntryRow) -> bool:
     return entry.type == "user" and entry.role == "user" and not entry.is_meta
 
 
+def _compact_summaries(entries: list[EntryRow]) -> set[int]:
+    """Return the ids of the summaries Claude Code writes after compacting.
+
+    They are user lines right after a system line (the compact boundary); only
+    those candidates are read, not every prompt of a long session.
+    """
+    candidates = [
+        entry
+        for previous, entry in zip(entries, entries[1:], strict=False)
+        if previous.type == "system" and _is_prompt_candidate(entry)
+    ]
+    lines = index.entry_records(entries=candidates)
+    return {
+        pk
+        for pk, (line, _text) in lines.items()
+        if b'"isCompactSummary"' in line and _is_compact_summary(line)
+    }
+
+
 def _is_compact_summary(line: bytes) -> bool:
-    """Tell the summary Claude Code writes after compacting from a typed prompt."""
     record = index.line_record(line)
     return isinstance(record, dict) and record.get("isCompactSummary") is True
 
 
-def _turns_build(entries: list[Entry], *, compacted: set[int]) -> list[Turn]:
+def turn_prompts_fill(*, turns: list[Turn]) -> None:
+    """Read the prompt texts of the turns shown (one block read for all)."""
+    rows = [t.prompt_entry for t in turns if t.number and t.prompt_entry]
+    texts = index.entry_records(entries=rows)
+    for turn in turns:
+        if turn.prompt_entry is not None and turn.prompt_entry.id in texts:
+            turn.prompt = texts[turn.prompt_entry.id][1]
+
+
+def _turns_build(entries: list[EntryRow], *, compacted: set[int]) -> list[Turn]:
     """Group entries into turns; calls deduplicated on message id + request id."""
     turns: list[Turn] = []
     seen: set[tuple[str, str]] = set()
@@ -284,12 +327,13 @@ def _turns_build(entries: list[Entry], *, compacted: set[int]) -> list[Turn]:
             turns[-1].compactions += 1
             continue
         if _is_prompt_candidate(entry):
-            turns.append(Turn(len(turns) + 1, entry.uuid, entry.id, entry.timestamp))
+            at = index.entry_row_time(entry)
+            turns.append(Turn(len(turns) + 1, entry.uuid, entry.id, at, entry))
             continue
         if entry.type != "assistant":
             continue
         if not turns:
-            turns.append(Turn(0, entry.uuid, entry.id, entry.timestamp))
+            turns.append(Turn(0, entry.uuid, entry.id, index.entry_row_time(entry)))
         turn = turns[-1]
         turn.tools.update(entry.tools.split())
         key = (entry.message_id, entry.request_id)
@@ -300,14 +344,7 @@ def _turns_build(entries: list[Entry], *, compacted: set[int]) -> list[Turn]:
     return turns
 
 
-def _call_from_entry(entry: Entry) -> TurnCall:
-    usage = Usage(
-        input=entry.input_tokens,
-        output=entry.output_tokens,
-        cache_read=entry.cache_read_tokens,
-        cache_write_5m=entry.cache_write_5m_tokens,
-        cache_write_1h=entry.cache_write_1h_tokens,
-    )
+def _call_from_entry(entry: EntryRow) -> TurnCall:
     return TurnCall(
         request_id=entry.request_id,
         model=entry.model,
@@ -315,17 +352,31 @@ def _call_from_entry(entry: Entry) -> TurnCall:
         output=entry.output_tokens,
         cache_read=entry.cache_read_tokens,
         cache_write=entry.cache_write_5m_tokens + entry.cache_write_1h_tokens,
-        cost_usd=usage_cost(model=entry.model, usage=usage, at=entry.timestamp)
-        if entry.model
-        else None,
+        entry=entry,
     )
 
 
-def _call_join(call: TurnCall, exchange: Exchange | None) -> None:
+def _call_estimate(call: TurnCall) -> None:
+    """Price a call the relay did not see from the transcript's usage."""
+    entry = call.entry
+    if entry is None or not entry.model:
+        return
+    usage = Usage(
+        input=entry.input_tokens,
+        output=entry.output_tokens,
+        cache_read=entry.cache_read_tokens,
+        cache_write_5m=entry.cache_write_5m_tokens,
+        cache_write_1h=entry.cache_write_1h_tokens,
+    )
+    at = index.entry_row_time(entry)
+    call.cost_usd = usage_cost(model=entry.model, usage=usage, at=at)
+
+
+def _call_join(call: TurnCall, exchange: ExchangeRow | None) -> None:
     """Replace the transcript's figures by the relayed exchange's, when relayed."""
     if exchange is None:
         return
-    call.exchange_id = exchange.pk
+    call.exchange_id = exchange.id
     call.model = exchange.model or exchange.model_requested or call.model
     call.ttfb_ms, call.duration_ms = exchange.ttfb_ms, exchange.duration_ms
     call.input, call.output = exchange.input_tokens, exchange.output_tokens
@@ -335,18 +386,19 @@ def _call_join(call: TurnCall, exchange: Exchange | None) -> None:
 
 
 def _subagents_attach(
-    turns: list[Turn], children: list[Session], entries: list[Entry]
+    session: Session, turns: list[Turn], children: list[Session]
 ) -> None:
     """Nest each subagent under the turn holding its spawning entry (else by time)."""
-    starts = {t.entry_id: t for t in turns}
-    current = turns[0] if turns else None
-    turn_of_uuid: dict[str, Turn] = {}
-    for entry in entries:
-        current = starts.get(entry.id, current)
-        if entry.uuid and current is not None:
-            turn_of_uuid[entry.uuid] = current
+    spawned = index.entry_ids_by_uuid(
+        session=session, uuids=[child.spawn_uuid for child in children]
+    )
+    starts = [t.entry_id or 0 for t in turns]
     for child in children:
-        turn = turn_of_uuid.get(child.spawn_uuid) or _turn_at(turns, child.first_at)
+        entry_id = spawned.get(child.spawn_uuid)
+        if entry_id is not None and turns:
+            turn = turns[max(0, bisect_right(starts, entry_id) - 1)]
+        else:
+            turn = _turn_at(turns, child.first_at)
         if turn is not None:
             turn.subagents.append(child)
 
@@ -365,7 +417,7 @@ def _relay_turns(*, session_id: str) -> list[Turn]:
             _call_join(call, exchange)
             turns[-1].calls.append(call)
             continue
-        turn = Turn(len(turns) + 1, at=exchange.started_at)
+        turn = Turn(len(turns) + 1, at=_utc_text(exchange.started_at))
         call = TurnCall(request_id=exchange.request_id)
         _call_join(call, exchange)
         turn.calls.append(call)
@@ -373,26 +425,48 @@ def _relay_turns(*, session_id: str) -> list[Turn]:
     return turns
 
 
-def exchanges_by_request_id(*, request_ids: list[str]) -> dict[str, Exchange]:
-    """Return {request-id: exchange} (no bodies) for the ids the relay recorded."""
+def exchanges_by_request_id(*, request_ids: list[str]) -> dict[str, ExchangeRow]:
+    """Return {request-id: exchange figures} for the ids the relay recorded."""
     wanted = sorted({r for r in request_ids if r})
-    found: dict[str, Exchange] = {}
+    found: dict[str, ExchangeRow] = {}
     for start in range(0, len(wanted), _CHUNK):
-        rows = (
-            Exchange.objects.filter(request_id__in=wanted[start : start + _CHUNK])
-            .only(*_EXCHANGE_FIELDS)
-            .order_by("started_at")
-        )
-        found.update({row.request_id: row for row in rows})
+        chunk = wanted[start : start + _CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        found.update(
+            (row.request_id, row)
+            for row in _exchange_rows(f"request_id IN ({marks})", chunk)
+        )  # ordered by start: the latest exchange wins if an id repeats
     return found
 
 
-def exchange_list_by_session(*, session_id: str, limit: int = 5000) -> list[Exchange]:
-    """Return a session's relayed calls (no bodies) in time order."""
+def exchange_list_by_session(
+    *, session_id: str, limit: int = 5000
+) -> list[ExchangeRow]:
+    """Return a session's relayed calls (figures only) in time order."""
     if not session_id:
         return []
-    return list(
-        Exchange.objects.filter(session_id=session_id)
-        .only(*_EXCHANGE_FIELDS)
-        .order_by("started_at", "id")[:limit]
+    return _exchange_rows("session_id = %s", [session_id], limit=limit)
+
+
+def _exchange_rows(
+    where: str, params: list, *, limit: int = 50_000
+) -> list[ExchangeRow]:
+    # Raw SQL for the same reason as index.session_turn_rows: thousands of rows.
+    columns = ", ".join(
+        "'' || started_at" if name == "started_at" else name
+        for name in ExchangeRow._fields
     )
+    sql = (
+        f"SELECT {columns} FROM proxy_exchange WHERE {where}"
+        " ORDER BY started_at, id LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [ExchangeRow._make(row) for row in cursor.fetchall()]
+
+
+def _utc_text(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

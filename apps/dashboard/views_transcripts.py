@@ -74,6 +74,7 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     pages = max(1, -(-len(turns) // per))
     page = min(_int(request.GET.get("page"), low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
+    session_selectors.turn_prompts_fill(turns=shown)
     context = {
         "session_id": session_id, "session": found, "turns": shown,
         "turn_count": len(turns), "page": page, "pages": pages,

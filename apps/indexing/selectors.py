@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 
 from apps.indexing.fts import (
@@ -373,39 +375,74 @@ def plan_list(*, limit: int = 50, offset: int = 0) -> list[Plan]:
 
 # --- reads for the dashboard's session, thread, search and todo pages ----------
 
-THREAD_FIELDS = (
-    "id",
-    "uuid",
-    "type",
-    "role",
-    "is_meta",
-    "timestamp",
-    "request_id",
-    "message_id",
-    "model",
-    "tools",
-    "spawned_agent",
-    "block_id",
-    "slot",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-)
+
+class EntryRow(NamedTuple):
+    """An entry's metadata without its texts: cheap to read by the thousand.
+
+    timestamp is the stored text (naive UTC); entry_row_time() parses it, so
+    that a 20,000-line session pays only for the times it shows.
+    """
+
+    id: int
+    uuid: str
+    type: str
+    role: str
+    is_meta: bool
+    timestamp: str | None
+    request_id: str
+    message_id: str
+    model: str
+    tools: str
+    block_id: int
+    slot: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
 
 
-def session_entries_meta(*, session: Session, limit: int = 20_000) -> list[Entry]:
-    """Return a session's transcript entries in file order, without their texts."""
-    return list(
-        Entry.objects.filter(session=session)
-        .exclude(type__in=NOT_TRANSCRIPT)
-        .order_by("id")
-        .only(*THREAD_FIELDS)[:limit]
+def session_turn_rows(*, session: Session, limit: int = 50_000) -> list[EntryRow]:
+    """Return the lines that make a session's turns, in file order, without texts.
+
+    Prompts and assistant lines, and system lines (a compaction summary follows
+    its boundary); tool results, attachments and the like are left out.
+    """
+    # Raw SQL: ORM rows and datetime converters cost more than the read itself
+    # ('' || timestamp has no declared type, so sqlite3 does not parse it).
+    columns = ", ".join(
+        "'' || timestamp" if name == "timestamp" else name for name in EntryRow._fields
     )
+    sql = (
+        f"SELECT {columns} FROM indexing_entry WHERE session_id = %s"
+        " AND (type IN ('assistant', 'system') OR (type = 'user' AND role = 'user'))"
+        " ORDER BY id LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session.pk, limit])
+        return [EntryRow._make(row) for row in cursor.fetchall()]
 
 
-def entry_records(*, entries: list[Entry]) -> dict[int, tuple[bytes, str]]:
+def entry_ids_by_uuid(*, session: Session, uuids: list[str]) -> dict[str, int]:
+    """Return {uuid: entry id} for a session's entries with these uuids."""
+    wanted = [u for u in uuids if u]
+    if not wanted:
+        return {}
+    rows = Entry.objects.filter(session=session, uuid__in=wanted[:900])
+    return dict(rows.values_list("uuid", "id"))
+
+
+def entry_row_time(row: EntryRow) -> datetime | None:
+    """Return the aware UTC time of an entry row."""
+    if not row.timestamp:
+        return None
+    moment = datetime.fromisoformat(str(row.timestamp))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def entry_records(
+    *, entries: list[Entry] | list[EntryRow]
+) -> dict[int, tuple[bytes, str]]:
     """Return {entry id: (original line, searchable text)}, one query for all."""
     return _entries_unpack(entries)
 

@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.dashboard import session_selectors
@@ -128,16 +130,22 @@ def test_it_lists_both_sessions_with_relay_cost_and_project(seeded, client_in):
 def test_it_merges_session_rows_with_a_bounded_number_of_queries(
     seeded, django_assert_max_num_queries
 ):
-    with django_assert_max_num_queries(8):
-        rows, total = session_selectors.session_rows(
-            start=T0.replace(day=19), end=T0.replace(day=21), tz="UTC"
-        )
+    for i in range(10):  # relay-only sessions: no query per row
+        exchange_create(session_id=f"relay-only-{i}", started_at=T0)
+    span = {"start": T0.replace(day=19), "end": T0.replace(day=21), "tz": "UTC"}
+    session_selectors.session_rows(**span)  # the relay's stats warm their rollups
+    with CaptureQueriesContext(connection) as relay_side:
+        session_selectors._relay_rows(**span)
+    # The index side and the merge add five queries, whatever the session count.
+    with django_assert_max_num_queries(len(relay_side.captured_queries) + 5):
+        rows, total = session_selectors.session_rows(**span)
     by_id = {r.session_id: r for r in rows}
-    assert total == 2
+    assert total == 12
     assert by_id[RELAYED].relayed and by_id[RELAYED].indexed
     assert by_id[RELAYED].cost_usd == pytest.approx(sum(COSTS.values()))
-    assert by_id[RELAYED].subagents == 1
+    assert (by_id[RELAYED].subagents, by_id[RELAYED].turns) == (1, 3)
     assert not by_id[ORPHAN].relayed and by_id[ORPHAN].indexed
+    assert by_id["relay-only-3"].relayed and not by_id["relay-only-3"].indexed
 
 
 def test_it_shows_turns_with_per_turn_cost_and_inspector_links(seeded, client_in):
@@ -173,6 +181,26 @@ def test_it_renders_the_thread_with_subagent_nested_and_compaction(
     assert "compaction boundary" in html and "155,000" in html
     assert "compaction summary" in html
     assert HOSTILE not in html and "&lt;script&gt;" in html
+
+
+def test_it_pages_a_long_thread_and_opens_the_page_of_a_linked_entry(
+    db, tmp_path, client_in
+):
+    from apps.dashboard.views_transcripts import THREAD_PER_PAGE
+
+    tree = ClaudeTree(tmp_path / "long")
+    long = tree.transcript(session_id="long-session")
+    prompts = [long.user(f"prompt number {i}") for i in range(THREAD_PER_PAGE + 20)]
+    index_sync(roots=[tree.root])
+    first = _get(client_in, "thread", "long-session")
+    assert "prompt number 0<" in first
+    assert f"prompt number {THREAD_PER_PAGE}<" not in first
+    assert "page 1 of 2" in first
+    late = prompts[THREAD_PER_PAGE + 5]["uuid"]
+    second = _get(client_in, "thread", "long-session", entry=late, hl="number")
+    assert "page 2 of 2" in second and f'id="entry-{late}"' in second
+    assert "prompt <mark>number</mark> " in second
+    assert "page 1 of 2" in _get(client_in, "thread", "long-session", entry="nope")
 
 
 def test_it_keeps_a_deleted_transcript_readable(seeded, client_in):

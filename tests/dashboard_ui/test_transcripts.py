@@ -61,6 +61,16 @@ def test_it_lands_a_phrase_search_on_the_highlighted_thread_entry(
     expect(entry.locator(".hl-text")).to_contain_text(HOSTILE)  # shown as text
     assert page.evaluate("window.__pwned") is None
     screenshot(page, "thread-hit")
+    # A hit further down (a tool result) scrolls the thread to it.
+    page.goto("/search/?q=%22deadlock+is+in+the+pool%22&role=tool")
+    page.locator("ol.hits a.hit-link").click()
+    result = page.locator(".entry.is-hit")
+    expect(result).to_have_count(1)
+    expect(result).to_be_in_viewport()
+    assert page.evaluate("window.scrollY") > 0
+    expect(result.locator(".hit-snippet mark")).to_have_text(
+        ["deadlock", "is", "in", "the", "pool"]
+    )
     assert page.console_errors == []
 
 
