@@ -288,13 +288,16 @@ def _is_prompt_candidate(entry: EntryRow) -> bool:
 def _compact_summaries(entries: list[EntryRow]) -> set[int]:
     """Return the ids of the summaries Claude Code writes after compacting.
 
-    They are user lines right after a system line (the compact boundary); only
-    those candidates are read, not every prompt of a long session.
+    A compaction restarts the chain: a system line without a parent (the
+    boundary), then the summary as a user line. Only those candidates are
+    read, not every prompt of a long session.
     """
     candidates = [
         entry
         for previous, entry in zip(entries, entries[1:], strict=False)
-        if previous.type == "system" and _is_prompt_candidate(entry)
+        if previous.type == "system"
+        and not previous.parent_uuid
+        and _is_prompt_candidate(entry)
     ]
     lines = index.entry_records(entries=candidates)
     return {
@@ -335,7 +338,8 @@ def _turns_build(entries: list[EntryRow], *, compacted: set[int]) -> list[Turn]:
         if not turns:
             turns.append(Turn(0, entry.uuid, entry.id, index.entry_row_time(entry)))
         turn = turns[-1]
-        turn.tools.update(entry.tools.split())
+        if entry.tools:
+            turn.tools.update(entry.tools.split())
         key = (entry.message_id, entry.request_id)
         if key in seen or entry.model == "<synthetic>":
             continue

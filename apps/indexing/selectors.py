@@ -385,6 +385,7 @@ class EntryRow(NamedTuple):
 
     id: int
     uuid: str
+    parent_uuid: str
     type: str
     role: str
     is_meta: bool

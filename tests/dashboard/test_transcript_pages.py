@@ -51,6 +51,7 @@ def transcripts_seed(root: Path) -> dict:
         message_id="msg_t1b", request_id="req_t1b",
     )  # fmt: skip
     main.other(type="system", subtype="compact_boundary", uuid="cb-1",
+               parentUuid=None, logicalParentUuid=main.last_uuid,
                compactMetadata={"trigger": "auto", "preTokens": 155000})  # fmt: skip
     main.user("Summary of the earlier conversation: socket fixed.",
               isCompactSummary=True)  # fmt: skip
