@@ -8,6 +8,7 @@ deleted after indexing. Seeded from real files by the indexing service.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,21 @@ def test_it_shows_todos_counts_and_an_escaped_plan(seeded, client_in):
 )  # fmt: skip
 def test_it_renders_markdown_escaped(text: str, expected: str) -> None:
     assert str(markdown_html(text)) == expected
+
+
+def test_it_shows_a_session_only_the_relay_saw(db, client_in):
+    main = [exchange_create(session_id="wire-only", cost_usd=0.5, started_at=T0)]
+    agent = exchange_create(session_id="wire-only", agent_id="a1", cost_usd=0.25,
+                            started_at=T0 + timedelta(seconds=5))  # fmt: skip
+    main.append(exchange_create(session_id="wire-only", cost_usd=0.125,
+                                started_at=T0 + timedelta(seconds=9)))  # fmt: skip
+    html = _get(client_in, "session", "wire-only")
+    rows = re.findall(r'<tr class="turn".*?</tr>', html, re.DOTALL)
+    assert len(rows) == 2  # the subagent's call counts in the turn it ran in
+    assert usd(0.75) in rows[0] and usd(0.125) in rows[1]
+    for exchange in [*main, agent]:
+        assert reverse("dashboard:exchange-detail", args=[exchange.pk]) in html
+    assert "No transcript indexed for this session" in html
 
 
 def test_it_404s_unknown_sessions(db, client_in):
