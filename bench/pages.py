@@ -8,6 +8,9 @@ adds one long Claude Code conversation (200 messages with tool calls, an Edit,
 thinking) for the inspector, then renders each page in-process with Django's
 test Client as a logged-in user and prints p50/p95 wall-clock time. It also
 checks that no list page reads a body column. Target: p95 < 300 ms.
+
+With --transcripts it then runs bench/pages_transcripts.py (session, thread and
+search pages over 300,000 indexed transcript entries) in its own process.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +36,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", default="", help="reuse/keep this database file")
+    parser.add_argument(
+        "--transcripts", action="store_true", help="also bench the transcript pages"
+    )
     args = parser.parse_args()
     path = Path(args.keep) if args.keep else Path(tempfile.mkdtemp()) / "pages.sqlite3"
     os.environ["CLAUDEMON_DB_PATH"] = str(path)
@@ -53,6 +60,10 @@ def main() -> int:
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if args.transcripts:  # its own process: another database and settings
+        script = ROOT / "bench" / "pages_transcripts.py"
+        command = [sys.executable, str(script), "--runs", str(args.runs)]
+        subprocess.run(command, check=True)
     return 0
 
 
