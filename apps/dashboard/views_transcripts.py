@@ -25,6 +25,7 @@ SESSIONS_PER_PAGE = 50
 THREAD_PER_PAGE = 150
 HITS_PER_PAGE = 20
 QUERY_MAX = 2000
+MAX_PAGE = 500  # 10,000 hits deep; further pages would only cost time
 ROLES = (("user", "User"), ("assistant", "Assistant"), ("tool", "Tool result"))
 FTS_SYNTAX = "https://www.sqlite.org/fts5.html#full_text_query_syntax"
 OTHER_JSON_MAX = 4000
@@ -270,6 +271,8 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
         if query.get(name) and _day(query.get(name, "")) is None:
             problems.append(f"'{name}' must be a date like 2026-11-20.")
     role = query.get("role", "")
+    if role and role not in dict(ROLES):
+        problems.append(f"Unknown role {role[:40]!r}: any role is searched.")
     return {
         "q": text[:QUERY_MAX], "raw": query.get("advanced") == "1",
         "project": _int(query.get("project"), low=1),
@@ -280,7 +283,7 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
         "to": query.get("to", "") if until else "",
         "since": _at(since, zone), "until": _at(until + timedelta(days=1), zone)
         if until else None,
-        "page": _int(query.get("page"), low=1, high=500) or 1,
+        "page": min(_int(query.get("page"), low=1) or 1, MAX_PAGE),
     }, problems  # fmt: skip
 
 
