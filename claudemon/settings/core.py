@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from claudemon.settings.base import *  # noqa: F403
+from claudemon.settings.base import DATABASES
 
 INSTALLED_APPS = ["apps.proxy"]
 ROOT_URLCONF = "claudemon.urls_core"
@@ -18,3 +19,8 @@ TEMPLATES = []  # noqa: F811
 # The request thread never touches the database (recording has its own thread),
 # so apps.proxy drops Django's per-request connection and cache cleanup receivers.
 CLAUDEMON_LEAN_REQUESTS = True
+# The relay only appends rows: a small page cache and no memory map keep its
+# resident memory low and flat (the shared 32 MB cache suits the readers).
+DATABASES["default"]["OPTIONS"]["init_command"] = (
+    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA cache_size=-4000"
+)
