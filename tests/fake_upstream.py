@@ -63,9 +63,8 @@ def message_events(
         },
         "output_tokens": 1,
     }
-    message_id = f"msg_fake{uuid.uuid4().hex[:16]}"
     start = {
-        "id": message_id,
+        "id": f"msg_fake{uuid.uuid4().hex[:16]}",
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -77,126 +76,81 @@ def message_events(
     events = [sse("message_start", {"type": "message_start", "message": start})]
     if extra_events:
         events.append(sse("ping", {"type": "ping"}))
-    index = 0
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     if thinking is not None:
-        events += [
-            sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {
-                        "type": "thinking",
-                        "thinking": "",
-                        "signature": "",
-                    },
-                },
-            ),
-            sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "thinking_delta", "thinking": thinking},
-                },
-            ),
-            sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "signature_delta", "signature": "sig=="},
-                },
-            ),
-            sse("content_block_stop", {"type": "content_block_stop", "index": index}),
-        ]
-        index += 1
+        blocks.append(
+            (
+                {"type": "thinking", "thinking": "", "signature": ""},
+                [
+                    {"type": "thinking_delta", "thinking": thinking},
+                    {"type": "signature_delta", "signature": "sig=="},
+                ],
+            )
+        )
     if text:
-        events.append(
-            sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
-        )
         step = max(1, -(-len(text) // text_parts))
-        for offset in range(0, len(text), step):
-            events.append(
-                sse(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {
-                            "type": "text_delta",
-                            "text": text[offset : offset + step],
-                        },
-                    },
-                )
+        pieces = [text[at : at + step] for at in range(0, len(text), step)]
+        blocks.append(
+            (
+                {"type": "text", "text": ""},
+                [{"type": "text_delta", "text": piece} for piece in pieces],
             )
-        events.append(
-            sse("content_block_stop", {"type": "content_block_stop", "index": index})
         )
-        index += 1
     if tool_use is not None:
         arguments = json.dumps(tool_use["input"])
         half = len(arguments) // 2
-        events += [
-            sse(
-                "content_block_start",
+        blocks.append(
+            (
                 {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {
-                        "type": "tool_use",
-                        "id": tool_use.get("id", "toolu_fake1"),
-                        "name": tool_use["name"],
-                        "input": {},
-                    },
+                    "type": "tool_use",
+                    "id": tool_use.get("id", "toolu_fake1"),
+                    "name": tool_use["name"],
+                    "input": {},
                 },
-            ),
-            sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {
-                        "type": "input_json_delta",
-                        "partial_json": arguments[:half],
-                    },
-                },
-            ),
-            sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {
-                        "type": "input_json_delta",
-                        "partial_json": arguments[half:],
-                    },
-                },
-            ),
-            sse("content_block_stop", {"type": "content_block_stop", "index": index}),
-        ]
+                [
+                    {"type": "input_json_delta", "partial_json": arguments[:half]},
+                    {"type": "input_json_delta", "partial_json": arguments[half:]},
+                ],
+            )
+        )
+    for index, (block, deltas) in enumerate(blocks):
+        events += _block_events(index, block, deltas)
     if extra_events:
         events.append(sse("future_event_type", {"type": "future_event_type", "x": 1}))
     stop = "tool_use" if tool_use is not None else "end_turn"
+    delta = {"stop_reason": stop, "stop_sequence": None}
     events += [
         sse(
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "delta": delta,
                 "usage": {"output_tokens": output_tokens},
             },
         ),
         sse("message_stop", {"type": "message_stop"}),
     ]
     return events
+
+
+def _block_events(
+    index: int, block: dict[str, Any], deltas: list[dict[str, Any]]
+) -> list[bytes]:
+    """Frame one content block: its start, each delta, its stop."""
+    return [
+        sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block},
+        ),
+        *(
+            sse(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+            for delta in deltas
+        ),
+        sse("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
 
 
 def message_json(events: list[bytes]) -> dict[str, Any]:
@@ -466,12 +420,24 @@ def _default_turn(request: dict[str, Any]) -> dict[str, Any]:
                 "text": f"The command printed: {str(output).strip()}",
             }
         texts = [b.get("text", "") for b in content if isinstance(b, dict)]
-        content = texts[-1] if texts else ""  # Claude Code puts reminders before the prompt
+        content = (
+            texts[-1] if texts else ""
+        )  # Claude Code puts reminders before the prompt
     prompt = str(content).strip()
     if prompt.lower().startswith("run "):
         command = prompt[4:].strip().strip("`'\".") or "echo hi"
-        return {"model": model, "text": "", "tool_use": {"name": "Bash", "id": "toolu_fake1",
-                "input": {"command": command, "description": "Run the requested command"}}}
+        return {
+            "model": model,
+            "text": "",
+            "tool_use": {
+                "name": "Bash",
+                "id": "toolu_fake1",
+                "input": {
+                    "command": command,
+                    "description": "Run the requested command",
+                },
+            },
+        }
     return {"model": model, "text": f"You said: {prompt[:200]}"}
 
 
