@@ -88,6 +88,41 @@ class UsageRollup(models.Model):
         ]  # fmt: skip
 
 
+class ModelHourRollup(models.Model):
+    """UsageRollup summed per model and UTC hour: what hour-aligned reads need."""
+
+    hour = models.BigIntegerField()
+    model = models.CharField(max_length=200)
+    requests = models.IntegerField()
+    errors = models.IntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cost_usd = models.FloatField()
+    unpriced = models.IntegerField()
+    ttfb_sum = models.FloatField()
+    ttfb_count = models.IntegerField()
+    duration_sum = models.FloatField()
+    duration_count = models.IntegerField()
+
+    class Meta:
+        # Covering, one row per (hour, model): a month is ~3,000 index entries
+        # read in order, where UsageRollup's quarters and labels make ~17,000.
+        indexes = [
+            models.Index(
+                fields=[
+                    "hour", "model", "requests", "errors", "input_tokens",
+                    "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                    "cache_write_1h_tokens", "cost_usd", "unpriced", "ttfb_sum",
+                    "ttfb_count", "duration_sum", "duration_count",
+                ],
+                name="modelhourrollup_cover",
+            )
+        ]  # fmt: skip
+
+
 class ToolRollup(models.Model):
     """Calls of one tool in one UTC hour."""
 

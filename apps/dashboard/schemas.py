@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from apps.proxy.models import Exchange
 
@@ -284,14 +285,31 @@ class ModelPointOut(BaseModel):
     cost_usd: float
 
 
-class BucketOut(BaseModel):
+class SeriesTokensOut(TypedDict):
+    input: int
+    output: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+
+
+class SeriesPointOut(TypedDict):
+    model: str
+    requests: int
+    errors: int
+    tokens: SeriesTokensOut
+    cost_usd: float
+
+
+# TypedDicts, not models: a month of hourly buckets validates in half the time.
+class BucketOut(TypedDict):
     start: datetime
     end: datetime
     requests: int
     errors: int
-    tokens: TokensOut
+    tokens: SeriesTokensOut
     cost_usd: float
-    models: list[ModelPointOut]
+    models: list[SeriesPointOut]
 
 
 class TimeseriesOut(Schema):

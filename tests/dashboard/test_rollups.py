@@ -286,3 +286,17 @@ def test_it_reads_rollups_in_a_snapshot_of_its_own(month, api, monkeypatch):
         assert_same(api("/api/stats/summary", **RANGE).json(), want)
     assert RollupHour.objects.count() >= 80
     assert not connection.in_atomic_block
+
+
+def test_it_reads_hourly_latencies_when_no_whole_day_is_rolled_up(db, api, monkeypatch):
+    for minute, value in ((750, 30.0), (1210, 10.0), (1310, 20.0), (2030, 40.0)):
+        exchange_create(
+            started_at=at("2026-11-10T00:00:00") + timedelta(minutes=minute),
+            duration_ms=value, ttfb_ms=value,
+        )  # fmt: skip
+    span = {"from": "2026-11-10T00:00:00Z", "to": "2026-11-13T00:00:00Z"}
+    got = api("/api/stats/performance", **span).json()
+    assert RollupHour.objects.count() == 22 and RollupDay.objects.count() == 0
+    assert got == live(api, monkeypatch, "/api/stats/performance", span)
+    assert got["overall"]["duration_ms"]["count"] == 4
+    assert got["overall"]["duration_ms"]["p50"] == 20.0

@@ -65,12 +65,18 @@ def summary_parts(*, plan: RollupPlan) -> tuple[dict, dict[str, int], list]:
     """
     rows = _rolled(
         plan=plan,
-        sql="SELECT model, hour / 24 AS day, label, SUM(requests) AS requests,"
-        f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced"
-        " FROM dashboard_usagerollup WHERE {hours} GROUP BY model, day, label",
+        sql="SELECT model, hour / 24 AS day, '' AS label, SUM(requests) AS requests,"
+        f" SUM(errors) AS errors, {_ROLLED_TOKENS}, SUM(cost_usd) AS cost,"
+        " SUM(unpriced) AS unpriced FROM dashboard_modelhourrollup WHERE {hours}"
+        " GROUP BY model, day",
     )
     for row in rows:
         row["day"] = _EPOCH + timedelta(days=row["day"])
+    labels = _rolled(
+        plan=plan,
+        sql="SELECT label, SUM(requests) AS n FROM dashboard_usagerollup"
+        " WHERE {hours} AND label <> '' GROUP BY label",
+    )
     live = _live(
         spans=plan.live,
         sql="SELECT model, substr(started_at, 1, 10) AS day,"
@@ -81,11 +87,13 @@ def summary_parts(*, plan: RollupPlan) -> tuple[dict, dict[str, int], list]:
     )
     for row in live:
         row["day"] = date.fromisoformat(row["day"])
+        row["errors"] = row["requests"] if row["label"] else 0
     totals: dict = dict.fromkeys(_SUMS, 0)
     errors: dict[str, int] = defaultdict(int)
+    for row in labels:
+        errors[row["label"]] += row["n"]
     reads: dict[tuple[str, date], int] = defaultdict(int)
     for row in rows + live:
-        row["errors"] = row["requests"] if row["label"] else 0
         _add(totals, row, _SUMS)
         if row["label"]:
             errors[row["label"]] += row["requests"]
@@ -100,14 +108,17 @@ _EPOCH = date(1970, 1, 1)
 
 def latency_values(*, plan: RollupPlan) -> dict[str, tuple[list[float], list[float]]]:
     """Return {model: (sorted ttfb values, sorted duration values)}."""
-    days = ", ".join(["%s"] * len(plan.days)) or "NULL"
+    # Whole days from the day rollups, the other marked hours from the hourly
+    # ones ("NOT IN (NULL)" would be NULL: leave the condition out instead).
+    days = ", ".join(["%s"] * len(plan.days))
     blobs = _execute(
         "SELECT model, ttfb, duration FROM dashboard_latencydayrollup"
-        f" WHERE day IN ({days})",
+        f" WHERE day IN ({days or 'NULL'})",
         list(plan.days),
     ) + _execute(
         "SELECT model, ttfb, duration FROM dashboard_latencyrollup"
-        f" WHERE hour >= %s AND hour < %s AND hour / 24 NOT IN ({days})",
+        " WHERE hour >= %s AND hour < %s"
+        + (f" AND hour / 24 NOT IN ({days})" if days else ""),
         [plan.lo, plan.hi, *plan.days],
     )
     runs: dict[str, tuple[array, array]] = {}
@@ -134,14 +145,20 @@ def slot_rows(
     *, filters: TimeseriesFilter, plan: RollupPlan, hourly: bool
 ) -> list[tuple[datetime, dict]]:
     """Return (UTC slot start, row) per slot and model: hours, or quarter hours."""
-    slot = "hour * 4" if hourly else "hour * 4 + quarter"
-    rolled = _rolled(
-        plan=plan,
-        sql=f"SELECT {slot} AS slot, model, SUM(requests) AS requests,"
-        f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(CASE WHEN label <> ''"
-        " THEN requests ELSE 0 END) AS errors FROM dashboard_usagerollup"
-        " WHERE {hours} GROUP BY slot, model",
-    )
+    if hourly:  # one row per hour and model already: no grouping
+        sql = (
+            "SELECT hour * 4 AS slot, model, requests, errors, cost_usd AS cost, "
+            + ", ".join(f"{field} AS {kind}" for kind, field in _TOKEN_FIELDS.items())
+            + " FROM dashboard_modelhourrollup WHERE {hours}"
+        )
+    else:
+        sql = (
+            "SELECT hour * 4 + quarter AS slot, model, SUM(requests) AS requests,"
+            f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(CASE WHEN label <> ''"
+            " THEN requests ELSE 0 END) AS errors FROM dashboard_usagerollup"
+            " WHERE {hours} GROUP BY slot, model"
+        )
+    rolled = _rolled(plan=plan, sql=sql)
     result = [
         (datetime.fromtimestamp(row["slot"] * 900, tz=UTC), row) for row in rolled
     ]
@@ -172,12 +189,11 @@ def model_rows(*, plan: RollupPlan) -> list[dict]:
     merged: dict[str, dict] = {}
     rows = _rolled(
         plan=plan,
-        sql="SELECT model, SUM(requests) AS requests, SUM(CASE WHEN label <> ''"
-        f" THEN requests ELSE 0 END) AS errors, {_ROLLED_TOKENS},"
-        " SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced,"
+        sql="SELECT model, SUM(requests) AS requests, SUM(errors) AS errors,"
+        f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(unpriced) AS unpriced,"
         " SUM(ttfb_sum) AS ttfb_sum, SUM(ttfb_count) AS ttfb_n,"
         " SUM(duration_sum) AS duration_sum, SUM(duration_count) AS duration_n"
-        " FROM dashboard_usagerollup WHERE {hours} GROUP BY model",
+        " FROM dashboard_modelhourrollup WHERE {hours} GROUP BY model",
     ) + _live(
         spans=plan.live,
         sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"

@@ -40,6 +40,7 @@ from django.utils import timezone
 from apps.dashboard.models import (
     LatencyDayRollup,
     LatencyRollup,
+    ModelHourRollup,
     RollupDay,
     RollupHour,
     RollupWatermark,
@@ -225,7 +226,7 @@ def _watermark_check() -> None:
         return
     with transaction.atomic():
         if checked is None:  # no history to trust: start afresh
-            for model in (UsageRollup, ToolRollup, LatencyRollup, RollupHour):
+            for model in _HOUR_MODELS:
                 model.objects.all().delete()
             for model in (SessionRollup, LatencyDayRollup, RollupDay):
                 model.objects.all().delete()
@@ -311,10 +312,9 @@ def _run_build(*, lo: int, hi: int) -> set[int]:
         # row after the scans began stays unmarked (read live this time).
         closed -= set(_hours_of_ids(after=top))
         _hours_clear(hours=list(range(lo, hi)))
-        UsageRollup.objects.bulk_create(
-            [_usage_object(row) for row in usage_rows if row[0] in closed],
-            batch_size=2000,
-        )
+        kept = [_usage_object(row) for row in usage_rows if row[0] in closed]
+        UsageRollup.objects.bulk_create(kept, batch_size=2000)
+        ModelHourRollup.objects.bulk_create(_per_model_hour(kept), batch_size=2000)
         ToolRollup.objects.bulk_create(
             [
                 ToolRollup(hour=h, tool=tool, calls=calls, exchanges=n)
@@ -339,6 +339,30 @@ def _run_build(*, lo: int, hi: int) -> set[int]:
             batch_size=2000,
         )
     return closed
+
+
+_MODEL_HOUR_SUMS = (
+    "requests", *_TOKEN_FIELDS.values(), "cost_usd", "unpriced", "ttfb_sum",
+    "ttfb_count", "duration_sum", "duration_count",
+)  # fmt: skip
+
+
+def _per_model_hour(rows: list[UsageRollup]) -> list[ModelHourRollup]:
+    """Sum usage rows over quarters and error labels."""
+    merged: dict[tuple[int, str], ModelHourRollup] = {}
+    for row in rows:
+        key = (row.hour, row.model)
+        target = merged.get(key)
+        if target is None:
+            target = merged[key] = ModelHourRollup(
+                hour=row.hour, model=row.model, errors=0,
+                **dict.fromkeys(_MODEL_HOUR_SUMS, 0),
+            )  # fmt: skip
+        for name in _MODEL_HOUR_SUMS:
+            setattr(target, name, getattr(target, name) + getattr(row, name))
+        if row.label:
+            target.errors += row.requests
+    return list(merged.values())
 
 
 def _usage_object(row: tuple) -> UsageRollup:
@@ -375,10 +399,13 @@ def _latency_arrays(*, bounds: list, top: int) -> dict[tuple[int, str], tuple]:
     }
 
 
+_HOUR_MODELS = (UsageRollup, ModelHourRollup, ToolRollup, LatencyRollup, RollupHour)
+
+
 def _hours_clear(*, hours: list[int]) -> None:
     """Drop the rollups of some hours and of the days holding them."""
     for lo, hi in _runs(hours):
-        for model in (UsageRollup, ToolRollup, LatencyRollup, RollupHour):
+        for model in _HOUR_MODELS:
             model.objects.filter(hour__gte=lo, hour__lt=hi).delete()
         day_lo, day_hi = lo // 24, (hi - 1) // 24 + 1
         for model in (SessionRollup, LatencyDayRollup, RollupDay):
@@ -463,6 +490,7 @@ def _days_build(*, days: list[int]) -> set[int]:
             )
             LatencyDayRollup.objects.filter(day=day).delete()
             LatencyDayRollup.objects.bulk_create(_latency_day(day=day))
+            RollupDay.objects.filter(day=day).delete()  # a concurrent read's
             RollupDay.objects.create(day=day, rows=expected)
         built.add(day)
     return built
