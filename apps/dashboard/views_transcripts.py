@@ -7,6 +7,8 @@ request inspector's transforms (apps.dashboard.inspector) and partials.
 
 from __future__ import annotations
 
+import logging
+
 import json
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -29,6 +31,8 @@ MAX_PAGE = 500  # 10,000 hits deep; further pages would only cost time
 ROLES = (("user", "User"), ("assistant", "Assistant"), ("tool", "Tool result"))
 FTS_SYNTAX = "https://www.sqlite.org/fts5.html#full_text_query_syntax"
 OTHER_JSON_MAX = 4000
+
+log = logging.getLogger("apps.dashboard")
 
 
 @login_required
@@ -297,8 +301,9 @@ def _search_run(form: dict) -> tuple[list, str]:
         )  # fmt: skip
     except index.FtsQueryError as exc:
         return [], f"This is not valid FTS5 query syntax ({exc})."
-    except DatabaseError:  # never a 500 for a query, whatever SQLite thinks of it
-        return [], "The search could not run this query."
+    except DatabaseError as exc:  # never a 500 for a query, whatever SQLite thinks
+        log.warning("search failed for %r: %s", form["q"][:200], exc)
+        return [], f"The search could not run this query ({exc})."
     return hits, ""
 
 

@@ -35,7 +35,9 @@ def seeded(db, tmp_path) -> dict:
 def _header_search(page, text: str) -> None:
     box = page.locator("header form.search input[name=q]")
     box.fill(text)
-    box.press("Enter")
+    # Wait for the navigation itself: from a search page the URL already matches.
+    with page.expect_navigation():
+        box.press("Enter")
     page.wait_for_url("**/search/**")
 
 
