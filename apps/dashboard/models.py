@@ -53,7 +53,45 @@ class RollupWatermark(models.Model):
     checked_id = models.BigIntegerField()
 
 
-class UsageRollup(models.Model):
+class _TokenSums(models.Model):
+    """Token counts by kind and their cost, summed over a rollup's rows."""
+
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cost_usd = models.FloatField()
+
+    class Meta:
+        abstract = True
+
+
+class _UsageSums(_TokenSums):
+    """Token sums plus unpriced calls and latency sums (means, not percentiles)."""
+
+    unpriced = models.IntegerField()
+    ttfb_sum = models.FloatField()
+    ttfb_count = models.IntegerField()
+    duration_sum = models.FloatField()
+    duration_count = models.IntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class _SortedLatencies(models.Model):
+    """Every latency of one model over a period, sorted (float64 arrays)."""
+
+    model = models.CharField(max_length=200)
+    ttfb = models.BinaryField()
+    duration = models.BinaryField()
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(_UsageSums):
     """Additive usage of one model in one UTC quarter hour, per error label."""
 
     hour = models.BigIntegerField()
@@ -61,17 +99,6 @@ class UsageRollup(models.Model):
     model = models.CharField(max_length=200)
     label = models.CharField(max_length=100)  # error label, "" for successes
     requests = models.IntegerField()
-    input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_read_tokens = models.BigIntegerField()
-    cache_write_5m_tokens = models.BigIntegerField()
-    cache_write_1h_tokens = models.BigIntegerField()
-    cost_usd = models.FloatField()
-    unpriced = models.IntegerField()
-    ttfb_sum = models.FloatField()
-    ttfb_count = models.IntegerField()
-    duration_sum = models.FloatField()
-    duration_count = models.IntegerField()
 
     class Meta:
         # Covering: a month's reads never touch the table.
@@ -88,24 +115,13 @@ class UsageRollup(models.Model):
         ]  # fmt: skip
 
 
-class ModelHourRollup(models.Model):
+class ModelHourRollup(_UsageSums):
     """UsageRollup summed per model and UTC hour: what hour-aligned reads need."""
 
     hour = models.BigIntegerField()
     model = models.CharField(max_length=200)
     requests = models.IntegerField()
     errors = models.IntegerField()
-    input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_read_tokens = models.BigIntegerField()
-    cache_write_5m_tokens = models.BigIntegerField()
-    cache_write_1h_tokens = models.BigIntegerField()
-    cost_usd = models.FloatField()
-    unpriced = models.IntegerField()
-    ttfb_sum = models.FloatField()
-    ttfb_count = models.IntegerField()
-    duration_sum = models.FloatField()
-    duration_count = models.IntegerField()
 
     class Meta:
         # Covering, one row per (hour, model): a month is ~3,000 index entries
@@ -139,25 +155,19 @@ class ToolRollup(models.Model):
         ]
 
 
-class LatencyRollup(models.Model):
-    """Every latency of one model in one UTC hour, sorted (float64 arrays)."""
+class LatencyRollup(_SortedLatencies):
+    """Every latency of one model in one UTC hour."""
 
     hour = models.BigIntegerField()
-    model = models.CharField(max_length=200)
-    ttfb = models.BinaryField()
-    duration = models.BinaryField()
 
     class Meta:
         indexes = [models.Index(fields=["hour"], name="latencyrollup_hour")]
 
 
-class LatencyDayRollup(models.Model):
-    """Every latency of one model in one UTC day, sorted: fewer runs to merge."""
+class LatencyDayRollup(_SortedLatencies):
+    """Every latency of one model in one UTC day: fewer runs to merge."""
 
     day = models.BigIntegerField()
-    model = models.CharField(max_length=200)
-    ttfb = models.BinaryField()
-    duration = models.BinaryField()
 
     class Meta:
         indexes = [models.Index(fields=["day"], name="latencydayrollup_day")]
@@ -170,7 +180,7 @@ class RollupDay(models.Model):
     rows = models.IntegerField()
 
 
-class SessionRollup(models.Model):
+class SessionRollup(_TokenSums):
     """One Claude Code session's activity in one UTC day."""
 
     day = models.BigIntegerField()
@@ -181,12 +191,6 @@ class SessionRollup(models.Model):
     turns = models.IntegerField()
     subagent_calls = models.IntegerField()
     errors = models.IntegerField()
-    input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_read_tokens = models.BigIntegerField()
-    cache_write_5m_tokens = models.BigIntegerField()
-    cache_write_1h_tokens = models.BigIntegerField()
-    cost_usd = models.FloatField()
     model_list = models.TextField()  # distinct models, comma-separated
 
     class Meta:
