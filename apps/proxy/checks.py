@@ -13,7 +13,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 @register()
 def check_database_path(app_configs: object, **kwargs: object) -> list:
-    """The SQLite file's folder must exist and be writable (the relay records into it)."""
+    """The SQLite file's folder must exist and be writable: the relay records there."""
     folder = settings.CLAUDEMON_DB_PATH.parent
     if folder.is_dir() and os.access(folder, os.W_OK):
         return []

@@ -1,4 +1,4 @@
-"""The Exchange: one relayed HTTP call, created when it starts, completed when it ends."""
+"""The Exchange: one relayed call, created when it starts, completed when it ends."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ class Family:
 
 @lru_cache(maxsize=1)
 def price_table() -> tuple[Family, ...]:
-    """Load the price families: the user's override file first, then the built-in ones."""
+    """Load the price families: the user's override file first, then the built-in."""
     families: list[Family] = []
     override = getattr(settings, "CLAUDEMON_PRICES_FILE", "")
     for path in ([Path(override)] if override else []) + [_BUILTIN]:
@@ -85,7 +85,7 @@ def price_family(model: str) -> Family | None:
 
 
 def price_rate(*, model: str, usage: Usage, at: datetime | date) -> dict | None:
-    """Return the per-million rates that apply to one call, or None for unknown models."""
+    """Return the per-million rates of one call, or None for an unknown model."""
     family = price_family(model) if model else None
     if family is None:
         return None

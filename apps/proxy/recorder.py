@@ -350,7 +350,7 @@ def request_facts(body: bytes) -> dict[str, Any]:
 
 
 def _session_from_metadata(metadata: object) -> str:
-    """Claude Code puts its session id in metadata.user_id (JSON, or an older flat form)."""
+    """Read the session id from metadata.user_id (JSON, or an older flat form)."""
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     if not isinstance(user_id, str):
         return ""
@@ -366,7 +366,7 @@ _RATELIMIT = "anthropic-ratelimit-"
 
 
 def ratelimits_parse(headers: Iterable[Header]) -> dict[str, Any]:
-    """Collect anthropic-ratelimit-* and retry-after headers: numbers as numbers, resets as ISO."""
+    """Collect anthropic-ratelimit-* and retry-after: numbers as numbers, resets ISO."""
     limits: dict[str, Any] = {}
     for raw_name, raw_value in headers:
         name = raw_name.decode("latin-1").lower()
@@ -394,7 +394,7 @@ def _number(value: str) -> int | float | str:
 
 
 def _instant(value: str) -> datetime | None:
-    """Parse a reset time: unix seconds (unified headers) or RFC 3339 (standard ones)."""
+    """Parse a reset time: unix seconds (unified) or RFC 3339 (standard headers)."""
     try:
         return datetime.fromtimestamp(float(value), tz=UTC)
     except (ValueError, OverflowError, OSError):

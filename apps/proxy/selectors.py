@@ -11,7 +11,7 @@ from apps.proxy.models import Exchange
 
 
 def database_status() -> str:
-    """Return 'ok' if the database answers a read within half a second, else the error."""
+    """Return 'ok' if the database answers a read within 0.5 s, else the error."""
     # A fresh read-only connection: it must not wait behind the recorder's writes.
     uri = f"file:{settings.CLAUDEMON_DB_PATH}?mode=ro"
     try:

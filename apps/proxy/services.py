@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,9 +11,7 @@ from django.db import transaction
 from apps.proxy.models import Exchange
 
 
-def exchange_record(
-    *, inserts: list[dict[str, Any]], finishes: list[dict[str, Any]]
-) -> None:
+def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> None:
     """Insert new rows and complete rows already started, in one transaction."""
     with transaction.atomic():
         if inserts:
@@ -21,15 +20,17 @@ def exchange_record(
             Exchange.objects.bulk_create(
                 [Exchange(**row) for row in inserts], ignore_conflicts=True
             )
-        for row in finishes:
-            exchange_finish(row=row)
+        for finish in finishes:
+            exchange_finish(outcome=finish.outcome, start_row=finish.start_row)
 
 
-def exchange_finish(*, row: dict[str, Any]) -> None:
-    """Complete the row of a finished call, or create it whole if its start never landed."""
-    fields = {key: value for key, value in row.items() if key != "uid"}
-    if not Exchange.objects.filter(uid=row["uid"]).update(**fields):
-        Exchange.objects.create(**row)
+def exchange_finish(
+    *, outcome: dict[str, Any], start_row: Callable[[], dict[str, Any]]
+) -> None:
+    """Complete a finished call's row, or create it whole if its start never landed."""
+    fields = {key: value for key, value in outcome.items() if key != "uid"}
+    if not Exchange.objects.filter(uid=outcome["uid"]).update(**fields):
+        Exchange.objects.create(**(start_row() | outcome))
 
 
 def exchange_abandon_stale(*, before_ts: float) -> int:

@@ -1,4 +1,4 @@
-"""The upstream side of the relay: the one HTTP client of the process and the header rules.
+"""The upstream side of the relay: the process's one HTTP client and the header rules.
 
 Invariants:
 - Bodies are never parsed or re-serialised here: bytes in, the same bytes out.
@@ -54,7 +54,7 @@ def headers_forwardable(headers: Iterable[Header]) -> list[Header]:
 
 
 def upstream_url(*, raw_path: bytes, query_string: bytes) -> str:
-    """Join the configured upstream URL (prefix kept) with the request's path and query."""
+    """Join the upstream URL (prefix kept) with the request's path and query."""
     url = settings.CLAUDEMON_UPSTREAM_URL + raw_path.decode("latin-1")
     if query_string:
         url += "?" + query_string.decode("latin-1")

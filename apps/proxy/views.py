@@ -109,7 +109,7 @@ async def _upstream_send(call: Call) -> httpx.Response:
 
 
 async def _relay_body(call: Call, upstream: httpx.Response) -> AsyncIterator[bytes]:
-    """Yield each upstream chunk the moment it arrives; keep a reference for the record."""
+    """Yield each upstream chunk as it arrives; keep a reference for the record."""
     chunks = call.chunks
     try:
         async for chunk in upstream.aiter_raw():

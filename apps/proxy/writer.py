@@ -19,7 +19,9 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,14 @@ _BATCH = 256
 # whole; long calls still show up in progress well within the live feed's 1 s.
 _WINDOW = 0.2
 _LEN = struct.Struct("<I")
+
+
+@dataclass(slots=True)
+class Finish:
+    """The outcome of a call whose start row exists, and how to build it if not."""
+
+    outcome: dict[str, Any]
+    start_row: Callable[[], dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -201,7 +211,7 @@ class Recording:
             self._write_items(items[start : start + _BATCH])
 
     def close(self) -> None:
-        """At exit: write what is queued if the database allows, else spill it to disk."""
+        """At exit: write what is queued if the database allows, else spill it."""
         self._stopping = True
         pending: list[Item] = []
         while True:
@@ -225,25 +235,33 @@ def _lower_thread_priority() -> None:
         pass
 
 
-def _rows(items: list[Item]) -> tuple[list[dict], list[dict]]:
+def _rows(items: list[Item]) -> tuple[list[dict], list[Finish]]:
     """Build rows to insert and rows to complete.
 
     A call whose start and finish are both in the batch is inserted once, whole;
-    a finish whose start was written earlier completes that row.
+    a finish whose start was written earlier only updates the outcome fields (the
+    request body is neither parsed nor rewritten again) and builds the whole row
+    only if that start never landed.
     """
     redact = settings.CLAUDEMON_REDACT_HEADERS
     starting = {item.call.uid for item in items if item.kind == "start"}
     finished = {item.call.uid for item in items if item.kind == "finish"}
-    inserts, finishes = [], []
+    inserts: list[dict] = []
+    finishes: list[Finish] = []
     for item in items:
         call = item.call
         if item.kind == "start" and call.uid not in finished:
             inserts.append(call_start_row(call, redact=redact))
-        elif item.kind == "finish":
-            row = call_start_row(call, redact=redact) | call_finish_row(
-                call, redact=redact
+        elif item.kind == "finish" and call.uid in starting:
+            inserts.append(
+                call_start_row(call, redact=redact)
+                | call_finish_row(call, redact=redact)
             )
-            (inserts if call.uid in starting else finishes).append(row)
+        elif item.kind == "finish":
+            outcome = {"uid": call.uid} | call_finish_row(call, redact=redact)
+            finishes.append(
+                Finish(outcome, partial(call_start_row, call, redact=redact))
+            )
     return inserts, finishes
 
 

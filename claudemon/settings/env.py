@@ -1,4 +1,4 @@
-"""Typed readers for CLAUDEMON_* environment variables that fail loudly on bad values."""
+"""Typed readers of CLAUDEMON_* environment variables, failing loudly on bad values."""
 
 from __future__ import annotations
 

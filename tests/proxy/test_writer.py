@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from apps.proxy import writer
+from apps.proxy import services, writer
 from apps.proxy.models import Exchange
 from apps.proxy.recorder import Call
 from apps.proxy.writer import Item, Recording, _rows, _spill_read
@@ -97,4 +97,20 @@ def test_it_writes_a_call_that_started_and_finished_in_one_batch_as_one_insert()
 
     assert [r["uid"] for r in inserts] == [start_only.uid, both.uid]
     assert inserts[1]["state"] == Exchange.State.COMPLETE
-    assert [r["uid"] for r in finishes] == [finish_only.uid]
+    assert [f.outcome["uid"] for f in finishes] == [finish_only.uid]
+    assert "request_body" not in finishes[0].outcome  # not re-encoded on completion
+    assert finishes[0].start_row()["request_body"] is not None  # only if needed
+
+
+@pytest.mark.django_db
+def test_it_creates_the_whole_row_when_a_finish_arrives_before_its_start():
+    call = make_call(b'{"model": "claude-haiku-4-5"}')
+    call.state, call.status_code = Exchange.State.COMPLETE, 200
+    _, finishes = _rows([Item("finish", call)])
+
+    services.exchange_record(inserts=[], finishes=finishes)
+    inserts, _ = _rows([Item("start", call)])  # the start, read back from a spill
+    services.exchange_record(inserts=inserts, finishes=[])
+
+    row = Exchange.objects.get(uid=call.uid)
+    assert (row.state, row.model_requested) == (Exchange.State.COMPLETE, "claude-haiku-4-5")
