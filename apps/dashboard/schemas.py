@@ -129,6 +129,9 @@ class ExchangeFilter(RangeFilter):
         None, description="HTTP status, e.g. 429, or a class: 5xx"
     )
     session: str | None = Field(None, max_length=100, description="session id")
+    tool: str | None = Field(
+        None, max_length=200, description="a tool the model called, e.g. Edit"
+    )
     streaming: bool | None = None
     kind: Literal["messages", "other"] | None = Field(
         None, description="messages: /v1/messages calls; other: every other path"

@@ -228,7 +228,8 @@ def test_it_never_rolls_up_the_last_minutes(db, api, monkeypatch):
 @pytest.mark.parametrize(
     "params",
     [{"model": SONNET}, {"family": "claude-haiku"}, {"status": "5xx"},
-     {"session": "s-a"}, {"kind": "other"}, {"streaming": "false"}],
+     {"session": "s-a"}, {"kind": "other"}, {"streaming": "false"},
+     {"tool": "Bash"}],
 )  # fmt: skip
 def test_it_scans_filtered_ranges_live(month, api, monkeypatch, params):
     got = api("/api/stats/summary", **RANGE, **params).json()

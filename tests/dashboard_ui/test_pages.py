@@ -225,6 +225,21 @@ def test_it_links_an_export_of_the_same_filter(member_client, world):
     assert len(lines) == 1 + 2  # header and the two sonnet streams
 
 
+def test_it_exports_only_the_exchanges_that_called_the_filtered_tool(
+    member_client, world
+):
+    html = member_client.get(
+        reverse("dashboard:exchange-list"), {"tool": "Edit"}
+    ).content.decode()
+    start = html.index('href="/api/exchanges/export?format=jsonl')
+    href = html[start + 6 : html.index('"', start + 6)].replace("&amp;", "&")
+    assert "tool=Edit" in href
+    response = member_client.get(href)
+    assert response.status_code == 200
+    lines = async_to_sync(_body)(response).decode().strip().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [world["first"].pk]
+
+
 async def _body(response) -> bytes:
     return b"".join([chunk async for chunk in response.streaming_content])
 

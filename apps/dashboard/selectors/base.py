@@ -65,6 +65,8 @@ def exchange_filter(*, filters: RangeFilter) -> QuerySet[Exchange]:
     qs = qs.filter(**{key: value for key, value in exact.items() if value is not None})
     if filters.status:
         qs = qs.filter(_status_q(filters.status))
+    if filters.tool:
+        qs = qs.filter(tools_called__has_key=filters.tool)
     if filters.kind == "messages":
         qs = qs.filter(path__endswith=MESSAGES_PATH)
     elif filters.kind == "other":

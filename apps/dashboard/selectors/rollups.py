@@ -62,7 +62,9 @@ from apps.dashboard.selectors.base import (
 SETTLE = timedelta(minutes=10)
 # Below two days a live scan (~7,000 rows a day) is cheaper than the bookkeeping.
 MIN_HOURS = 48
-_ATTRIBUTE_FILTERS = ("model", "family", "state", "status", "session", "streaming")
+_ATTRIBUTE_FILTERS = (
+    "model", "family", "state", "status", "session", "tool", "streaming",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
