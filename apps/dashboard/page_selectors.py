@@ -17,6 +17,9 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from apps.dashboard.page_state import PER_PAGE, ExchangeFilter
+from apps.dashboard.schemas import ExchangeFilter as StatsFilter
+from apps.dashboard.selectors import exchange_filter, rolled
+from apps.dashboard.selectors.usage import _from_rollups
 from apps.proxy.models import Exchange
 
 # The columns a row of a list (requests table, live feed) shows.
@@ -240,19 +243,68 @@ def exchange_count(*, queryset: QuerySet[Exchange]) -> int:
         return cursor.fetchone()[0]
 
 
-def exchange_slowest(
-    *, queryset: QuerySet[Exchange], limit: int = 15
-) -> list[Exchange]:
-    """Return the slowest finished exchanges of a filtered queryset (list columns)."""
-    finished = queryset.filter(duration_ms__isnull=False)
-    ids = _cover_ids(
-        queryset=finished, order_by=("-duration_ms", "-id"), limit=limit, offset=0
+def exchange_slowest(*, filters: StatsFilter, limit: int = 15) -> list[Exchange]:
+    """Return the slowest finished exchanges of a filter's range (list columns).
+
+    Over a rolled-up range only the hours whose largest duration reaches the
+    range's `limit`-th largest (selectors.rolled.slowest_spans) and the live
+    edges are read, instead of sorting a month of index entries.
+    """
+    found = _from_rollups(
+        filters, lambda plan: rolled.slowest_spans(plan=plan, limit=limit)
     )
-    return _rows_by_ids(ids)
+    if found is None or len(found[1]) > _MAX_SPANS:
+        finished = exchange_filter(filters=filters).filter(duration_ms__isnull=False)
+        order = ("-duration_ms", "-id")
+        ids = _cover_ids(queryset=finished, order_by=order, limit=limit, offset=0)
+        return _rows_by_ids(ids)
+    floor, spans = found
+    return _rows_by_ids(_span_ids(spans=spans, floor=floor, limit=limit))
 
 
-def session_top_by_cost(*, queryset: QuerySet[Exchange], limit: int = 10) -> list[dict]:
-    """Return the sessions of a filtered queryset that cost the most."""
+# SQLite allows 500 terms in a compound SELECT; past a few dozen spans one
+# sorted scan of the range is as cheap.
+_MAX_SPANS = 48
+
+
+def _span_ids(*, spans: list, floor: float | None, limit: int) -> list[int]:
+    """Return the ids of the slowest exchanges inside some spans (no other filter).
+
+    Each span is its own range scan: with the whole range in the WHERE too,
+    SQLite would bound the index scan by the range instead of the span.
+    """
+    if not spans:
+        return []
+    adapt = connection.ops.adapt_datetimefield_value
+    part = (
+        f"SELECT id, duration_ms FROM proxy_exchange INDEXED BY {COVER_INDEX}"
+        " WHERE started_at >= %s AND started_at < %s AND duration_ms >= %s"
+    )
+    sql = (
+        " UNION ALL ".join([part] * len(spans))
+        + " ORDER BY duration_ms DESC, id DESC LIMIT %s"
+    )
+    low = float("-inf") if floor is None else floor
+    values = [v for span in spans for v in (adapt(span.start), adapt(span.end), low)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def session_top_by_cost(*, filters: StatsFilter, limit: int = 10) -> list[dict]:
+    """Return the sessions of a filter's range that cost the most."""
+    rows = _from_rollups(
+        filters, lambda plan: rolled.session_top(plan=plan, limit=limit)
+    )
+    if rows is None:
+        queryset = exchange_filter(filters=filters)
+        rows = _session_top_live(queryset=queryset, limit=limit)
+    for row in rows:  # raw SQL returns the stored text: naive UTC
+        row["last_at"] = datetime.fromisoformat(row["last_at"]).replace(tzinfo=UTC)
+    return rows
+
+
+def _session_top_live(*, queryset: QuerySet[Exchange], limit: int) -> list[dict]:
     where, params = _where_sql(queryset)
     sql = (
         "SELECT session_id, COUNT(*) AS requests, COALESCE(SUM(cost_usd), 0.0) AS cost,"
@@ -264,9 +316,52 @@ def session_top_by_cost(*, queryset: QuerySet[Exchange], limit: int = 10) -> lis
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit])
         names = [column[0] for column in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    for row in rows:  # raw SQL returns the stored text: naive UTC
-        row["last_at"] = datetime.fromisoformat(row["last_at"]).replace(tzinfo=UTC)
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def latency_by_bucket(
+    *, filters: StatsFilter, edges: list[datetime]
+) -> dict[str, list[dict]]:
+    """Return latency_percentiles_by_bucket's rows for ttfb_ms and duration_ms.
+
+    A rolled-up range whose bucket edges fall on whole UTC hours (every zone
+    but the half-hour ones) is answered from the hourly sorted latencies plus
+    the live edges: the same values, so the same nearest-rank picks.
+    """
+    utc = [edge.astimezone(UTC) for edge in edges]
+    if all(edge.minute == edge.second == edge.microsecond == 0 for edge in utc):
+        bounds = [connection.ops.adapt_datetimefield_value(edge) for edge in utc]
+        found = _from_rollups(
+            filters, lambda plan: rolled.bucket_latencies(plan=plan, edges=bounds)
+        )
+        if found is not None:
+            return {
+                column: _bucket_ranks(found, index)
+                for index, column in enumerate(_LATENCY_COLUMNS)
+            }
+    queryset = exchange_filter(filters=filters)
+    return {
+        column: latency_percentiles_by_bucket(
+            queryset=queryset, edges=edges, column=column
+        )
+        for column in _LATENCY_COLUMNS
+    }
+
+
+_LATENCY_COLUMNS = ("ttfb_ms", "duration_ms")
+
+
+def _bucket_ranks(found: dict, index: int) -> list[dict]:
+    rows = []
+    for (bucket, model), pair in sorted(found.items()):
+        values = sorted(pair[index])
+        n = len(values)
+        if n:
+            rows.append(
+                {"bucket": bucket, "model": model, "count": n,
+                 "p50": values[(50 * n + 99) // 100 - 1],
+                 "p95": values[(95 * n + 99) // 100 - 1]}
+            )  # fmt: skip
     return rows
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 
 from django.contrib.auth.decorators import login_not_required, login_required
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -37,7 +36,6 @@ def overview(request: HttpRequest) -> HttpResponse:
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
     metric = "cost" if request.GET.get("metric") == "cost" else "tokens"
     filters = _stats_filter(span)
-    queryset = selectors.exchange_filter(filters=filters)
     series = selectors.usage_timeseries(filters=_series_filter(span))
     limits = selectors.ratelimit_state(filters=filters, limit=1)["unified"]
     context = {
@@ -47,7 +45,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "chart": _usage_chart(series, metric=metric, zone=zone),
         "models": selectors.usage_by_model(filters=filters),
         "limits": limits,
-        "sessions": page_selectors.session_top_by_cost(queryset=queryset),
+        "sessions": page_selectors.session_top_by_cost(filters=filters),
         "tools": selectors.usage_by_tool(filters=filters)[:12],
         "problems": span.problems,
     }
@@ -106,18 +104,17 @@ def performance(request: HttpRequest) -> HttpResponse:
     zone = page_state.zone_from_request(request)
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
     filters = _stats_filter(span)
-    queryset = selectors.exchange_filter(filters=filters)
     edges = selectors.bucket_edges(
         start=span.start, end=span.end, zone=zone, unit=span.bucket
     )
-    total = page_selectors.exchange_count(queryset=queryset)
-    errors = selectors.error_counts(filters=filters)
+    total, errors = selectors.request_counts(filters=filters)
+    latencies = page_selectors.latency_by_bucket(filters=filters, edges=edges)
     context = {
         "span": span,
         "stats": selectors.performance_stats(filters=filters),
         "charts": {
-            column: _latency_chart(queryset, edges=edges, column=column, zone=zone)
-            for column in ("ttfb_ms", "duration_ms")
+            column: _latency_chart(rows, edges=edges, zone=zone)
+            for column, rows in latencies.items()
         },
         "total": total,
         "errors": [
@@ -125,19 +122,14 @@ def performance(request: HttpRequest) -> HttpResponse:
             for name, count in errors.items()
         ],
         "error_total": sum(errors.values()),
-        "slowest": page_selectors.exchange_slowest(queryset=queryset),
+        "slowest": page_selectors.exchange_slowest(filters=filters),
         "problems": span.problems,
     }
     return _render(request, "dashboard/performance.html", context, zone=zone)
 
 
-def _latency_chart(
-    queryset: QuerySet[Exchange], *, edges: list[datetime], column: str, zone: tzinfo
-) -> dict:
+def _latency_chart(rows: list[dict], *, edges: list[datetime], zone: tzinfo) -> dict:
     """Chart p50 and p95 per model and bucket: one line per model and percentile."""
-    rows = page_selectors.latency_percentiles_by_bucket(
-        queryset=queryset, edges=edges, column=column
-    )
     fmt = "H:i" if len(edges) > 1 and (edges[1] - edges[0]).days == 0 else "M j"
     labels = [dateformat(edge.astimezone(zone), fmt) for edge in edges[:-1]]
     models = sorted({row["model"] or "(none)" for row in rows})

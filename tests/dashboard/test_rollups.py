@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -301,3 +302,114 @@ def test_it_reads_hourly_latencies_when_no_whole_day_is_rolled_up(db, api, monke
     assert got == live(api, monkeypatch, "/api/stats/performance", span)
     assert got["overall"]["duration_ms"]["count"] == 4
     assert got["overall"]["duration_ms"]["p50"] == 20.0
+
+
+# --- the pages' reads: top sessions, counts, latency per bucket, slowest ------
+
+
+def _page_filter(**extra):
+    from apps.dashboard import schemas
+
+    return schemas.ExchangeFilter.model_validate({**RANGE, **extra})
+
+
+def _both(monkeypatch, read, *, rolled: bool = True):
+    """Return read() from rollups (filled first) and with rollups switched off."""
+    got = read()
+    assert (RollupHour.objects.count() >= 80) == rolled
+    with monkeypatch.context() as patch:
+        patch.setattr(usage, "rollup_plan", lambda **kwargs: None)
+        want = read()
+    return got, want
+
+
+def test_it_ranks_top_sessions_like_the_live_scan(month, monkeypatch):
+    from apps.dashboard import page_selectors
+
+    filters = _page_filter()
+    got, want = _both(
+        monkeypatch, lambda: page_selectors.session_top_by_cost(filters=filters)
+    )
+    assert sorted(row["session_id"] for row in want) == ["s-a", "s-b", "s-c", "s-d"]
+    assert_same(got, want)
+
+
+def test_it_counts_requests_and_errors_like_the_live_scan(month, monkeypatch):
+    filters = _page_filter()
+    got, want = _both(monkeypatch, lambda: usage.request_counts(filters=filters))
+    assert got == want
+    assert (
+        want[0]
+        == Exchange.objects.filter(
+            started_at__gte=filters.start, started_at__lt=filters.end
+        ).count()
+    )
+    assert set(want[1]) >= {"overloaded_error", "rate_limit_error", "http_500"}
+
+
+@pytest.mark.parametrize("limit", [1, 5, 15, 400])
+def test_it_finds_the_slowest_calls_like_the_live_scan(month, monkeypatch, limit):
+    from apps.dashboard import page_selectors
+
+    filters = _page_filter()
+    got, want = _both(
+        monkeypatch,
+        lambda: [
+            row.pk
+            for row in page_selectors.exchange_slowest(filters=filters, limit=limit)
+        ],
+    )
+    finished = Exchange.objects.filter(
+        started_at__gte=filters.start, started_at__lt=filters.end
+    ).exclude(duration_ms=None)
+    assert got == want and len(want) == min(limit, finished.count())
+
+
+@pytest.mark.parametrize(
+    ("zone", "unit"),
+    [("UTC", "day"), ("America/New_York", "day"), ("America/New_York", "hour"),
+     ("Europe/Paris", "day"), ("Asia/Kolkata", "day")],
+)  # fmt: skip
+def test_it_picks_latency_percentiles_per_bucket_like_the_live_scan(
+    month, monkeypatch, zone, unit
+):
+    from zoneinfo import ZoneInfo
+
+    from apps.dashboard import page_selectors
+
+    filters = _page_filter(tz=zone)
+    edges = usage.bucket_edges(
+        start=filters.start, end=filters.end, zone=ZoneInfo(zone), unit=unit
+    )
+    # Kolkata's midnights fall on half hours, inside rolled-up hours: live.
+    got, want = _both(
+        monkeypatch,
+        lambda: page_selectors.latency_by_bucket(filters=filters, edges=edges),
+        rolled=zone != "Asia/Kolkata",
+    )
+    assert got == want
+    assert (
+        sum(row["count"] for row in want["duration_ms"])
+        == Exchange.objects.filter(
+            started_at__gte=filters.start, started_at__lt=filters.end
+        ).count()
+    )
+
+
+@pytest.mark.parametrize("page", ["dashboard:overview", "dashboard:performance"])
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_it_renders_a_page_from_rollups_as_from_the_live_scan(
+    month, user_client, monkeypatch, page, zone
+):
+    from django.urls import reverse
+
+    user_client.cookies["tz"] = zone
+    params = {"range": "custom", "from": "2026-10-30", "to": "2026-11-02"}
+
+    def html() -> str:  # without the logout form's CSRF token, new per render
+        text = user_client.get(reverse(page), params).content.decode()
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", text)
+
+    got, want = _both(monkeypatch, html)
+    assert "overloaded_error" in want or page.endswith("overview")
+    assert got == want

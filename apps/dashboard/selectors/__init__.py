@@ -31,6 +31,7 @@ from apps.dashboard.selectors.usage import (
     latency_percentiles,
     percentile_rank,
     performance_stats,
+    request_counts,
     session_list,
     usage_by_model,
     usage_by_tool,
@@ -44,6 +45,6 @@ __all__ = [
     "cache_savings_total", "data_health", "error_counts", "exchange_detail",
     "exchange_export_chunk", "exchange_filter", "exchange_list", "exchange_models",
     "index_health", "latency_percentiles", "percentile_rank", "performance_stats",
-    "ratelimit_state", "session_list", "usage_by_model", "usage_by_tool",
-    "usage_summary", "usage_timeseries",
+    "ratelimit_state", "request_counts", "session_list", "usage_by_model",
+    "usage_by_tool", "usage_summary", "usage_timeseries",
 ]  # fmt: skip

@@ -8,7 +8,9 @@ selectors.usage calls them when rollups.rollup_plan says a range is worth it.
 
 from __future__ import annotations
 
+import heapq
 from array import array
+from bisect import bisect_right
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,7 +23,7 @@ from apps.dashboard.selectors.base import (
     _TOKEN_SUMS,
     _aggregate,
 )
-from apps.dashboard.selectors.rollups import _LABEL_SQL, _SESSION_SUMS, RollupPlan
+from apps.dashboard.selectors.rollups import _LABEL_SQL, _SESSION_SUMS, RollupPlan, Span
 
 _ROLLED_TOKENS = ", ".join(
     f"SUM({field}) AS {kind}" for kind, field in _TOKEN_FIELDS.items()
@@ -314,3 +316,129 @@ def _execute(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# --- pages: counts, top sessions, latency per bucket, slowest ---------------------
+
+
+def request_counts(*, plan: RollupPlan) -> tuple[int, dict[str, int]]:
+    """Return the number of exchanges and the errors by label (unordered)."""
+    rows = _rolled(
+        plan=plan,
+        sql="SELECT label, SUM(requests) AS n FROM dashboard_usagerollup"
+        " WHERE {hours} GROUP BY label",
+    ) + _live(
+        spans=plan.live,
+        sql=f"SELECT {_LABEL_SQL} AS label, COUNT(*) AS n FROM {{rows}} GROUP BY label",
+    )
+    total, errors = 0, defaultdict(int)
+    for row in rows:
+        total += row["n"]
+        if row["label"]:
+            errors[row["label"]] += row["n"]
+    return total, dict(errors)
+
+
+def session_top(*, plan: RollupPlan, limit: int) -> list[dict]:
+    """Return the sessions that cost the most, as page_selectors reads them live."""
+    days = ", ".join(["%s"] * len(plan.days)) or "NULL"
+    rows = _execute(
+        "SELECT session_id, SUM(requests), SUM(cost_usd), SUM(output_tokens),"
+        " MAX(last_at) FROM dashboard_sessionrollup"
+        f" WHERE day IN ({days}) GROUP BY session_id",
+        list(plan.days),
+    )
+    for span in plan.session_live:
+        rows += [
+            tuple(row.values())
+            for row in _aggregate(
+                filters=span,
+                sql="SELECT session_id, COUNT(*), COALESCE(SUM(cost_usd), 0.0),"
+                " COALESCE(SUM(output_tokens), 0), MAX(started_at) FROM {rows}"
+                " AND session_id <> '' GROUP BY session_id",
+            )
+        ]
+    merged: dict[str, dict] = {}
+    for session, requests, cost, output, last in rows:
+        row = merged.setdefault(
+            session,
+            {
+                "session_id": session,
+                "requests": 0,
+                "cost": 0.0,
+                "output": 0,
+                "last_at": last,
+            },  # fmt: skip
+        )
+        row["requests"] += requests
+        row["cost"] += cost
+        row["output"] += output
+        row["last_at"] = max(row["last_at"], last)
+    ordered = sorted(
+        merged.values(), key=lambda r: (-r["cost"], -r["requests"], r["session_id"])
+    )
+    return ordered[:limit]
+
+
+def bucket_latencies(
+    *, plan: RollupPlan, edges: list[str]
+) -> dict[tuple[int, str], tuple[array, array]]:
+    """Return {(bucket, model): (ttfb, duration)} values, unsorted.
+
+    `edges` are the buckets' bounds as stored text (naive UTC); every bound
+    must fall on a whole UTC hour, so each rolled-up hour lies in one bucket.
+    """
+    found: dict[tuple[int, str], tuple[array, array]] = {}
+    for hour, model, ttfb, duration in _execute(
+        "SELECT hour, model, ttfb, duration FROM dashboard_latencyrollup"
+        " WHERE hour >= %s AND hour < %s",
+        [plan.lo, plan.hi],
+    ):
+        index = bisect_right(edges, _stored(hour * 3600)) - 1
+        pair = found.setdefault((index, model), (array("d"), array("d")))
+        pair[0].frombytes(ttfb)
+        pair[1].frombytes(duration)
+    for row in _live(
+        spans=plan.live,
+        sql="SELECT CAST(started_at AS TEXT) AS at, model, ttfb_ms, duration_ms"
+        " FROM {rows}",
+    ):
+        index = bisect_right(edges, row["at"]) - 1
+        pair = found.setdefault((index, row["model"]), (array("d"), array("d")))
+        for column, value in enumerate((row["ttfb_ms"], row["duration_ms"])):
+            if value is not None:
+                pair[column].append(value)
+    return found
+
+
+def _stored(seconds: int) -> str:
+    return connection.ops.adapt_datetimefield_value(
+        datetime.fromtimestamp(seconds, tz=UTC)
+    )
+
+
+def slowest_spans(*, plan: RollupPlan, limit: int) -> tuple[float | None, list]:
+    """Return a duration floor and the spans that hold the `limit` slowest calls.
+
+    The `limit`-th largest rolled-up duration is a floor for the range's
+    `limit` slowest (there are already that many at or above it); only hours
+    whose largest duration reaches it, and the live edges, can hold them.
+    """
+    # Each hour's sorted durations end with its largest: read only those tails.
+    tails, tops = array("d"), []
+    for hour, tail in _execute(
+        "SELECT hour, substr(duration, %s) FROM dashboard_latencyrollup"
+        " WHERE hour >= %s AND hour < %s AND length(duration) > 0",
+        [-8 * limit, plan.lo, plan.hi],
+    ):
+        tails.frombytes(tail)
+        tops.append((tails[-1], hour))
+    largest = heapq.nlargest(limit, tails)
+    floor = largest[-1] if len(largest) == limit else None
+    hours = sorted({hour for top, hour in tops if floor is None or top >= floor})
+    spans = [Span(_instant(hour * 3600), _instant((hour + 1) * 3600)) for hour in hours]
+    return floor, spans + list(plan.live)
+
+
+def _instant(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)

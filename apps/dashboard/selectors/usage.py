@@ -129,6 +129,19 @@ def error_counts(*, filters: ExchangeFilter) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+def request_counts(*, filters: ExchangeFilter) -> tuple[int, dict[str, int]]:
+    """Return how many exchanges matched and their errors by type (most first)."""
+    answer = _from_rollups(filters, lambda plan: rolled.request_counts(plan=plan))
+    if answer is None:
+        ((total,),) = [
+            tuple(row.values())
+            for row in _aggregate(filters=filters, sql="SELECT COUNT(*) FROM {rows}")
+        ]
+        return total, error_counts(filters=filters)
+    total, errors = answer
+    return total, dict(sorted(errors.items(), key=lambda item: (-item[1], item[0])))
+
+
 def cache_savings_total(*, filters: ExchangeFilter) -> float:
     """Price cache reads per model and UTC day (prices change by date) in dollars.
 
