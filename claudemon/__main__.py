@@ -1,7 +1,8 @@
 """`python -m claudemon` (what `make run` calls): migrate, then run every process.
 
-Starts the relay (core) and the data deployment under daphne, and the transcript
-indexer in --watch mode, prints where they listen, and stops them all on Ctrl-C.
+Starts the relay (core) and the data deployment under daphne, the transcript
+indexer and the stats rollups in --watch mode, prints where they listen, and
+stops them all on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> int:
         "relay": _start(daphne + ["-p", str(settings.CLAUDEMON_CORE_PORT)], "core"),
         "data": _start(daphne + ["-p", str(settings.CLAUDEMON_DATA_PORT)], "data"),
         "indexer": _start(manage[1:] + ["reindex", "--watch", "--quiet"], "data"),
+        # Stats rollups built ahead of reads: no page pays for a first fill.
+        "rollups": _start(manage[1:] + ["rollup", "--watch"], "data"),
     }
     host = f"[{bind}]" if ":" in bind else bind
     print(

@@ -8,6 +8,7 @@ equal: integers and percentiles exactly, float sums up to addition order.
 
 from __future__ import annotations
 
+import io
 import math
 import random
 import re
@@ -413,3 +414,24 @@ def test_it_renders_a_page_from_rollups_as_from_the_live_scan(
     got, want = _both(monkeypatch, html)
     assert "overloaded_error" in want or page.endswith("overview")
     assert got == want
+
+
+def test_it_fills_every_settled_hour_ahead_of_reads(month, api, monkeypatch):
+    from django.core.management import call_command
+
+    from apps.dashboard.selectors import rollups
+
+    out = io.StringIO()
+    call_command("rollup", stdout=out)
+    # 2026-10-29 20:00 to 2026-11-02 19:00: the hours holding exchanges.
+    assert RollupHour.objects.count() == SPAN_HOURS
+    assert out.getvalue().startswith(f"{SPAN_HOURS} hours rolled up in ")
+    assert RollupDay.objects.count() == 3  # Oct 30, 31 and Nov 1 are whole
+
+    def built(**kwargs):
+        raise AssertionError("a read built rollups after the fill")
+
+    monkeypatch.setattr(rollups, "_hours_build", built)
+    monkeypatch.setattr(rollups, "_days_build", built)
+    got = api("/api/stats/summary", **RANGE).json()
+    assert_same(got, live(api, monkeypatch, "/api/stats/summary", RANGE))

@@ -116,6 +116,23 @@ def rollup_plan(*, filters: RangeFilter) -> RollupPlan | None:
     )
 
 
+def rollup_fill(*, chunk_hours: int = 24 * 7) -> int:
+    """Build every settled hour's and whole day's rollups now; return marked hours.
+
+    Run by `manage.py rollup --watch` beside the data deployment so that no
+    page or API read pays for a first fill; reads still fill what is missing.
+    Works in week-long runs so that each write transaction stays short.
+    """
+    oldest, newest = _data_hours()
+    hi = min(newest + 1, _hour_floor(timezone.now() - SETTLE))
+    marked: set[int] = set()
+    for lo in range(oldest, hi, chunk_hours):
+        top = min(lo + chunk_hours, hi)
+        marked |= _hours_refresh(lo=lo, hi=top)
+    _days_refresh(marked=marked, lo=oldest, hi=hi)
+    return len(marked)
+
+
 @contextmanager
 def rollup_read(*, plan: RollupPlan) -> Iterator[bool]:
     """Hold one read snapshot over a plan's reads; yield whether the plan holds.
