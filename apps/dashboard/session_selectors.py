@@ -20,7 +20,7 @@ from django.db import connection
 from apps.dashboard import schemas, selectors
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
-from apps.indexing.selectors import EntryRow
+from apps.indexing.selectors import TurnLine
 from apps.proxy.pricing import Usage, usage_cost
 
 CANDIDATES = 2000  # sessions read per side before merging (newest first)
@@ -153,7 +153,7 @@ def _merge_index(row: SessionRow, session: Session) -> None:
         row.first_at = session.first_at
     if session.last_at and (row.last_at is None or session.last_at > row.last_at):
         row.last_at = session.last_at
-    row.turns = session.user_count  # prompts typed; the relay counts calls
+    row.turns = session.user_count  # TURN_START_SQL lines; the relay counts calls
     if not row.relayed:
         row.tokens = _session_tokens(session)
         row.cost_usd = session.cost_usd
@@ -195,7 +195,7 @@ class TurnCall:
     cache_read: int = 0
     cache_write: int = 0
     cost_usd: float | None = None
-    entry: EntryRow | None = None  # the transcript line, to price unrelayed calls
+    entry: TurnLine | None = None  # the transcript's call, to price unrelayed ones
 
     @property
     def prompt_tokens(self) -> int:
@@ -209,7 +209,7 @@ class Turn:
     uuid: str = ""
     entry_id: int | None = None
     at: datetime | None = None
-    prompt_entry: EntryRow | None = None
+    prompt_entry: TurnLine | None = None
     prompt: str = ""
     tools: Counter = field(default_factory=Counter)
     calls: list[TurnCall] = field(default_factory=list)
@@ -259,16 +259,17 @@ class Turn:
 def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
     """Return a session (None if only relayed) and its turns in order.
 
-    From the transcript when indexed (a turn starts at each user prompt), each
-    call joined to its exchange by request-id; else from the exchanges alone.
+    From the transcript when indexed (a turn starts at each prompt, as
+    index.TURN_START_SQL says), each call joined to its exchange by request-id;
+    else from the exchanges alone.
     """
     session = index.session_get(session_id=session_id)
     if session is None:
         return None, _relay_turns(session_id=session_id)
-    entries = index.session_turn_rows(session=session)
-    turns = _turns_build(entries, compacted=_compact_summaries(entries))
+    turns = _turns_build(index.session_turn_lines(session=session))
     exchanges = exchanges_by_request_id(
-        request_ids=[c.request_id for t in turns for c in t.calls]
+        request_ids=[c.request_id for t in turns for c in t.calls],
+        session_id=session_id,
     )
     for turn in turns:
         for call in turn.calls:
@@ -281,35 +282,10 @@ def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
     return session, turns
 
 
-def _is_prompt_candidate(entry: EntryRow) -> bool:
-    return entry.type == "user" and entry.role == "user" and not entry.is_meta
-
-
-def _compact_summaries(entries: list[EntryRow]) -> set[int]:
-    """Return the ids of the summaries Claude Code writes after compacting.
-
-    A compaction restarts the chain: a system line without a parent (the
-    boundary), then the summary as a user line. Only those candidates are
-    read, not every prompt of a long session.
-    """
-    candidates = [
-        entry
-        for previous, entry in zip(entries, entries[1:], strict=False)
-        if previous.type == "system"
-        and not previous.parent_uuid
-        and _is_prompt_candidate(entry)
-    ]
-    lines = index.entry_records(entries=candidates)
-    return {
-        pk
-        for pk, (line, _text) in lines.items()
-        if b'"isCompactSummary"' in line and _is_compact_summary(line)
-    }
-
-
-def _is_compact_summary(line: bytes) -> bool:
-    record = index.line_record(line)
-    return isinstance(record, dict) and record.get("isCompactSummary") is True
+def turn_count(turns: list[Turn]) -> int:
+    """Return how many turns a session had: its prompts (turn 0 holds what came
+    before the first one, it is not a turn)."""
+    return sum(1 for turn in turns if turn.number)
 
 
 def turn_prompts_fill(*, turns: list[Turn]) -> None:
@@ -321,42 +297,38 @@ def turn_prompts_fill(*, turns: list[Turn]) -> None:
             turn.prompt = texts[turn.prompt_entry.id][1]
 
 
-def _turns_build(entries: list[EntryRow], *, compacted: set[int]) -> list[Turn]:
-    """Group entries into turns; calls deduplicated on message id + request id."""
+def _turns_build(lines: list[TurnLine]) -> list[Turn]:
+    """Group a session's lines into turns: one per prompt, with its calls."""
     turns: list[Turn] = []
-    seen: set[tuple[str, str]] = set()
-    for entry in entries:
-        if entry.id in compacted and turns:
-            turns[-1].compactions += 1
+    prompts = 0
+    for line in lines:
+        if line.kind == index.TURN_PROMPT:
+            prompts += 1
+            at = index.entry_row_time(line)
+            turns.append(Turn(prompts, line.uuid, line.id, at, line))
             continue
-        if _is_prompt_candidate(entry):
-            at = index.entry_row_time(entry)
-            turns.append(Turn(len(turns) + 1, entry.uuid, entry.id, at, entry))
-            continue
-        if entry.type != "assistant":
-            continue
-        if not turns:
-            turns.append(Turn(0, entry.uuid, entry.id, index.entry_row_time(entry)))
+        if not turns:  # a continued session may open with a summary or a reply
+            turns.append(Turn(0, line.uuid, line.id, index.entry_row_time(line)))
         turn = turns[-1]
-        if entry.tools:
-            turn.tools.update(entry.tools.split())
-        key = (entry.message_id, entry.request_id)
-        if key in seen or entry.model == "<synthetic>":
+        if line.kind == index.TURN_SUMMARY:
+            turn.compactions += 1
             continue
-        seen.add(key)
-        turn.calls.append(_call_from_entry(entry))
+        if line.tools:
+            turn.tools.update(line.tools.split())
+        if line.model != "<synthetic>":
+            turn.calls.append(_call_from_line(line))
     return turns
 
 
-def _call_from_entry(entry: EntryRow) -> TurnCall:
+def _call_from_line(line: TurnLine) -> TurnCall:
     return TurnCall(
-        request_id=entry.request_id,
-        model=entry.model,
-        input=entry.input_tokens,
-        output=entry.output_tokens,
-        cache_read=entry.cache_read_tokens,
-        cache_write=entry.cache_write_5m_tokens + entry.cache_write_1h_tokens,
-        entry=entry,
+        request_id=line.request_id,
+        model=line.model,
+        input=line.input_tokens,
+        output=line.output_tokens,
+        cache_read=line.cache_read_tokens,
+        cache_write=line.cache_write_5m_tokens + line.cache_write_1h_tokens,
+        entry=line,
     )
 
 
@@ -429,17 +401,28 @@ def _relay_turns(*, session_id: str) -> list[Turn]:
     return turns
 
 
-def exchanges_by_request_id(*, request_ids: list[str]) -> dict[str, ExchangeRow]:
-    """Return {request-id: exchange figures} for the ids the relay recorded."""
-    wanted = sorted({r for r in request_ids if r})
+def exchanges_by_request_id(
+    *, request_ids: list[str], session_id: str = ""
+) -> dict[str, ExchangeRow]:
+    """Return {request-id: exchange figures} for the ids the relay recorded.
+
+    The session's own exchanges are read first, in one indexed range; only the
+    ids not among them (calls relayed without the session header) are looked up
+    one by one.
+    """
+    wanted = {r for r in request_ids if r}
     found: dict[str, ExchangeRow] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    if session_id:  # ordered by start: the latest exchange wins if an id repeats
+        rows = _exchange_rows("session_id = %s", [session_id])
+        found.update((r.request_id, r) for r in rows if r.request_id in wanted)
+    rest = sorted(wanted - found.keys())
+    for start in range(0, len(rest), _CHUNK):
+        chunk = rest[start : start + _CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
         found.update(
             (row.request_id, row)
             for row in _exchange_rows(f"request_id IN ({marks})", chunk)
-        )  # ordered by start: the latest exchange wins if an id repeats
+        )
     return found
 
 
@@ -455,7 +438,7 @@ def exchange_list_by_session(
 def _exchange_rows(
     where: str, params: list, *, limit: int = 50_000
 ) -> list[ExchangeRow]:
-    # Raw SQL for the same reason as index.session_turn_rows: thousands of rows.
+    # Raw SQL for the same reason as index.session_turn_lines: thousands of rows.
     columns = ", ".join(
         "'' || started_at" if name == "started_at" else name
         for name in ExchangeRow._fields

@@ -7,9 +7,8 @@ request inspector's transforms (apps.dashboard.inspector) and partials.
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -82,7 +81,7 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     session_selectors.turn_prompts_fill(turns=shown)
     context = {
         "session_id": session_id, "session": found, "turns": shown,
-        "turn_count": len(turns), "page": page, "pages": pages,
+        "turn_count": session_selectors.turn_count(turns), "page": page, "pages": pages,
         "totals": _turn_totals(turns), "charts": _turn_charts(turns),
         "parent": found.parent if found is not None else None,
     }  # fmt: skip

@@ -124,6 +124,9 @@ class Entry(models.Model):
     timestamp = models.DateTimeField(null=True, blank=True)
     is_sidechain = models.BooleanField(default=False)
     is_meta = models.BooleanField(default=False)
+    # isCompactSummary: the summary Claude Code writes as a user line after it
+    # compacted the context; not a prompt (see selectors.TURN_START_SQL).
+    is_compact_summary = models.BooleanField(default=False)
     agent_id = models.CharField(max_length=100, blank=True, default="")
     # The subagent a Task/Agent tool result reports (toolUseResult.agentId).
     spawned_agent = models.CharField(max_length=100, blank=True, default="")
@@ -160,7 +163,6 @@ class Entry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.uuid}"
-
 
 
 class EntryFts(models.Model):

@@ -44,6 +44,7 @@ class ParsedLine:
     timestamp: datetime | None = None
     is_sidechain: bool = False
     is_meta: bool = False
+    is_compact_summary: bool = False
     session_id: str = ""
     agent_id: str = ""
     request_id: str = ""
@@ -94,6 +95,7 @@ def record_parse(data: dict) -> ParsedLine:
         timestamp=timestamp_parse(data.get("timestamp")),
         is_sidechain=data.get("isSidechain") is True,
         is_meta=data.get("isMeta") is True,
+        is_compact_summary=data.get("isCompactSummary") is True,
         session_id=_str(data.get("sessionId"))[:100],
         agent_id=_str(data.get("agentId"))[:100],
         request_id=_str(data.get("requestId"))[:200],

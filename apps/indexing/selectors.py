@@ -376,52 +376,91 @@ def plan_list(*, limit: int = 50, offset: int = 0) -> list[Plan]:
 # --- reads for the dashboard's session, thread, search and todo pages ----------
 
 
-class EntryRow(NamedTuple):
-    """An entry's metadata without its texts: cheap to read by the thousand.
+# A turn starts at each prompt typed: a user line with prose that is neither
+# Claude Code's scaffolding (isMeta) nor the summary it writes after compacting.
+# The one definition of a turn: the sessions list counts it (Session.user_count,
+# apps.indexing.sessions) and the session page starts its turns with it.
+TURN_START_SQL = (
+    "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
+)
+TURN_PROMPT, TURN_SUMMARY, TURN_CALL = 0, 1, 2
+
+
+class TurnLine(NamedTuple):
+    """A line that shapes a session's turns: a prompt, a compaction summary, or
+    one API call (its lines merged: tools of all, the largest usage, as the
+    session totals count it). No texts: cheap to read by the thousand.
 
     timestamp is the stored text (naive UTC); entry_row_time() parses it, so
-    that a 20,000-line session pays only for the times it shows.
+    that a 20,000-line session pays only for the times it uses.
     """
 
-    id: int
+    id: int  # of the call's first line
+    kind: int  # TURN_PROMPT, TURN_SUMMARY or TURN_CALL
     uuid: str
-    parent_uuid: str
-    type: str
-    role: str
-    is_meta: bool
     timestamp: str | None
     request_id: str
     message_id: str
     model: str
     tools: str
-    block_id: int
-    slot: int
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
     cache_write_5m_tokens: int
     cache_write_1h_tokens: int
+    block_id: int
+    slot: int
 
 
-def session_turn_rows(*, session: Session, limit: int = 50_000) -> list[EntryRow]:
-    """Return the lines that make a session's turns, in file order, without texts.
+_TURN_LINES_SQL = f"""
+SELECT id, CASE WHEN type = 'assistant' THEN {TURN_CALL}
+                WHEN is_compact_summary THEN {TURN_SUMMARY} ELSE {TURN_PROMPT} END,
+       uuid, '' || timestamp, request_id, message_id, model, tools, input_tokens,
+       output_tokens, cache_read_tokens, cache_write_5m_tokens,
+       cache_write_1h_tokens, block_id, slot
+FROM indexing_entry
+WHERE session_id = %s
+  AND (type = 'assistant' OR is_compact_summary OR ({TURN_START_SQL}))
+ORDER BY id
+"""
 
-    Prompts and assistant lines, and system lines (a compaction summary follows
-    its boundary); tool results, attachments and the like are left out.
-    """
+
+def session_turn_lines(*, session: Session) -> list[TurnLine]:
+    """Return the prompts, compaction summaries and API calls of a session in order."""
     # Raw SQL: ORM rows and datetime converters cost more than the read itself
     # ('' || timestamp has no declared type, so sqlite3 does not parse it).
-    columns = ", ".join(
-        "'' || timestamp" if name == "timestamp" else name for name in EntryRow._fields
-    )
-    sql = (
-        f"SELECT {columns} FROM indexing_entry WHERE session_id = %s"
-        " AND (type IN ('assistant', 'system') OR (type = 'user' AND role = 'user'))"
-        " ORDER BY id LIMIT %s"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [session.pk, limit])
-        return [EntryRow._make(row) for row in cursor.fetchall()]
+        cursor.execute(_TURN_LINES_SQL, [session.pk])
+        rows = cursor.fetchall()
+    return [TurnLine._make(row) for row in _responses_merge(rows)]
+
+
+_TOOLS, _USAGE = TurnLine._fields.index("tools"), slice(8, 13)
+
+
+def _responses_merge(rows: list[tuple]) -> list[tuple | list]:
+    """Merge the lines of each response into its first: tools of all, largest usage.
+
+    A response is written once per content block, with the same message.id and
+    requestId (a line without message.id stands alone). Merged here rather than
+    by GROUP BY: SQLite's grouping sort cost more than the whole read.
+    """
+    merged: list[tuple | list] = []
+    firsts: dict[tuple, list] = {}
+    for row in rows:
+        if row[1] != TURN_CALL:
+            merged.append(row)
+            continue
+        key = (row[5] or row[0], row[4])
+        first = firsts.get(key)
+        if first is None:
+            firsts[key] = first = list(row)
+            merged.append(first)
+            continue
+        if row[_TOOLS]:
+            first[_TOOLS] = f"{first[_TOOLS]} {row[_TOOLS]}".lstrip()
+        first[_USAGE] = map(max, first[_USAGE], row[_USAGE])
+    return merged
 
 
 def entry_ids_by_uuid(*, session: Session, uuids: list[str]) -> dict[str, int]:
@@ -433,7 +472,7 @@ def entry_ids_by_uuid(*, session: Session, uuids: list[str]) -> dict[str, int]:
     return dict(rows.values_list("uuid", "id"))
 
 
-def entry_row_time(row: EntryRow) -> datetime | None:
+def entry_row_time(row: TurnLine) -> datetime | None:
     """Return the aware UTC time of an entry row."""
     if not row.timestamp:
         return None
@@ -442,7 +481,7 @@ def entry_row_time(row: EntryRow) -> datetime | None:
 
 
 def entry_records(
-    *, entries: list[Entry] | list[EntryRow]
+    *, entries: list[Entry] | list[TurnLine]
 ) -> dict[int, tuple[bytes, str]]:
     """Return {entry id: (original line, searchable text)}, one query for all."""
     return _entries_unpack(entries)

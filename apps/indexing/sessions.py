@@ -16,17 +16,18 @@ from django.db.models import Q
 from apps.indexing.models import Block, Entry, Project, Session, SourceFile
 from apps.indexing.parser import title_clean
 from apps.indexing.rawlines import block_records
+from apps.indexing.selectors import TURN_START_SQL
 from apps.indexing.sources import transcript_folder
 from apps.indexing.txn import write_retry
 from apps.proxy.pricing import Usage, usage_cost
 
 CHUNK = 200
 _PROMPTS_TRIED = 5  # the first prompts may all be slash-command scaffolding
-_ROWS_SQL = """
-SELECT session_id, id, type, role, is_meta, timestamp, uuid, message_id, request_id,
-       model, tools, input_tokens, output_tokens, cache_read_tokens,
-       cache_write_5m_tokens, cache_write_1h_tokens, block_id, slot
-FROM indexing_entry WHERE session_id IN ({marks})
+_ROWS_SQL = f"""
+SELECT session_id, id, type, ({TURN_START_SQL}) AS is_prompt, timestamp, uuid,
+       message_id, request_id, model, tools, input_tokens, output_tokens,
+       cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, block_id, slot
+FROM indexing_entry WHERE session_id IN ({{marks}})
   AND type NOT IN ('todo', 'task', 'plan', 'history')
 ORDER BY session_id, id
 """
@@ -68,8 +69,7 @@ class _Totals:
             _,
             pk,
             kind,
-            role,
-            is_meta,
+            is_prompt,
             moment,
             uuid,
             message_id,
@@ -90,7 +90,7 @@ class _Totals:
             self.custom = (block_id, slot)
         elif kind == "ai-title":
             self.ai = (block_id, slot)
-        elif kind == "user" and role == "user" and not is_meta:
+        elif is_prompt:
             self.users += 1
             if len(self.prompts) < _PROMPTS_TRIED:
                 self.prompts.append((block_id, slot))

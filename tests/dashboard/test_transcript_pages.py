@@ -145,7 +145,8 @@ def test_it_merges_session_rows_with_a_bounded_number_of_queries(
     assert total == 12
     assert by_id[RELAYED].relayed and by_id[RELAYED].indexed
     assert by_id[RELAYED].cost_usd == pytest.approx(sum(COSTS.values()))
-    assert (by_id[RELAYED].subagents, by_id[RELAYED].turns) == (1, 3)
+    # Two prompts; the compaction summary between them is not a turn.
+    assert (by_id[RELAYED].subagents, by_id[RELAYED].turns) == (1, 2)
     assert not by_id[ORPHAN].relayed and by_id[ORPHAN].indexed
     assert by_id["relay-only-3"].relayed and not by_id["relay-only-3"].indexed
 
@@ -170,6 +171,68 @@ def test_it_reads_the_session_page_in_few_queries(
 ):
     with django_assert_max_num_queries(12):
         _get(client_in, "session", RELAYED)
+
+
+COMPACTED = "c0c0c0c0-dddd-4000-8000-000000000008"
+CONTINUED = "c0c0c0c0-dddd-4000-8000-000000000009"
+
+
+def _compaction(transcript, summary: str) -> None:
+    """Write what Claude Code writes when it compacts: a boundary, then a summary."""
+    transcript.other(type="system", subtype="compact_boundary", uuid=f"cb-{summary}",
+                     parentUuid=None, compactMetadata={"trigger": "auto"})  # fmt: skip
+    transcript.user(f"This session is being continued: {summary}",
+                    isCompactSummary=True)  # fmt: skip
+
+
+def _reply(transcript, n: int) -> None:
+    transcript.assistant([{"type": "text", "text": f"reply {n}"}],
+                         message_id=f"msg_c{n}", request_id=f"req_c{n}")  # fmt: skip
+
+
+def test_it_counts_the_same_turns_on_the_sessions_list_and_the_session_page(
+    db, tmp_path, client_in
+):
+    tree = ClaudeTree(tmp_path / "compacted")
+    one = tree.transcript(cwd="/home/me/compact", session_id=COMPACTED)
+    one.user("first prompt")  # turn 1
+    _reply(one, 1)
+    _compaction(one, "one")  # not a turn: turn 1 goes on, compacted
+    _reply(one, 2)
+    one.user("second prompt")  # turn 2
+    one.user("<command-name>/clear</command-name>", isMeta=True)  # scaffolding
+    _reply(one, 3)
+    one.tool_result("toolu_x", "ok")  # a tool result, not a prompt
+    _compaction(one, "two")
+    one.user("third prompt")  # turn 3
+    _reply(one, 4)
+    # A session continued from a compacted one opens with the summary: what
+    # comes before its first prompt is shown as turn 0, which is not a turn.
+    two = tree.transcript(cwd="/home/me/compact", session_id=CONTINUED)
+    _compaction(two, "three")
+    _reply(two, 5)
+    two.user("only prompt")  # turn 1
+    _reply(two, 6)
+    index_sync(roots=[tree.root])
+    listed = _get(client_in, "sessions", range="custom",
+                  **{"from": "2026-11-19", "to": "2026-11-21"})  # fmt: skip
+    for session_id, expected in ((COMPACTED, 3), (CONTINUED, 1)):
+        row = re.search(rf'<tr data-session="{session_id}">.*?</tr>', listed, re.S)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+        assert cells[5] == str(expected)  # the Turns column
+        page = _get(client_in, "session", session_id)
+        shown = re.search(r"<dt>Turns</dt><dd[^>]*>([^<]*)</dd>", page).group(1)
+        assert shown == str(expected)
+        numbers = re.findall(r'<tr class="turn" id="turn-(\d+)"', page)
+        assert [n for n in numbers if n != "0"] == [
+            str(n) for n in range(1, expected + 1)
+        ]
+    page = _get(client_in, "session", COMPACTED)
+    rows = re.findall(r'<tr class="turn".*?</tr>', page, re.DOTALL)
+    assert ["compacted" in row for row in rows] == [True, True, False]
+    assert "2 calls" in rows[0] and "1 call " in rows[1]
+    continued = _get(client_in, "session", CONTINUED)
+    assert re.findall(r'<tr class="turn" id="turn-(\d+)"', continued) == ["0", "1"]
 
 
 def test_it_renders_the_thread_with_subagent_nested_and_compaction(

@@ -148,6 +148,18 @@ ASSISTANT_TOOL = {
             {"usage": (1, 0, 0, 60, 40)},
         ),
         (
+            {
+                "type": "user",
+                "isCompactSummary": True,
+                "message": {"role": "user", "content": "This session is continued"},
+            },
+            {"is_compact_summary": True, "role": "user", "is_meta": False},
+        ),
+        (
+            {"type": "user", "isCompactSummary": "yes", "message": {"role": "user"}},
+            {"is_compact_summary": False},
+        ),
+        (
             {"type": "user", "message": "not a dict", "uuid": 12, "timestamp": "bogus"},
             {"uuid": "", "timestamp": None, "text": ""},
         ),

@@ -1,0 +1,87 @@
+"""Mark compaction summaries on their entries, so that a turn is one SQL expression.
+
+After compacting a conversation Claude Code writes its summary as a user line
+with isCompactSummary. The sessions list counted it as a prompt (user_count),
+the session page did not. The column is added with ALTER TABLE: Django's SQLite
+AddField would rebuild indexing_entry and drop the FTS triggers of 0005/0006.
+Existing entries are marked from their original lines, then user_count is
+recomputed with the turn expression of apps.indexing.selectors (frozen here).
+"""
+
+import json
+
+from django.db import migrations, models
+
+from apps.indexing.rawlines import block_unpack
+
+TURN_START = (
+    "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
+)
+_BLOCKS_PER_READ = 100
+
+
+def _summaries_mark(apps, schema_editor) -> None:
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, block_id, slot FROM indexing_entry"
+            " WHERE type = 'user' AND role = 'user' AND NOT is_meta ORDER BY block_id"
+        )
+        candidates: dict[int, list[tuple[int, int]]] = {}
+        for entry_id, block_id, slot in cursor.fetchall():
+            candidates.setdefault(block_id, []).append((entry_id, slot))
+        marked = []
+        block_ids = sorted(candidates)
+        for start in range(0, len(block_ids), _BLOCKS_PER_READ):
+            chunk = block_ids[start : start + _BLOCKS_PER_READ]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"SELECT id, data FROM indexing_block WHERE id IN ({marks})", chunk
+            )
+            for block_id, data in cursor.fetchall():
+                records = block_unpack(data)
+                for entry_id, slot in candidates[block_id]:
+                    if slot < len(records) and _is_summary(records[slot][0]):
+                        marked.append((entry_id,))
+        cursor.executemany(
+            "UPDATE indexing_entry SET is_compact_summary = 1 WHERE id = %s", marked
+        )
+        cursor.execute(
+            "UPDATE indexing_session SET user_count = (SELECT count(*)"
+            " FROM indexing_entry WHERE indexing_entry.session_id = indexing_session.id"
+            f" AND {TURN_START})"
+        )
+
+
+def _is_summary(line: bytes) -> bool:
+    if b'"isCompactSummary"' not in line:
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("isCompactSummary") is True
+
+
+class Migration(migrations.Migration):
+    dependencies = [("indexing", "0006_fts_block_delete_trigger")]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                migrations.RunSQL(
+                    sql="ALTER TABLE indexing_entry ADD COLUMN"
+                    " is_compact_summary bool NOT NULL DEFAULT 0",
+                    reverse_sql="ALTER TABLE indexing_entry DROP COLUMN"
+                    " is_compact_summary",
+                ),
+            ],
+            state_operations=[
+                migrations.AddField(
+                    model_name="entry",
+                    name="is_compact_summary",
+                    field=models.BooleanField(default=False),
+                ),
+            ],
+        ),
+        migrations.RunPython(_summaries_mark, migrations.RunPython.noop),
+    ]
