@@ -16,14 +16,19 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection
 
-from apps.dashboard.schemas import TimeseriesFilter
 from apps.dashboard.selectors.base import (
     _ERROR_COUNT,
     _TOKEN_FIELDS,
     _TOKEN_SUMS,
     _aggregate,
 )
-from apps.dashboard.selectors.rollups import _LABEL_SQL, _SESSION_SUMS, RollupPlan, Span
+from apps.dashboard.selectors.rollups import (
+    _LABEL_SQL,
+    _SESSION_SUMS,
+    RollupPlan,
+    Span,
+    merged_get,
+)
 
 _ROLLED_TOKENS = ", ".join(
     f"SUM({field}) AS {kind}" for kind, field in _TOKEN_FIELDS.items()
@@ -108,78 +113,116 @@ def summary_parts(*, plan: RollupPlan) -> tuple[dict, dict[str, int], list]:
 _EPOCH = date(1970, 1, 1)
 
 
-def latency_values(*, plan: RollupPlan) -> dict[str, tuple[list[float], list[float]]]:
-    """Return {model: (sorted ttfb values, sorted duration values)}."""
-    # Whole days from the day rollups, the other marked hours from the hourly
-    # ones ("NOT IN (NULL)" would be NULL: leave the condition out instead).
+def latency_values(*, plan: RollupPlan) -> dict[str, tuple[list, list]]:
+    """Return {model: (ttfb runs, duration runs)}, each run sorted ascending.
+
+    Whole days come as one run per model, merged once and kept in memory
+    (rollups.merged_get); the other marked hours and the live edges as another.
+    """
+    runs: dict[str, tuple[list, list]] = {}
+    if plan.days:
+        whole = merged_get(days=plan.days, build=lambda: _days_merged(plan.days))
+        for model, pair in whole.items():
+            runs[model] = ([pair[0]], [pair[1]])
     days = ", ".join(["%s"] * len(plan.days))
-    blobs = _execute(
-        "SELECT model, ttfb, duration FROM dashboard_latencydayrollup"
-        f" WHERE day IN ({days or 'NULL'})",
-        list(plan.days),
-    ) + _execute(
+    rest: dict[str, tuple[array, array]] = {}
+    for model, ttfb, duration in _execute(
         "SELECT model, ttfb, duration FROM dashboard_latencyrollup"
         " WHERE hour >= %s AND hour < %s"
         + (f" AND hour / 24 NOT IN ({days})" if days else ""),
         [plan.lo, plan.hi, *plan.days],
-    )
-    runs: dict[str, tuple[array, array]] = {}
-    for model, ttfb, duration in blobs:
-        pair = runs.setdefault(model, (array("d"), array("d")))
+    ):
+        pair = rest.setdefault(model, (array("d"), array("d")))
         pair[0].frombytes(ttfb)
         pair[1].frombytes(duration)
     for row in _live(
         spans=plan.live,
         sql="SELECT model, ttfb_ms, duration_ms FROM {rows}",
     ):
-        pair = runs.setdefault(row["model"], (array("d"), array("d")))
+        pair = rest.setdefault(row["model"], (array("d"), array("d")))
         for index, value in enumerate((row["ttfb_ms"], row["duration_ms"])):
             if value is not None:
                 pair[index].append(value)
-    # Each day's and hour's values arrive sorted, so each sort merges runs.
-    return {model: (sorted(ttfb), sorted(dur)) for model, (ttfb, dur) in runs.items()}
+    for model, pair in rest.items():
+        target = runs.setdefault(model, ([], []))
+        for index in (0, 1):
+            target[index].append(array("d", sorted(pair[index])))
+    return runs
+
+
+def _days_merged(days: list[int]) -> dict[str, tuple[array, array]]:
+    # Each day's values arrive sorted, so each sort merges ~30 runs.
+    marks = ", ".join(["%s"] * len(days))
+    runs: dict[str, tuple[array, array]] = {}
+    for model, ttfb, duration in _execute(
+        "SELECT model, ttfb, duration FROM dashboard_latencydayrollup"
+        f" WHERE day IN ({marks})",
+        list(days),
+    ):
+        pair = runs.setdefault(model, (array("d"), array("d")))
+        pair[0].frombytes(ttfb)
+        pair[1].frombytes(duration)
+    return {
+        model: (array("d", sorted(ttfb)), array("d", sorted(duration)))
+        for model, (ttfb, duration) in runs.items()
+    }
 
 
 # --- time series, models, tools -------------------------------------------------
 
 
-def slot_rows(
-    *, filters: TimeseriesFilter, plan: RollupPlan, hourly: bool
-) -> list[tuple[datetime, dict]]:
-    """Return (UTC slot start, row) per slot and model: hours, or quarter hours."""
+# The columns of a time series slot, in selectors.usage._SERIES_SUMS order.
+SLOT_SQL = f"COUNT(*) AS requests, {_ERROR_COUNT}, SUM(cost_usd) AS cost, {_TOKEN_SUMS}"
+_ROLLED_SLOT = ", ".join(f"SUM({field})" for field in _TOKEN_FIELDS.values())
+
+
+def slot_rows(*, plan: RollupPlan, hourly: bool) -> list[tuple]:
+    """Return (UTC slot start in epoch seconds, model, sums) per slot and model.
+
+    A slot is an hour, or a quarter hour; sums are selectors.usage._SERIES_SUMS.
+    """
     if hourly:  # one row per hour and model already: no grouping
         sql = (
-            "SELECT hour * 4 AS slot, model, requests, errors, cost_usd AS cost, "
-            + ", ".join(f"{field} AS {kind}" for kind, field in _TOKEN_FIELDS.items())
-            + " FROM dashboard_modelhourrollup WHERE {hours}"
+            "SELECT hour * 3600, model, requests, errors, cost_usd, "
+            + ", ".join(_TOKEN_FIELDS.values())
+            + " FROM dashboard_modelhourrollup WHERE hour >= %s AND hour < %s"
         )
     else:
         sql = (
-            "SELECT hour * 4 + quarter AS slot, model, SUM(requests) AS requests,"
-            f" {_ROLLED_TOKENS}, SUM(cost_usd) AS cost, SUM(CASE WHEN label <> ''"
-            " THEN requests ELSE 0 END) AS errors FROM dashboard_usagerollup"
-            " WHERE {hours} GROUP BY slot, model"
+            "SELECT (hour * 4 + quarter) * 900 AS slot, model, SUM(requests),"
+            " SUM(CASE WHEN label <> '' THEN requests ELSE 0 END), SUM(cost_usd),"
+            f" {_ROLLED_SLOT} FROM dashboard_usagerollup"
+            " WHERE hour >= %s AND hour < %s GROUP BY slot, model"
         )
-    rolled = _rolled(plan=plan, sql=sql)
     result = [
-        (datetime.fromtimestamp(row["slot"] * 900, tz=UTC), row) for row in rolled
+        (slot, model, sums) for slot, model, *sums in _execute(sql, [plan.lo, plan.hi])
     ]
-    live_slot = (
+    for span in plan.live:
+        result += live_slot_rows(filters=span, hourly=hourly)
+    return result
+
+
+def live_slot_rows(*, filters: object, hourly: bool) -> list[tuple]:
+    """Return slot_rows' tuples for the exchanges of a filter, read live."""
+    slot = (
         "substr(started_at, 1, 13)"
         if hourly
         else "CAST(strftime('%%s', started_at) AS INTEGER) / 900"
     )
-    for row in _live(
-        spans=plan.live,
-        sql=f"SELECT {live_slot} AS slot, model, COUNT(*) AS requests, {_TOKEN_SUMS},"
-        f" SUM(cost_usd) AS cost, {_ERROR_COUNT} FROM {{rows}} GROUP BY slot, model",
-    ):
-        begins = (
-            datetime.strptime(row["slot"], "%Y-%m-%d %H").replace(tzinfo=UTC)
-            if hourly
-            else datetime.fromtimestamp(row["slot"] * 900, tz=UTC)
-        )
-        result.append((begins, row))
+    rows = _aggregate(
+        filters=filters,
+        sql=f"SELECT {slot} AS slot, model, {SLOT_SQL} FROM {{rows}}"
+        " GROUP BY slot, model",
+    )
+    result = []
+    for row in rows:
+        slot, model, *sums = row.values()
+        if hourly:
+            moment = datetime.strptime(slot, "%Y-%m-%d %H").replace(tzinfo=UTC)
+            slot = int(moment.timestamp())
+        else:
+            slot *= 900
+        result.append((slot, model, sums))
     return result
 
 

@@ -209,17 +209,20 @@ def latency_percentiles(
 
 
 def _percentiles_of(
-    values: dict[str, tuple[list[float], list[float]]], *, by_model: bool
+    values: dict[str, tuple[list, list]], *, by_model: bool
 ) -> dict[str | None, dict]:
-    # The same answer as latency_percentiles' SQL, from sorted values per model;
-    # overall ranks are selected across the models' lists without merging them.
+    # The same answer as latency_percentiles' SQL, from sorted runs per model;
+    # ranks are selected across the runs without merging them.
     result: dict[str | None, dict] = {}
     for index, column in enumerate(("ttfb_ms", "duration_ms")):
-        ranked = {model: pair[index] for model, pair in values.items() if pair[index]}
-        lists = list(ranked.values())
+        ranked = {
+            model: [run for run in pair[index] if len(run)]
+            for model, pair in values.items()
+        }
+        ranked = {model: runs for model, runs in ranked.items() if runs}
         groups = {
-            None: lists,
-            **({m: [v] for m, v in ranked.items()} if by_model else {}),
+            None: [run for runs in ranked.values() for run in runs],
+            **(ranked if by_model else {}),
         }
         for group, members in groups.items():
             n = sum(map(len, members))
@@ -336,28 +339,47 @@ def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
     edges = bucket_edges(
         start=filters.start, end=filters.end, zone=filters.zone, unit=filters.bucket
     )
-    buckets = [
-        {"start": lo, "end": hi, "requests": 0, "errors": 0, "cost_usd": 0.0,
-         "tokens": dict.fromkeys(_TOKEN_FIELDS, 0), "models": {}}
-        for lo, hi in zip(edges, edges[1:], strict=False)
-    ]  # fmt: skip
-    for index, row in _slot_rows(filters=filters, edges=edges):
-        bucket = buckets[index]
-        point = bucket["models"].get(row["model"])
-        if point is None:  # a month of hours folds ~3,000 rows: no waste per row
-            point = _model_point({"model": row["model"]}, {})
-            bucket["models"][row["model"]] = point
-        tokens = _tokens(row).items()
-        for target in (bucket, point):
-            target["requests"] += row["requests"]
-            target["errors"] += row["errors"]
-            target["cost_usd"] += row["cost"] or 0.0
-            counts = target["tokens"]
-            for kind, value in tokens:
-                counts[kind] += value
-    for bucket in buckets:
-        bucket["models"] = sorted(bucket["models"].values(), key=lambda p: p["model"])
+    # Sum plain lists per (bucket, model) first and build the output dicts
+    # once at the end: a month of hours folds ~3,000 rows into ~3,000 points.
+    sums: dict[tuple[int, str], list] = {}
+    for index, model, values in _slot_rows(filters=filters, edges=edges):
+        target = sums.get((index, model))
+        if target is None:
+            sums[(index, model)] = [value or 0 for value in values]
+        else:
+            for position, value in enumerate(values):
+                target[position] += value or 0
+    per_bucket: dict[int, list[dict]] = defaultdict(list)
+    for (index, model), values in sorted(sums.items()):
+        per_bucket[index].append(_series_point(model, values))
+    buckets = []
+    for index, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False)):
+        points = per_bucket.get(index, [])
+        tokens = {
+            kind: sum(p["tokens"][kind] for p in points) for kind in _TOKEN_FIELDS
+        }
+        buckets.append(
+            {"start": lo, "end": hi,
+             "requests": sum(p["requests"] for p in points),
+             "errors": sum(p["errors"] for p in points),
+             "cost_usd": sum((p["cost_usd"] for p in points), 0.0), "tokens": tokens,
+             "models": points}
+        )  # fmt: skip
     return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
+
+
+_SERIES_SUMS = ("requests", "errors", "cost", *_TOKEN_FIELDS)
+
+
+def _series_point(model: str, values: list) -> dict:
+    requests, errors, cost, *tokens = values
+    return {
+        "model": model,
+        "requests": requests,
+        "errors": errors,
+        "tokens": dict(zip(_TOKEN_FIELDS, map(int, tokens), strict=True)),
+        "cost_usd": float(cost),
+    }
 
 
 def _model_point(row: dict, tokens: dict[str, int]) -> dict:
@@ -372,43 +394,22 @@ def _model_point(row: dict, tokens: dict[str, int]) -> dict:
 
 def _slot_rows(
     *, filters: TimeseriesFilter, edges: list[datetime]
-) -> list[tuple[int, dict]]:
+) -> list[tuple[int, str, list]]:
     # SQL groups by UTC slot and model: a slot is a UTC hour, or a quarter hour
     # when the zone's bucket edges are not on whole UTC hours (India, Nepal...).
     # Every slot lies inside one bucket, so Python folds slots into buckets
     # with work bounded by the number of slots, never by the number of rows.
     utc_edges = [edge.astimezone(UTC) for edge in edges]
     hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
-    answer = _from_rollups(
-        filters,
-        lambda plan: [
-            (bisect_right(utc_edges, begins) - 1, row)
-            for begins, row in rolled.slot_rows(
-                filters=filters, plan=plan, hourly=hourly
-            )
-        ],
+    seconds = [int(edge.timestamp()) for edge in utc_edges]
+    rows = _from_rollups(
+        filters, lambda plan: rolled.slot_rows(plan=plan, hourly=hourly)
     )
-    if answer is not None:
-        return answer
-    slot = (
-        "substr(started_at, 1, 13)"
-        if hourly
-        else "CAST(strftime('%%s', started_at) AS INTEGER) / 900"
-    )
-    rows = _aggregate(
-        filters=filters,
-        sql=f"SELECT {slot} AS slot, model, COUNT(*) AS requests, {_TOKEN_SUMS},"
-        f" SUM(cost_usd) AS cost, {_ERROR_COUNT} FROM {{rows}} GROUP BY slot, model",
-    )
-    result = []
-    for row in rows:
-        begins = (
-            datetime.strptime(row["slot"], "%Y-%m-%d %H").replace(tzinfo=UTC)
-            if hourly
-            else datetime.fromtimestamp(row["slot"] * 900, tz=UTC)
-        )
-        result.append((bisect_right(utc_edges, begins) - 1, row))
-    return result
+    if rows is None:
+        rows = rolled.live_slot_rows(filters=filters, hourly=hourly)
+    return [
+        (bisect_right(seconds, slot) - 1, model, sums) for slot, model, sums in rows
+    ]
 
 
 # --- per model, tool, session ------------------------------------------------
