@@ -435,3 +435,31 @@ def test_it_fills_every_settled_hour_ahead_of_reads(month, api, monkeypatch):
     monkeypatch.setattr(rollups, "_days_build", built)
     got = api("/api/stats/summary", **RANGE).json()
     assert_same(got, live(api, monkeypatch, "/api/stats/summary", RANGE))
+
+
+def test_it_reuses_merged_whole_days_until_their_hours_change(month, api, monkeypatch):
+    from apps.dashboard.selectors import rolled, rollups
+
+    # Rollup writes by another process (the rollup --watch one) don't reach
+    # this process's memory: only the hours' markers can tell it.
+    monkeypatch.setattr(rollups, "_merged_clear", lambda: None)
+    rollups._MERGED.clear()
+    want = live(api, monkeypatch, "/api/stats/performance", RANGE)
+    assert_same(api("/api/stats/performance", **RANGE).json(), want)
+    merges = []
+    real = rolled._days_merged
+    monkeypatch.setattr(
+        rolled, "_days_merged", lambda days: merges.append(days) or real(days)
+    )
+    assert_same(api("/api/stats/performance", **RANGE).json(), want)
+    assert merges == []  # the same whole days: merged from memory
+    exchange_create(  # lands late in a whole day, slower than anything there
+        started_at=at("2026-10-31T10:05:00"), duration_ms=5000.0, ttfb_ms=4000.0
+    )
+    got = api("/api/stats/performance", **RANGE).json()
+    assert len(merges) == 1
+    assert_same(got, live(api, monkeypatch, "/api/stats/performance", RANGE))
+    assert (
+        got["overall"]["duration_ms"]["count"]
+        == want["overall"]["duration_ms"]["count"] + 1
+    )
