@@ -133,9 +133,11 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     items = index.session_thread(
         session=found, limit=THREAD_PER_PAGE, offset=(page - 1) * THREAD_PER_PAGE
     )
+    # hl is the search that led here; advanced=1 when it was raw FTS5 syntax.
     highlight = request.GET.get("hl", "")[:QUERY_MAX]
+    raw = request.GET.get("advanced") == "1"
     context = {
-        "session": found, "entries": _thread_views(items, target, highlight),
+        "session": found, "entries": _thread_views(items, target, highlight, raw),
         "page": page, "pages": pages, "total": total, "target": target,
         "hl": highlight, "parent": found.parent,
     }  # fmt: skip
@@ -155,7 +157,7 @@ def _page_of(found: Any, target: str) -> int | None:
     return None if position is None else position // THREAD_PER_PAGE + 1
 
 
-def _thread_views(items: list, target: str, highlight: str) -> list[dict]:
+def _thread_views(items: list, target: str, highlight: str, raw: bool) -> list[dict]:
     records = {id(i): index.line_record(i.line) for i in _walk(items)}
     messages = [r.get("message") for r in records.values() if isinstance(r, dict)]
     names = inspector.tool_names_by_id([m for m in messages if isinstance(m, dict)])
@@ -163,7 +165,9 @@ def _thread_views(items: list, target: str, highlight: str) -> list[dict]:
     def view(item: Any) -> dict:
         key = item.entry.uuid or f"e{item.entry.id}"
         hit = highlight if key == target else ""
-        shaped = _entry_view(item, records[id(item)], names=names, highlight=hit)
+        shaped = _entry_view(
+            item, records[id(item)], names=names, highlight=hit, raw=raw
+        )
         shaped["subagents"] = [
             {"session": s.session, "entries": [view(e) for e in s.entries]}
             for s in item.subagents
@@ -177,20 +181,22 @@ def _walk(items: list) -> list:
     return [x for i in items for x in [i, *[e for s in i.subagents for e in s.entries]]]
 
 
-def _entry_view(item: Any, record: Any, *, names: dict, highlight: str) -> dict:
+def _entry_view(
+    item: Any, record: Any, *, names: dict, highlight: str, raw: bool
+) -> dict:
     """Shape one transcript line: a message, a compaction mark, a summary, or other."""
     entry = item.entry
     record = record if isinstance(record, dict) else {}
     base = {
         "key": entry.uuid or f"e{entry.id}", "entry": entry,
         "exchange_id": item.exchange_id, "kind": "other", "hit": bool(highlight),
-        "hit_parts": _hit_window(item.text, highlight) if highlight else [],
+        "hit_parts": _hit_window(item.text, highlight, raw) if highlight else [],
     }  # fmt: skip
     message = record.get("message")
     if entry.type in ("user", "assistant") and isinstance(message, dict):
         shaped = inspector.message_view(message, index=entry.line_no, names=names)
         if highlight:
-            _blocks_highlight(shaped["blocks"], message, highlight)
+            _blocks_highlight(shaped["blocks"], message, highlight, raw)
         compact = record.get("isCompactSummary") is True
         return {**base, "kind": "message", "message": shaped, "compact": compact}
     if entry.type == "system" and record.get("subtype") == "compact_boundary":
@@ -204,12 +210,12 @@ def _entry_view(item: Any, record: Any, *, names: dict, highlight: str) -> dict:
             "json": raw[:OTHER_JSON_MAX], "cut": len(raw) > OTHER_JSON_MAX}  # fmt: skip
 
 
-def _hit_window(text: str, query: str) -> list[tuple[str, bool]]:
-    pattern = index.snippet_pattern(index.fts_query_words(query))
+def _hit_window(text: str, query: str, raw: bool) -> list[tuple[str, bool]]:
+    pattern = index.snippet_pattern(index.fts_query_words(query, raw=raw))
     return index.snippet_parts(text, pattern)
 
 
-def _blocks_highlight(blocks: list[dict], message: dict, query: str) -> None:
+def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) -> None:
     """Give the text blocks of the hit entry highlighted parts (escaped in template)."""
     content = message.get("content")
     raw = [{"type": "text", "text": content}] if isinstance(content, str) else content
@@ -217,7 +223,7 @@ def _blocks_highlight(blocks: list[dict], message: dict, query: str) -> None:
     for shaped, block in zip(blocks, raw, strict=False):
         if shaped["kind"] == "text":
             text = str(block.get("text", ""))
-            shaped["hl"] = index.highlight_parts(text=text, query=query)
+            shaped["hl"] = index.highlight_parts(text=text, query=query, raw=raw)
 
 
 @login_required

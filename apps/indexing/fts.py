@@ -60,21 +60,153 @@ def fts_query_escape(text: str) -> str:
 
 
 _WORD = re.compile(r"\w+(\*?)")
-_OPERATORS = {"AND", "OR", "NOT", "NEAR"}
 
 
 def fts_query_words(text: str, *, raw: bool = False) -> list[tuple[str, bool]]:
     """Return the (lowercased word, is prefix) pairs a query searches for.
 
-    For highlighting: in raw mode the operators and column names are left out.
+    For highlighting. A raw (advanced) query is read as FTS5 syntax: operators,
+    column names and NEAR distances are not words, and neither are the words a
+    query excludes (after NOT) or looks for only in the tools column.
     """
+    if raw:
+        return _RawTerms(text or "").words()[:MAX_TERMS]
     words = []
     for match in _WORD.finditer(text or ""):
-        word = match.group(0).rstrip("*")
-        if raw and (word in _OPERATORS or text[match.end() : match.end() + 1] == ":"):
-            continue
-        words.append((word.lower(), bool(match.group(1))))
+        words.append((match.group(0).rstrip("*").lower(), bool(match.group(1))))
     return words[:MAX_TERMS]
+
+
+# FTS5 query tokens: strings ("" escapes a quote), barewords (letters, digits,
+# _ and any non-ASCII character), and the one-character operators.
+# https://www.sqlite.org/fts5.html#full_text_query_syntax
+_RAW_TOKEN = re.compile(r'"((?:[^"]|"")*)"?|([\w\x1a\x80-\U0010ffff]+)|(\S)')
+_TEXT_COLUMNS = {"text"}
+_KEYWORDS = {"AND", "OR", "NOT"}
+_MAX_DEPTH = 40
+
+
+class _RawTerms:
+    """The words of a raw FTS5 query that a matching entry's text may contain.
+
+    A forgiving recursive descent over FTS5's grammar: it never raises, whatever
+    the input (a query SQLite rejects finds nothing to highlight anyway), and an
+    unexpected token is skipped.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        for match in _RAW_TOKEN.finditer(text[: MAX_TERM_CHARS * MAX_TERMS]):
+            string, word, other = match.groups()
+            if string is not None:
+                self.tokens.append(("string", string.replace('""', '"')))
+            elif word is not None:
+                self.tokens.append(("word", word))
+            else:
+                self.tokens.append((other, other))
+        self.at = 0
+        self.depth = 0
+        self.found: list[tuple[str, bool]] = []
+
+    def words(self) -> list[tuple[str, bool]]:
+        while self.at < len(self.tokens):
+            self._or(shown=True)
+            self.at += 1  # a stray ")" or operator: skip it and read on
+        return self.found
+
+    def _peek(self, offset: int = 0) -> tuple[str, str]:
+        index = self.at + offset
+        return self.tokens[index] if index < len(self.tokens) else ("", "")
+
+    def _keyword(self, name: str) -> bool:
+        return self._peek() == ("word", name)
+
+    def _or(self, *, shown: bool) -> None:
+        self._and(shown=shown)
+        while self._keyword("OR"):
+            self.at += 1
+            self._and(shown=shown)
+
+    def _and(self, *, shown: bool) -> None:
+        self._not(shown=shown)
+        while self._peek()[0] and self._peek()[0] not in (")", ","):
+            if self._keyword("OR"):
+                return
+            if self._keyword("AND"):
+                self.at += 1
+            before = self.at
+            self._not(shown=shown)
+            if self.at == before:  # nothing could be read here: skip a token
+                self.at += 1
+
+    def _not(self, *, shown: bool) -> None:
+        self._primary(shown=shown)
+        while self._keyword("NOT"):
+            self.at += 1
+            self._primary(shown=False)  # the excluded side is never in the text
+
+    def _primary(self, *, shown: bool) -> None:
+        shown = shown and self._columns()
+        kind, value = self._peek()
+        if kind == "(" and self.depth < _MAX_DEPTH:
+            self.at += 1
+            self.depth += 1
+            self._or(shown=shown)
+            self.depth -= 1
+            if self._peek()[0] == ")":
+                self.at += 1
+        elif kind == "word" and value == "NEAR" and self._peek(1)[0] == "(":
+            self.at += 2
+            before = -1
+            while before != self.at:
+                before = self.at
+                self._phrase(shown=shown)
+            if self._peek()[0] == ",":
+                self.at += 2  # the distance
+            if self._peek()[0] == ")":
+                self.at += 1
+        else:
+            if kind == "^":
+                self.at += 1
+            self._phrase(shown=shown)
+
+    def _columns(self) -> bool:
+        """Read a column filter if one starts here; say if it keeps the text column."""
+        start = self.at
+        negated = self._peek()[0] == "-"
+        self.at += negated
+        names = []
+        if self._peek()[0] == "{":
+            self.at += 1
+            while self._peek()[0] == "word":
+                names.append(self._peek()[1].lower())
+                self.at += 1
+            self.at += self._peek()[0] == "}"
+        elif self._peek()[0] == "word" and self._peek(1)[0] == ":":
+            names.append(self._peek()[1].lower())
+            self.at += 1
+        if not names or self._peek()[0] != ":":
+            self.at = start
+            return True
+        self.at += 1
+        named_text = bool(_TEXT_COLUMNS & set(names))
+        return not named_text if negated else named_text
+
+    def _phrase(self, *, shown: bool) -> None:
+        while self._peek()[0] == "string" or (
+            self._peek()[0] == "word" and self._peek()[1] not in _KEYWORDS
+        ):
+            words = re.findall(r"\w+", self._peek()[1])
+            self.at += 1
+            prefix = self._peek()[0] == "*"
+            self.at += prefix
+            if shown:
+                for n, word in enumerate(words, start=1):
+                    last = n == len(words)
+                    self.found.append((word[:MAX_TERM_CHARS].lower(), prefix and last))
+            if self._peek()[0] != "+":
+                return
+            self.at += 1
 
 
 def _split_prefix(word: str) -> tuple[str, str]:

@@ -286,6 +286,45 @@ def test_it_highlights_the_hit_entry_with_escaping(seeded, client_in):
     assert "&lt;script&gt;" in entry[:3000] and HOSTILE not in thread
 
 
+def _marks(html: str) -> list[str]:
+    return re.findall(r"<mark>(.*?)</mark>", html)
+
+
+def test_it_highlights_the_terms_of_an_advanced_query_in_the_thread(
+    db, tmp_path, client_in
+):
+    tree = ClaudeTree(tmp_path / "advanced")
+    t = tree.transcript(cwd="/home/me/deploy", session_id="advanced-session")
+    t.user("the deploy script and the rollback script are not near done <b>x</b>")
+    index_sync(roots=[tree.root])
+    query = "NEAR(deploy rollback, 5) NOT migration OR tools : near"
+    html = _get(client_in, "search", q=query, advanced="1")
+    assert _marks(html) == ["deploy", "rollback"]
+    link = re.search(r'class="hit-link" href="([^"]+)"', html).group(1)
+    assert "&amp;advanced=1" in link
+    thread = client_in.get(link.replace("&amp;", "&").split("#")[0]).content.decode()
+    entry = thread[thread.index("is-hit") :][:3000]
+    # Operators, the NEAR distance, excluded words and words looked for only
+    # in the tools column are not in the text: only the two terms are marked.
+    assert set(_marks(entry)) == {"deploy", "rollback"}
+    assert "<b>x</b>" not in thread and "&lt;b&gt;x&lt;/b&gt;" in entry
+    plain = _get(client_in, "thread", "advanced-session", entry=t.last_uuid,
+                 hl=query)  # fmt: skip
+    assert {"not", "near"} <= set(_marks(plain))  # as words, they are words
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"', "NEAR(", "((((" * 500, "{tools}:", "<mark>x</mark>", HOSTILE, "\x00",
+     '"<script>" OR x*', "x" * 10_000, "*:^-+,"],
+)  # fmt: skip
+def test_it_opens_the_thread_for_any_advanced_highlight(seeded, client_in, query):
+    first = _first_prompt_uuid(seeded["main"])
+    html = _get(client_in, "thread", RELAYED, entry=first, hl=query, advanced="1")
+    assert HOSTILE not in html and "<mark>x</mark>" not in html
+    assert 'class="entry entry-message is-hit"' in html
+
+
 def _first_prompt_uuid(transcript) -> str:
     import json
 

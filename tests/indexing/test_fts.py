@@ -77,7 +77,48 @@ HOSTILE = [
     '"' * 999,
     "((((((",
     "a*b*c*",
+    "(" * 5_000,
+    "NOT " * 3_000,
+    "{" * 999 + ":",
 ]
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("migration rollback", [("migration", False), ("rollback", False)]),
+        ("deadlock NOT pool", [("deadlock", False)]),
+        ("a NOT (b OR c) d", [("a", False), ("d", False)]),
+        ("NEAR(flaky fixture, 5)", [("flaky", False), ("fixture", False)]),
+        ('"flaky websocket" OR fixt*',
+         [("flaky", False), ("websocket", False), ("fixt", True)]),
+        ('"alembic hist"*', [("alembic", False), ("hist", True)]),
+        ("^start + next*", [("start", False), ("next", True)]),
+        ("tools : Bash AND fixture", [("fixture", False)]),
+        ("tools:Bash", []),
+        ("{tools}: leak", []),
+        ("{text tools}: leak", [("leak", False)]),
+        ("- tools : leak", [("leak", False)]),
+        ("text : (Socket OR pool)", [("socket", False), ("pool", False)]),
+        ('"say ""hi"" there"', [("say", False), ("hi", False), ("there", False)]),
+        ("NEAR", [("near", False)]),  # a word unless a bracket follows
+        ("AND OR NOT", []),
+        ("NEAR(AND OR)", []),
+        (") a (", [("a", False)]),
+        ("<script>alert(1)</script>",
+         [("script", False), ("alert", False), ("1", False), ("script", False)]),
+    ],
+)  # fmt: skip
+def test_it_reads_the_words_of_raw_queries_for_highlighting(query, words) -> None:
+    assert fts.fts_query_words(query, raw=True) == words
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_it_reads_raw_words_of_any_input_without_failing(query: str) -> None:
+    words = fts.fts_query_words(query, raw=True)
+    assert len(words) <= fts.MAX_TERMS
+    assert all(len(word) <= fts.MAX_TERM_CHARS for word, _ in words)
+    assert snippet_pattern(words) is None or words
 
 
 @pytest.mark.django_db
