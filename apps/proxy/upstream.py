@@ -10,16 +10,22 @@ Invariants:
 - Timeouts: connect and pool waits are bounded by CLAUDEMON_CONNECT_TIMEOUT; each
   read or write may stay idle up to CLAUDEMON_IDLE_TIMEOUT. There is no total
   timeout, so a stream that runs for an hour is never cut.
-- The client ignores the environment (no netrc credentials, no proxy variables) and
-  sends no default headers of its own: the client's request is the upstream request.
+- The relay speaks to the upstream through httpcore (httpx's own transport) on an
+  asyncio backend of ours (apps.proxy.transport): no environment lookups (netrc,
+  proxy variables), no default headers, no URL re-parsing per call. The upstream
+  request is the client's, plus Host and Content-Length.
 """
 
 from __future__ import annotations
 
+import functools
+import urllib.parse
 from collections.abc import Iterable
 
-import httpx
+import httpcore
 from django.conf import settings
+
+from apps.proxy.transport import LoopBackend
 
 Header = tuple[bytes, bytes]
 
@@ -53,33 +59,68 @@ def headers_forwardable(headers: Iterable[Header]) -> list[Header]:
     return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
-def upstream_url(*, raw_path: bytes, query_string: bytes) -> str:
-    """Join the upstream URL (prefix kept) with the request's path and query."""
-    url = settings.CLAUDEMON_UPSTREAM_URL + raw_path.decode("latin-1")
+@functools.lru_cache(maxsize=8)
+def _origin(upstream: str) -> tuple[bytes, bytes, int, bytes, bytes]:
+    """Split the upstream URL once: scheme, host, port, path prefix, Host header."""
+    parts = urllib.parse.urlsplit(upstream)
+    scheme = parts.scheme.encode("ascii")
+    default_port = 443 if scheme == b"https" else 80
+    port = parts.port or default_port
+    host = parts.hostname.encode("idna")
+    host_header = b"[" + host + b"]" if b":" in host else host
+    if parts.port and parts.port != default_port:
+        host_header += b":%d" % parts.port
+    return scheme, host, port, parts.path.rstrip("/").encode("latin-1"), host_header
+
+
+# Methods whose requests say Content-Length even when the body is empty (as httpx and
+# the SDKs send them).
+_LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def upstream_request(
+    *, method: str, raw_path: bytes, query_string: bytes, headers: list, body: bytes
+) -> httpcore.Request:
+    """The upstream request: the client's method, target, end-to-end headers and
+    body bytes, plus the Host of the upstream and the body's length."""
+    scheme, host, port, prefix, host_header = _origin(settings.CLAUDEMON_UPSTREAM_URL)
+    target = prefix + raw_path
     if query_string:
-        url += "?" + query_string.decode("latin-1")
-    return url
+        target += b"?" + query_string
+    outgoing = [(b"Host", host_header), *headers_forwardable(headers)]
+    if body or method in _LENGTH_ALWAYS:
+        outgoing.append((b"Content-Length", str(len(body)).encode("ascii")))
+    connect, idle = settings.CLAUDEMON_CONNECT_TIMEOUT, settings.CLAUDEMON_IDLE_TIMEOUT
+    timeouts = {"connect": connect, "read": idle, "write": idle, "pool": connect}
+    return httpcore.Request(
+        method.encode("ascii"),
+        httpcore.URL(scheme=scheme, host=host, port=port, target=target),
+        headers=outgoing,
+        content=body,
+        extensions={"timeout": timeouts},
+    )
 
 
-_client: httpx.AsyncClient | None = None
+# What a failed upstream exchange raises: httpcore's errors, or the OS's.
+UPSTREAM_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    OSError,
+)
+
+_pool: httpcore.AsyncConnectionPool | None = None
 
 
-def upstream_client() -> httpx.AsyncClient:
-    """Return the process's long-lived upstream client, creating it on first use."""
-    global _client
-    if _client is None:
-        connect = settings.CLAUDEMON_CONNECT_TIMEOUT
-        idle = settings.CLAUDEMON_IDLE_TIMEOUT
-        _client = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=connect, read=idle, write=idle, pool=connect),
-            limits=httpx.Limits(
-                max_connections=None, max_keepalive_connections=100, keepalive_expiry=60
-            ),
-            follow_redirects=False,
-            trust_env=False,
+def upstream_pool() -> httpcore.AsyncConnectionPool:
+    """Return the process's long-lived pool of upstream connections."""
+    global _pool
+    if _pool is None:
+        _pool = httpcore.AsyncConnectionPool(
+            max_connections=None,
+            max_keepalive_connections=100,
+            keepalive_expiry=60,
+            network_backend=LoopBackend(),
         )
-        # httpx would add Accept, Accept-Encoding, Connection and User-Agent of its
-        # own to every request; a transparent relay sends only the client's headers.
-        for name in list(_client.headers.keys()):
-            del _client.headers[name]
-    return _client
+    return _pool

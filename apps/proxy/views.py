@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpcore
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -22,7 +22,12 @@ import claudemon
 from apps.proxy import selectors
 from apps.proxy.models import Exchange
 from apps.proxy.recorder import Call, header_value
-from apps.proxy.upstream import headers_forwardable, upstream_client, upstream_url
+from apps.proxy.upstream import (
+    UPSTREAM_ERRORS,
+    headers_forwardable,
+    upstream_pool,
+    upstream_request,
+)
 from apps.proxy.writer import recording, recording_submit
 
 State = Exchange.State
@@ -59,18 +64,18 @@ async def relay(request: HttpRequest) -> HttpResponse:
     recording_submit("start", call)
     try:
         upstream = await _upstream_send(call)
-    except (httpx.HTTPError, OSError) as exc:
+    except UPSTREAM_ERRORS as exc:
         return _failure_response(call, exc)
     except Exception as exc:  # a bug of ours: answer, record, and log it
         log.exception("relay failed before reaching the upstream")
         return _failure_response(call, exc)
-    call.status_code = upstream.status_code
-    call.response_headers = upstream.headers.raw
+    call.status_code = upstream.status
+    call.response_headers = upstream.headers
     call.ttfb_ms = (time.perf_counter() - call.t0) * 1000
     return RelayResponse(
         _relay_body(call, upstream),
-        status=upstream.status_code,
-        raw_headers=headers_forwardable(upstream.headers.raw),
+        status=upstream.status,
+        raw_headers=headers_forwardable(upstream.headers),
     )
 
 
@@ -94,25 +99,22 @@ def _text(value: bytes | str) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-async def _upstream_send(call: Call) -> httpx.Response:
-    client = upstream_client()
-    outgoing = client.build_request(
-        call.method,
-        upstream_url(
-            raw_path=call.path.encode("latin-1"),
-            query_string=call.query.encode("latin-1"),
-        ),
-        headers=headers_forwardable(call.request_headers),
-        content=call.request_body,
+async def _upstream_send(call: Call) -> httpcore.Response:
+    outgoing = upstream_request(
+        method=call.method,
+        raw_path=call.path.encode("latin-1"),
+        query_string=call.query.encode("latin-1"),
+        headers=call.request_headers,
+        body=call.request_body,
     )
-    return await client.send(outgoing, stream=True)
+    return await upstream_pool().handle_async_request(outgoing)
 
 
-async def _relay_body(call: Call, upstream: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay_body(call: Call, upstream: httpcore.Response) -> AsyncIterator[bytes]:
     """Yield each upstream chunk as it arrives; keep a reference for the record."""
     chunks = call.chunks
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.aiter_stream():
             chunks.append(chunk)
             yield chunk
         call.state = State.COMPLETE
@@ -121,7 +123,7 @@ async def _relay_body(call: Call, upstream: httpx.Response) -> AsyncIterator[byt
         call.error_type = "client_disconnected"
         call.error_message = "The client disconnected before the response ended."
         raise
-    except httpx.HTTPError as exc:
+    except UPSTREAM_ERRORS as exc:
         call.state = State.UPSTREAM_ERROR
         call.error_type, call.error_message = _describe(exc)
         # Raising here would leave daphne unable to end the response (its
@@ -162,8 +164,8 @@ def _error_event(message: str) -> bytes:
 
 def _failure_response(call: Call, exc: Exception) -> HttpResponse:
     """Answer like Anthropic would when the upstream cannot be reached or times out."""
-    if isinstance(exc, (httpx.HTTPError, OSError)):
-        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+    if isinstance(exc, UPSTREAM_ERRORS):
+        status = 504 if isinstance(exc, httpcore.TimeoutException) else 502
         call.error_type, call.error_message = _describe(exc)
         call.state = State.UPSTREAM_ERROR
     else:
@@ -187,17 +189,17 @@ def _failure_response(call: Call, exc: Exception) -> HttpResponse:
 def _describe(exc: Exception) -> tuple[str, str]:
     """Name the cause of an upstream failure in words a user can act on."""
     upstream = settings.CLAUDEMON_UPSTREAM_URL
-    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+    if isinstance(exc, (httpcore.ConnectTimeout, httpcore.PoolTimeout)):
         return "upstream_connect_timeout", (
             f"claudemon could not connect to the upstream {upstream} within "
             f"{settings.CLAUDEMON_CONNECT_TIMEOUT:g} s (CLAUDEMON_CONNECT_TIMEOUT)."
         )
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpcore.TimeoutException):
         return "upstream_idle_timeout", (
             f"The upstream {upstream} sent nothing for "
             f"{settings.CLAUDEMON_IDLE_TIMEOUT:g} s (CLAUDEMON_IDLE_TIMEOUT)."
         )
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpcore.ConnectError):
         return (
             "upstream_unreachable",
             f"claudemon could not connect to the upstream {upstream}: {exc}",

@@ -14,13 +14,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Exploding:
-    def build_request(self, *args: object, **kwargs: object) -> None:
+    async def handle_async_request(self, *args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
 
 @override_settings(ROOT_URLCONF="claudemon.urls_core", MIDDLEWARE=[])
 def test_it_answers_500_in_anthropic_shape_and_records_a_proxy_error(monkeypatch):
-    monkeypatch.setattr(views, "upstream_client", Exploding)
+    monkeypatch.setattr(views, "upstream_pool", Exploding)
 
     response = async_to_sync(AsyncClient().post)(
         "/v1/messages", data=b"{}", content_type="application/json"
