@@ -194,11 +194,16 @@ class SessionRollup(_TokenSums):
     model_list = models.TextField()  # distinct models, comma-separated
 
     class Meta:
-        # Covering both ways: (day, session, last) orders a range's sessions;
-        # (session, day, ...) sums just the sessions of the page shown.
+        # Covering both ways: (day, session, last, ...) orders a range's
+        # sessions and ranks them by cost; (session, day, ...) sums just the
+        # sessions of the page shown.
         indexes = [
             models.Index(
-                fields=["day", "session_id", "last_at"], name="sessionrollup_last"
+                fields=[
+                    "day", "session_id", "last_at", "requests", "cost_usd",
+                    "output_tokens",
+                ],
+                name="sessionrollup_day_cover",
             ),
             models.Index(
                 fields=[

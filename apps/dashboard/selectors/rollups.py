@@ -108,7 +108,7 @@ def rollup_plan(*, filters: RangeFilter) -> RollupPlan | None:
     lo, hi = max(lo, oldest), min(hi, newest + 1)
     marked = _hours_refresh(lo=lo, hi=hi)
     days = _days_refresh(marked=marked, lo=lo, hi=hi)
-    hour_edges = [(h * 3600, (h + 1) * 3600) for h in sorted(marked)]
+    hour_edges = [(a * 3600, b * 3600) for a, b in _runs(list(marked))]
     day_edges = [(d * 86400, (d + 1) * 86400) for d in days]
     return RollupPlan(
         lo=lo,
@@ -157,11 +157,19 @@ def rollup_read(*, plan: RollupPlan) -> Iterator[bool]:
 
 
 def _plan_holds(*, plan: RollupPlan) -> bool:
-    hours = RollupHour.objects.filter(hour__gte=plan.lo, hour__lt=plan.hi)
     days = RollupDay.objects.filter(day__in=plan.days)
-    return set(hours.values_list("hour", flat=True)) == plan.hours and set(
+    return _marked_hours(lo=plan.lo, hi=plan.hi) == plan.hours and set(
         days.values_list("day", flat=True)
     ) == set(plan.days)
+
+
+def _marked_hours(*, lo: int, hi: int) -> set[int]:
+    # Raw SQL: a month is 720 markers, read on every plan and check.
+    found = _execute(
+        "SELECT hour FROM dashboard_rolluphour WHERE hour >= %s AND hour < %s",
+        [lo, hi],
+    )
+    return {hour for (hour,) in found}
 
 
 def _data_hours() -> tuple[int, int]:
@@ -265,11 +273,7 @@ def _merged_clear() -> None:
 def _hours_refresh(*, lo: int, hi: int) -> set[int]:
     """Make sure every settled hour in [lo, hi) is marked if it can be; return them."""
     _watermark_check()
-    marked = set(
-        RollupHour.objects.filter(hour__gte=lo, hour__lt=hi).values_list(
-            "hour", flat=True
-        )
-    )
+    marked = _marked_hours(lo=lo, hi=hi)
     todo = [h for h in range(lo, hi) if h not in marked]
     return marked | (_hours_build(hours=todo) if todo else set())
 
