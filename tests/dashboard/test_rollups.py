@@ -228,15 +228,48 @@ def test_it_never_rolls_up_the_last_minutes(db, api, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "params",
-    [{"model": SONNET}, {"family": "claude-haiku"}, {"status": "5xx"},
-     {"session": "s-a"}, {"kind": "other"}, {"streaming": "false"},
-     {"tool": "Bash"}],
+    ("path", "params"),
+    [("/api/stats/summary", {"status": "5xx"}),
+     ("/api/stats/summary", {"session": "s-a"}),
+     ("/api/stats/summary", {"kind": "other"}),
+     ("/api/stats/summary", {"streaming": "false"}),
+     ("/api/stats/summary", {"tool": "Bash"}),
+     ("/api/stats/summary", {"model": SONNET, "family": "claude-haiku"}),
+     ("/api/stats/tools", {"model": SONNET}),  # tool rollups are not per model
+     ("/api/sessions", {"family": "claude-haiku"})],
 )  # fmt: skip
-def test_it_scans_filtered_ranges_live(month, api, monkeypatch, params):
-    got = api("/api/stats/summary", **RANGE, **params).json()
+def test_it_scans_filtered_ranges_live(month, api, monkeypatch, path, params):
+    got = api(path, **RANGE, **params).json()
     assert RollupHour.objects.count() == 0
-    assert got == live(api, monkeypatch, "/api/stats/summary", {**RANGE, **params})
+    assert got == live(api, monkeypatch, path, {**RANGE, **params})
+
+
+MODEL_CALLS = [
+    ("/api/stats/summary", {}),
+    ("/api/stats/performance", {}),
+    ("/api/stats/models", {}),
+    ("/api/stats/timeseries", {"bucket": "hour"}),
+    ("/api/stats/timeseries", {"bucket": "day", "tz": "America/New_York"}),
+    ("/api/stats/timeseries", {"bucket": "day", "tz": "Asia/Kolkata"}),
+]
+
+
+@pytest.mark.parametrize(
+    "model_filter",
+    # LIKE folds ASCII case on SQLite, so a family matches in any case; "_" is
+    # a literal there, not a wildcard.
+    [{"model": SONNET}, {"model": "claude-nothing"}, {"family": "claude-haiku"},
+     {"family": "CLAUDE-OPUS"}, {"family": "claude_"}],
+)  # fmt: skip
+@pytest.mark.parametrize(("path", "params"), MODEL_CALLS)
+def test_it_rolls_up_ranges_filtered_by_model(
+    month, api, monkeypatch, path, params, model_filter
+):
+    query = {**RANGE, **params, **model_filter}
+    want = live(api, monkeypatch, path, query)
+    for _ in range(2):  # the read that fills the rollups, then one that uses them
+        assert_same(api(path, **query).json(), want, path)
+    assert RollupHour.objects.count() >= 80
 
 
 def test_it_scans_short_ranges_live(month, api):

@@ -54,6 +54,15 @@ def exchange_filter(*, filters: RangeFilter) -> QuerySet[Exchange]:
         started_at__gte=filters.start, started_at__lt=filters.end
     )
     if not isinstance(filters, ExchangeFilter):
+        # A rollup plan's live span (rollups.Span) carries the model filter.
+        model, family = (
+            getattr(filters, "model", None),
+            getattr(filters, "family", None),
+        )
+        if model is not None:
+            qs = qs.filter(model=model)
+        if family is not None:
+            qs = qs.filter(model__startswith=family)
         return qs
     exact = {
         "model": filters.model,

@@ -37,12 +37,17 @@ _ROLLED_TOKENS = ", ".join(
 
 def _rolled(*, plan: RollupPlan, sql: str, params: tuple = ()) -> list[dict]:
     """Run `sql` over the rollup rows of the plan's hours ({hours} = the WHERE)."""
+    where, where_params = _hours_where(plan)
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.format(hours="hour >= %s AND hour < %s"), [plan.lo, plan.hi, *params]
-        )
+        cursor.execute(sql.format(hours=where), [*where_params, *params])
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _hours_where(plan: RollupPlan) -> tuple[str, list]:
+    """Return the WHERE of a plan's hours and model filter on an hourly rollup."""
+    model, params = plan.model_sql()
+    return "hour >= %s AND hour < %s" + model, [plan.lo, plan.hi, *params]
 
 
 def _live(*, spans: list, sql: str, join: str = "") -> list[dict]:
@@ -123,14 +128,15 @@ def latency_values(*, plan: RollupPlan) -> dict[str, tuple[list, list]]:
     if plan.days:
         whole = merged_get(days=plan.days, build=lambda: _days_merged(plan.days))
         for model, pair in whole.items():
-            runs[model] = ([pair[0]], [pair[1]])
+            if plan.model_matches(model):
+                runs[model] = ([pair[0]], [pair[1]])
     days = ", ".join(["%s"] * len(plan.days))
+    where, params = _hours_where(plan)
     rest: dict[str, tuple[array, array]] = {}
     for model, ttfb, duration in _execute(
-        "SELECT model, ttfb, duration FROM dashboard_latencyrollup"
-        " WHERE hour >= %s AND hour < %s"
+        f"SELECT model, ttfb, duration FROM dashboard_latencyrollup WHERE {where}"
         + (f" AND hour / 24 NOT IN ({days})" if days else ""),
-        [plan.lo, plan.hi, *plan.days],
+        [*params, *plan.days],
     ):
         pair = rest.setdefault(model, (array("d"), array("d")))
         pair[0].frombytes(ttfb)
@@ -185,18 +191,18 @@ def slot_rows(*, plan: RollupPlan, hourly: bool) -> list[tuple]:
         sql = (
             "SELECT hour * 3600, model, requests, errors, cost_usd, "
             + ", ".join(_TOKEN_FIELDS.values())
-            + " FROM dashboard_modelhourrollup WHERE hour >= %s AND hour < %s"
+            + " FROM dashboard_modelhourrollup WHERE {hours}"
         )
     else:
         sql = (
             "SELECT (hour * 4 + quarter) * 900 AS slot, model, SUM(requests),"
             " SUM(CASE WHEN label <> '' THEN requests ELSE 0 END), SUM(cost_usd),"
             f" {_ROLLED_SLOT} FROM dashboard_usagerollup"
-            " WHERE hour >= %s AND hour < %s GROUP BY slot, model"
+            " WHERE {hours} GROUP BY slot, model"
         )
-    result = [
-        (slot, model, sums) for slot, model, *sums in _execute(sql, [plan.lo, plan.hi])
-    ]
+    where, params = _hours_where(plan)
+    rows = _execute(sql.format(hours=where), params)
+    result = [(slot, model, sums) for slot, model, *sums in rows]
     for span in plan.live:
         result += live_slot_rows(filters=span, hourly=hourly)
     return result

@@ -25,12 +25,14 @@ selectors that read them so that nothing else depends on their layout.
 
 from __future__ import annotations
 
+import re
+import string
 import threading
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, TypeVar
@@ -66,17 +68,22 @@ T = TypeVar("T")
 SETTLE = timedelta(minutes=10)
 # Below two days a live scan (~7,000 rows a day) is cheaper than the bookkeeping.
 MIN_HOURS = 48
-_ATTRIBUTE_FILTERS = (
-    "model", "family", "state", "status", "session", "tool", "streaming",
-)  # fmt: skip
+# Filters the rollups cannot apply (model and family they can, per model).
+_ROW_FILTERS = ("state", "status", "session", "tool", "streaming")
 
 
 @dataclass(frozen=True)
 class Span:
-    """A UTC interval [start, end) read live (duck-types RangeFilter's range)."""
+    """A UTC interval [start, end) read live (duck-types RangeFilter's range).
+
+    model and family carry a range's model filter to its live reads
+    (base.exchange_filter applies them).
+    """
 
     start: datetime
     end: datetime
+    model: str | None = None
+    family: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,15 +96,49 @@ class RollupPlan:
     live: list[Span]
     days: list[int]  # marked days (sessions), each inside the range
     session_live: list[Span]
+    model: str | None = None  # the range's model filter, if any
+    family: str | None = None
+
+    def model_sql(self) -> tuple[str, list]:
+        """Return the model filter as a condition on a rollup table, and params."""
+        if self.model is not None:
+            return " AND model = %s", [self.model]
+        if self.family is not None:
+            # The same LIKE as Django's startswith on SQLite: ASCII case folded.
+            escaped = re.sub(r"([\\%_])", r"\\\1", self.family)
+            return " AND model LIKE %s ESCAPE '\\'", [escaped + "%"]
+        return "", []
+
+    def model_matches(self, model: str) -> bool:
+        """Tell whether a model passes the filter (as model_sql's SQL would)."""
+        if self.model is not None:
+            return model == self.model
+        if self.family is not None:
+            return model.translate(_ASCII_LOWER).startswith(
+                self.family.translate(_ASCII_LOWER)
+            )
+        return True
 
 
-def rollup_plan(*, filters: RangeFilter) -> RollupPlan | None:
-    """Return how to answer a range from rollups, or None to scan it live."""
-    if isinstance(filters, ExchangeFilter) and (
-        filters.kind is not None
-        or any(getattr(filters, name) is not None for name in _ATTRIBUTE_FILTERS)
-    ):
-        return None
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def rollup_plan(*, filters: RangeFilter, by_model: bool = False) -> RollupPlan | None:
+    """Return how to answer a range from rollups, or None to scan it live.
+
+    by_model: the caller's rollups are kept per model, so a model or family
+    filter can be applied to them (tools and sessions are not).
+    """
+    model = family = None
+    if isinstance(filters, ExchangeFilter):
+        model, family = filters.model, filters.family
+        if (
+            filters.kind is not None
+            or any(getattr(filters, name) is not None for name in _ROW_FILTERS)
+            or (not by_model and (model is not None or family is not None))
+            or (model is not None and family is not None)
+        ):
+            return None
     lo = _hour_ceil(filters.start)
     hi = min(_hour_floor(filters.end), _hour_floor(timezone.now() - SETTLE))
     if hi - lo < MIN_HOURS:
@@ -110,13 +151,20 @@ def rollup_plan(*, filters: RangeFilter) -> RollupPlan | None:
     days = _days_refresh(marked=marked, lo=lo, hi=hi)
     hour_edges = [(a * 3600, b * 3600) for a, b in _runs(list(marked))]
     day_edges = [(d * 86400, (d + 1) * 86400) for d in days]
+
+    def live(covered: list[tuple[int, int]]) -> list[Span]:
+        spans = _complement(filters.start, filters.end, covered)
+        return [replace(span, model=model, family=family) for span in spans]
+
     return RollupPlan(
         lo=lo,
         hi=hi,
         hours=frozenset(marked),
-        live=_complement(filters.start, filters.end, hour_edges),
+        live=live(hour_edges),
         days=days,
-        session_live=_complement(filters.start, filters.end, day_edges),
+        session_live=live(day_edges),
+        model=model,
+        family=family,
     )
 
 

@@ -49,7 +49,9 @@ T = TypeVar("T")
 
 def usage_summary(*, filters: ExchangeFilter) -> dict:
     """Return totals, errors by type, cache figures and latency percentiles."""
-    answer = _from_rollups(filters, lambda plan: _summary_rolled(filters, plan))
+    answer = _from_rollups(
+        filters, lambda plan: _summary_rolled(filters, plan), by_model=True
+    )
     if answer is not None:
         return answer
     (totals,) = _aggregate(
@@ -78,10 +80,14 @@ def usage_summary(*, filters: ExchangeFilter) -> dict:
 
 
 def _from_rollups(
-    filters: ExchangeFilter, answer: Callable[[RollupPlan], T]
+    filters: ExchangeFilter, answer: Callable[[RollupPlan], T], by_model: bool = False
 ) -> T | None:
-    """Return answer(plan) read in one snapshot, or None: scan the range live."""
-    plan = rollup_plan(filters=filters)
+    """Return answer(plan) read in one snapshot, or None: scan the range live.
+
+    by_model: answer() reads only rollups kept per model, so a model or family
+    filter can be rolled up too (rollups.rollup_plan).
+    """
+    plan = rollup_plan(filters=filters, by_model=by_model)
     if plan is None:
         return None
     with rollup_read(plan=plan) as holds:
@@ -179,6 +185,7 @@ def latency_percentiles(
         lambda plan: _percentiles_of(
             rolled.latency_values(plan=plan), by_model=by_model
         ),
+        by_model=True,
     )
     if answer is not None:
         return answer
@@ -403,7 +410,7 @@ def _slot_rows(
     hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
     seconds = [int(edge.timestamp()) for edge in utc_edges]
     rows = _from_rollups(
-        filters, lambda plan: rolled.slot_rows(plan=plan, hourly=hourly)
+        filters, lambda plan: rolled.slot_rows(plan=plan, hourly=hourly), by_model=True
     )
     if rows is None:
         rows = rolled.live_slot_rows(filters=filters, hourly=hourly)
@@ -417,7 +424,9 @@ def _slot_rows(
 
 def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
     """Return per-model requests, errors, tokens, cost and mean latencies."""
-    grouped = _from_rollups(filters, lambda plan: rolled.model_rows(plan=plan))
+    grouped = _from_rollups(
+        filters, lambda plan: rolled.model_rows(plan=plan), by_model=True
+    )
     if grouped is None:
         grouped = _aggregate(
             filters=filters,
