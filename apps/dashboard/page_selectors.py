@@ -330,39 +330,18 @@ def latency_by_bucket(
     """
     utc = [edge.astimezone(UTC) for edge in edges]
     if all(edge.minute == edge.second == edge.microsecond == 0 for edge in utc):
-        bounds = [connection.ops.adapt_datetimefield_value(edge) for edge in utc]
         found = _from_rollups(
-            filters, lambda plan: rolled.bucket_latencies(plan=plan, edges=bounds)
+            filters, lambda plan: rolled.bucket_percentiles(plan=plan, edges=utc)
         )
         if found is not None:
-            return {
-                column: _bucket_ranks(found, index)
-                for index, column in enumerate(_LATENCY_COLUMNS)
-            }
+            return found
     queryset = exchange_filter(filters=filters)
     return {
         column: latency_percentiles_by_bucket(
             queryset=queryset, edges=edges, column=column
         )
-        for column in _LATENCY_COLUMNS
+        for column in ("ttfb_ms", "duration_ms")
     }
-
-
-_LATENCY_COLUMNS = ("ttfb_ms", "duration_ms")
-
-
-def _bucket_ranks(found: dict, index: int) -> list[dict]:
-    rows = []
-    for (bucket, model), pair in sorted(found.items()):
-        values = sorted(pair[index])
-        n = len(values)
-        if n:
-            rows.append(
-                {"bucket": bucket, "model": model, "count": n,
-                 "p50": values[(50 * n + 99) // 100 - 1],
-                 "p95": values[(95 * n + 99) // 100 - 1]}
-            )  # fmt: skip
-    return rows
 
 
 def latency_percentiles_by_bucket(

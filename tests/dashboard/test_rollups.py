@@ -496,3 +496,36 @@ def test_it_reuses_merged_whole_days_until_their_hours_change(month, api, monkey
         got["overall"]["duration_ms"]["count"]
         == want["overall"]["duration_ms"]["count"] + 1
     )
+
+
+def test_it_reuses_closed_buckets_until_their_hours_change(month, monkeypatch):
+    from zoneinfo import ZoneInfo
+
+    from apps.dashboard import page_selectors
+    from apps.dashboard.selectors import rolled, rollups
+
+    monkeypatch.setattr(rollups, "_merged_clear", lambda: None)  # another process
+    rollups._BUCKETS.clear()
+    filters = _page_filter(tz="America/New_York")
+    edges = usage.bucket_edges(
+        start=filters.start, end=filters.end, zone=ZoneInfo(filters.tz), unit="day"
+    )
+
+    def read():
+        return page_selectors.latency_by_bucket(filters=filters, edges=edges)
+
+    got, want = _both(monkeypatch, read)
+    assert got == want
+    built = []
+    real = rolled._hour_values
+    monkeypatch.setattr(
+        rolled, "_hour_values", lambda **kw: built.append(kw) or real(**kw)
+    )
+    assert read() == want and built == []  # closed days: from memory
+    exchange_create(  # lands late, in a closed day
+        started_at=at("2026-10-31T16:05:00"), model="claude-new", duration_ms=9000.0
+    )
+    got, want = _both(monkeypatch, read)
+    assert got == want and len(built) == 1  # only that day's bucket again
+    new = [row for row in got["duration_ms"] if row["model"] == "claude-new"]
+    assert [(row["count"], row["p95"]) for row in new] == [(1, 9000.0)]

@@ -27,6 +27,9 @@ from apps.dashboard.selectors.rollups import (
     _SESSION_SUMS,
     RollupPlan,
     Span,
+    _runs,
+    bucket_get,
+    hour_markers,
     merged_get,
 )
 
@@ -429,41 +432,102 @@ def session_top(*, plan: RollupPlan, limit: int) -> list[dict]:
     return ordered[:limit]
 
 
-def bucket_latencies(
-    *, plan: RollupPlan, edges: list[str]
-) -> dict[tuple[int, str], tuple[array, array]]:
-    """Return {(bucket, model): (ttfb, duration)} values, unsorted.
+def bucket_percentiles(*, plan: RollupPlan, edges: list[datetime]) -> dict:
+    """Return p50/p95 per bucket and model: {column: [row]}, rows in bucket order.
 
-    `edges` are the buckets' bounds as stored text (naive UTC); every bound
-    must fall on a whole UTC hour, so each rolled-up hour lies in one bucket.
+    Every edge must fall on a whole UTC hour, so each rolled-up hour lies in
+    one bucket. A bucket whose hours are all marked is the same from one read
+    to the next: its figures are kept in memory (rollups.bucket_get).
     """
-    found: dict[tuple[int, str], tuple[array, array]] = {}
-    for hour, model, ttfb, duration in _execute(
-        "SELECT hour, model, ttfb, duration FROM dashboard_latencyrollup"
-        " WHERE hour >= %s AND hour < %s",
-        [plan.lo, plan.hi],
-    ):
-        index = bisect_right(edges, _stored(hour * 3600)) - 1
-        pair = found.setdefault((index, model), (array("d"), array("d")))
-        pair[0].frombytes(ttfb)
-        pair[1].frombytes(duration)
+    seconds = [int(edge.timestamp()) for edge in edges]
+    markers = hour_markers(lo=plan.lo, hi=plan.hi)
+    found: dict[int, dict] = {}
+    open_hours: dict[int, int] = {}  # marked hour -> its bucket, if partly live
+    for index in range(len(edges) - 1):
+        lo, hi = seconds[index] // 3600, seconds[index + 1] // 3600
+        if lo < hi and all(hour in markers for hour in range(lo, hi)):
+            found[index] = bucket_get(
+                lo=lo, hi=hi, markers=markers,
+                build=lambda lo=lo, hi=hi: _ranks(_hour_values(lo=lo, hi=hi)),
+            )  # fmt: skip
+        else:
+            for hour in range(lo, hi):
+                if hour in markers:
+                    open_hours[hour] = index
+    values: dict[int, dict[str, tuple[array, array]]] = defaultdict(dict)
+    for lo, hi in _runs(list(open_hours)):
+        for hour, model, pair in _hour_blobs(lo=lo, hi=hi):
+            _extend(values[open_hours[hour]], model, pair)
+    bounds = [connection.ops.adapt_datetimefield_value(edge) for edge in edges]
     for row in _live(
         spans=plan.live,
         sql="SELECT CAST(started_at AS TEXT) AS at, model, ttfb_ms, duration_ms"
         " FROM {rows}",
     ):
-        index = bisect_right(edges, row["at"]) - 1
-        pair = found.setdefault((index, row["model"]), (array("d"), array("d")))
+        target = values[bisect_right(bounds, row["at"]) - 1]
+        pair = target.setdefault(row["model"], (array("d"), array("d")))
         for column, value in enumerate((row["ttfb_ms"], row["duration_ms"])):
             if value is not None:
                 pair[column].append(value)
-    return found
+    for index, per_model in values.items():
+        found[index] = _ranks(per_model)
+    result: dict[str, list[dict]] = {"ttfb_ms": [], "duration_ms": []}
+    for index in sorted(found):
+        for model, figures in sorted(found[index].items()):
+            for column, picked in zip(result, figures, strict=True):
+                if picked is not None:
+                    n, p50, p95 = picked
+                    result[column].append(
+                        {"bucket": index, "model": model, "count": n,
+                         "p50": p50, "p95": p95}
+                    )  # fmt: skip
+    return result
 
 
-def _stored(seconds: int) -> str:
-    return connection.ops.adapt_datetimefield_value(
-        datetime.fromtimestamp(seconds, tz=UTC)
-    )
+def _hour_blobs(*, lo: int, hi: int) -> list[tuple]:
+    return [
+        (hour, model, (ttfb, duration))
+        for hour, model, ttfb, duration in _execute(
+            "SELECT hour, model, ttfb, duration FROM dashboard_latencyrollup"
+            " WHERE hour >= %s AND hour < %s",
+            [lo, hi],
+        )
+    ]
+
+
+def _hour_values(*, lo: int, hi: int) -> dict[str, tuple[array, array]]:
+    per_model: dict[str, tuple[array, array]] = {}
+    for _, model, pair in _hour_blobs(lo=lo, hi=hi):
+        _extend(per_model, model, pair)
+    return per_model
+
+
+def _extend(per_model: dict, model: str, blobs: tuple[bytes, bytes]) -> None:
+    pair = per_model.setdefault(model, (array("d"), array("d")))
+    pair[0].frombytes(blobs[0])
+    pair[1].frombytes(blobs[1])
+
+
+def _ranks(per_model: dict[str, tuple[array, array]]) -> dict[str, tuple]:
+    """Return {model: ((n, p50, p95) or None per column)}, nearest rank."""
+    figures = {}
+    for model, pair in per_model.items():
+        picked = []
+        for column in pair:
+            ordered = sorted(column)
+            n = len(ordered)
+            picked.append(
+                (n, ordered[percentile_index(50, n)], ordered[percentile_index(95, n)])
+                if n
+                else None
+            )
+        figures[model] = tuple(picked)
+    return figures
+
+
+def percentile_index(p: int, n: int) -> int:
+    """Return the 0-based index of the nearest-rank p-th percentile of n values."""
+    return max(1, -(-p * n // 100)) - 1
 
 
 def slowest_spans(*, plan: RollupPlan, limit: int) -> tuple[float | None, list]:

@@ -280,39 +280,66 @@ def _execute(sql: str, params: list) -> list[tuple]:
 
 # --- merged closed days, kept in memory -------------------------------------------
 # Merging a month's sorted latencies costs ~25 ms of Python per read, and the
-# whole days of a range are the same from one read to the next. The merge is
-# kept per process, keyed by the days and their hours' markers (row count and
-# largest id: recorded rows never change once finished, and ids only grow, so
-# equal markers mean equal rows); any rollup write in this process clears it.
+# closed hours of a range are the same from one read to the next. Such merges
+# are kept per process, keyed by their hours' markers (row count and largest
+# id: recorded rows never change once finished, and ids only grow, so equal
+# markers mean equal rows); any rollup write in this process clears them.
 
-_MERGED: OrderedDict[tuple, Any] = OrderedDict()
-_MERGED_KEPT = 4
-_MERGED_LOCK = threading.Lock()
+
+class _Memo:
+    """A small thread-safe LRU of values derived from marked hours."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self.values: OrderedDict[tuple, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple, build: Callable[[], T]) -> T:
+        with self.lock:
+            if key in self.values:
+                self.values.move_to_end(key)
+                return self.values[key]
+        value = build()
+        with self.lock:
+            self.values[key] = value
+            while len(self.values) > self.kept:
+                self.values.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.values.clear()
+
+
+_MERGED = _Memo(kept=4)  # a month of latencies per model: ~3 MB each
+_BUCKETS = _Memo(kept=1000)  # one bucket's percentiles: a few hundred bytes
 
 
 def merged_get(*, days: list[int], build: Callable[[], T]) -> T:
     """Return build() for these marked days, from memory when their rows are known."""
-    markers = _execute(
+    markers = hour_markers(lo=days[0] * 24, hi=(days[-1] + 1) * 24)
+    return _MERGED.get((tuple(days), tuple(markers.items())), build)
+
+
+def bucket_get(*, lo: int, hi: int, markers: dict, build: Callable[[], T]) -> T:
+    """Return build() for the marked hours [lo, hi), from memory when known."""
+    key = (lo, hi, tuple(markers[hour] for hour in range(lo, hi)))
+    return _BUCKETS.get(key, build)
+
+
+def hour_markers(*, lo: int, hi: int) -> dict[int, tuple[int, int]]:
+    """Return {hour: (rows, largest id)} of the marked hours in [lo, hi)."""
+    found = _execute(
         "SELECT hour, rows, max_id FROM dashboard_rolluphour"
         " WHERE hour >= %s AND hour < %s ORDER BY hour",
-        [days[0] * 24, (days[-1] + 1) * 24],
+        [lo, hi],
     )
-    key = (tuple(days), tuple(markers))
-    with _MERGED_LOCK:
-        if key in _MERGED:
-            _MERGED.move_to_end(key)
-            return _MERGED[key]
-    value = build()
-    with _MERGED_LOCK:
-        _MERGED[key] = value
-        while len(_MERGED) > _MERGED_KEPT:
-            _MERGED.popitem(last=False)
-    return value
+    return {hour: (rows, top) for hour, rows, top in found}
 
 
 def _merged_clear() -> None:
-    with _MERGED_LOCK:
-        _MERGED.clear()
+    _MERGED.clear()
+    _BUCKETS.clear()
 
 
 # --- hours: check, build, invalidate ------------------------------------------
