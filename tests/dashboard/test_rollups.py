@@ -529,3 +529,30 @@ def test_it_reuses_closed_buckets_until_their_hours_change(month, monkeypatch):
     assert got == want and len(built) == 1  # only that day's bucket again
     new = [row for row in got["duration_ms"] if row["model"] == "claude-new"]
     assert [(row["count"], row["p95"]) for row in new] == [(1, 9000.0)]
+
+
+def test_it_keeps_watching_when_a_pass_finds_the_database_busy(month, monkeypatch):
+    from django.core.management import call_command
+    from django.db import OperationalError
+
+    from apps.dashboard.management.commands import rollup as command
+
+    passes, real = [], command.rollup_fill
+
+    def fill():
+        passes.append(1)
+        if len(passes) == 1:
+            raise OperationalError("database is locked")
+        return real()
+
+    def sleep(seconds):
+        if len(passes) == 2:
+            raise KeyboardInterrupt  # Ctrl-C after the second pass
+
+    monkeypatch.setattr(command, "rollup_fill", fill)
+    monkeypatch.setattr(command.time, "sleep", sleep)
+    err = io.StringIO()
+    call_command("rollup", "--watch", "--interval", "1", stderr=err)
+    assert len(passes) == 2
+    assert "pass failed, retrying later: database is locked" in err.getvalue()
+    assert RollupHour.objects.count() == SPAN_HOURS  # the second pass filled them

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from apps.dashboard.selectors.rollups import rollup_fill
 
@@ -29,14 +30,24 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         if options["interval"] <= 0:
             raise CommandError("--interval must be a positive number of seconds.")
+        if not options["watch"]:
+            started = time.monotonic()
+            marked = rollup_fill()
+            elapsed = time.monotonic() - started
+            self.stdout.write(f"{marked} hours rolled up in {elapsed:.1f} s.")
+            return
         try:
             while True:
-                started = time.monotonic()
-                marked = rollup_fill()
-                if not options["watch"]:
-                    elapsed = time.monotonic() - started
-                    self.stdout.write(f"{marked} hours rolled up in {elapsed:.1f} s.")
-                    return
+                self._pass()
                 time.sleep(options["interval"])
         except KeyboardInterrupt:  # Ctrl-C ends --watch; every fill is committed
             return
+
+    def _pass(self) -> None:
+        # make run stops every process when one exits: a busy database (the
+        # relay writing for longer than the busy timeout) must not end this
+        # one. Reads fill whatever a failed pass left out.
+        try:
+            rollup_fill()
+        except DatabaseError as error:
+            self.stderr.write(f"rollup: pass failed, retrying later: {error}")
