@@ -4,7 +4,10 @@ A Claude Code session is known from two sides: the relay saw its calls (the
 session id header, each call's request-id) and the index read its transcript
 (sessionId, each response's requestId). Either side may be missing: a session
 run without the relay, or relayed calls whose transcript was never indexed.
-Index reads go through apps.indexing.selectors; exchanges are read here.
+Index reads go through apps.indexing.selectors; exchanges are read here, and
+so is the one statement that sums a session's turns from the index's calls
+joined to their exchanges (_TURN_SUMS_SQL): the session page of a long session
+then reads one row per turn.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from django.db import connection
 
 from apps.dashboard import schemas, selectors
 from apps.indexing import selectors as index
-from apps.indexing.models import Session
-from apps.indexing.selectors import TurnLine
-from apps.proxy.pricing import Usage, usage_cost
+from apps.indexing.models import Call, Session
+from apps.indexing.selectors import TurnMark
 
 CANDIDATES = 2000  # sessions read per side before merging (newest first)
 TURNS_PER_PAGE = 50
@@ -195,7 +197,6 @@ class TurnCall:
     cache_read: int = 0
     cache_write: int = 0
     cost_usd: float | None = None
-    entry: TurnLine | None = None  # the transcript's call, to price unrelayed ones
 
     @property
     def prompt_tokens(self) -> int:
@@ -205,16 +206,29 @@ class TurnCall:
 
 @dataclass(slots=True)
 class Turn:
+    """A prompt and what followed, with its calls' figures summed as they are read.
+
+    Every turn of a session is summed (for the totals and charts); the calls
+    themselves (links, timings) are built only for the turns a page shows.
+    """
+
     number: int
     uuid: str = ""
     entry_id: int | None = None
     at: datetime | None = None
-    prompt_entry: TurnLine | None = None
+    prompt_entry: TurnMark | None = None
     prompt: str = ""
     tools: Counter = field(default_factory=Counter)
-    calls: list[TurnCall] = field(default_factory=list)
     subagents: list[Session] = field(default_factory=list)
     compactions: int = 0
+    call_count: int = 0
+    relayed: int = 0
+    tokens: int = 0
+    cost_usd: float | None = None
+    context_tokens: int = 0  # the prompt tokens of the last call: what it sent
+    sent: int = 0
+    cache_read: int = 0
+    calls: list[TurnCall] = field(default_factory=list)  # only for turns shown
 
     @property
     def ttfb_ms(self) -> float | None:
@@ -228,24 +242,9 @@ class Turn:
         return sum(known) if known else None
 
     @property
-    def tokens(self) -> int:
-        return sum(c.prompt_tokens + c.output for c in self.calls)
-
-    @property
-    def cost_usd(self) -> float | None:
-        known = [c.cost_usd for c in self.calls if c.cost_usd is not None]
-        return sum(known) if known else None
-
-    @property
-    def context_tokens(self) -> int:
-        """Return the context size of the turn's last call (what it sent)."""
-        return self.calls[-1].prompt_tokens if self.calls else 0
-
-    @property
     def cache_hit(self) -> float | None:
         """Return cache reads over all prompt tokens of the turn."""
-        sent = sum(c.prompt_tokens for c in self.calls)
-        return sum(c.cache_read for c in self.calls) / sent if sent else None
+        return self.cache_read / self.sent if self.sent else None
 
     @property
     def tool_summary(self) -> list[tuple[str, int]]:
@@ -255,29 +254,32 @@ class Turn:
     def exchange_id(self) -> int | None:
         return next((c.exchange_id for c in self.calls if c.exchange_id), None)
 
+    def add(self, *, usage: tuple[int, int, int, int], cost: float | None) -> None:
+        """Count one call: (input, output, cache read, cache write) and its cost."""
+        input_tokens, output, cache_read, cache_write = usage
+        sent = input_tokens + cache_read + cache_write
+        self.call_count += 1
+        self.tokens += sent + output
+        self.sent += sent
+        self.cache_read += cache_read
+        self.context_tokens = sent
+        if cost is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + cost
+
 
 def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
-    """Return a session (None if only relayed) and its turns in order.
+    """Return a session (None if only relayed) and its turns in order, summed.
 
     From the transcript when indexed (a turn starts at each prompt, as
-    index.TURN_START_SQL says), each call joined to its exchange by request-id;
-    else from the exchanges alone.
+    index.TURN_START_SQL says), each call's figures the relayed exchange's when
+    there is one; else from the exchanges alone. turn_details_fill() completes
+    the turns a page shows.
     """
     session = index.session_get(session_id=session_id)
     if session is None:
         return None, _relay_turns(session_id=session_id)
-    turns = _turns_build(index.session_turn_lines(session=session))
-    exchanges = exchanges_by_request_id(
-        request_ids=[c.request_id for t in turns for c in t.calls],
-        session_id=session_id,
-    )
-    for turn in turns:
-        for call in turn.calls:
-            exchange = exchanges.get(call.request_id)
-            if exchange is None:
-                _call_estimate(call)
-            else:
-                _call_join(call, exchange)
+    turns = _turns_build(index.session_turn_marks(session=session))
+    _sums_apply(turns, _turn_sums(session))
     _subagents_attach(session, turns, index.session_subagent_list(session=session))
     return session, turns
 
@@ -288,8 +290,10 @@ def turn_count(turns: list[Turn]) -> int:
     return sum(1 for turn in turns if turn.number)
 
 
-def turn_prompts_fill(*, turns: list[Turn]) -> None:
-    """Read the prompt texts of the turns shown (one block read for all)."""
+def turn_details_fill(*, session: Session | None, turns: list[Turn]) -> None:
+    """Read the calls, tools and prompt texts of the turns a page shows."""
+    if session is not None:
+        _calls_fill(session, turns)
     rows = [t.prompt_entry for t in turns if t.number and t.prompt_entry]
     texts = index.entry_records(entries=rows)
     for turn in turns:
@@ -297,55 +301,106 @@ def turn_prompts_fill(*, turns: list[Turn]) -> None:
             turn.prompt = texts[turn.prompt_entry.id][1]
 
 
-def _turns_build(lines: list[TurnLine]) -> list[Turn]:
-    """Group a session's lines into turns: one per prompt, with its calls."""
-    turns: list[Turn] = []
-    prompts = 0
-    for line in lines:
-        if line.kind == index.TURN_PROMPT:
-            prompts += 1
-            at = index.entry_row_time(line)
-            turns.append(Turn(prompts, line.uuid, line.id, at, line))
+def _calls_fill(session: Session, turns: list[Turn]) -> None:
+    by_number = {turn.number: turn for turn in turns}
+    calls = index.session_calls(session=session, turns=list(by_number))
+    exchanges = exchanges_by_request_id(request_ids=[c.request_id for c in calls])
+    for call in calls:
+        turn = by_number[call.turn]
+        if not turn.calls and not turn.uuid:  # turn 0 opened by a reply
+            turn.uuid, turn.entry_id, turn.at = call.uuid, call.entry_id, call.timestamp
+        turn.tools.update(call.tools.split())
+        turn.calls.append(_call_build(call, exchanges.get(call.request_id)))
+
+
+def _turns_build(marks: list[TurnMark]) -> list[Turn]:
+    """Start a turn at each prompt; count compactions in the turn they happen."""
+    turns: list[Turn] = [Turn(0)]  # what precedes the first prompt, if anything
+    for mark in marks:
+        at = index.entry_row_time(mark)
+        if mark.kind == index.TURN_PROMPT:
+            turns.append(Turn(len(turns), mark.uuid, mark.id, at, mark))
             continue
-        if not turns:  # a continued session may open with a summary or a reply
-            turns.append(Turn(0, line.uuid, line.id, index.entry_row_time(line)))
-        turn = turns[-1]
-        if line.kind == index.TURN_SUMMARY:
-            turn.compactions += 1
-            continue
-        if line.tools:
-            turn.tools.update(line.tools.split())
-        if line.model != "<synthetic>":
-            turn.calls.append(_call_from_line(line))
+        if len(turns) == 1 and not turns[0].compactions:
+            turns[0].uuid, turns[0].entry_id, turns[0].at = mark.uuid, mark.id, at
+        turns[-1].compactions += 1
     return turns
 
 
-def _call_from_line(line: TurnLine) -> TurnCall:
-    return TurnCall(
-        request_id=line.request_id,
-        model=line.model,
-        input=line.input_tokens,
-        output=line.output_tokens,
-        cache_read=line.cache_read_tokens,
-        cache_write=line.cache_write_5m_tokens + line.cache_write_1h_tokens,
-        entry=line,
-    )
+def _sums_apply(turns: list[Turn], sums: list[tuple]) -> None:
+    """Give each turn its summed calls; drop turn 0 if nothing came before turn 1."""
+    for number, calls, relayed, tokens, sent, cache_read, cost, last in sums:
+        turn = turns[min(number, len(turns) - 1)]  # a call past the last prompt
+        turn.call_count += calls
+        turn.relayed += relayed
+        turn.tokens += tokens
+        turn.sent += sent
+        turn.cache_read += cache_read
+        turn.context_tokens = last or 0
+        if cost is not None:
+            turn.cost_usd = (turn.cost_usd or 0.0) + cost
+    if not (turns[0].call_count or turns[0].compactions):
+        del turns[0]
 
 
-def _call_estimate(call: TurnCall) -> None:
-    """Price a call the relay did not see from the transcript's usage."""
-    entry = call.entry
-    if entry is None or not entry.model:
-        return
-    usage = Usage(
-        input=entry.input_tokens,
-        output=entry.output_tokens,
-        cache_read=entry.cache_read_tokens,
-        cache_write_5m=entry.cache_write_5m_tokens,
-        cache_write_1h=entry.cache_write_1h_tokens,
+# Per turn: calls, relayed calls, tokens, prompt tokens, cache reads, cost, and
+# the prompt tokens of its last call; each call's figures are its exchange's
+# (the latest with its request-id) when the relay saw it, else the transcript's.
+_SENT = (
+    "{0}.input_tokens + {0}.cache_read_tokens + {0}.cache_write_5m_tokens"
+    " + {0}.cache_write_1h_tokens"
+)
+_TURN_SUMS_SQL = f"""
+SELECT turn, COUNT(*), COUNT(xid), SUM(sent + output), SUM(sent), SUM(cache_read),
+       SUM(cost), MAX(CASE WHEN later = 0 THEN sent END)
+FROM (
+    SELECT c.turn, x.id AS xid,
+           CASE WHEN x.id IS NULL THEN {_SENT.format("c")}
+                ELSE {_SENT.format("x")} END AS sent,
+           CASE WHEN x.id IS NULL THEN c.output_tokens
+                ELSE x.output_tokens END AS output,
+           CASE WHEN x.id IS NULL THEN c.cache_read_tokens
+                ELSE x.cache_read_tokens END AS cache_read,
+           CASE WHEN x.id IS NULL THEN c.cost_usd ELSE x.cost_usd END AS cost,
+           ROW_NUMBER() OVER (PARTITION BY c.turn ORDER BY c.entry_id DESC) - 1
+               AS later
+    FROM indexing_call c
+    LEFT JOIN proxy_exchange x ON c.request_id <> '' AND x.id = (
+        SELECT e.id FROM proxy_exchange e WHERE e.request_id = c.request_id
+        ORDER BY e.started_at DESC, e.id DESC LIMIT 1)
+    WHERE c.session_id = %s
+)
+GROUP BY turn ORDER BY turn
+"""
+
+
+def _turn_sums(session: Session) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(_TURN_SUMS_SQL, [session.pk])
+        return cursor.fetchall()
+
+
+def _exchange_usage(exchange: ExchangeRow) -> tuple[int, int, int, int]:
+    cache_write = exchange.cache_write_5m_tokens + exchange.cache_write_1h_tokens
+    return (
+        exchange.input_tokens, exchange.output_tokens, exchange.cache_read_tokens,
+        cache_write,
+    )  # fmt: skip
+
+
+def _call_build(call: Call, exchange: ExchangeRow | None) -> TurnCall:
+    """Return a shown call: the relayed exchange's figures, else the transcript's."""
+    shown = TurnCall(
+        request_id=call.request_id,
+        model=call.model,
+        input=call.input_tokens,
+        output=call.output_tokens,
+        cache_read=call.cache_read_tokens,
+        cache_write=call.cache_write_5m_tokens + call.cache_write_1h_tokens,
+        cost_usd=call.cost_usd,
     )
-    at = index.entry_row_time(entry)
-    call.cost_usd = usage_cost(model=entry.model, usage=usage, at=at)
+    _call_join(shown, exchange)
+    return shown
 
 
 def _call_join(call: TurnCall, exchange: ExchangeRow | None) -> None:
@@ -388,41 +443,27 @@ def _relay_turns(*, session_id: str) -> list[Turn]:
     """Turns of a session only the relay saw: one per main-agent call."""
     turns: list[Turn] = []
     for exchange in exchange_list_by_session(session_id=session_id):
-        if exchange.agent_id and turns:
-            call = TurnCall(request_id=exchange.request_id)
-            _call_join(call, exchange)
-            turns[-1].calls.append(call)
-            continue
-        turn = Turn(len(turns) + 1, at=_utc_text(exchange.started_at))
+        if not (exchange.agent_id and turns):  # a subagent's call joins the turn
+            turns.append(Turn(len(turns) + 1, at=_utc_text(exchange.started_at)))
         call = TurnCall(request_id=exchange.request_id)
         _call_join(call, exchange)
-        turn.calls.append(call)
-        turns.append(turn)
+        turns[-1].calls.append(call)
+        turns[-1].add(usage=_exchange_usage(exchange), cost=exchange.cost_usd)
+        turns[-1].relayed += 1
     return turns
 
 
-def exchanges_by_request_id(
-    *, request_ids: list[str], session_id: str = ""
-) -> dict[str, ExchangeRow]:
-    """Return {request-id: exchange figures} for the ids the relay recorded.
-
-    The session's own exchanges are read first, in one indexed range; only the
-    ids not among them (calls relayed without the session header) are looked up
-    one by one.
-    """
-    wanted = {r for r in request_ids if r}
+def exchanges_by_request_id(*, request_ids: list[str]) -> dict[str, ExchangeRow]:
+    """Return {request-id: exchange figures} for the ids the relay recorded."""
+    wanted = sorted({r for r in request_ids if r})
     found: dict[str, ExchangeRow] = {}
-    if session_id:  # ordered by start: the latest exchange wins if an id repeats
-        rows = _exchange_rows("session_id = %s", [session_id])
-        found.update((r.request_id, r) for r in rows if r.request_id in wanted)
-    rest = sorted(wanted - found.keys())
-    for start in range(0, len(rest), _CHUNK):
-        chunk = rest[start : start + _CHUNK]
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
         found.update(
             (row.request_id, row)
             for row in _exchange_rows(f"request_id IN ({marks})", chunk)
-        )
+        )  # ordered by start: the latest exchange wins if an id repeats
     return found
 
 

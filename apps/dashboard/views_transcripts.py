@@ -78,7 +78,7 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     pages = max(1, -(-len(turns) // per))
     page = min(_int(request.GET.get("page"), low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
-    session_selectors.turn_prompts_fill(turns=shown)
+    session_selectors.turn_details_fill(session=found, turns=shown)
     context = {
         "session_id": session_id, "session": found, "turns": shown,
         "turn_count": session_selectors.turn_count(turns), "page": page, "pages": pages,
@@ -90,11 +90,10 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
 
 
 def _turn_totals(turns: list[session_selectors.Turn]) -> dict:
-    calls = [c for t in turns for c in t.calls]
-    costs = [c.cost_usd for c in calls if c.cost_usd is not None]
+    costs = [t.cost_usd for t in turns if t.cost_usd is not None]
     return {
-        "calls": len(calls),
-        "relayed": sum(1 for c in calls if c.exchange_id),
+        "calls": sum(t.call_count for t in turns),
+        "relayed": sum(t.relayed for t in turns),
         "tokens": sum(t.tokens for t in turns),
         "cost": sum(costs) if costs else None,
     }

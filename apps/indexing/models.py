@@ -165,6 +165,39 @@ class Entry(models.Model):
         return f"{self.type} {self.uuid}"
 
 
+class Call(models.Model):
+    """One API response as a session's transcript has it, for the session page.
+
+    The lines of one message.id + requestId merged as the session totals count
+    them (tools of all lines, the largest usage, the first line's model, time and
+    uuid), the turn it belongs to (prompts before it, selectors.TURN_START_SQL;
+    0 before the first) and its list price. Rebuilt with the session's totals by
+    apps.indexing.sessions, so a long session's page reads one row per call
+    rather than every line.
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="+")
+    # The first line's id, not a key: a re-read file replaces its entries.
+    entry_id = models.BigIntegerField()
+    uuid = models.CharField(max_length=64, blank=True, default="")
+    turn = models.PositiveIntegerField()
+    timestamp = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(max_length=200, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    tools = models.TextField(blank=True, default="")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["session", "turn", "entry_id"], name="call_turn")
+        ]
+
+
 class EntryFts(models.Model):
     """The FTS5 table over entries' texts and tools (external content, rowid = id)."""
 

@@ -19,7 +19,7 @@ from apps.indexing.fts import (
     fts_search,
     fts_tool_filter,
 )
-from apps.indexing.models import Block, Entry, Plan, Project, Session, Todo
+from apps.indexing.models import Block, Call, Entry, Plan, Project, Session, Todo
 from apps.indexing.rawlines import block_record
 from apps.proxy.selectors import exchange_ids_by_request_id
 
@@ -383,84 +383,49 @@ def plan_list(*, limit: int = 50, offset: int = 0) -> list[Plan]:
 TURN_START_SQL = (
     "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
 )
-TURN_PROMPT, TURN_SUMMARY, TURN_CALL = 0, 1, 2
+TURN_PROMPT, TURN_SUMMARY = 0, 1
 
 
-class TurnLine(NamedTuple):
-    """A line that shapes a session's turns: a prompt, a compaction summary, or
-    one API call (its lines merged: tools of all, the largest usage, as the
-    session totals count it). No texts: cheap to read by the thousand.
+class TurnMark(NamedTuple):
+    """A line that starts a turn (a prompt) or marks a compaction (its summary).
 
     timestamp is the stored text (naive UTC); entry_row_time() parses it, so
-    that a 20,000-line session pays only for the times it uses.
+    that a long session pays only for the times it uses.
     """
 
-    id: int  # of the call's first line
-    kind: int  # TURN_PROMPT, TURN_SUMMARY or TURN_CALL
+    id: int
+    kind: int  # TURN_PROMPT or TURN_SUMMARY
     uuid: str
     timestamp: str | None
-    request_id: str
-    message_id: str
-    model: str
-    tools: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_5m_tokens: int
-    cache_write_1h_tokens: int
     block_id: int
     slot: int
 
 
-_TURN_LINES_SQL = f"""
-SELECT id, CASE WHEN type = 'assistant' THEN {TURN_CALL}
-                WHEN is_compact_summary THEN {TURN_SUMMARY} ELSE {TURN_PROMPT} END,
-       uuid, '' || timestamp, request_id, message_id, model, tools, input_tokens,
-       output_tokens, cache_read_tokens, cache_write_5m_tokens,
-       cache_write_1h_tokens, block_id, slot
+_TURN_MARKS_SQL = f"""
+SELECT id, CASE WHEN is_compact_summary THEN {TURN_SUMMARY} ELSE {TURN_PROMPT} END,
+       uuid, '' || timestamp, block_id, slot
 FROM indexing_entry
-WHERE session_id = %s
-  AND (type = 'assistant' OR is_compact_summary OR ({TURN_START_SQL}))
+WHERE session_id = %s AND (is_compact_summary OR ({TURN_START_SQL}))
 ORDER BY id
 """
 
 
-def session_turn_lines(*, session: Session) -> list[TurnLine]:
-    """Return the prompts, compaction summaries and API calls of a session in order."""
+def session_turn_marks(*, session: Session) -> list[TurnMark]:
+    """Return a session's prompts and compaction summaries in order, without texts.
+
+    What each turn did is in its calls (models.Call, one row per API response).
+    """
     # Raw SQL: ORM rows and datetime converters cost more than the read itself
     # ('' || timestamp has no declared type, so sqlite3 does not parse it).
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_LINES_SQL, [session.pk])
-        rows = cursor.fetchall()
-    return [TurnLine._make(row) for row in _responses_merge(rows)]
+        cursor.execute(_TURN_MARKS_SQL, [session.pk])
+        return [TurnMark._make(row) for row in cursor.fetchall()]
 
 
-_TOOLS, _USAGE = TurnLine._fields.index("tools"), slice(8, 13)
-
-
-def _responses_merge(rows: list[tuple]) -> list[tuple | list]:
-    """Merge the lines of each response into its first: tools of all, largest usage.
-
-    A response is written once per content block, with the same message.id and
-    requestId (a line without message.id stands alone). Merged here rather than
-    by GROUP BY: SQLite's grouping sort cost more than the whole read.
-    """
-    merged: list[tuple | list] = []
-    firsts: dict[tuple, list] = {}
-    for row in rows:
-        if row[1] != TURN_CALL:
-            merged.append(row)
-            continue
-        key = (row[5] or row[0], row[4])
-        first = firsts.get(key)
-        if first is None:
-            firsts[key] = first = list(row)
-            merged.append(first)
-            continue
-        if row[_TOOLS]:
-            first[_TOOLS] = f"{first[_TOOLS]} {row[_TOOLS]}".lstrip()
-        first[_USAGE] = map(max, first[_USAGE], row[_USAGE])
-    return merged
+def session_calls(*, session: Session, turns: list[int]) -> list[Call]:
+    """Return the API calls of some of a session's turns, in order."""
+    calls = Call.objects.filter(session=session, turn__in=turns[:900])
+    return list(calls.order_by("turn", "entry_id"))
 
 
 def entry_ids_by_uuid(*, session: Session, uuids: list[str]) -> dict[str, int]:
@@ -472,7 +437,7 @@ def entry_ids_by_uuid(*, session: Session, uuids: list[str]) -> dict[str, int]:
     return dict(rows.values_list("uuid", "id"))
 
 
-def entry_row_time(row: TurnLine) -> datetime | None:
+def entry_row_time(row: TurnMark) -> datetime | None:
     """Return the aware UTC time of an entry row."""
     if not row.timestamp:
         return None
@@ -481,7 +446,7 @@ def entry_row_time(row: TurnLine) -> datetime | None:
 
 
 def entry_records(
-    *, entries: list[Entry] | list[TurnLine]
+    *, entries: list[Entry] | list[TurnMark]
 ) -> dict[int, tuple[bytes, str]]:
     """Return {entry id: (original line, searchable text)}, one query for all."""
     return _entries_unpack(entries)

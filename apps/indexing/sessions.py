@@ -61,7 +61,8 @@ class _Totals:
     ai: tuple[int, int] | None = None
     prompts: list[tuple[int, int]] = field(default_factory=list)
     uuids: list[str] = field(default_factory=list)
-    # (message.id, requestId) -> [model, first timestamp, usage maxima x5]
+    # (message.id, requestId) -> [model, first timestamp, usage maxima x5, first
+    # line id, its uuid, turn, requestId, tool names, price]: one Call row each.
     messages: dict[tuple, list] = field(default_factory=dict)
 
     def add(self, row: tuple) -> None:
@@ -96,24 +97,26 @@ class _Totals:
                 self.prompts.append((block_id, slot))
         elif kind == "assistant" and model != "<synthetic>":
             self.tool_calls += len(tools.split())
+            key = (message_id, request_id) if message_id else ("", pk)
+            turn = self.users  # the prompts before it (0: before the first)
             self._usage_add(
-                (message_id, request_id) if message_id else ("", pk),
-                model,
-                moment,
-                usage,
+                key, [model, moment, *usage, pk, uuid, turn, request_id, tools]
             )
 
-    def _usage_add(
-        self, key: tuple, model: str, moment: datetime | None, usage: list
-    ) -> None:
+    def _usage_add(self, key: tuple, message: list) -> None:
         seen = self.messages.get(key)
         if seen is None:
-            self.messages[key] = [model, moment, *usage]
+            self.messages[key] = message
             return
         # The same response is written once per content block: count it once,
         # keeping the largest value seen (later blocks may carry final output).
-        for index, value in enumerate(usage, start=2):
-            seen[index] = max(seen[index], value)
+        for index in range(2, 7):
+            seen[index] = max(seen[index], message[index])
+        if message[_TOOLS]:
+            seen[_TOOLS] = f"{seen[_TOOLS]} {message[_TOOLS]}".lstrip()
+
+
+_TOOLS = 11
 
 
 def sessions_finalize(*, session_pks: set[int]) -> None:
@@ -137,14 +140,39 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
         sessions = list(Session.objects.filter(pk__in=chunk))
         for session in sessions:
             _session_apply(session, totals[session.pk], leaves, texts)
-        write_retry(lambda sessions=sessions: _sessions_save(sessions))
+        calls = [
+            _call_row(session.pk, message)
+            for session in sessions
+            for message in totals[session.pk].messages.values()
+        ]
+        write_retry(lambda s=sessions, c=calls: _sessions_save(s, c))
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
 
 
-def _sessions_save(sessions: list[Session]) -> None:
-    """Write the recomputed fields (raw executemany: bulk_update's CASE chains cost
-    more than the computation itself on thousands of sessions)."""
+def _call_row(session_pk: int, message: list) -> tuple:
+    """Return the indexing_call row of a response (_Totals.messages' shape)."""
+    model, moment, *usage = message[:7]
+    first, uuid, turn, request_id, tools, price = message[7:]
+    moment = _moment(moment)
+    stamp = connection.ops.adapt_datetimefield_value(moment) if moment else None
+    return (session_pk, first, uuid, turn, stamp, request_id, model, tools,
+            *usage, price)  # fmt: skip
+
+
+_CALL_INSERT = (
+    "INSERT INTO indexing_call (session_id, entry_id, uuid, turn, timestamp,"
+    " request_id, model, tools, input_tokens, output_tokens, cache_read_tokens,"
+    " cache_write_5m_tokens, cache_write_1h_tokens, cost_usd)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _sessions_save(sessions: list[Session], calls: list[tuple]) -> None:
+    """Write the recomputed fields and calls (raw executemany: bulk_update's CASE
+    chains cost more than the computation itself on thousands of sessions)."""
+    if not sessions:
+        return
     ops = connection.ops
     rows = []
     for session in sessions:
@@ -157,10 +185,16 @@ def _sessions_save(sessions: list[Session]) -> None:
             + [session.pk]
         )
     assignments = ", ".join(f"{name} = %s" for name in _FIELDS)
+    marks = ", ".join(["%s"] * len(sessions))
     with connection.cursor() as cursor:
         cursor.executemany(
             f"UPDATE indexing_session SET {assignments} WHERE id = %s", rows
         )
+        cursor.execute(
+            f"DELETE FROM indexing_call WHERE session_id IN ({marks})",
+            [session.pk for session in sessions],
+        )
+        cursor.executemany(_CALL_INSERT, calls)
 
 
 def _summaries_by_leaf() -> dict[str, tuple[int, int]]:
@@ -232,10 +266,12 @@ def _session_apply(
 def _usage_apply(session: Session, totals: _Totals) -> None:
     sums = [0, 0, 0, 0, 0]
     cost = None
-    for model, moment, *usage in totals.messages.values():
+    for message in totals.messages.values():
+        model, moment, *usage = message[:7]
         sums = [a + b for a, b in zip(sums, usage, strict=True)]
         at = _moment(moment) or datetime.now(UTC)
         price = usage_cost(model=model, usage=Usage(*usage), at=at) if model else None
+        message.append(price)
         if price is not None:
             cost = (cost or 0.0) + price
     (

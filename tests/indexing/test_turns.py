@@ -9,13 +9,8 @@ from types import SimpleNamespace
 import pytest
 from django.db import connection
 
-from apps.indexing.models import Entry, Session
-from apps.indexing.selectors import (
-    TURN_CALL,
-    TURN_PROMPT,
-    TURN_SUMMARY,
-    session_turn_lines,
-)
+from apps.indexing.models import Call, Entry, Session
+from apps.indexing.selectors import TURN_PROMPT, TURN_SUMMARY, session_turn_marks
 from apps.indexing.services import index_sync
 
 pytestmark = pytest.mark.django_db
@@ -40,19 +35,52 @@ def _compacted_session(claude_tree):
 
 
 def test_it_counts_prompts_only_as_turns(claude_tree) -> None:
-    _compacted_session(claude_tree)
+    t = _compacted_session(claude_tree)
     index_sync()
     session = Session.objects.get()
     assert session.user_count == 2
     summary = Entry.objects.get(is_compact_summary=True)
     assert summary.type == "user" and summary.role == "user"
-    lines = session_turn_lines(session=session)
-    kinds = [line.kind for line in lines]
-    assert kinds == [TURN_PROMPT, TURN_CALL, TURN_SUMMARY, TURN_PROMPT]
-    call = lines[1]  # three lines of one response, merged
-    assert (call.request_id, call.tools) == ("req_1", "Bash Read")
-    assert (call.input_tokens, call.output_tokens) == (10, 7)
-    assert call.id == Entry.objects.filter(request_id="req_1").order_by("id")[0].id
+    marks = session_turn_marks(session=session)
+    assert [m.kind for m in marks] == [TURN_PROMPT, TURN_SUMMARY, TURN_PROMPT]
+    t.assistant([{"type": "text", "text": "b"}], message_id="msg_2",
+                request_id="req_2")  # fmt: skip
+    index_sync()
+    first, second = Call.objects.order_by("entry_id")
+    # Three lines of one response, merged as the session totals count them.
+    assert (first.turn, first.request_id, first.tools) == (1, "req_1", "Bash Read")
+    assert (first.input_tokens, first.output_tokens) == (10, 7)
+    lines = Entry.objects.filter(request_id="req_1").order_by("id")
+    assert (first.entry_id, first.uuid) == (lines[0].id, lines[0].uuid)
+    assert first.cost_usd is not None and first.cost_usd > 0
+    assert (second.turn, second.request_id) == (2, "req_2")
+    assert Session.objects.get().cost_usd == pytest.approx(
+        first.cost_usd + second.cost_usd
+    )
+
+
+def test_it_fills_the_calls_of_sessions_already_indexed_when_migrating(
+    claude_tree,
+) -> None:
+    _compacted_session(claude_tree)
+    conversation = claude_tree.transcript(
+        session_id="0de0de0d-4000-8000-0000-00000000000a"
+    )
+    conversation.assistant([{"type": "text", "text": "before any prompt"}],
+                           message_id="msg_0", request_id="req_0")  # fmt: skip
+    conversation.user("a prompt")
+    conversation.assistant([{"type": "text", "text": "x"}], message_id="",
+                           request_id="req_x")  # fmt: skip
+    index_sync()
+    columns = [f.name for f in Call._meta.fields if f.name != "id"]
+    written = list(Call.objects.order_by("entry_id").values_list(*columns))
+    assert sorted(row[3] for row in written) == [0, 1, 1]  # turns
+    Call.objects.all().delete()
+    migration = importlib.import_module("apps.indexing.migrations.0008_call")
+    migration._calls_fill(None, SimpleNamespace(connection=connection))
+    filled = list(Call.objects.order_by("entry_id").values_list(*columns))
+    assert [row[:-1] for row in filled] == [row[:-1] for row in written]
+    assert [row[-1] for row in filled] == pytest.approx([row[-1] for row in written])
 
 
 def test_it_marks_summaries_already_indexed_when_migrating(claude_tree) -> None:
