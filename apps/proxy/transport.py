@@ -9,9 +9,11 @@ relaying trickled streams.
 
 This backend keeps what arrives in a buffer fed by `data_received`, so a read that
 finds data returns at once without suspending, and a read that has to wait arms one
-timer. Reading pauses only when a megabyte is buffered and nobody reads. Errors are
-httpcore's own (ConnectError, ReadTimeout, ...), exactly as the anyio backend maps
-them, so the pool and the relay see the same exceptions either way.
+timer. A request's head is held for one turn of the loop so that it leaves in the
+same segment as its body. Reading pauses only when a megabyte is buffered and nobody
+reads. Errors are httpcore's own (ConnectError, ReadTimeout, ...), exactly as the
+anyio backend maps them, so the pool and the relay see the same exceptions either
+way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import httpcore
 
 _PAUSE_AT = 1024 * 1024  # buffered bytes at which reading pauses
 _RESUME_AT = 256 * 1024
+_HOLD_AT_MOST = 16 * 1024  # a request head held back to leave with its body
+_JOIN_AT_MOST = 1024 * 1024  # joined with the body up to this size, else sent apart
 
 
 class _Protocol(asyncio.Protocol):
@@ -89,6 +93,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._held: bytes | None = None  # a small write waiting for the next one
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
@@ -131,10 +136,32 @@ class LoopStream(httpcore.AsyncNetworkStream):
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        protocol = self._protocol
         if self._transport.is_closing():
             raise httpcore.WriteError("the upstream connection is closed")
+        held = self._held
+        if held is None and len(buffer) <= _HOLD_AT_MOST:
+            # httpcore writes the request head, then the body: hold the head for
+            # this turn of the loop so both leave in one segment (the upstream
+            # then wakes once, not twice; about 0.5 ms on loopback).
+            self._held = buffer
+            asyncio.get_running_loop().call_soon(self._release)
+            return
+        if held is not None:
+            self._held = None
+            if len(held) + len(buffer) <= _JOIN_AT_MOST:
+                buffer = held + buffer
+            else:
+                self._transport.write(held)
         self._transport.write(buffer)
+        await self._drained(timeout)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    async def _drained(self, timeout: float | None) -> None:
+        protocol = self._protocol
         writable = protocol.writable
         if writable is None:
             return

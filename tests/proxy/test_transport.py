@@ -278,3 +278,51 @@ def test_the_upstream_request_carries_the_origin_and_the_clients_parts(
         (b"x-api-key", b"k"),
         (b"Content-Length", b"2"),
     ]
+
+
+@pytest.mark.parametrize(("size", "writes"), [(10_000, 1), (2 << 20, 2)])
+def test_a_request_head_leaves_with_its_body_unless_the_body_is_large(
+    monkeypatch, size, writes
+):
+    written = []
+    original = asyncio.selector_events._SelectorSocketTransport.write
+
+    def counting(self, data):
+        written.append(len(data))
+        return original(self, data)
+
+    monkeypatch.setattr(
+        asyncio.selector_events._SelectorSocketTransport, "write", counting
+    )
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    received = []
+
+    async def handler(reader, writer):
+        received.append(await read_request(reader))
+        writer.write(RESPONSE)
+        await writer.drain()
+        writer.close()
+
+    async def scenario():
+        server, port = await serve(handler)
+        async with httpcore.AsyncConnectionPool(network_backend=LoopBackend()) as pool:
+            response = await pool.handle_async_request(
+                httpcore.Request(
+                    b"POST",
+                    httpcore.URL(
+                        scheme=b"http", host=b"127.0.0.1", port=port, target=b"/"
+                    ),
+                    headers=[(b"Host", b"x"), (b"Content-Length", b"%d" % size)],
+                    content=body,
+                )
+            )
+            await response.aread()
+            await response.aclose()
+        server.close()
+
+    written.clear()
+    run(scenario())
+
+    client_writes = [n for n in written if n != len(RESPONSE)]
+    assert len(client_writes) == writes, written
+    assert received[0].endswith(b"\r\n\r\n" + body)
