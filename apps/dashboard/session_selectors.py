@@ -21,6 +21,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from apps.dashboard import schemas, selectors
+from apps.dashboard.selectors.base import MESSAGES_PATH
 from apps.indexing import selectors as index
 from apps.indexing.models import Call, Session
 from apps.indexing.selectors import TurnMark
@@ -47,6 +48,7 @@ class ExchangeRow(NamedTuple):
     cache_write_5m_tokens: int
     cache_write_1h_tokens: int
     cost_usd: float | None
+    path: str
 
 
 # --- the merged session list -------------------------------------------------
@@ -440,11 +442,17 @@ def _turn_at(turns: list[Turn], moment: datetime | None) -> Turn | None:
 
 
 def _relay_turns(*, session_id: str) -> list[Turn]:
-    """Turns of a session only the relay saw: one per main-agent call."""
+    """Turns of a session only the relay saw: one per main-agent Messages call.
+
+    The sessions list counts the same (selectors.usage, its turns column);
+    subagent calls and others (token counting) join the turn they ran in.
+    """
     turns: list[Turn] = []
     for exchange in exchange_list_by_session(session_id=session_id):
-        if not (exchange.agent_id and turns):  # a subagent's call joins the turn
-            turns.append(Turn(len(turns) + 1, at=_utc_text(exchange.started_at)))
+        starts = not exchange.agent_id and exchange.path.endswith(MESSAGES_PATH)
+        if starts or not turns:
+            number = sum(1 for t in turns if t.number) + 1 if starts else 0
+            turns.append(Turn(number, at=_utc_text(exchange.started_at)))
         call = TurnCall(request_id=exchange.request_id)
         _call_join(call, exchange)
         turns[-1].calls.append(call)

@@ -420,6 +420,27 @@ def test_it_shows_a_session_only_the_relay_saw(db, client_in):
     assert "No transcript indexed for this session" in html
 
 
+def test_it_counts_the_same_turns_for_a_session_only_the_relay_saw(db, client_in):
+    at = [T0 + timedelta(seconds=n) for n in range(6)]
+    exchange_create(
+        session_id="wire-turns", started_at=at[0], path="/v1/messages/count_tokens"
+    )  # before the first turn
+    exchange_create(session_id="wire-turns", started_at=at[1])  # turn 1
+    exchange_create(session_id="wire-turns", started_at=at[2], agent_id="a1")
+    exchange_create(session_id="wire-turns", started_at=at[3],
+                    path="/v1/messages/count_tokens")  # fmt: skip
+    exchange_create(session_id="wire-turns", started_at=at[4])  # turn 2
+    listed = _get(client_in, "sessions", range="custom",
+                  **{"from": "2026-11-19", "to": "2026-11-21"})  # fmt: skip
+    row = re.search(r'<tr data-session="wire-turns">.*?</tr>', listed, re.S)
+    assert re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)[5] == "2"
+    page = _get(client_in, "session", "wire-turns")
+    assert re.search(r"<dt>Turns</dt><dd[^>]*>([^<]*)</dd>", page).group(1) == "2"
+    numbers = re.findall(r'<tr class="turn" id="turn-(\d+)"', page)
+    assert numbers == ["0", "1", "2"]
+    assert "(5 relayed)" in page  # every call is still shown, in its turn
+
+
 def test_it_404s_unknown_sessions(db, client_in):
     assert client_in.get(reverse("dashboard:session", args=["nope"])).status_code == 404
     assert client_in.get(reverse("dashboard:thread", args=["nope"])).status_code == 404
