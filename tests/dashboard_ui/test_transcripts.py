@@ -41,9 +41,7 @@ def _header_search(page, text: str) -> None:
     page.wait_for_url("**/search/**")
 
 
-def test_it_lands_a_phrase_search_on_the_highlighted_thread_entry(
-    page, member, seeded
-):
+def test_it_lands_a_phrase_search_on_the_highlighted_thread_entry(page, member, seeded):
     login(page)
     _header_search(page, f'"{PHRASE}"')
     hits = page.locator("ol.hits li.hit")
@@ -73,6 +71,30 @@ def test_it_lands_a_phrase_search_on_the_highlighted_thread_entry(
     expect(result.locator(".hit-snippet mark")).to_have_text(
         ["deadlock", "is", "in", "the", "pool"]
     )
+    assert page.console_errors == []
+
+
+def test_it_lands_an_advanced_search_on_its_terms_in_the_thread(page, member, seeded):
+    login(page)
+    page.goto("/search/")
+    form = page.locator("form.search-form")
+    form.locator("input[name=q]").fill("NEAR(flaky fixture, 2) NOT deadlock")
+    form.locator("input[name=advanced]").set_checked(True)
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    hits = page.locator("ol.hits li.hit")
+    expect(hits).to_have_count(1)
+    expect(hits.first.locator(".snippet mark")).to_have_text(["flaky", "fixture"])
+    hits.first.locator("a.hit-link").click()
+    prompt_uuid = _first_prompt_uuid(seeded["main"])
+    page.wait_for_url(f"**/sessions/{RELAYED}/thread/?*advanced=1*")
+    entry = page.locator(f"#entry-{prompt_uuid}")
+    expect(entry).to_be_in_viewport()
+    # The query's terms, not its operators, distance or excluded word.
+    expect(entry.locator(".hl-text mark")).to_have_text(["flaky", "fixture"])
+    expect(entry.locator(".hl-text")).to_contain_text(HOSTILE)  # shown as text
+    assert page.evaluate("window.__pwned") is None
+    screenshot(page, "thread-advanced-hit")
     assert page.console_errors == []
 
 
