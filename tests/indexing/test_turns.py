@@ -57,6 +57,14 @@ def test_it_counts_prompts_only_as_turns(claude_tree) -> None:
     assert Session.objects.get().cost_usd == pytest.approx(
         first.cost_usd + second.cost_usd
     )
+    # The response's next line arrives in a later sync: its call is rewritten.
+    t.assistant([{"type": "tool_use", "id": "toolu_3", "name": "Edit", "input": {}}],
+                message_id="msg_2", request_id="req_2",
+                usage={"input_tokens": 10, "output_tokens": 90})  # fmt: skip
+    index_sync()
+    kept, grown = Call.objects.order_by("entry_id")
+    assert (kept.pk, grown.entry_id, grown.tools) == (first.pk, second.entry_id, "Edit")
+    assert grown.output_tokens == 90 and grown.cost_usd > second.cost_usd
 
 
 def test_it_fills_the_calls_of_sessions_already_indexed_when_migrating(
