@@ -315,7 +315,7 @@ class BucketOut(TypedDict):
     models: list[SeriesPointOut]
 
 
-class TimeseriesOut(Schema):
+class TimeseriesOut(BaseModel):  # not a ninja Schema: no per-object getter pass
     bucket: str
     tz: str
     buckets: list[BucketOut]

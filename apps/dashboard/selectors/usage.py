@@ -346,47 +346,54 @@ def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
     edges = bucket_edges(
         start=filters.start, end=filters.end, zone=filters.zone, unit=filters.bucket
     )
-    # Sum plain lists per (bucket, model) first and build the output dicts
-    # once at the end: a month of hours folds ~3,000 rows into ~3,000 points.
+    # Sum plain lists per bucket and per (bucket, model) first and build the
+    # output dicts once at the end: a month of hours folds ~3,000 rows into
+    # ~3,000 points.
+    totals = [[0] * len(_SERIES_SUMS) for _ in edges[1:]]
     sums: dict[tuple[int, str], list] = {}
     for index, model, values in _slot_rows(filters=filters, edges=edges):
+        values = [value or 0 for value in values]
+        total = totals[index]
+        for position, value in enumerate(values):
+            total[position] += value
         target = sums.get((index, model))
         if target is None:
-            sums[(index, model)] = [value or 0 for value in values]
+            sums[(index, model)] = values
         else:
             for position, value in enumerate(values):
-                target[position] += value or 0
+                target[position] += value
     per_bucket: dict[int, list[dict]] = defaultdict(list)
     for (index, model), values in sorted(sums.items()):
-        per_bucket[index].append(_series_point(model, values))
-    buckets = []
-    for index, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False)):
-        points = per_bucket.get(index, [])
-        tokens = {
-            kind: sum(p["tokens"][kind] for p in points) for kind in _TOKEN_FIELDS
-        }
-        buckets.append(
-            {"start": lo, "end": hi,
-             "requests": sum(p["requests"] for p in points),
-             "errors": sum(p["errors"] for p in points),
-             "cost_usd": sum((p["cost_usd"] for p in points), 0.0), "tokens": tokens,
-             "models": points}
-        )  # fmt: skip
-    return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
+        per_bucket[index].append({"model": model, **_series_sums(values)})
+    return {
+        "bucket": filters.bucket,
+        "tz": filters.tz,
+        "buckets": [
+            {
+                "start": lo,
+                "end": hi,
+                **_series_sums(total),
+                "models": per_bucket.get(index, []),
+            }
+            for index, (lo, hi, total) in enumerate(
+                zip(edges, edges[1:], totals, strict=False)
+            )
+        ],
+    }
 
 
 _SERIES_SUMS = ("requests", "errors", "cost", *_TOKEN_FIELDS)
 
 
-def _series_point(model: str, values: list) -> dict:
-    requests, errors, cost, *tokens = values
+def _series_sums(values: list) -> dict:
+    requests, errors, cost, fresh, output, read, write_5m, write_1h = values
     return {
-        "model": model,
         "requests": requests,
         "errors": errors,
-        "tokens": dict(zip(_TOKEN_FIELDS, map(int, tokens), strict=True)),
+        "tokens": {"input": int(fresh), "output": int(output), "cache_read": int(read),
+                   "cache_write_5m": int(write_5m), "cache_write_1h": int(write_1h)},
         "cost_usd": float(cost),
-    }
+    }  # fmt: skip
 
 
 def _model_point(row: dict, tokens: dict[str, int]) -> dict:
