@@ -1,0 +1,147 @@
+"""The relay's ASGI handler, driven with ASGI messages directly.
+
+The relay tests run it under daphne; these pin the parts of Django's request cycle
+it re-implements: the body joined from its chunks, a client leaving before its body
+arrived or while the response streams, and where the response is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from django.core import signals
+from django.http import HttpResponse, StreamingHttpResponse
+from django.test import override_settings
+from django.urls import path
+
+from apps.proxy.handler import RelayASGIHandler
+
+seen: dict[str, object] = {}
+
+
+class Closing(HttpResponse):
+    def close(self):
+        seen["closed_on"] = threading.current_thread()
+        super().close()
+
+
+async def echo_length(request):
+    return Closing(str(len(request.body)).encode())
+
+
+async def slow_stream(request):
+    async def chunks():
+        try:
+            yield b"first"
+            await asyncio.Event().wait()  # an upstream that never sends again
+            yield b"never"
+        except asyncio.CancelledError:
+            seen["cancelled"] = True
+            raise
+
+    return StreamingHttpResponse(chunks())
+
+
+urlpatterns = [path("echo", echo_length), path("slow", slow_stream)]
+
+SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/echo",
+    "raw_path": b"/echo",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"x")],
+    "client": ("127.0.0.1", 5000),
+    "server": ("127.0.0.1", 8001),
+}
+
+
+async def call(scope, messages, *, leave_after_first_body=False):
+    """Run the handler; return what it sent. `messages` feed receive()."""
+    incoming: asyncio.Queue = asyncio.Queue()
+    for message in messages:
+        incoming.put_nowait(message)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+        if leave_after_first_body and message["type"] == "http.response.body":
+            incoming.put_nowait({"type": "http.disconnect"})
+
+    handling = asyncio.create_task(RelayASGIHandler()(scope, incoming.get, send))
+    done, _ = await asyncio.wait({handling}, timeout=10)
+    assert handling in done, "the handler did not finish on its own"
+    handling.result()
+    return sent
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[])
+def test_a_body_in_chunks_reaches_the_view_whole():
+    chunks = [b"a" * 8192, b"b" * 8192, b"c" * 100]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < 2}
+        for i, chunk in enumerate(chunks)
+    ]
+
+    sent = asyncio.run(call(SCOPE, messages))
+
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"16484"
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[])
+def test_a_client_that_leaves_before_its_body_arrives_gets_nothing():
+    messages = [
+        {"type": "http.request", "body": b"part", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    assert asyncio.run(call(SCOPE, messages)) == []
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[])
+def test_a_client_that_leaves_mid_stream_cancels_the_view():
+    seen.clear()
+    scope = {**SCOPE, "method": "GET", "path": "/slow", "raw_path": b"/slow"}
+
+    request = [{"type": "http.request", "body": b""}]
+
+    sent = asyncio.run(call(scope, request, leave_after_first_body=True))
+
+    assert [m.get("body") for m in sent[1:]] == [b"first"]
+    assert seen.get("cancelled") is True
+
+
+@pytest.mark.parametrize("receiver", [False, True])
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[])
+def test_the_response_closes_on_the_loop_unless_a_receiver_needs_a_thread(receiver):
+    seen.clear()
+    called = []
+
+    def on_finished(**kwargs):
+        called.append(threading.current_thread())
+
+    async def scenario():
+        sent = await call(SCOPE, [{"type": "http.request", "body": b"x"}])
+        return threading.current_thread(), sent
+
+    kept = signals.request_finished.receivers
+    signals.request_finished.receivers = []  # as in core (CLAUDEMON_LEAN_REQUESTS)
+    signals.request_finished.sender_receivers_cache.clear()
+    if receiver:
+        signals.request_finished.connect(on_finished)
+    try:
+        loop_thread, sent = asyncio.run(scenario())
+    finally:
+        signals.request_finished.receivers = kept
+        signals.request_finished.sender_receivers_cache.clear()
+
+    assert sent[0]["status"] == 200
+    if receiver:
+        assert seen["closed_on"] is not loop_thread
+        assert called == [seen["closed_on"]]
+    else:
+        assert seen["closed_on"] is loop_thread
