@@ -8,7 +8,11 @@ arrived or while the response streams, and where the response is closed.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from django.core import signals
@@ -145,3 +149,24 @@ def test_the_response_closes_on_the_loop_unless_a_receiver_needs_a_thread(receiv
         assert called == [seen["closed_on"]]
     else:
         assert seen["closed_on"] is loop_thread
+
+
+def test_core_leaves_no_request_signal_receiver_that_would_need_a_thread():
+    probe = (
+        "import claudemon.asgi\n"
+        "from django.core import signals\n"
+        "print(len(signals.request_started.receivers),"
+        " len(signals.request_finished.receivers))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "claudemon.settings.core"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0"]
