@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from apps.dashboard import session_selectors
 from apps.dashboard.markdown import markdown_html
+from apps.dashboard.session_selectors import listing
 from apps.dashboard.templatetags.dashboard import usd
 from apps.indexing.services import index_sync
 from tests.dashboard.conftest import PASSWORD  # noqa: F401  (shared fixtures)
@@ -137,7 +138,7 @@ def test_it_merges_session_rows_with_a_bounded_number_of_queries(
     span = {"start": T0.replace(day=19), "end": T0.replace(day=21), "tz": "UTC"}
     session_selectors.session_rows(**span)  # the relay's stats warm their rollups
     with CaptureQueriesContext(connection) as relay_side:
-        session_selectors._relay_rows(**span)
+        listing._relay_rows(**span)
     # The index side and the merge add five queries, whatever the session count.
     with django_assert_max_num_queries(len(relay_side.captured_queries) + 5):
         rows, total = session_selectors.session_rows(**span)
