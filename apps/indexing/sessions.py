@@ -17,7 +17,7 @@ from django.db.models import Q
 from apps.indexing.models import Block, Entry, Project, Session, SourceFile
 from apps.indexing.parser import title_clean
 from apps.indexing.rawlines import block_records
-from apps.indexing.selectors import TURN_START_SQL
+from apps.indexing.selectors.turns import TURN_START_SQL
 from apps.indexing.sources import transcript_folder
 from apps.indexing.txn import write_retry
 from apps.proxy.pricing import Usage, usage_cost

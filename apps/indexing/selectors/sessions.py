@@ -1,0 +1,119 @@
+"""Projects and sessions: lists, one session, subagents, models and totals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Count, Max, Q, Sum
+
+from apps.indexing.models import Entry, Project, Session
+
+
+def project_list() -> list[Project]:
+    """Return projects with session count, last activity and cost, most recent first."""
+    return list(
+        Project.objects.annotate(
+            session_count=Count("sessions", filter=Q(sessions__is_subagent=False)),
+            last_at=Max("sessions__last_at"),
+            cost_usd=Sum("sessions__cost_usd"),
+        ).order_by("-last_at", "path")
+    )
+
+
+def session_list(
+    *,
+    project_id: int | None = None,
+    title: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    subagents: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Session]:
+    """Return sessions, most recently active first, with their project."""
+    sessions = Session.objects.select_related("project").order_by("-last_at", "-id")
+    if not subagents:
+        sessions = sessions.filter(is_subagent=False)
+    if project_id is not None:
+        sessions = sessions.filter(project_id=project_id)
+    if title:
+        sessions = sessions.filter(title__icontains=title)
+    if since is not None:
+        sessions = sessions.filter(last_at__gte=since)
+    if until is not None:
+        sessions = sessions.filter(first_at__lt=until)
+    return list(sessions[offset : offset + limit])
+
+
+def session_get(*, session_id: str) -> Session | None:
+    """Return one session with its project and parent, or None."""
+    return (
+        Session.objects.select_related("project", "parent")
+        .filter(session_id=session_id)
+        .first()
+    )
+
+
+def session_subagent_list(*, session: Session) -> list[Session]:
+    """Return the subagent sessions a session spawned, in start order."""
+    return list(Session.objects.filter(parent=session).order_by("first_at", "id"))
+
+
+def sessions_by_id(*, session_ids: list[str]) -> dict[str, Session]:
+    """Return {session id: Session with project} for the ids that are indexed."""
+    wanted = [s for s in dict.fromkeys(session_ids) if s]
+    found: dict[str, Session] = {}
+    for start in range(0, len(wanted), 900):
+        rows = Session.objects.select_related("project").filter(
+            session_id__in=wanted[start : start + 900]
+        )
+        found.update({s.session_id: s for s in rows})
+    return found
+
+
+def session_subagent_counts(*, session_pks: list[int]) -> dict[int, int]:
+    """Return {session pk: number of subagent sessions it spawned}."""
+    rows = (
+        Session.objects.filter(parent_id__in=session_pks)
+        .values_list("parent_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def session_models(*, session_pks: list[int]) -> dict[int, list[str]]:
+    """Return {session pk: sorted models its assistant entries name}."""
+    rows = (
+        Entry.objects.filter(session_id__in=session_pks, type="assistant")
+        .exclude(model="")
+        .exclude(model="<synthetic>")
+        .values_list("session_id", "model")
+        .distinct()
+        .order_by()
+    )
+    models: dict[int, list[str]] = {}
+    for pk, model in rows:
+        models.setdefault(pk, []).append(model)
+    return {pk: sorted(names) for pk, names in models.items()}
+
+
+def project_stats() -> list[Project]:
+    """Return projects with session count, last activity, tokens and cost."""
+    tokens = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+    )
+    main = Q(sessions__is_subagent=False)
+    sums = {f"{name}_sum": Sum(f"sessions__{name}") for name in tokens}
+    return list(
+        Project.objects.annotate(
+            session_count=Count("sessions", filter=main),
+            last_at=Max("sessions__last_at"),
+            cost_usd=Sum("sessions__cost_usd"),
+            **sums,
+        ).order_by("-last_at", "path")
+    )

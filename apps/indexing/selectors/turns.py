@@ -1,0 +1,69 @@
+"""A session's turns as the index marks them: prompts, compactions and API calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from django.db import connection
+
+from apps.indexing.models import Call, Session
+
+# A turn starts at each prompt typed: a user line with prose that is neither
+# Claude Code's scaffolding (isMeta) nor the summary it writes after compacting.
+# The one definition of a turn: the sessions list counts it (Session.user_count,
+# apps.indexing.sessions) and the session page starts its turns with it.
+TURN_START_SQL = (
+    "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
+)
+TURN_PROMPT, TURN_SUMMARY = 0, 1
+
+
+class TurnMark(NamedTuple):
+    """A line that starts a turn (a prompt) or marks a compaction (its summary).
+
+    timestamp is the stored text (naive UTC); entry_row_time() parses it, so
+    that a long session pays only for the times it uses.
+    """
+
+    id: int
+    kind: int  # TURN_PROMPT or TURN_SUMMARY
+    uuid: str
+    timestamp: str | None
+    block_id: int
+    slot: int
+
+
+_TURN_MARKS_SQL = f"""
+SELECT id, CASE WHEN is_compact_summary THEN {TURN_SUMMARY} ELSE {TURN_PROMPT} END,
+       uuid, '' || timestamp, block_id, slot
+FROM indexing_entry
+WHERE session_id = %s AND (is_compact_summary OR ({TURN_START_SQL}))
+ORDER BY id
+"""
+
+
+def session_turn_marks(*, session: Session) -> list[TurnMark]:
+    """Return a session's prompts and compaction summaries in order, without texts.
+
+    What each turn did is in its calls (models.Call, one row per API response).
+    """
+    # Raw SQL: ORM rows and datetime converters cost more than the read itself
+    # ('' || timestamp has no declared type, so sqlite3 does not parse it).
+    with connection.cursor() as cursor:
+        cursor.execute(_TURN_MARKS_SQL, [session.pk])
+        return [TurnMark._make(row) for row in cursor.fetchall()]
+
+
+def session_calls(*, session: Session, turns: list[int]) -> list[Call]:
+    """Return the API calls of some of a session's turns, in order."""
+    calls = Call.objects.filter(session=session, turn__in=turns[:900])
+    return list(calls.order_by("turn", "entry_id"))
+
+
+def entry_row_time(row: TurnMark) -> datetime | None:
+    """Return the aware UTC time of an entry row."""
+    if not row.timestamp:
+        return None
+    moment = datetime.fromisoformat(str(row.timestamp))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
