@@ -166,3 +166,15 @@ def test_it_answers_hostile_searches_without_an_error_page(page, member, seeded)
     expect(page.locator("ol.hits li.hit").first).to_be_visible()
     assert page.evaluate("window.__pwned") is None
     assert page.console_errors == []
+
+
+def test_it_fits_a_long_unbroken_title_in_a_phone_width(page, member, seeded):
+    # Titles are first prompts: paths, URLs and markup with no space to wrap at.
+    login(page)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (f"/sessions/{RELAYED}/", f"/sessions/{RELAYED}/thread/"):
+        page.goto(path)
+        expect(page.locator("h1")).to_contain_text(HOSTILE)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+    screenshot(page, "thread-narrow")
