@@ -152,6 +152,25 @@ def test_it_merges_session_rows_with_a_bounded_number_of_queries(
     assert by_id["relay-only-3"].relayed and not by_id["relay-only-3"].indexed
 
 
+def test_it_adds_the_calls_the_relay_missed_to_a_partly_relayed_session(
+    seeded, client_in
+):
+    # Resumed, or started before the relay was in the path: the transcript
+    # knows a call the relay never recorded. The list must not show the wire's
+    # part alone while the session page counts the whole session.
+    seeded["exchanges"]["req_t2"].delete()
+    listed = _get(client_in, "sessions", range="custom", sort="cost",
+                  **{"from": "2026-11-19", "to": "2026-11-21"})  # fmt: skip
+    row = re.search(rf'<tr data-session="{RELAYED}">.*?</tr>', listed, re.S)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+    page = _get(client_in, "session", RELAYED)
+    tokens = re.search(r"<dt>Tokens</dt><dd[^>]*>([^<]*)</dd>", page).group(1)
+    cost = re.search(r"<dt>Cost</dt><dd[^>]*>([^<]*)</dd>", page).group(1)
+    assert "(2 relayed)" in page
+    assert (cells[6], cells[7]) == (tokens, cost)
+    assert cost != usd(COSTS["req_t1a"] + COSTS["req_t1b"])  # the missed call counts
+
+
 def test_it_shows_turns_with_per_turn_cost_and_inspector_links(seeded, client_in):
     html = _get(client_in, "session", RELAYED)
     rows = re.findall(r'<tr class="turn".*?</tr>', html, re.DOTALL)
