@@ -420,8 +420,8 @@ def test_it_reads_naive_times_in_the_given_zone():
         (lambda f: selectors.session_list(filters=f, limit=50, offset=0), 1),
         (lambda f: selectors.usage_by_model(filters=f), 1),
         (lambda f: selectors.usage_by_tool(filters=f), 1),
-        # totals, errors by type, savings, counts per model, 2 x overall ranks
-        (lambda f: selectors.usage_summary(filters=f), 6),
+        # one grouped scan (sums, errors by type, savings, counts), 2 x ranks
+        (lambda f: selectors.usage_summary(filters=f), 3),
         # counts per model, then per metric: overall ranks + per-model ranks
         (lambda f: selectors.performance_stats(filters=f), 5),
         (lambda f: selectors.ratelimit_state(filters=f, limit=500), 3),

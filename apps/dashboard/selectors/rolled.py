@@ -76,14 +76,15 @@ def summary_parts(*, plan: RollupPlan) -> tuple[dict, dict[str, int], list]:
     """Return the summary's totals, errors by label and daily cache reads.
 
     One pass each over the rollups and the live edges, grouped by model, UTC
-    day and error label: the three figures selectors.usage reads separately.
+    day and error label.
     """
     rows = _rolled(
         plan=plan,
         sql="SELECT model, hour / 24 AS day, '' AS label, SUM(requests) AS requests,"
         f" SUM(errors) AS errors, {_ROLLED_TOKENS}, SUM(cost_usd) AS cost,"
-        " SUM(unpriced) AS unpriced FROM dashboard_modelhourrollup WHERE {hours}"
-        " GROUP BY model, day",
+        " SUM(unpriced) AS unpriced, SUM(ttfb_count) AS ttfb_n,"
+        " SUM(duration_count) AS duration_n FROM dashboard_modelhourrollup"
+        " WHERE {hours} GROUP BY model, day",
     )
     for row in rows:
         row["day"] = _EPOCH + timedelta(days=row["day"])
@@ -92,24 +93,40 @@ def summary_parts(*, plan: RollupPlan) -> tuple[dict, dict[str, int], list]:
         sql="SELECT label, SUM(requests) AS n FROM dashboard_usagerollup"
         " WHERE {hours} AND label <> '' GROUP BY label",
     )
+    return summary_fold(rows + summary_live_rows(spans=plan.live), labels)
+
+
+def summary_live_rows(*, spans: list) -> list[dict]:
+    """Return summary_fold's rows for exchanges read live (one scan per span)."""
     live = _live(
-        spans=plan.live,
+        spans=spans,
         sql="SELECT model, substr(started_at, 1, 10) AS day,"
         f" {_LABEL_SQL} AS label, COUNT(*) AS requests, {_TOKEN_SUMS},"
         " COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
         " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END)"
-        " AS unpriced FROM {rows} GROUP BY model, day, label",
+        " AS unpriced, COUNT(ttfb_ms) AS ttfb_n, COUNT(duration_ms) AS duration_n"
+        " FROM {rows} GROUP BY model, day, label",
     )
     for row in live:
         row["day"] = date.fromisoformat(row["day"])
         row["errors"] = row["requests"] if row["label"] else 0
-    totals: dict = dict.fromkeys(_SUMS, 0)
+    return live
+
+
+_SUMMARY_SUMS = (*_SUMS, "ttfb_n", "duration_n")
+
+
+def summary_fold(
+    rows: list[dict], labels: list[dict]
+) -> tuple[dict, dict[str, int], list]:
+    """Fold rows per model, day and label into totals, errors, daily cache reads."""
+    totals: dict = dict.fromkeys(_SUMMARY_SUMS, 0)
     errors: dict[str, int] = defaultdict(int)
     for row in labels:
         errors[row["label"]] += row["n"]
     reads: dict[tuple[str, date], int] = defaultdict(int)
-    for row in rows + live:
-        _add(totals, row, _SUMS)
+    for row in rows:
+        _add(totals, row, _SUMMARY_SUMS)
         if row["label"]:
             errors[row["label"]] += row["requests"]
         reads[(row["model"], row["day"])] += row["cache_read"] or 0

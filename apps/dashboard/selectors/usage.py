@@ -54,29 +54,19 @@ def usage_summary(*, filters: ExchangeFilter) -> dict:
     )
     if answer is not None:
         return answer
-    (totals,) = _aggregate(
-        filters=filters,
-        sql="SELECT COUNT(*) AS requests, " + _ERROR_COUNT + ", " + _TOKEN_SUMS
-        + ", COALESCE(SUM(cost_usd), 0.0) AS cost, SUM(CASE WHEN cost_usd IS NULL"
-        " AND (input_tokens > 0 OR output_tokens > 0) THEN 1 ELSE 0 END) AS unpriced"
-        " FROM {rows}",
-    )  # fmt: skip
-    tokens = _tokens(totals)
-    latency = latency_percentiles(filters=filters)[None]
-    return {
-        "from": filters.start,
-        "to": filters.end,
-        "requests": totals["requests"],
-        "errors": totals["errors"] or 0,
-        "errors_by_type": error_counts(filters=filters),
-        "tokens": tokens,
-        "cost_usd": float(totals["cost"]),
-        "unpriced_requests": totals["unpriced"] or 0,
-        "cache_hit_rate": _hit_rate(tokens),
-        "cache_savings_usd": cache_savings_total(filters=filters),
-        "ttfb_ms": latency["ttfb_ms"],
-        "duration_ms": latency["duration_ms"],
-    }
+    # One grouped scan gives the sums, the errors by type, the daily cache
+    # reads and the latency counts; the percentiles need one more per column.
+    parts = rolled.summary_fold(rolled.summary_live_rows(spans=[filters]), [])
+    totals = parts[0]
+    counts = [
+        {
+            "model": None,
+            "ttfb_ms": totals["ttfb_n"],
+            "duration_ms": totals["duration_n"],
+        }
+    ]
+    latency = _percentiles_live(filters=filters, counts=counts, by_model=False)
+    return _summary_out(filters, parts, latency[None])
 
 
 def _from_rollups(
@@ -95,9 +85,14 @@ def _from_rollups(
 
 
 def _summary_rolled(filters: ExchangeFilter, plan: RollupPlan) -> dict:
-    totals, errors_by_type, daily_reads = rolled.summary_parts(plan=plan)
+    parts = rolled.summary_parts(plan=plan)
+    latency = _percentiles_of(rolled.latency_values(plan=plan), by_model=False)
+    return _summary_out(filters, parts, latency[None])
+
+
+def _summary_out(filters: ExchangeFilter, parts: tuple, latency: dict) -> dict:
+    totals, errors_by_type, daily_reads = parts
     tokens = {kind: int(totals[kind]) for kind in _TOKEN_FIELDS}
-    latency = _percentiles_of(rolled.latency_values(plan=plan), by_model=False)[None]
     savings = 0.0
     for model, day, cache_read in daily_reads:
         usage = Usage(cache_read=cache_read)
@@ -197,6 +192,13 @@ def latency_percentiles(
         sql=f"SELECT {group} AS model, COUNT(ttfb_ms) AS ttfb_ms,"
         f" COUNT(duration_ms) AS duration_ms FROM {{rows}} GROUP BY {group}",
     )
+    return _percentiles_live(filters=filters, counts=counts, by_model=by_model)
+
+
+def _percentiles_live(
+    *, filters: ExchangeFilter, counts: list[dict], by_model: bool
+) -> dict[str | None, dict]:
+    """Pick the percentiles by rank in SQL, given the values' counts per model."""
     result: dict[str | None, dict] = {}
     for column in ("ttfb_ms", "duration_ms"):
         sizes = {row["model"]: row[column] for row in counts if row[column]}
