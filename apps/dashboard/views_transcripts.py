@@ -271,7 +271,7 @@ def _hit_row(hit: index.SearchHit) -> dict:
 def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
     """Read the search box and filters; bad values are dropped and reported."""
     problems = []
-    text = query.get("q", "")
+    text = query.get("q", "").strip()  # spaces alone are an empty box
     if len(text) > QUERY_MAX:
         problems.append(f"The query was cut to its first {QUERY_MAX:,} characters.")
     since, until = _day(query.get("from", "")), _day(query.get("to", ""))

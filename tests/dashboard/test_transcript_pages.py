@@ -387,6 +387,8 @@ def test_it_finds_with_advanced_syntax_and_filters(seeded, client_in):
 def test_it_guides_on_empty_and_no_result_searches(seeded, client_in):
     assert "A star matches beginnings" in _get(client_in, "search")
     assert "No results" in _get(client_in, "search", q="zebracorn")
+    blank = _get(client_in, "search", q="  \t ")  # a box left with spaces only
+    assert "A star matches beginnings" in blank and "No results" not in blank
 
 
 def test_it_lists_projects_with_counts_and_cost(seeded, client_in):
