@@ -160,6 +160,7 @@ def _thread_views(items: list, target: str, highlight: str, raw: bool) -> list[d
     records = {id(i): index.line_record(i.line) for i in _walk(items)}
     messages = [r.get("message") for r in records.values() if isinstance(r, dict)]
     names = inspector.tool_names_by_id([m for m in messages if isinstance(m, dict)])
+    _result_names_fill(_walk(items), records, names)
 
     def view(item: Any) -> dict:
         key = item.entry.uuid or f"e{item.entry.id}"
@@ -178,6 +179,19 @@ def _thread_views(items: list, target: str, highlight: str, raw: bool) -> list[d
 
 def _walk(items: list) -> list:
     return [x for i in items for x in [i, *[e for s in i.subagents for e in s.entries]]]
+
+
+def _result_names_fill(items: list, records: dict, names: dict[str, str]) -> None:
+    """Name results whose call is on an earlier page, as the index named them."""
+    for item in items:
+        tools, record = item.entry.tools.split(), records[id(item)]
+        message = record.get("message") if isinstance(record, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if len(tools) != 1 or not isinstance(content, list):
+            continue  # the index names a line's tools, not which block used which
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                names.setdefault(str(block.get("tool_use_id", "")), tools[0])
 
 
 def _entry_view(

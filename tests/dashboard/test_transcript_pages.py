@@ -288,6 +288,27 @@ def test_it_pages_a_long_thread_and_opens_the_page_of_a_linked_entry(
     assert "page 1 of 2" in _get(client_in, "thread", "long-session", entry="nope")
 
 
+def test_it_names_the_tool_of_a_result_whose_call_is_on_the_previous_page(
+    db, tmp_path, client_in
+):
+    from apps.dashboard.views_transcripts import THREAD_PER_PAGE
+
+    tree = ClaudeTree(tmp_path / "boundary")
+    long = tree.transcript(session_id="boundary-session")
+    for i in range(THREAD_PER_PAGE - 1):
+        long.user(f"prompt number {i}")
+    long.assistant(  # the last entry of page 1
+        [{"type": "tool_use", "id": "toolu_edge", "name": "Bash",
+          "input": {"command": "make check", "description": "check"}}],
+        message_id="msg_edge", request_id="req_edge",
+    )  # fmt: skip
+    long.tool_result("toolu_edge", "all checks passed")  # the first of page 2
+    index_sync(roots=[tree.root])
+    second = _get(client_in, "thread", "boundary-session", page="2")
+    assert "all checks passed" in second
+    assert '<span class="muted">of Bash</span>' in second
+
+
 def test_it_keeps_a_deleted_transcript_readable(seeded, client_in):
     html = _get(client_in, "thread", ORPHAN)
     assert "quarterly reconciliation of the ledger" in html
