@@ -86,7 +86,24 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
         "parent": found.parent if found is not None else None,
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
+    context["requests_query"] = _requests_query(session_id, found, turns, zone=zone)
     return _render(request, "dashboard/transcripts/session.html", context, zone=zone)
+
+
+def _requests_query(
+    session_id: str, found: Any, turns: list, *, zone: tzinfo
+) -> QueryDict:
+    """Return the requests list's query for a session, over the days it ran."""
+    moments = [t.at for t in turns if t.at]
+    if found is not None:
+        moments += [m for m in (found.first_at, found.last_at) if m]
+    query = QueryDict(mutable=True)
+    query.update({"range": "30d", "session": session_id})
+    if moments:  # the list's own ranges end now: an old session falls outside
+        query["range"] = "custom"
+        query["from"] = min(moments).astimezone(zone).date().isoformat()
+        query["to"] = max(moments).astimezone(zone).date().isoformat()
+    return query
 
 
 def _turn_totals(turns: list[session_selectors.Turn]) -> dict:

@@ -463,6 +463,28 @@ def test_it_shows_a_session_only_the_relay_saw(db, client_in):
     assert "No transcript indexed for this session" in html
 
 
+@pytest.mark.parametrize("indexed", [False, True])
+def test_it_links_a_session_to_its_requests_on_the_days_it_ran(
+    db, tmp_path, client_in, indexed
+):
+    # Two months back: past the requests list's default ranges.
+    old = T0 - timedelta(days=60)
+    exchange = exchange_create(session_id=RELAYED, request_id="req_old", started_at=old)
+    if indexed:
+        tree = ClaudeTree(tmp_path / "old")
+        transcript = tree.transcript(session_id=RELAYED)
+        transcript.clock = -60 * 86400
+        transcript.user("an old prompt")
+        index_sync(roots=[tree.root])
+    html = _get(client_in, "session", RELAYED)
+    href = re.search(r'<a class="button" href="([^"]*)">Its requests</a>', html)
+    assert "from=2026-09-21" in href.group(1)
+    listed = client_in.get(href.group(1).replace("&amp;", "&"))
+    assert reverse("dashboard:exchange-detail", args=[exchange.pk]) in (
+        listed.content.decode()
+    )
+
+
 def test_it_counts_the_same_turns_for_a_session_only_the_relay_saw(db, client_in):
     at = [T0 + timedelta(seconds=n) for n in range(6)]
     exchange_create(
