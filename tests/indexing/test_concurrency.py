@@ -34,7 +34,7 @@ def _tree_fill(claude_tree, sessions: int = 40) -> int:
 def test_it_indexes_while_another_process_writes_the_same_database(claude_tree):
     lines = _tree_fill(claude_tree)
     path = connection.settings_dict["NAME"]
-    stop = threading.Event()
+    stop, writing = threading.Event(), threading.Event()
     errors: list[Exception] = []
     writes = [0]
 
@@ -51,6 +51,7 @@ def test_it_indexes_while_another_process_writes_the_same_database(claude_tree):
                 )
                 db.execute("COMMIT")
                 writes[0] += 1
+                writing.set()
                 time.sleep(0.002)  # a very busy relay: hundreds of writes a second
         except Exception as exc:  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
@@ -60,12 +61,14 @@ def test_it_indexes_while_another_process_writes_the_same_database(claude_tree):
     writer = threading.Thread(target=relay_like_writer)
     writer.start()
     try:
+        # Index only once the writer is busy: on a loaded machine the index
+        # could otherwise finish before the thread's first write.
+        assert writing.wait(timeout=30), errors
         report = index_sync()
     finally:
         stop.set()
         writer.join()
     assert errors == []
-    assert writes[0] > 0
     assert report.entries_added == lines
     assert Entry.objects.count() == lines
 
