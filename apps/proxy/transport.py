@@ -202,6 +202,9 @@ class LoopStream(httpcore.AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             self._transport.abort()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        # Flow control now goes through the TLS transport: pausing the TCP one
+        # underneath it would leave the TLS layer's own buffering out of step.
+        self._protocol.transport = transport
         return LoopStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
