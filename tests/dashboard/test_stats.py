@@ -6,9 +6,11 @@ cache read 0.30, out 15; claude-haiku-4-5 in 1, out 5.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from ninja.responses import NinjaJSONEncoder
 
 from apps.dashboard import schemas, selectors
 from apps.proxy.models import Exchange
@@ -183,6 +185,21 @@ def test_it_buckets_hours_in_utc(seeded, api):
     assert (buckets[12]["requests"], buckets[12]["errors"]) == (1, 1)
     assert buckets[23]["requests"] == 1
     assert sum(b["requests"] for b in buckets) == 6
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{**DAY, "bucket": "hour"}, {**DAY, "bucket": "day", "tz": "America/New_York"}],
+)
+def test_it_encodes_the_timeseries_as_ninja_would(seeded, api, params):
+    # The operation encodes with pydantic-core, not ninja's renderer: the body
+    # must stay what ninja's model_dump + JSON encoder made of the same schema.
+    response = api("/api/stats/timeseries", **params)
+    series = selectors.usage_timeseries(filters=schemas.TimeseriesFilter(**params))
+    dumped = schemas.TimeseriesOut.model_validate(series).model_dump()
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    assert response.json() == json.loads(json.dumps(dumped, cls=NinjaJSONEncoder))
+    assert response.json()["buckets"][-1]["start"].endswith(("Z", "-05:00"))
 
 
 def test_it_makes_a_25_hour_day_when_new_york_leaves_dst(db, api):
