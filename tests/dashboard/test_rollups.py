@@ -531,6 +531,47 @@ def test_it_reuses_closed_buckets_until_their_hours_change(month, monkeypatch):
     assert [(row["count"], row["p95"]) for row in new] == [(1, 9000.0)]
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"bucket": "hour"}, {"bucket": "hour", "tz": "America/New_York"},
+     {"bucket": "day", "tz": "America/New_York"}, {"bucket": "hour", "model": HAIKU},
+     {"bucket": "hour", "family": "claude-opus"}],
+)  # fmt: skip
+def test_it_reuses_closed_series_buckets_until_their_hours_change(
+    month, api, monkeypatch, params
+):
+    from apps.dashboard.selectors import rolled, rollups
+
+    monkeypatch.setattr(rollups, "_merged_clear", lambda: None)  # another process
+    rollups._SERIES.clear()
+    query = {**RANGE, **params}
+    want = live(api, monkeypatch, "/api/stats/timeseries", query)
+    # Another filter's buckets over the same hours are kept apart.
+    bucket = {key: params[key] for key in ("bucket", "tz") if key in params}
+    api("/api/stats/timeseries", **RANGE, **bucket, family="claude-sonnet")
+    reads = []
+    real = rolled.slot_rows
+    monkeypatch.setattr(
+        rolled, "slot_rows", lambda **kw: reads.append(kw.get("hours")) or real(**kw)
+    )
+    for _ in range(2):  # fills memory with the closed buckets, then reads it
+        assert_same(api("/api/stats/timeseries", **query).json(), want)
+    whole_day = int(at("2026-10-31T00:00:00").timestamp()) // 3600
+    assert reads[0] is None  # every hour once
+    assert whole_day not in reads[1] and len(reads[1]) <= 2 * 24  # open ones only
+    exchange_create(  # lands late, in a closed bucket
+        started_at=at("2026-10-31T10:05:00"), model=HAIKU, input_tokens=777
+    )
+    exchange_create(started_at=at("2026-10-31T10:07:00"), model=OPUS, input_tokens=5)
+    got = api("/api/stats/timeseries", **query).json()
+    assert reads[2] is None  # that bucket's hour changed: every hour read again
+    now = live(api, monkeypatch, "/api/stats/timeseries", query)
+    assert_same(got, now)
+    assert sum(b["tokens"]["input"] for b in now["buckets"]) > sum(
+        b["tokens"]["input"] for b in want["buckets"]
+    )
+
+
 def test_it_keeps_watching_when_a_pass_finds_the_database_busy(month, monkeypatch):
     from django.core.management import call_command
     from django.db import OperationalError

@@ -47,10 +47,14 @@ def _rolled(*, plan: RollupPlan, sql: str, params: tuple = ()) -> list[dict]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _hours_where(plan: RollupPlan) -> tuple[str, list]:
-    """Return the WHERE of a plan's hours and model filter on an hourly rollup."""
+def _hours_where(plan: RollupPlan, hours: list[int] | None = None) -> tuple[str, list]:
+    """Return the WHERE of a plan's hours (or these) and model filter on a rollup."""
     model, params = plan.model_sql()
-    return "hour >= %s AND hour < %s" + model, [plan.lo, plan.hi, *params]
+    if hours is None:
+        return "hour >= %s AND hour < %s" + model, [plan.lo, plan.hi, *params]
+    runs = _runs(hours)
+    ranges = " OR ".join(["hour >= %s AND hour < %s"] * len(runs))
+    return f"({ranges}){model}", [*(edge for run in runs for edge in run), *params]
 
 
 def _live(*, spans: list, sql: str, join: str = "") -> list[dict]:
@@ -202,10 +206,14 @@ SLOT_SQL = f"COUNT(*) AS requests, {_ERROR_COUNT}, SUM(cost_usd) AS cost, {_TOKE
 _ROLLED_SLOT = ", ".join(f"SUM({field})" for field in _TOKEN_FIELDS.values())
 
 
-def slot_rows(*, plan: RollupPlan, hourly: bool) -> list[tuple]:
+def slot_rows(
+    *, plan: RollupPlan, hourly: bool, hours: list[int] | None = None
+) -> list[tuple]:
     """Return (UTC slot start in epoch seconds, model, sums) per slot and model.
 
     A slot is an hour, or a quarter hour; sums are selectors.usage._SERIES_SUMS.
+    hours: read only these marked hours' rollups (default: all the plan's);
+    the plan's live spans are read either way.
     """
     if hourly:  # one row per hour and model already: no grouping
         sql = (
@@ -220,9 +228,11 @@ def slot_rows(*, plan: RollupPlan, hourly: bool) -> list[tuple]:
             f" {_ROLLED_SLOT} FROM dashboard_usagerollup"
             " WHERE {hours} GROUP BY slot, model"
         )
-    where, params = _hours_where(plan)
-    rows = _execute(sql.format(hours=where), params)
-    result = [(slot, model, sums) for slot, model, *sums in rows]
+    result = []
+    if hours is None or hours:
+        where, params = _hours_where(plan, hours)
+        rows = _execute(sql.format(hours=where), params)
+        result = [(slot, model, sums) for slot, model, *sums in rows]
     for span in plan.live:
         result += live_slot_rows(filters=span, hourly=hourly)
     return result

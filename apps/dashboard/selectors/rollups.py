@@ -300,11 +300,21 @@ class _Memo:
                 self.values.move_to_end(key)
                 return self.values[key]
         value = build()
+        self.put(key, value)
+        return value
+
+    def peek(self, key: tuple) -> Any | None:
+        with self.lock:
+            if key in self.values:
+                self.values.move_to_end(key)
+                return self.values[key]
+        return None
+
+    def put(self, key: tuple, value: Any) -> None:
         with self.lock:
             self.values[key] = value
             while len(self.values) > self.kept:
                 self.values.popitem(last=False)
-        return value
 
     def clear(self) -> None:
         with self.lock:
@@ -313,6 +323,9 @@ class _Memo:
 
 _MERGED = _Memo(kept=4)  # a month of latencies per model: ~3 MB each
 _BUCKETS = _Memo(kept=1000)  # one bucket's percentiles: a few hundred bytes
+# One time series bucket's output, total and per model: under 1 KB. A month of
+# hours is 720 of them, so a few series fit apart from the percentiles above.
+_SERIES = _Memo(kept=3000)
 
 
 def merged_get(*, days: list[int], build: Callable[[], T]) -> T:
@@ -325,6 +338,22 @@ def bucket_get(*, lo: int, hi: int, markers: dict, build: Callable[[], T]) -> T:
     """Return build() for the marked hours [lo, hi), from memory when known."""
     key = (lo, hi, tuple(markers[hour] for hour in range(lo, hi)))
     return _BUCKETS.get(key, build)
+
+
+def series_key(*, lo: int, hi: int, markers: dict, plan: RollupPlan) -> tuple:
+    """Return the memory key of a time series bucket of the marked hours [lo, hi)."""
+    marks = tuple(markers[hour] for hour in range(lo, hi))
+    return (lo, hi, plan.model, plan.family, marks)
+
+
+def series_peek(*, key: tuple) -> Any | None:
+    """Return a time series bucket's output kept under key (series_key), or None."""
+    return _SERIES.peek(key)
+
+
+def series_put(*, key: tuple, value: Any) -> None:
+    """Keep a time series bucket's output (never changed afterwards) under key."""
+    _SERIES.put(key, value)
 
 
 def hour_markers(*, lo: int, hi: int) -> dict[int, tuple[int, int]]:
@@ -340,6 +369,7 @@ def hour_markers(*, lo: int, hi: int) -> dict[int, tuple[int, int]]:
 def _merged_clear() -> None:
     _MERGED.clear()
     _BUCKETS.clear()
+    _SERIES.clear()
 
 
 # --- hours: check, build, invalidate ------------------------------------------

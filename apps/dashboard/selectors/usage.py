@@ -39,7 +39,15 @@ from apps.dashboard.selectors.base import (
     _tokens,
     _utc,
 )
-from apps.dashboard.selectors.rollups import RollupPlan, rollup_plan, rollup_read
+from apps.dashboard.selectors.rollups import (
+    RollupPlan,
+    hour_markers,
+    rollup_plan,
+    rollup_read,
+    series_key,
+    series_peek,
+    series_put,
+)
 from apps.proxy.pricing import Usage, cache_savings
 
 T = TypeVar("T")
@@ -348,43 +356,106 @@ def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
     edges = bucket_edges(
         start=filters.start, end=filters.end, zone=filters.zone, unit=filters.bucket
     )
-    # Sum plain lists per bucket and per (bucket, model) first and build the
-    # output dicts once at the end: a month of hours folds ~3,000 rows into
-    # ~3,000 points.
-    totals = [[0] * len(_SERIES_SUMS) for _ in edges[1:]]
-    sums: dict[tuple[int, str], list] = {}
-    for index, model, values in _slot_rows(filters=filters, edges=edges):
-        values = [value or 0 for value in values]
-        total = totals[index]
-        for position, value in enumerate(values):
-            total[position] += value
-        target = sums.get((index, model))
-        if target is None:
-            sums[(index, model)] = values
-        else:
-            for position, value in enumerate(values):
-                target[position] += value
-    per_bucket: dict[int, list[dict]] = defaultdict(list)
-    for (index, model), values in sorted(sums.items()):
-        per_bucket[index].append({"model": model, **_series_sums(values)})
-    return {
-        "bucket": filters.bucket,
-        "tz": filters.tz,
-        "buckets": [
-            {
-                "start": lo,
-                "end": hi,
-                **_series_sums(total),
-                "models": per_bucket.get(index, []),
-            }
-            for index, (lo, hi, total) in enumerate(
-                zip(edges, edges[1:], totals, strict=False)
-            )
-        ],
-    }
+    seconds = [int(edge.timestamp()) for edge in edges]
+    # SQL groups by UTC slot and model: a slot is a UTC hour, or a quarter hour
+    # when the zone's bucket edges are not on whole UTC hours (India, Nepal...).
+    # Every slot lies inside one bucket, so Python folds slots into buckets
+    # with work bounded by the number of slots, never by the number of rows.
+    utc_edges = [edge.astimezone(UTC) for edge in edges]
+    hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
+    pieces = _from_rollups(
+        filters,
+        lambda plan: _series_rolled(plan=plan, seconds=seconds, hourly=hourly),
+        by_model=True,
+    )
+    if pieces is None:
+        rows = rolled.live_slot_rows(filters=filters, hourly=hourly)
+        pieces = _series_pieces(_series_fold(rows, seconds=seconds))
+    empty = (_series_sums([0] * len(_SERIES_SUMS)), [])
+    buckets = []
+    for index, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False)):
+        sums, models = pieces.get(index, empty)
+        buckets.append({"start": lo, "end": hi, **sums, "models": models})
+    # The pieces may be kept in memory and shared by later answers: callers
+    # read the answer, never change it.
+    return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
 
 
 _SERIES_SUMS = ("requests", "errors", "cost", *_TOKEN_FIELDS)
+_Folded = dict[int, tuple[list, dict[str, list]]]  # bucket -> (total, per model)
+
+
+def _series_fold(rows: list[tuple], *, seconds: list[int]) -> _Folded:
+    """Sum (slot, model, sums) rows per bucket and per bucket and model."""
+    folded: _Folded = {}
+    for slot, model, values in rows:
+        index = bisect_right(seconds, slot) - 1
+        values = [value or 0 for value in values]
+        part = folded.get(index)
+        if part is None:
+            folded[index] = (list(values), {model: values})
+            continue
+        total, models = part
+        for position, value in enumerate(values):
+            total[position] += value
+        target = models.get(model)
+        if target is None:
+            models[model] = values
+        else:
+            for position, value in enumerate(values):
+                target[position] += value
+    return folded
+
+
+def _series_pieces(folded: _Folded) -> dict[int, tuple[dict, list[dict]]]:
+    """Return each folded bucket's output sums and its models' points."""
+    return {
+        index: (
+            _series_sums(total),
+            [
+                {"model": model, **_series_sums(models[model])}
+                for model in sorted(models)
+            ],
+        )
+        for index, (total, models) in folded.items()
+    }
+
+
+def _series_rolled(
+    *, plan: RollupPlan, seconds: list[int], hourly: bool
+) -> dict[int, tuple[dict, list[dict]]]:
+    # A bucket whose hours are all marked (closed) sums the same from one read
+    # to the next: its output is kept in memory under its hours' markers
+    # (rollups.series_key), and once every closed bucket is known only the
+    # hours of the open ones are read again. Reading and folding a month of
+    # hours into ~3,600 points took 14 ms of CPU a request; this takes 6.
+    if not hourly:  # quarter-hour slots: no bucket is made of whole hours
+        rows = rolled.slot_rows(plan=plan, hourly=False)
+        return _series_pieces(_series_fold(rows, seconds=seconds))
+    markers = hour_markers(lo=plan.lo, hi=plan.hi)
+    keys: dict[int, tuple] = {}
+    for index in range(len(seconds) - 1):
+        lo, hi = seconds[index] // 3600, seconds[index + 1] // 3600
+        if lo < hi and all(hour in markers for hour in range(lo, hi)):
+            keys[index] = series_key(lo=lo, hi=hi, markers=markers, plan=plan)
+    kept = {}
+    for index, key in keys.items():
+        part = series_peek(key=key)
+        if part is not None:
+            kept[index] = part
+    if len(kept) < len(keys):  # read every hour once; keep the closed buckets
+        rows = rolled.slot_rows(plan=plan, hourly=True)
+        pieces = _series_pieces(_series_fold(rows, seconds=seconds))
+        for index, key in keys.items():
+            if index not in pieces:  # a closed bucket without a single exchange
+                pieces[index] = (_series_sums([0] * len(_SERIES_SUMS)), [])
+            series_put(key=key, value=pieces[index])
+        return pieces
+    open_hours = [
+        hour for hour in markers if bisect_right(seconds, hour * 3600) - 1 not in kept
+    ]
+    rows = rolled.slot_rows(plan=plan, hourly=True, hours=open_hours)
+    return {**_series_pieces(_series_fold(rows, seconds=seconds)), **kept}
 
 
 def _series_sums(values: list) -> dict:
@@ -406,26 +477,6 @@ def _model_point(row: dict, tokens: dict[str, int]) -> dict:
         "tokens": {kind: tokens.get(kind, 0) for kind in _TOKEN_FIELDS},
         "cost_usd": float(row.get("cost") or 0.0),
     }
-
-
-def _slot_rows(
-    *, filters: TimeseriesFilter, edges: list[datetime]
-) -> list[tuple[int, str, list]]:
-    # SQL groups by UTC slot and model: a slot is a UTC hour, or a quarter hour
-    # when the zone's bucket edges are not on whole UTC hours (India, Nepal...).
-    # Every slot lies inside one bucket, so Python folds slots into buckets
-    # with work bounded by the number of slots, never by the number of rows.
-    utc_edges = [edge.astimezone(UTC) for edge in edges]
-    hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
-    seconds = [int(edge.timestamp()) for edge in utc_edges]
-    rows = _from_rollups(
-        filters, lambda plan: rolled.slot_rows(plan=plan, hourly=hourly), by_model=True
-    )
-    if rows is None:
-        rows = rolled.live_slot_rows(filters=filters, hourly=hourly)
-    return [
-        (bisect_right(seconds, slot) - 1, model, sums) for slot, model, sums in rows
-    ]
 
 
 # --- per model, tool, session ------------------------------------------------
