@@ -323,9 +323,9 @@ class _Memo:
 
 _MERGED = _Memo(kept=4)  # a month of latencies per model: ~3 MB each
 _BUCKETS = _Memo(kept=1000)  # one bucket's percentiles: a few hundred bytes
-# One time series bucket's output, total and per model: under 1 KB. A month of
-# hours is 720 of them, so a few series fit apart from the percentiles above.
-_SERIES = _Memo(kept=3000)
+# One time series bucket's output, total and per model: ~4 KB with four models.
+# A month of hours is 720 of them: two such series fit in ~6 MB.
+_SERIES = _Memo(kept=1500)
 
 
 def merged_get(*, days: list[int], build: Callable[[], T]) -> T:
