@@ -78,11 +78,14 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     pages = max(1, -(-len(turns) // per))
     page = min(_int(request.GET.get("page"), low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
-    session_selectors.turn_details_fill(session=found, turns=shown)
+    figures = session_selectors.session_page_figures(
+        session_id=session_id, session=found
+    )
+    session_selectors.turn_details_fill(session=found, turns=shown, figures=figures)
     context = {
         "session_id": session_id, "session": found, "turns": shown,
         "turn_count": session_selectors.turn_count(turns), "page": page, "pages": pages,
-        "totals": _turn_totals(turns), "charts": _turn_charts(turns),
+        "figures": figures, "charts": _turn_charts(turns),
         "parent": found.parent if found is not None else None,
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
@@ -104,16 +107,6 @@ def _requests_query(
         query["from"] = min(moments).astimezone(zone).date().isoformat()
         query["to"] = max(moments).astimezone(zone).date().isoformat()
     return query
-
-
-def _turn_totals(turns: list[session_selectors.Turn]) -> dict:
-    costs = [t.cost_usd for t in turns if t.cost_usd is not None]
-    return {
-        "calls": sum(t.call_count for t in turns),
-        "relayed": sum(t.relayed for t in turns),
-        "tokens": sum(t.tokens for t in turns),
-        "cost": sum(costs) if costs else None,
-    }
 
 
 def _turn_charts(turns: list[session_selectors.Turn]) -> dict:
@@ -259,14 +252,11 @@ def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) 
 @login_required
 def projects(request: HttpRequest) -> HttpResponse:
     """List projects with session counts, last activity, tokens and cost."""
-    rows = []
-    for project in index.project_stats():
-        tokens = sum(
-            getattr(project, f"{name}_sum") or 0
-            for name in ("input_tokens", "output_tokens", "cache_read_tokens",
-                         "cache_write_5m_tokens", "cache_write_1h_tokens")
-        )  # fmt: skip
-        rows.append({"project": project, "tokens": tokens})
+    figures = session_selectors.project_figures()
+    rows = [
+        {"project": project, "figures": figures.get(project.pk)}
+        for project in index.project_list()
+    ]
     zone = page_state.zone_from_request(request)
     return _render(
         request, "dashboard/transcripts/projects.html", {"rows": rows}, zone=zone

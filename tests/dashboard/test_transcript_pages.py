@@ -33,6 +33,9 @@ PHRASE = "flaky websocket fixture"
 SUB_PHRASE = "subagent traced the deadlock"
 HOSTILE = "<script>window.__pwned=1</script>"
 COSTS = {"req_t1a": 0.1234, "req_t1b": 0.0567, "req_t2": 0.0425}
+# The subagent's one call (req_s1) is not relayed: priced from its transcript
+# usage, 10 input and 5 output tokens at Sonnet 4.5's $3 and $15 per million.
+SUB_COST = (10 * 3.0 + 5 * 15.0) / 1e6
 PLAN = "# Rollback plan\n\n- step **one**\n- <img src=x onerror=alert(1)>\n"
 
 
@@ -122,7 +125,7 @@ def test_it_lists_both_sessions_with_relay_cost_and_project(seeded, client_in):
     html = _get(client_in, "sessions", range="custom", **{"from": "2026-11-19",
                 "to": "2026-11-21"})  # fmt: skip
     assert RELAYED in html and ORPHAN in html
-    assert usd(sum(COSTS.values())) in html
+    assert usd(sum(COSTS.values()) + SUB_COST) in html  # subagents' calls count
     assert "/home/me/billing" in html and "/home/me/ledger" in html
     only = _get(client_in, "sessions", range="custom", sort="cost",
                 model="claude-sonnet-4-5-20250929",
@@ -145,7 +148,7 @@ def test_it_merges_session_rows_with_a_bounded_number_of_queries(
     by_id = {r.session_id: r for r in rows}
     assert total == 12
     assert by_id[RELAYED].relayed and by_id[RELAYED].indexed
-    assert by_id[RELAYED].cost_usd == pytest.approx(sum(COSTS.values()))
+    assert by_id[RELAYED].cost_usd == pytest.approx(sum(COSTS.values()) + SUB_COST)
     # Two prompts; the compaction summary between them is not a turn.
     assert (by_id[RELAYED].subagents, by_id[RELAYED].turns) == (1, 2)
     assert not by_id[ORPHAN].relayed and by_id[ORPHAN].indexed

@@ -18,6 +18,7 @@ from tests.dashboard.test_transcript_pages import (
     ORPHAN,
     PHRASE,
     RELAYED,
+    SUB_COST,
     SUB_PHRASE,
     _first_prompt_uuid,
     transcripts_seed,
@@ -102,8 +103,10 @@ def test_it_lists_turns_with_seeded_costs_and_inspector_links(page, member, seed
     login(page)
     page.goto("/sessions/?range=custom&from=2026-11-19&to=2026-11-21")
     row = page.locator(f"#sessions-table tr[data-session='{RELAYED}']")
-    expect(row).to_contain_text(usd(sum(COSTS.values())))
+    total = usd(sum(COSTS.values()) + SUB_COST)  # the subagent's call included
+    expect(row).to_contain_text(total)
     row.locator("a").first.click()
+    expect(page.locator("[data-total-cost]")).to_have_text(total)
     turns = page.locator("#turns-table tr.turn")
     expect(turns).to_have_count(2)
     expect(turns.nth(0).locator(".turn-cost")).to_have_text(

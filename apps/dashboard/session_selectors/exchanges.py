@@ -32,16 +32,19 @@ class ExchangeRow(NamedTuple):
     path: str
 
 
-def exchanges_by_request_id(*, request_ids: list[str]) -> dict[str, ExchangeRow]:
-    """Return {request-id: exchange figures} for the ids the relay recorded."""
+def exchanges_by_request_id(
+    *, request_ids: list[str], session_id: str
+) -> dict[str, ExchangeRow]:
+    """Return {request-id: exchange figures} for the ids the relay recorded
+    under a session id (as figures.CALL_ROWS_SQL joins them)."""
     wanted = sorted({r for r in request_ids if r})
     found: dict[str, ExchangeRow] = {}
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
+        where = f"session_id = %s AND request_id IN ({marks})"
         found.update(
-            (row.request_id, row)
-            for row in _exchange_rows(f"request_id IN ({marks})", chunk)
+            (row.request_id, row) for row in _exchange_rows(where, [session_id, *chunk])
         )  # ordered by start: the latest exchange wins if an id repeats
     return found
 

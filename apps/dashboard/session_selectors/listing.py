@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection
-
 from apps.dashboard import schemas, selectors
+from apps.dashboard.session_selectors.figures import session_figures
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
 
 CANDIDATES = 2000  # sessions read per side before merging (newest first)
-_CHUNK = 900
 
 
 @dataclass(slots=True)
@@ -77,14 +75,14 @@ def session_rows(
         _fill_models([r for r in matching if r.indexed])
         matching = [r for r in matching if model in r.models]
     if sort == "cost":
-        _fill_unrelayed(matching)  # every row's cost before sorting by it
+        _fill_figures(matching)  # every row's cost before sorting by it
         matching.sort(key=lambda r: (r.cost_usd or 0.0, r.last_at or start))
     else:
         matching.sort(key=lambda r: (r.last_at or start, r.session_id))
     matching.reverse()
     page = matching[offset : offset + limit]
     if sort != "cost":
-        _fill_unrelayed(page)
+        _fill_figures(page)
     if not model:
         _fill_models([r for r in page if r.indexed])
     _fill_subagents(page)
@@ -103,8 +101,6 @@ def _relay_rows(*, start: datetime, end: datetime, tz: str) -> dict[str, Session
             first_at=item["first_at"],
             last_at=item["last_at"],
             turns=item["turns"],
-            tokens=sum(item["tokens"].values()),
-            cost_usd=item["cost_usd"],
             models=list(item["models"]),
             relayed=True,
         )
@@ -112,7 +108,7 @@ def _relay_rows(*, start: datetime, end: datetime, tz: str) -> dict[str, Session
 
 
 def _merge_index(row: SessionRow, session: Session) -> None:
-    """Add what the transcript knows; the relay's figures win (they are the wire's)."""
+    """Add what the transcript knows: title, project, a wider span, its turns."""
     row.indexed, row.pk = True, session.pk
     row.title = session.title
     if session.project is not None:
@@ -122,51 +118,16 @@ def _merge_index(row: SessionRow, session: Session) -> None:
     if session.last_at and (row.last_at is None or session.last_at > row.last_at):
         row.last_at = session.last_at
     row.turns = session.user_count  # TURN_START_SQL lines; the relay counts calls
-    if not row.relayed:
-        row.tokens = _session_tokens(session)
-        row.cost_usd = session.cost_usd
 
 
-def _session_tokens(session: Session) -> int:
-    return (
-        session.input_tokens + session.output_tokens + session.cache_read_tokens
-        + session.cache_write_5m_tokens + session.cache_write_1h_tokens
-    )  # fmt: skip
-
-
-def _fill_unrelayed(rows: list[SessionRow]) -> None:
-    """Add the transcript's calls the relay never recorded to a relayed session.
-
-    A session resumed, or started before the relay was in the path, is relayed
-    only in part; the session page counts those calls from the transcript, and
-    so does the list (the relay's figures stay for the calls it saw).
-    """
-    both = {r.pk: r for r in rows if r.relayed and r.pk}
-    pks = list(both)
-    for start in range(0, len(pks), _CHUNK):
-        chunk = pks[start : start + _CHUNK]
-        marks = ", ".join(["%s"] * len(chunk))
-        with connection.cursor() as cursor:
-            cursor.execute(_UNRELAYED_SQL.format(marks=marks), chunk)
-            for pk, tokens, cost in cursor.fetchall():
-                row = both[pk]
-                row.tokens += tokens or 0
-                if cost is not None:
-                    row.cost_usd = (row.cost_usd or 0.0) + cost
-
-
-# The figures of a session's calls whose request-id no exchange carries, as the
-# session page sums them (apps.dashboard.session_selectors.turns._TURN_SUMS_SQL).
-_UNRELAYED_SQL = """
-SELECT c.session_id,
-       SUM(c.input_tokens + c.output_tokens + c.cache_read_tokens
-           + c.cache_write_5m_tokens + c.cache_write_1h_tokens),
-       SUM(c.cost_usd)
-FROM indexing_call c
-WHERE c.session_id IN ({marks}) AND (c.request_id = '' OR NOT EXISTS (
-    SELECT 1 FROM proxy_exchange e WHERE e.request_id = c.request_id))
-GROUP BY c.session_id
-"""
+def _fill_figures(rows: list[SessionRow]) -> None:
+    """Give rows their session's tokens and cost as the session page counts them
+    (session_figures(): the transcripts' calls, subagents' included, and the
+    relayed calls they do not record); the relay's own sums are per range."""
+    figures = session_figures(sessions=[(r.session_id, r.pk) for r in rows])
+    for row in rows:
+        row.tokens = figures[row.session_id].tokens
+        row.cost_usd = figures[row.session_id].cost_usd
 
 
 def _fill_models(rows: list[SessionRow]) -> None:

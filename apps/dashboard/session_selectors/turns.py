@@ -20,6 +20,12 @@ from apps.dashboard.session_selectors.exchanges import (
     exchange_list_by_session,
     exchanges_by_request_id,
 )
+from apps.dashboard.session_selectors.figures import (
+    CALL_ROWS_SQL,
+    Figures,
+    SessionFigures,
+    billing_session_id,
+)
 from apps.indexing import selectors as index
 from apps.indexing.models import Call, Session
 from apps.indexing.selectors import TurnMark
@@ -73,6 +79,8 @@ class Turn:
     sent: int = 0
     cache_read: int = 0
     calls: list[TurnCall] = field(default_factory=list)  # only for turns shown
+    # Each subagent with its own figures (parts of the session's): turns shown.
+    subagent_rows: list[tuple[Session, Figures]] = field(default_factory=list)
 
     @property
     def ttfb_ms(self) -> float | None:
@@ -134,10 +142,17 @@ def turn_count(turns: list[Turn]) -> int:
     return sum(1 for turn in turns if turn.number)
 
 
-def turn_details_fill(*, session: Session | None, turns: list[Turn]) -> None:
-    """Read the calls, tools and prompt texts of the turns a page shows."""
+def turn_details_fill(
+    *, session: Session | None, turns: list[Turn], figures: SessionFigures
+) -> None:
+    """Read the calls, tools and prompt texts of the turns a page shows, and give
+    their subagents their figures (session_figures()' parts)."""
     if session is not None:
         _calls_fill(session, turns)
+    for turn in turns:
+        turn.subagent_rows = [
+            (sub, figures.subagents.get(sub.pk, Figures())) for sub in turn.subagents
+        ]
     rows = [t.prompt_entry for t in turns if t.number and t.prompt_entry]
     texts = index.entry_records(entries=rows)
     for turn in turns:
@@ -148,7 +163,10 @@ def turn_details_fill(*, session: Session | None, turns: list[Turn]) -> None:
 def _calls_fill(session: Session, turns: list[Turn]) -> None:
     by_number = {turn.number: turn for turn in turns}
     calls = index.session_calls(session=session, turns=list(by_number))
-    exchanges = exchanges_by_request_id(request_ids=[c.request_id for c in calls])
+    exchanges = exchanges_by_request_id(
+        request_ids=[c.request_id for c in calls],
+        session_id=billing_session_id(session),
+    )
     for call in calls:
         turn = by_number[call.turn]
         if not turn.calls and not turn.uuid:  # turn 0 opened by a reply
@@ -188,31 +206,15 @@ def _sums_apply(turns: list[Turn], sums: list[tuple]) -> None:
 
 
 # Per turn: calls, relayed calls, tokens, prompt tokens, cache reads, cost, and
-# the prompt tokens of its last call; each call's figures are its exchange's
-# (the latest with its request-id) when the relay saw it, else the transcript's.
-_SENT = (
-    "{0}.input_tokens + {0}.cache_read_tokens + {0}.cache_write_5m_tokens"
-    " + {0}.cache_write_1h_tokens"
-)
+# the prompt tokens of its last call, each call counted as session_figures()
+# counts it (figures.CALL_ROWS_SQL).
 _TURN_SUMS_SQL = f"""
 SELECT turn, COUNT(*), COUNT(xid), SUM(sent + output), SUM(sent), SUM(cache_read),
        SUM(cost), MAX(CASE WHEN later = 0 THEN sent END)
 FROM (
-    SELECT c.turn, x.id AS xid,
-           CASE WHEN x.id IS NULL THEN {_SENT.format("c")}
-                ELSE {_SENT.format("x")} END AS sent,
-           CASE WHEN x.id IS NULL THEN c.output_tokens
-                ELSE x.output_tokens END AS output,
-           CASE WHEN x.id IS NULL THEN c.cache_read_tokens
-                ELSE x.cache_read_tokens END AS cache_read,
-           CASE WHEN x.id IS NULL THEN c.cost_usd ELSE x.cost_usd END AS cost,
-           ROW_NUMBER() OVER (PARTITION BY c.turn ORDER BY c.entry_id DESC) - 1
+    SELECT r.*, ROW_NUMBER() OVER (PARTITION BY turn ORDER BY entry_id DESC) - 1
                AS later
-    FROM indexing_call c
-    LEFT JOIN proxy_exchange x ON c.request_id <> '' AND x.id = (
-        SELECT e.id FROM proxy_exchange e WHERE e.request_id = c.request_id
-        ORDER BY e.started_at DESC, e.id DESC LIMIT 1)
-    WHERE c.session_id = %s
+    FROM ({CALL_ROWS_SQL}) r
 )
 GROUP BY turn ORDER BY turn
 """
@@ -220,7 +222,7 @@ GROUP BY turn ORDER BY turn
 
 def _turn_sums(session: Session) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_SUMS_SQL, [session.pk])
+        cursor.execute(_TURN_SUMS_SQL, [billing_session_id(session), session.pk])
         return cursor.fetchall()
 
 

@@ -33,8 +33,8 @@ from apps.indexing.selectors.search import (
 )
 from apps.indexing.selectors.sessions import (
     project_list,
-    project_stats,
     session_get,
+    session_keys_by_project,
     session_list,
     session_models,
     session_subagent_counts,
@@ -65,8 +65,9 @@ __all__ = [
     "ThreadEntry", "TurnMark", "entry_by_request_id", "entry_id_by_uuid",
     "entry_ids_by_uuid", "entry_raw", "entry_records", "entry_row_time",
     "entry_search", "entry_text", "fts_query_words", "highlight_parts",
-    "line_record", "plan_by_slug", "plan_list", "project_list", "project_stats",
-    "session_calls", "session_exchange_links", "session_get", "session_list",
+    "line_record", "plan_by_slug", "plan_list", "project_list",
+    "session_calls", "session_exchange_links", "session_get",
+    "session_keys_by_project", "session_list",
     "session_models", "session_subagent_counts", "session_subagent_list",
     "session_thread", "session_turn_marks", "sessions_by_id", "snippet_parts",
     "snippet_pattern", "thread_count", "thread_position", "todo_list",

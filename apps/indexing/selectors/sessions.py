@@ -98,22 +98,7 @@ def session_models(*, session_pks: list[int]) -> dict[int, list[str]]:
     return {pk: sorted(names) for pk, names in models.items()}
 
 
-def project_stats() -> list[Project]:
-    """Return projects with session count, last activity, tokens and cost."""
-    tokens = (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-    )
-    main = Q(sessions__is_subagent=False)
-    sums = {f"{name}_sum": Sum(f"sessions__{name}") for name in tokens}
-    return list(
-        Project.objects.annotate(
-            session_count=Count("sessions", filter=main),
-            last_at=Max("sessions__last_at"),
-            cost_usd=Sum("sessions__cost_usd"),
-            **sums,
-        ).order_by("-last_at", "path")
-    )
+def session_keys_by_project() -> list[tuple[str, int, int]]:
+    """Return (session id, pk, project pk) of every main session with a project."""
+    rows = Session.objects.filter(is_subagent=False, project__isnull=False)
+    return list(rows.values_list("session_id", "pk", "project_id").order_by())
