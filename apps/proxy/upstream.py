@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import httpcore
 from django.conf import settings
 
-from apps.proxy.transport import LoopBackend
+from apps.proxy.pool import UpstreamPool
 
 Header = tuple[bytes, bytes]
 
@@ -110,17 +110,12 @@ UPSTREAM_ERRORS = (
     OSError,
 )
 
-_pool: httpcore.AsyncConnectionPool | None = None
+_pool: UpstreamPool | None = None
 
 
-def upstream_pool() -> httpcore.AsyncConnectionPool:
+def upstream_pool() -> UpstreamPool:
     """Return the process's long-lived pool of upstream connections."""
     global _pool
     if _pool is None:
-        _pool = httpcore.AsyncConnectionPool(
-            max_connections=None,
-            max_keepalive_connections=100,
-            keepalive_expiry=60,
-            network_backend=LoopBackend(),
-        )
+        _pool = UpstreamPool(max_idle=100, keepalive_expiry=60)
     return _pool
