@@ -256,11 +256,3 @@ class LoopBackend(httpcore.AsyncNetworkBackend):
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return LoopStream(transport, protocol)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> LoopStream:
-        raise httpcore.UnsupportedProtocol("the relay connects to its upstream by TCP")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
