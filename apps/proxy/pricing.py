@@ -2,6 +2,10 @@
 
 Cost = input x in + 5m writes x w5 + 1h writes x w1 + cache reads x r + output x out
 (per million tokens). An unknown model has no cost (None), never a guessed one.
+Fast mode (the response's `usage.speed == "fast"`) has its own rates per family and
+date (a rate's "fast" entry, with tiers of its own); a family or date without one
+has no fast price, so such a call has no cost either: "price unknown", not a guess
+at the standard rate.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ def _load_families(path: Path) -> list[Family]:
             rates = sorted(row["rates"], key=lambda r: r["from"])
             for rate in rates:
                 date.fromisoformat(rate["from"])
-                for tier in [rate, *rate.get("tiers", [])]:
+                fast = [rate["fast"]] if "fast" in rate else []
+                for tier in [rate, *rate.get("tiers", []), *_tiered(fast)]:
                     for key in _RATE_KEYS:
                         float(tier[key])
             families.append(
@@ -71,8 +76,12 @@ def _load_families(path: Path) -> list[Family]:
             f"Price table {path} is invalid ({type(exc).__name__}: {exc}). "
             'Expected {"families": [{"family", "match", "rates": [{"from", '
             + ", ".join(f'"{k}"' for k in _RATE_KEYS)
-            + "}]}]}."
+            + ', optional "tiers" and "fast"}]}]}.'
         ) from exc
+
+
+def _tiered(rates: list[dict]) -> list[dict]:
+    return [tier for rate in rates for tier in [rate, *rate.get("tiers", [])]]
 
 
 def price_family(model: str) -> Family | None:
@@ -84,8 +93,13 @@ def price_family(model: str) -> Family | None:
     return None
 
 
-def price_rate(*, model: str, usage: Usage, at: datetime | date) -> dict | None:
-    """Return the per-million rates of one call, or None for an unknown model."""
+def price_rate(
+    *, model: str, usage: Usage, at: datetime | date, speed: str = ""
+) -> dict | None:
+    """Return the per-million rates of one call, or None when it has no price.
+
+    speed: the response's usage.speed; "fast" takes the rate's fast-mode entry.
+    """
     family = price_family(model) if model else None
     if family is None:
         return None
@@ -94,15 +108,21 @@ def price_rate(*, model: str, usage: Usage, at: datetime | date) -> dict | None:
     for candidate in family.rates:
         if candidate["from"] <= day:
             rate = candidate
+    if speed == "fast":
+        rate = rate.get("fast")
+        if rate is None:
+            return None
     for tier in rate.get("tiers", []):
         if usage.prompt > tier["above_prompt_tokens"]:
             rate = tier
     return rate
 
 
-def usage_cost(*, model: str, usage: Usage, at: datetime | date) -> float | None:
-    """Return the cost in USD of one call, or None when the model has no price."""
-    rate = price_rate(model=model, usage=usage, at=at)
+def usage_cost(
+    *, model: str, usage: Usage, at: datetime | date, speed: str = ""
+) -> float | None:
+    """Return the cost in USD of one call, or None when it has no price."""
+    rate = price_rate(model=model, usage=usage, at=at, speed=speed)
     if rate is None:
         return None
     return (
@@ -114,9 +134,11 @@ def usage_cost(*, model: str, usage: Usage, at: datetime | date) -> float | None
     ) / 1_000_000
 
 
-def cache_savings(*, model: str, usage: Usage, at: datetime | date) -> float | None:
+def cache_savings(
+    *, model: str, usage: Usage, at: datetime | date, speed: str = ""
+) -> float | None:
     """Return what cache reads saved: their price as plain input minus their price."""
-    rate = price_rate(model=model, usage=usage, at=at)
+    rate = price_rate(model=model, usage=usage, at=at, speed=speed)
     if rate is None:
         return None
     return usage.cache_read * (rate["input"] - rate["cache_read"]) / 1_000_000

@@ -17,8 +17,10 @@ MILLION = Usage(input=1_000_000)
 @pytest.mark.parametrize(
     ("model", "family", "input_price"),
     [
-        ("claude-opus-4-8", "claude-opus-4-5+", 5),
-        ("claude-opus-4-8[1m]", "claude-opus-4-5+", 5),
+        ("claude-opus-4-8", "claude-opus-4-8", 5),
+        ("claude-opus-4-8[1m]", "claude-opus-4-8", 5),
+        ("claude-opus-4-6", "claude-opus-4-6", 5),
+        ("claude-opus-4-7", "claude-opus-4-5+", 5),
         ("claude-opus-4-5-20251101", "claude-opus-4-5+", 5),
         (
             "claude-opus-4-9",
@@ -176,3 +178,42 @@ def test_it_names_the_file_when_the_price_table_is_invalid(tmp_path, settings, c
     finally:
         settings.CLAUDEMON_PRICES_FILE = ""
         pricing.price_table.cache_clear()
+
+
+# Fast mode: its own rates per family, over the whole context window.
+_FAST = [
+    # model, usage, expected USD
+    ("claude-opus-4-8", Usage(input=1_000_000), 10.0),
+    ("claude-opus-4-8", Usage(output=1_000_000), 50.0),
+    ("claude-opus-5", Usage(input=1_000_000, cache_read=1_000_000), 11.0),
+    ("claude-opus-4-6", Usage(input=100_000, output=100_000), 3.0 + 15.0),
+    # over 200K prompt tokens in the request: the whole request at the upper tier
+    ("claude-opus-4-6", Usage(input=150_000, cache_write_5m=60_000), 9.0 + 4.5),
+    ("claude-opus-4-6", Usage(input=250_000, output=10_000), 15.0 + 2.25),
+]
+
+
+@pytest.mark.parametrize(("model", "usage", "expected"), _FAST)
+def test_it_prices_fast_mode_with_the_familys_own_rates(model, usage, expected):
+    at = date(2026, 11, 1)
+    assert usage_cost(
+        model=model, usage=usage, at=at, speed="fast"
+    ) == pytest.approx(expected)
+    assert usage_cost(model=model, usage=usage, at=at) < expected
+
+
+@pytest.mark.parametrize(
+    "model", ["claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5", "gpt-4o"]
+)
+def test_it_gives_fast_calls_without_a_fast_price_no_cost(model):
+    at = date(2026, 11, 1)
+    assert usage_cost(model=model, usage=MILLION, at=at, speed="fast") is None
+    assert cache_savings(model=model, usage=MILLION, at=at, speed="fast") is None
+
+
+def test_it_scales_fast_cache_savings_with_the_fast_rates():
+    reads = Usage(cache_read=1_000_000)
+    at = date(2026, 11, 1)
+    assert cache_savings(
+        model="claude-opus-4-8", usage=reads, at=at, speed="fast"
+    ) == pytest.approx(10 - 1)
