@@ -26,7 +26,12 @@ def main() -> int:
 
     django.setup()
     manage = [sys.executable, str(ROOT / "manage.py")]
-    for step in (["migrate", "--noinput", "-v", "0"], ["ensure_admin"]):
+    for step in (
+        ["migrate", "--noinput", "-v", "0"],
+        ["ensure_admin"],
+        # A database from before the usage ledger: derive it once.
+        ["ledger", "--rebuild", "--if-empty"],
+    ):
         if subprocess.call(manage + step, cwd=ROOT) != 0:
             return 1
     bind = settings.CLAUDEMON_BIND

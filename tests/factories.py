@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apps.proxy import services
 from apps.proxy.models import Exchange
 from apps.proxy.pricing import Usage, usage_cost
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def exchange_build(**overrides: Any) -> Exchange:
@@ -50,12 +51,16 @@ def exchange_build(**overrides: Any) -> Exchange:
             cache_write_5m=fields["cache_write_5m_tokens"],
             cache_write_1h=fields["cache_write_1h_tokens"],
         )
-        fields["cost_usd"] = usage_cost(model=fields["model"], usage=usage, at=started)
+        fields["cost_usd"] = usage_cost(
+            model=fields["model"], usage=usage, at=started, speed=fields.get("speed", "")
+        )
     return Exchange(**fields)
 
 
 def exchange_create(**overrides: Any) -> Exchange:
-    """Save and return an Exchange built by exchange_build."""
+    """Save and return an Exchange built by exchange_build, entering its call in
+    the usage ledger as the relay's recorder does."""
     exchange = exchange_build(**overrides)
     exchange.save()
+    services.call_record_exchanges(uids=[exchange.uid])
     return exchange

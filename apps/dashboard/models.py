@@ -31,187 +31,63 @@ class ApiToken(models.Model):
         return f"{label} ({self.prefix}...) of {self.user}"
 
 
-# --- stats rollups -------------------------------------------------------------
-# A read-through cache of the stats aggregates per closed UTC hour, filled and
-# checked by apps.dashboard.selectors.rollups (never by the relay). An hour's
-# data rows exist only while its RollupHour marker does; the marker holds the
-# hour's row count and largest id, which every read compares with the live
-# table, so a late insert or a delete is seen and the hour rebuilt.
+# --- the ledger's rollups ------------------------------------------------------
+# One store, kept by apps.dashboard.services.rollups (manage.py rollup --watch, and
+# writers of history on demand): the ledger's calls summed per UTC quarter hour
+# (every zone's offset is a whole number of quarters) and the dimensions every
+# report groups by. A quarter is trusted only while the ledger has not marked it
+# dirty (apps.proxy's ApiCallDirty); reads take dirty quarters and the open
+# edges of a range from the ledger itself, in the same statement.
 
 
-class RollupHour(models.Model):
-    """A UTC hour whose rollup rows are complete, with its fingerprint."""
+class UsageRollup(models.Model):
+    """The ledger's calls of one quarter hour, kind, model, session, project and
+    error label, summed; tools called as "name:count" words."""
 
-    hour = models.BigIntegerField(primary_key=True)  # seconds since epoch / 3600
-    rows = models.IntegerField()
-    max_id = models.BigIntegerField()
-
-
-class RollupWatermark(models.Model):
-    """The largest exchange id whose hour the rollups have accounted for."""
-
-    checked_id = models.BigIntegerField()
-
-
-class _TokenSums(models.Model):
-    """Token counts by kind and their cost, summed over a rollup's rows."""
-
+    quarter = models.IntegerField()  # epoch seconds // 900
+    kind = models.CharField(max_length=16)
+    model = models.CharField(max_length=200)
+    session_id = models.CharField(max_length=100)
+    project_id = models.BigIntegerField(null=True)
+    error = models.CharField(max_length=100)
+    calls = models.IntegerField()
+    errors = models.IntegerField()
+    subagent_calls = models.IntegerField()
+    fast_calls = models.IntegerField()
+    relayed_calls = models.IntegerField()
+    unpriced_calls = models.IntegerField()
     input_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
     cache_read_tokens = models.BigIntegerField()
     cache_write_5m_tokens = models.BigIntegerField()
     cache_write_1h_tokens = models.BigIntegerField()
     cost_usd = models.FloatField()
-
-    class Meta:
-        abstract = True
-
-
-class _UsageSums(_TokenSums):
-    """Token sums plus unpriced calls and latency sums (means, not percentiles)."""
-
-    unpriced = models.IntegerField()
+    savings_usd = models.FloatField()
     ttfb_sum = models.FloatField()
-    ttfb_count = models.IntegerField()
+    ttfb_n = models.IntegerField()
     duration_sum = models.FloatField()
-    duration_count = models.IntegerField()
+    duration_n = models.IntegerField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    tools = models.TextField()
 
     class Meta:
-        abstract = True
+        indexes = [
+            models.Index(fields=["quarter"], name="usagerollup_quarter"),
+            # A session's whole figures, whatever the range (sessions list).
+            models.Index(fields=["session_id", "quarter"], name="usagerollup_session"),
+        ]
 
 
-class _SortedLatencies(models.Model):
-    """Every latency of one model over a period, sorted (float64 arrays)."""
+class LatencyRollup(models.Model):
+    """Every relayed latency of one quarter hour, kind and model, sorted
+    (float64 arrays), so that percentiles stay exact nearest-rank."""
 
+    quarter = models.IntegerField()
+    kind = models.CharField(max_length=16)
     model = models.CharField(max_length=200)
     ttfb = models.BinaryField()
     duration = models.BinaryField()
 
     class Meta:
-        abstract = True
-
-
-class UsageRollup(_UsageSums):
-    """Additive usage of one model in one UTC quarter hour, per error label."""
-
-    hour = models.BigIntegerField()
-    quarter = models.SmallIntegerField()  # minute // 15: serves half-hour zones
-    model = models.CharField(max_length=200)
-    label = models.CharField(max_length=100)  # error label, "" for successes
-    requests = models.IntegerField()
-
-    class Meta:
-        # Covering: a month's reads never touch the table.
-        indexes = [
-            models.Index(
-                fields=[
-                    "hour", "quarter", "model", "label", "requests", "input_tokens",
-                    "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-                    "cache_write_1h_tokens", "cost_usd", "unpriced", "ttfb_sum",
-                    "ttfb_count", "duration_sum", "duration_count",
-                ],
-                name="usagerollup_cover",
-            )
-        ]  # fmt: skip
-
-
-class ModelHourRollup(_UsageSums):
-    """UsageRollup summed per model and UTC hour: what hour-aligned reads need."""
-
-    hour = models.BigIntegerField()
-    model = models.CharField(max_length=200)
-    requests = models.IntegerField()
-    errors = models.IntegerField()
-
-    class Meta:
-        # Covering, one row per (hour, model): a month is ~3,000 index entries
-        # read in order, where UsageRollup's quarters and labels make ~17,000.
-        indexes = [
-            models.Index(
-                fields=[
-                    "hour", "model", "requests", "errors", "input_tokens",
-                    "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-                    "cache_write_1h_tokens", "cost_usd", "unpriced", "ttfb_sum",
-                    "ttfb_count", "duration_sum", "duration_count",
-                ],
-                name="modelhourrollup_cover",
-            )
-        ]  # fmt: skip
-
-
-class ToolRollup(models.Model):
-    """Calls of one tool in one UTC hour."""
-
-    hour = models.BigIntegerField()
-    tool = models.CharField(max_length=200)
-    calls = models.BigIntegerField()
-    exchanges = models.IntegerField()
-
-    class Meta:
-        indexes = [
-            models.Index(
-                fields=["hour", "tool", "calls", "exchanges"], name="toolrollup_cover"
-            )
-        ]
-
-
-class LatencyRollup(_SortedLatencies):
-    """Every latency of one model in one UTC hour."""
-
-    hour = models.BigIntegerField()
-
-    class Meta:
-        indexes = [models.Index(fields=["hour"], name="latencyrollup_hour")]
-
-
-class LatencyDayRollup(_SortedLatencies):
-    """Every latency of one model in one UTC day: fewer runs to merge."""
-
-    day = models.BigIntegerField()
-
-    class Meta:
-        indexes = [models.Index(fields=["day"], name="latencydayrollup_day")]
-
-
-class RollupDay(models.Model):
-    """A UTC day whose session and latency rollups are complete (all its hours were)."""
-
-    day = models.BigIntegerField(primary_key=True)  # seconds since epoch / 86400
-    rows = models.IntegerField()
-
-
-class SessionRollup(_TokenSums):
-    """One Claude Code session's activity in one UTC day."""
-
-    day = models.BigIntegerField()
-    session_id = models.CharField(max_length=100)
-    first_at = models.CharField(max_length=32)  # stored text of started_at
-    last_at = models.CharField(max_length=32)
-    requests = models.IntegerField()
-    turns = models.IntegerField()
-    subagent_calls = models.IntegerField()
-    errors = models.IntegerField()
-    model_list = models.TextField()  # distinct models, comma-separated
-
-    class Meta:
-        # Covering both ways: (day, session, last, ...) orders a range's
-        # sessions and ranks them by cost; (session, day, ...) sums just the
-        # sessions of the page shown.
-        indexes = [
-            models.Index(
-                fields=[
-                    "day", "session_id", "last_at", "requests", "cost_usd",
-                    "output_tokens",
-                ],
-                name="sessionrollup_day_cover",
-            ),
-            models.Index(
-                fields=[
-                    "session_id", "day", "first_at", "last_at", "requests", "turns",
-                    "subagent_calls", "errors", "input_tokens", "output_tokens",
-                    "cache_read_tokens", "cache_write_5m_tokens",
-                    "cache_write_1h_tokens", "cost_usd", "model_list",
-                ],
-                name="sessionrollup_cover",
-            ),
-        ]  # fmt: skip
+        indexes = [models.Index(fields=["quarter"], name="latencyrollup_quarter")]

@@ -147,6 +147,23 @@ class ExchangeFilter(RangeFilter):
         return value
 
 
+class UsageFilter(RangeFilter):
+    """Which calls of the usage ledger: a time range plus optional dimensions."""
+
+    model: str | None = Field(None, max_length=200, description="exact model id")
+    family: str | None = Field(
+        None, max_length=200, description="model id prefix, e.g. claude-sonnet-4"
+    )
+    project: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="project id (GET /api/projects)"
+    )
+    session: str | None = Field(None, max_length=100, description="session id")
+    kind: Literal["messages", "count_tokens"] = Field(
+        "messages",
+        description="messages: Messages calls; count_tokens: token counting calls",
+    )
+
+
 class PageIn(Schema):
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=1_000_000)
@@ -155,7 +172,7 @@ class PageIn(Schema):
 MAX_BUCKETS = 2000
 
 
-class TimeseriesFilter(ExchangeFilter):
+class TimeseriesFilter(UsageFilter):
     bucket: Literal["hour", "day"] = "hour"
 
     def default_span(self) -> timedelta:
@@ -266,12 +283,20 @@ class PercentilesOut(Schema):
 class SummaryOut(Schema):
     from_: datetime = Field(alias="from")
     to: datetime
-    requests: int
+    requests: int = Field(description="API calls (Messages), each counted once")
     errors: int
     errors_by_type: dict[str, int]
     tokens: TokensOut
-    cost_usd: float
-    unpriced_requests: int = Field(description="requests of models without a price")
+    total_tokens: int
+    cost_usd: float = Field(description="USD of the calls whose price is known")
+    unpriced_requests: int = Field(
+        description="calls with usage but no known price (model or fast mode)"
+    )
+    unpriced_models: list[str] = Field(description="models of the unpriced calls")
+    subagent_calls: int
+    fast_calls: int = Field(description="calls in fast mode (usage.speed: fast)")
+    relayed_calls: int = Field(description="calls the relay saw (exact timings)")
+    count_tokens_calls: int = Field(description="count_tokens calls, not counted")
     cache_hit_rate: float | None = Field(
         description="cache_read / (input + cache_read + cache writes)"
     )
@@ -322,6 +347,8 @@ class TimeseriesOut(BaseModel):  # not a ninja Schema: no per-object getter pass
 
 
 class ModelStatsOut(ModelPointOut):
+    unpriced_requests: int = Field(description="calls with usage but no known price")
+    fast_calls: int
     cache_hit_rate: float | None
     avg_ttfb_ms: float | None
     avg_duration_ms: float | None
@@ -348,16 +375,22 @@ class PerformanceOut(Schema):
     models: list[ModelLatencyOut]
 
 
-class SessionOut(Schema):
+class SessionUsageOut(Schema):
+    """A session's whole figures (every call, whenever made) from the ledger."""
+
     session_id: str
-    first_at: datetime
-    last_at: datetime
+    title: str
+    project_id: int | None
+    project: str
+    first_at: datetime | None
+    last_at: datetime | None
     requests: int
-    turns: int = Field(description="main-thread /v1/messages calls")
+    turns: int = Field(description="prompts typed (from the transcript; 0 if none)")
     subagent_calls: int
     errors: int
     tokens: TokensOut
-    cost_usd: float
+    cost_usd: float | None = Field(description="None when no call has a price")
+    unpriced_requests: int
     models: list[str]
 
 
@@ -365,7 +398,7 @@ class SessionListOut(Schema):
     count: int
     limit: int
     offset: int
-    items: list[SessionOut]
+    items: list[SessionUsageOut]
 
 
 class UnifiedOut(Schema):

@@ -14,7 +14,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateformat import format as dateformat
 
-from apps.dashboard import inspector, page_selectors, page_state, schemas, selectors
+from apps.dashboard import inspector, page_selectors, page_state, selectors
+from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
 
@@ -35,43 +36,21 @@ def overview(request: HttpRequest) -> HttpResponse:
     zone = page_state.zone_from_request(request)
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
     metric = "cost" if request.GET.get("metric") == "cost" else "tokens"
-    filters = _stats_filter(span)
-    series = selectors.usage_timeseries(filters=_series_filter(span))
-    limits = selectors.ratelimit_state(filters=filters, limit=1)["unified"]
+    scope = Scope(span.start, span.end)
+    series = selectors.usage_timeseries(scope=scope, zone=zone, unit=span.bucket)
+    limits = selectors.ratelimit_state(filters=span, limit=1)["unified"]
     context = {
         "span": span,
         "metric": metric,
-        "summary": selectors.usage_summary(filters=filters),
+        "summary": selectors.usage_summary(scope=scope),
         "chart": _usage_chart(series, metric=metric, zone=zone),
-        "models": selectors.usage_by_model(filters=filters),
+        "models": selectors.usage_by_model(scope=scope),
         "limits": limits,
-        "sessions": page_selectors.session_top_by_cost(filters=filters),
-        "tools": selectors.usage_by_tool(filters=filters)[:12],
+        "sessions": selectors.session_top_by_cost(scope=scope),
+        "tools": selectors.usage_by_tool(scope=scope)[:12],
         "problems": span.problems,
     }
     return _render(request, "dashboard/overview.html", context, zone=zone)
-
-
-def _stats_filter(span: page_state.TimeRange) -> schemas.ExchangeFilter:
-    """Build the stats selectors' filter (the API's schema) from a page range."""
-    return schemas.ExchangeFilter.model_validate(
-        {
-            "from": span.start.isoformat(),
-            "to": span.end.isoformat(),
-            "tz": str(span.zone),
-        }
-    )
-
-
-def _series_filter(span: page_state.TimeRange) -> schemas.TimeseriesFilter:
-    return schemas.TimeseriesFilter.model_validate(
-        {
-            "from": span.start.isoformat(),
-            "to": span.end.isoformat(),
-            "tz": str(span.zone),
-            "bucket": span.bucket,
-        }
-    )
 
 
 def _usage_chart(series: dict, *, metric: str, zone: tzinfo) -> dict:
@@ -103,15 +82,16 @@ def performance(request: HttpRequest) -> HttpResponse:
     """Answer 'how fast, how reliable': latency percentiles, errors, slowest calls."""
     zone = page_state.zone_from_request(request)
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
-    filters = _stats_filter(span)
+    scope = Scope(span.start, span.end)
     edges = selectors.bucket_edges(
         start=span.start, end=span.end, zone=zone, unit=span.bucket
     )
-    total, errors = selectors.request_counts(filters=filters)
-    latencies = page_selectors.latency_by_bucket(filters=filters, edges=edges)
+    totals = selectors.figures_of(next(iter(selectors.ledger_sums(scope=scope)), None))
+    total, errors = totals["requests"], selectors.error_counts(scope=scope)
+    latencies = selectors.latency_by_bucket(scope=scope, edges=edges)
     context = {
         "span": span,
-        "stats": selectors.performance_stats(filters=filters),
+        "stats": selectors.performance_stats(scope=scope),
         "charts": {
             column: _latency_chart(rows, edges=edges, zone=zone)
             for column, rows in latencies.items()
@@ -122,7 +102,12 @@ def performance(request: HttpRequest) -> HttpResponse:
             for name, count in errors.items()
         ],
         "error_total": sum(errors.values()),
-        "slowest": page_selectors.exchange_slowest(filters=filters),
+        "slowest": page_selectors.exchange_rows_by_ids(
+            [
+                row["exchange_id"]
+                for row in selectors.ledger_slowest(scope=scope, limit=15)
+            ]
+        ),
         "problems": span.problems,
     }
     return _render(request, "dashboard/performance.html", context, zone=zone)

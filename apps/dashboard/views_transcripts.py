@@ -18,8 +18,9 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 
-from apps.dashboard import inspector, page_state, session_selectors
+from apps.dashboard import inspector, page_state, selectors, session_selectors
 from apps.dashboard.markdown import markdown_html
+from apps.dashboard.selectors.ledger import Scope
 from apps.indexing import selectors as index
 
 SESSIONS_PER_PAGE = 50
@@ -46,7 +47,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
     model = request.GET.get("model", "")[:200]
     sort = "cost" if request.GET.get("sort") == "cost" else "last"
     rows, total = session_selectors.session_rows(
-        start=span.start, end=span.end, tz=str(zone), project_id=project,
+        start=span.start, end=span.end, project_id=project,
         model=model, sort=sort, limit=SESSIONS_PER_PAGE,
         offset=(page - 1) * SESSIONS_PER_PAGE,
     )  # fmt: skip
@@ -78,7 +79,7 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     pages = max(1, -(-len(turns) // per))
     page = min(_int(request.GET.get("page"), low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
-    figures = session_selectors.session_page_figures(
+    figures = session_selectors.session_page_figures_of(
         session_id=session_id, session=found
     )
     session_selectors.turn_details_fill(session=found, turns=shown, figures=figures)
@@ -252,15 +253,14 @@ def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) 
 @login_required
 def projects(request: HttpRequest) -> HttpResponse:
     """List projects with session counts, last activity, tokens and cost."""
-    figures = session_selectors.project_figures()
+    figures = selectors.usage_by_project(scope=Scope(*session_selectors.ALL_TIME))
     rows = [
         {"project": project, "figures": figures.get(project.pk)}
         for project in index.project_list()
     ]
+    context = {"rows": rows, "unplaced": figures.get(None)}
     zone = page_state.zone_from_request(request)
-    return _render(
-        request, "dashboard/transcripts/projects.html", {"rows": rows}, zone=zone
-    )
+    return _render(request, "dashboard/transcripts/projects.html", context, zone=zone)
 
 
 @login_required

@@ -44,6 +44,7 @@ _COLUMNS = (
     "cache_read_tokens",
     "cache_write_5m_tokens",
     "cache_write_1h_tokens",
+    "speed",
     "block_id",
     "slot",
 )
@@ -86,6 +87,7 @@ def entry_row(
         parsed.model,
         tools,
         *parsed.usage,
+        parsed.speed,
         block_no,
         slot,
         parsed.text,

@@ -144,6 +144,7 @@ class Entry(models.Model):
     cache_read_tokens = models.PositiveIntegerField(default=0)
     cache_write_5m_tokens = models.PositiveIntegerField(default=0)
     cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    speed = models.CharField(max_length=16, blank=True, default="")  # usage.speed
 
     class Meta:
         indexes = [
@@ -165,7 +166,7 @@ class Entry(models.Model):
         return f"{self.type} {self.uuid}"
 
 
-class Call(models.Model):
+class TranscriptCall(models.Model):
     """One API response as a session's transcript has it, for the session page.
 
     The lines of one message.id + requestId merged as the session totals count
@@ -173,7 +174,8 @@ class Call(models.Model):
     uuid), the turn it belongs to (prompts before it, selectors.TURN_START_SQL;
     0 before the first) and its list price. Rebuilt with the session's totals by
     apps.indexing.sessions, so a long session's page reads one row per call
-    rather than every line.
+    rather than every line. The same call in two files has a row in each; the
+    usage ledger (apps.proxy's ApiCall, fed from these rows) counts it once.
     """
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="+")
@@ -183,7 +185,9 @@ class Call(models.Model):
     turn = models.PositiveIntegerField()
     timestamp = models.DateTimeField(null=True, blank=True)
     request_id = models.CharField(max_length=200, blank=True, default="")
+    message_id = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=200, blank=True, default="")
+    speed = models.CharField(max_length=16, blank=True, default="")
     tools = models.TextField(blank=True, default="")
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)

@@ -53,6 +53,7 @@ class ParsedLine:
     text: str = ""
     tools: list[str] = field(default_factory=list)
     usage: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    speed: str = ""  # usage.speed: "fast" in fast mode
     cwd: str = ""
     version: str = ""
     git_branch: str = ""
@@ -111,6 +112,8 @@ def record_parse(data: dict) -> ParsedLine:
         _content_parse(message.get("content"), parsed, parts)
         if kind == "assistant":
             parsed.usage = _usage_of(message, data)
+            speed = _dict(message.get("usage")).get("speed")
+            parsed.speed = speed[:16] if isinstance(speed, str) else ""
     elif kind == "summary":
         parts.append(_str(data.get("summary")))
     elif kind in _TITLE_TYPES:

@@ -23,7 +23,7 @@ from django.db import connection
 
 from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize
-from apps.indexing.models import Block, Entry, SourceFile
+from apps.indexing.models import Block, Entry, Session, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
 from apps.indexing.sources import FoundFile, config_roots, files_scan
 from apps.indexing.txn import write_retry
@@ -127,6 +127,15 @@ def index_sync(
             write_retry(fts_optimize)
     report.elapsed = time.monotonic() - started
     return report
+
+
+def sessions_refinalize() -> int:
+    """Recompute every session's totals and calls (and their ledger rows) from
+    its entries, under the index lock; return how many sessions."""
+    with index_lock(wait=True):
+        pks = set(Session.objects.values_list("pk", flat=True))
+        sessions_finalize(session_pks=pks)
+    return len(pks)
 
 
 def sources_snapshot() -> int:
@@ -345,8 +354,13 @@ def _missing_mark(
             )
         )
         return
+    sessions = SourceFile.objects.filter(id__in=gone, session__isnull=False)
+    touched = set(sessions.values_list("session_id", flat=True))
     for source_pk in gone:
         _entries_delete(source_pk=source_pk)
         write_retry(lambda pk=source_pk: SourceFile.objects.filter(pk=pk).delete())
     report.files_pruned, report.files_missing = len(gone), 0
+    # Totals and calls of sessions that kept other files, and the ledger's
+    # transcript side of the calls that went with the pruned ones.
+    sessions_finalize(session_pks=touched)
     write_retry(sessions_prune_empty)

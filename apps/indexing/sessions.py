@@ -14,12 +14,20 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 
-from apps.indexing.models import Block, Entry, Project, Session, SourceFile
+from apps.indexing.models import (
+    Block,
+    Entry,
+    Project,
+    Session,
+    SourceFile,
+    TranscriptCall,
+)
 from apps.indexing.parser import title_clean
 from apps.indexing.rawlines import block_records
 from apps.indexing.selectors.turns import TURN_START_SQL
 from apps.indexing.sources import transcript_folder
 from apps.indexing.txn import write_retry
+from apps.proxy import services as ledger
 from apps.proxy.pricing import Usage, usage_cost
 
 CHUNK = 200
@@ -27,7 +35,8 @@ _PROMPTS_TRIED = 5  # the first prompts may all be slash-command scaffolding
 _ROWS_SQL = f"""
 SELECT session_id, id, type, ({TURN_START_SQL}) AS is_prompt, '' || timestamp, uuid,
        message_id, request_id, model, tools, input_tokens, output_tokens,
-       cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, block_id, slot
+       cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, speed,
+       block_id, slot
 FROM indexing_entry WHERE session_id IN ({{marks}})
   AND type NOT IN ('todo', 'task', 'plan', 'history')
 ORDER BY session_id, id
@@ -64,8 +73,10 @@ class _Totals:
     ai: tuple[int, int] | None = None
     prompts: list[tuple[int, int]] = field(default_factory=list)
     uuids: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
     # (message.id, requestId) -> [model, first timestamp, usage maxima x5, first
-    # line id, its uuid, turn, requestId, tool names, price]: one Call row each.
+    # line id, its uuid, turn, requestId, tool names, message.id, speed, price]:
+    # one TranscriptCall row each.
     messages: dict[tuple, list] = field(default_factory=dict)
 
     def add(self, row: tuple) -> None:
@@ -81,9 +92,16 @@ class _Totals:
             model,
             tools,
             *usage,
+            speed,
             block_id,
             slot,
         ) = row
+        if uuid:
+            # The same file under two config roots (or copied) is one session:
+            # count each line once, so turns and tools are not doubled.
+            if uuid in self.seen:
+                return
+            self.seen.add(uuid)
         self.count += 1
         if moment:
             self.first = min(self.first, moment) if self.first else moment
@@ -103,7 +121,9 @@ class _Totals:
             key = (message_id, request_id) if message_id else ("", pk)
             turn = self.users  # the prompts before it (0: before the first)
             self._usage_add(
-                key, [model, moment, *usage, pk, uuid, turn, request_id, tools]
+                key,
+                [model, moment, *usage, pk, uuid, turn, request_id, tools]
+                + [message_id, speed],
             )
 
     def _usage_add(self, key: tuple, message: list) -> None:
@@ -151,25 +171,95 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
         write_retry(lambda s=sessions, c=calls: _sessions_save(s, c))
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start : start + CHUNK]
+        write_retry(lambda c=chunk: _ledger_merge(c))
 
 
 def _call_row(session_pk: int, message: list) -> tuple:
-    """Return the indexing_call row of a response (_Totals.messages' shape)."""
+    """Return the TranscriptCall row of a response (_Totals.messages' shape)."""
     model, stamp, *usage = message[:7]
-    first, uuid, turn, request_id, tools, price = message[7:]
-    return (session_pk, first, uuid, turn, stamp, request_id, model, tools,
-            *usage, price)  # fmt: skip
+    first, uuid, turn, request_id, tools, message_id, speed, price = message[7:]
+    return (session_pk, first, uuid, turn, stamp, request_id, message_id, model,
+            speed, tools, *usage, price)  # fmt: skip
 
 
 _CALL_COLUMNS = (
-    "session_id, entry_id, uuid, turn, timestamp, request_id, model, tools,"
-    " input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,"
-    " cache_write_1h_tokens, cost_usd"
+    "session_id, entry_id, uuid, turn, timestamp, request_id, message_id, model,"
+    " speed, tools, input_tokens, output_tokens, cache_read_tokens,"
+    " cache_write_5m_tokens, cache_write_1h_tokens, cost_usd"
 )
 _CALL_INSERT = (
-    f"INSERT INTO indexing_call ({_CALL_COLUMNS})"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO indexing_transcriptcall ({_CALL_COLUMNS})"
+    f" VALUES ({', '.join(['%s'] * 16)})"
 )
+
+
+# The sessions' calls as the ledger takes them: a subagent's belong to its main
+# session (the relay records them under that id too), in the subagent's project.
+_LEDGER_SQL = """
+SELECT c.request_id, c.message_id, c.uuid, '' || c.timestamp, c.model, c.speed,
+       c.input_tokens, c.output_tokens, c.cache_read_tokens,
+       c.cache_write_5m_tokens, c.cache_write_1h_tokens, c.cost_usd, c.tools,
+       CASE WHEN s.is_subagent AND s.parent_key <> '' THEN s.parent_key
+            ELSE s.session_id END,
+       CASE WHEN s.is_subagent THEN s.agent_id ELSE '' END, s.project_id
+FROM indexing_transcriptcall c JOIN indexing_session s ON s.id = c.session_id
+WHERE c.session_id IN ({marks}) AND c.model <> ''
+ORDER BY s.id, c.entry_id
+"""
+
+
+def _ledger_merge(session_pks: list[int]) -> None:
+    """Enter the sessions' calls in the usage ledger (apps.proxy: one row per
+    call, whichever files and sessions record it)."""
+    marks = ", ".join(["%s"] * len(session_pks))
+    with connection.cursor() as cursor:
+        cursor.execute(_LEDGER_SQL.format(marks=marks), session_pks)
+        rows = cursor.fetchall()
+    ledger.call_merge_transcripts(
+        rows=[
+            {
+                "request_id": row[0],
+                "message_id": row[1],
+                "uuid": row[2],
+                "at": _moment(row[3]) or datetime.now(UTC),
+                "model": row[4],
+                "speed": row[5],
+                "usage": row[6:11],
+                "cost_usd": row[11],
+                "tools": row[12],
+                "session_id": row[13],
+                "agent_id": row[14],
+                "project_id": row[15],
+            }  # fmt: skip
+            for row in rows
+        ]
+    )
+
+
+def _ledger_forget(keys: set[str]) -> None:
+    """Drop the transcript side of calls that no transcript records any more."""
+    if not keys:
+        return
+    still = set()
+    for key in keys:
+        if key.startswith("msg:"):
+            found = TranscriptCall.objects.filter(message_id=key[4:], request_id="")
+        elif key.startswith("uuid:"):
+            found = TranscriptCall.objects.filter(uuid=key[5:], request_id="")
+        else:
+            found = TranscriptCall.objects.filter(request_id=key)
+        if found.exists():
+            still.add(key)
+    ledger.call_untranscribe(keys=keys - still)
+
+
+def _call_key(request_id: str, message_id: str, uuid: str) -> str:
+    """Return the ledger key of a transcript call (apps.proxy.services.calls)."""
+    if request_id:
+        return request_id
+    return f"msg:{message_id}" if message_id else f"uuid:{uuid}"
 
 
 def _sessions_save(sessions: list[Session], calls: list[tuple]) -> None:
@@ -203,15 +293,19 @@ def _calls_save(cursor: CursorWrapper, session_pks: list[int], calls: list) -> N
     marks = ", ".join(["%s"] * len(session_pks))
     columns = _CALL_COLUMNS.replace("timestamp", "'' || timestamp")
     cursor.execute(
-        f"SELECT id, {columns} FROM indexing_call WHERE session_id IN ({marks})",
+        f"SELECT id, {columns} FROM indexing_transcriptcall"
+        f" WHERE session_id IN ({marks})",
         session_pks,
     )
     stored = {tuple(row): pk for pk, *row in cursor.fetchall()}
     fresh = [row for row in calls if stored.pop(row, None) is None]
     cursor.executemany(
-        "DELETE FROM indexing_call WHERE id = %s", [(pk,) for pk in stored.values()]
+        "DELETE FROM indexing_transcriptcall WHERE id = %s",
+        [(pk,) for pk in stored.values()],
     )
     cursor.executemany(_CALL_INSERT, fresh)
+    # Calls a session no longer records (a file shrank or was replaced).
+    _ledger_forget({_call_key(row[5], row[6], row[2]) for row in stored})
 
 
 def _summaries_by_leaf() -> dict[str, tuple[int, int]]:
@@ -287,7 +381,12 @@ def _usage_apply(session: Session, totals: _Totals) -> None:
         model, moment, *usage = message[:7]
         sums = [a + b for a, b in zip(sums, usage, strict=True)]
         at = _moment(moment) or datetime.now(UTC)
-        price = usage_cost(model=model, usage=Usage(*usage), at=at) if model else None
+        speed = message[13]
+        price = (
+            usage_cost(model=model, usage=Usage(*usage), at=at, speed=speed)
+            if model
+            else None
+        )
         message.append(price)
         if price is not None:
             cost = (cost or 0.0) + price
@@ -370,5 +469,11 @@ def _spawn_uuid(parent_pk: int, sub: Session) -> str:
 
 def sessions_prune_empty() -> None:
     """Delete sessions left with no entries and no source, then empty projects."""
-    Session.objects.filter(entries__isnull=True, sources__isnull=True).delete()
+    empty = Session.objects.filter(entries__isnull=True, sources__isnull=True)
+    calls = TranscriptCall.objects.filter(session__in=empty)
+    keys = {
+        _call_key(*row) for row in calls.values_list("request_id", "message_id", "uuid")
+    }
+    empty.delete()
+    _ledger_forget(keys)
     Project.objects.filter(sessions__isnull=True).delete()

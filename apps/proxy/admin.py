@@ -24,13 +24,13 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from apps.proxy import services
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
 
 COUNT_CAP = 10_000
 SHOW_CHARS = 500_000  # a body shown in the page; the full one is in the API
 SHOW_EVENTS = 2_000
-_DELETE_BATCH = 2_000
 LIST_ONLY = (
     "id", "started_at", "model", "model_requested", "state", "status_code",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
@@ -148,6 +148,15 @@ class ExchangeAdmin(admin.ModelAdmin):
             actions.pop("delete_matching", None)
         return actions
 
+    # Every delete (one object, the default bulk action, "Delete all matching")
+    # goes through services.exchange_delete, which keeps the usage ledger and
+    # its rollups in step.
+    def delete_model(self, request: HttpRequest, obj: Exchange) -> None:
+        services.exchange_delete(queryset=Exchange.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        services.exchange_delete(queryset=queryset)
+
     # --- list ------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -222,7 +231,7 @@ class ExchangeAdmin(admin.ModelAdmin):
             return TemplateResponse(
                 request, "admin/proxy/exchange/delete_matching.html", context
             )
-        deleted = _delete_batched(queryset)
+        deleted = services.exchange_delete(queryset=queryset)
         self.message_user(request, f"Deleted {deleted:,} exchanges.", messages.SUCCESS)
         return None
 
@@ -295,14 +304,6 @@ class ExchangeAdmin(admin.ModelAdmin):
         if obj.response_message is None:
             return "-"
         return _pre(json.dumps(obj.response_message, indent=2, ensure_ascii=False))
-
-
-def _delete_batched(queryset: QuerySet) -> int:
-    ids = queryset.order_by().values_list("pk", flat=True)
-    deleted = 0
-    while batch := list(ids[:_DELETE_BATCH]):
-        deleted += Exchange.objects.filter(pk__in=batch).delete()[0]
-    return deleted
 
 
 def _table(rows: list | tuple) -> str:

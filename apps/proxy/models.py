@@ -1,4 +1,8 @@
-"""The Exchange: one relayed call, created when it starts, completed when it ends."""
+"""The relay's record and the usage ledger.
+
+Exchange: one relayed call, created when it starts, completed when it ends.
+ApiCall: one billed API call, whichever way claudemon learnt of it (the ledger).
+"""
 
 from __future__ import annotations
 
@@ -57,6 +61,8 @@ class Exchange(models.Model):
     cache_write_5m_tokens = models.PositiveIntegerField(default=0)
     cache_write_1h_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.FloatField(null=True, blank=True)
+    # usage.speed of the response ("fast" for fast mode), which prices it.
+    speed = models.CharField(max_length=16, blank=True, default="")
 
     # Rate limits: every anthropic-ratelimit-* header parsed, plus the
     # subscription (unified) values in columns for the limits panel.
@@ -91,3 +97,80 @@ class Exchange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} ({self.state})"
+
+
+class ApiCall(models.Model):
+    """One billed API call: the ledger every usage figure is computed from.
+
+    A call is known from the relay (an Exchange), from a transcript line, or
+    both, and is one row whichever way: `key` is its request-id, else "msg:" and
+    its message id, else "x:" and the exchange's uid. Where the relay saw it, its
+    figures are the relay's (exact usage, timings, errors); `transcript` keeps the
+    transcript's own figures, used when the exchange is deleted. The transcript
+    supplies the context: session, agent, project. Written only through
+    apps.proxy.services (calls), which also marks the row's quarter hour dirty
+    so the dashboard's rollups are rebuilt (apps.dashboard.services.rollups).
+    """
+
+    class Kind(models.TextChoices):
+        MESSAGES = "messages"
+        COUNT_TOKENS = "count_tokens"
+
+    key = models.CharField(max_length=210, unique=True)
+    request_id = models.CharField(max_length=200, blank=True, default="")
+    message_id = models.CharField(max_length=200, blank=True, default="")
+    # The relayed exchange, when the relay saw the call (not a foreign key: the
+    # exchange may be deleted; services.calls re-bases the row when it is).
+    exchange_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    at = models.DateTimeField()  # the relay's start, else the transcript line's time
+    quarter = models.IntegerField()  # UTC quarter hour of `at`: epoch seconds // 900
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    session_id = models.CharField(max_length=100, blank=True, default="")
+    agent_id = models.CharField(max_length=100, blank=True, default="")  # "" = main
+    # apps.indexing's Project, when a transcript placed the session (no foreign
+    # key: the relay's deployment does not install the index).
+    project_id = models.BigIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True, default="")
+    speed = models.CharField(max_length=16, blank=True, default="")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.FloatField(null=True, blank=True)  # None: price unknown
+    savings_usd = models.FloatField(default=0.0)  # cache reads' saving
+    error = models.CharField(max_length=100, blank=True, default="")  # "" = success
+    ttfb_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    tools = models.TextField(blank=True, default="")  # names called, one per call
+    # The transcript's figures (JSON), when a transcript records the call.
+    transcript = models.TextField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["quarter"], name="apicall_quarter"),
+            models.Index(fields=["session_id", "at"], name="apicall_session_at"),
+            models.Index(fields=["at"], name="apicall_at"),
+            # The slowest calls of a range: walked from the top, range checked.
+            models.Index(fields=["duration_ms", "at"], name="apicall_duration"),
+            models.Index(
+                fields=["message_id"],
+                name="apicall_message_id",
+                condition=~models.Q(message_id=""),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ApiCallDirty(models.Model):
+    """A quarter hour whose ledger rows changed since the rollups read them.
+
+    `touched` is bumped by every writer: the row update takes the row lock, so a
+    rollup build (which deletes the mark before reading the ledger) waits for a
+    concurrent writer on PostgreSQL instead of missing its row.
+    """
+
+    quarter = models.IntegerField(primary_key=True)
+    touched = models.BigIntegerField(default=0)

@@ -198,6 +198,7 @@ class Assembled:
 
     message: dict[str, Any] | None = None
     usage: Usage = field(default_factory=Usage)
+    speed: str = ""  # usage.speed: "fast" in fast mode
     error_type: str = ""
     error_message: str = ""
 
@@ -235,7 +236,10 @@ def message_from_json(body: bytes) -> Assembled:
             error_message=str(error.get("message", "")),
         )
     if payload.get("type") == "message":
-        return Assembled(message=payload, usage=usage_from_api(payload.get("usage")))
+        usage = payload.get("usage")
+        return Assembled(
+            message=payload, usage=usage_from_api(usage), speed=_speed_of(usage)
+        )
     return Assembled()
 
 
@@ -289,7 +293,13 @@ def message_from_events(events: list[tuple[str, str]]) -> Assembled:  # noqa: C9
         message["usage"] = usage
         result.message = message
         result.usage = usage_from_api(usage)
+        result.speed = _speed_of(usage)
     return result
+
+
+def _speed_of(usage: object) -> str:
+    speed = usage.get("speed") if isinstance(usage, dict) else None
+    return speed[:16] if isinstance(speed, str) else ""
 
 
 def _apply_delta(
@@ -508,8 +518,12 @@ def _outcome_fields(call: Call, body: bytes, headers: list[Header]) -> dict[str,
         "cache_read_tokens": usage.cache_read,
         "cache_write_5m_tokens": usage.cache_write_5m,
         "cache_write_1h_tokens": usage.cache_write_1h,
+        "speed": assembled.speed,
         "cost_usd": usage_cost(
-            model=message.get("model") or "", usage=usage, at=call.started_at
+            model=message.get("model") or "",
+            usage=usage,
+            at=call.started_at,
+            speed=assembled.speed,
         )
         if assembled.message
         else None,

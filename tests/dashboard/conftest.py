@@ -50,11 +50,18 @@ def admin_client(superuser) -> Client:
     return client
 
 
-@pytest.fixture
-def api(user_client):
-    """GET an API path as a logged-in user; return the response."""
+@pytest.fixture(params=["ledger", "rollups"])
+def api(request, user_client):
+    """GET an API path as a logged-in user; return the response.
+
+    Twice per test: reading the ledger alone (every quarter hour dirty), and
+    through its rollups, rebuilt before each request as `rollup --watch` would:
+    a figure must not depend on which one answers.
+    """
 
     def get(path: str, **params):
+        if request.param == "rollups":
+            services.rollup_refresh()
         return user_client.get(path, params)
 
     return get

@@ -17,7 +17,6 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.dashboard import session_selectors
-from apps.indexing import selectors as index
 from apps.indexing.services import index_sync
 from tests.factories import exchange_create
 from tests.indexing.conftest import T0, ClaudeTree
@@ -153,20 +152,16 @@ def test_it_shows_the_same_session_totals_on_the_list_the_page_and_projects(
 
 
 def test_it_sums_a_session_from_its_parts(world):
-    session = index.session_get(session_id=RELAYED)
-    figures = session_selectors.session_figures(sessions=[(RELAYED, session.pk)])
-    total = figures[RELAYED]
-    (subagent,) = total.subagents.values()
+    total = session_selectors.session_page_figures(session_id=RELAYED)
+    subagent = total.subagents["bagent"]
     parts = {
         "main": (total.main.calls, total.main.relayed, total.main.tokens),
         "subagent": (subagent.calls, subagent.relayed, subagent.tokens),
-        "relay only": (total.relay_only.calls, total.relay_only.relayed,
-                       total.relay_only.tokens),
-    }  # fmt: skip
-    assert parts == {
-        "main": (2, 2, 1150 + 2250),
-        "subagent": (1, 1, 4500),
-        "relay only": (1, 1, 320),
     }
+    assert parts == {
+        "main": (3, 3, 1150 + 2250 + 320),  # the side call is the main thread's
+        "subagent": (1, 1, 4500),
+    }
+    assert total.relay_only == 1  # req_side: in no transcript
     assert (total.calls, total.relayed, total.tokens) == (4, 4, 8_220)
     assert total.cost_usd == pytest.approx(0.071)

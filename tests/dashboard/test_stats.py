@@ -1,7 +1,8 @@
 """The stats API against hand-computed numbers for a seeded set of exchanges.
 
 Prices (USD per million): claude-sonnet-4-5 in 3, 5m write 3.75, 1h write 6,
-cache read 0.30, out 15; claude-haiku-4-5 in 1, out 5.
+cache read 0.30, out 15; claude-haiku-4-5 in 1, out 5. Every API test runs twice
+(the `api` fixture): reading the ledger alone, and through the rollups.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from datetime import UTC, datetime
 import pytest
 from ninja.responses import NinjaJSONEncoder
 
-from apps.dashboard import schemas, selectors
+from apps.dashboard import schemas, selectors, session_selectors
+from apps.dashboard.selectors.ledger import scope_of
+from apps.proxy import services
 from apps.proxy.models import Exchange
 from tests.factories import exchange_create
 
@@ -65,13 +68,15 @@ def seeded(db):
     )  # fmt: skip
     # ... and no first byte (the factory derives first_byte_at from ttfb_ms)
     Exchange.objects.filter(pk=failed.pk).update(ttfb_ms=None, first_byte_at=None)
+    services.call_record_exchanges(uids=[failed.uid])
     for outside in ("2026-11-21T00:00:00", "2026-11-19T23:59:59"):  # end exclusive
         exchange_create(started_at=at(outside), model=SONNET, session_id=S1)
 
 
 def test_it_sums_the_summary(seeded, api):
     body = api("/api/stats/summary", **DAY).json()
-    assert body["requests"] == 6
+    assert body["requests"] == 5  # E5 counts tokens: listed apart, not a call
+    assert body["count_tokens_calls"] == 1
     assert body["errors"] == 3
     assert body["errors_by_type"] == {
         "overloaded_error": 1, "rate_limit_error": 1, "upstream_error": 1
@@ -81,20 +86,21 @@ def test_it_sums_the_summary(seeded, api):
         "cache_write_5m": 200, "cache_write_1h": 100,
     }  # fmt: skip
     assert body["cost_usd"] == pytest.approx(0.00593)
-    assert body["unpriced_requests"] == 0
+    assert body["unpriced_requests"] == 0 and body["unpriced_models"] == []
+    assert (body["subagent_calls"], body["relayed_calls"]) == (1, 5)
     assert body["cache_hit_rate"] == pytest.approx(4000 / 5910)
     assert body["cache_savings_usd"] == pytest.approx(4000 * (3 - 0.3) / 1e6)
-    # ttfb sorted [50, 100, 200, 300, 400]: ranks ceil(.5*5)=3, ceil(.9*5)=5 ...
+    # ttfb sorted [100, 200, 300, 400]: ranks ceil(.5*4)=2, ceil(.9*4)=4 ...
     assert body["ttfb_ms"] == {
-        "count": 5,
+        "count": 4,
         "p50": 200.0,
         "p90": 400.0,
         "p95": 400.0,
         "p99": 400.0,
     }
-    # duration sorted [60, 500, 1000, 2000, 3000, 4000]: ranks 3, 6, 6, 6
+    # duration sorted [500, 1000, 2000, 3000, 4000]: ranks 3, 5, 5, 5
     assert body["duration_ms"] == {
-        "count": 6, "p50": 1000.0, "p90": 4000.0, "p95": 4000.0, "p99": 4000.0
+        "count": 5, "p50": 2000.0, "p90": 4000.0, "p95": 4000.0, "p99": 4000.0
     }  # fmt: skip
     assert (
         body["from"] == "2026-11-20T00:00:00Z" and body["to"] == "2026-11-21T00:00:00Z"
@@ -102,19 +108,15 @@ def test_it_sums_the_summary(seeded, api):
 
 
 def test_it_applies_filters_to_the_summary(seeded, api):
-    assert api("/api/stats/summary", **DAY, model=HAIKU).json()["requests"] == 3
-    assert (
-        api("/api/stats/summary", **DAY, family="claude-sonnet").json()["requests"] == 3
-    )
-    assert api("/api/stats/summary", **DAY, status="4xx").json()["requests"] == 1
-    assert api("/api/stats/summary", **DAY, status="529").json()["requests"] == 1
-    assert (
-        api("/api/stats/summary", **DAY, state="upstream_error").json()["requests"] == 1
-    )
-    assert api("/api/stats/summary", **DAY, session=S1).json()["requests"] == 2
-    assert api("/api/stats/summary", **DAY, streaming="false").json()["requests"] == 2
-    assert api("/api/stats/summary", **DAY, kind="messages").json()["requests"] == 5
-    assert api("/api/stats/summary", **DAY, kind="other").json()["requests"] == 1
+    def requests(**params: str) -> int:
+        return api("/api/stats/summary", **DAY, **params).json()["requests"]
+
+    assert requests(model=HAIKU) == 2
+    assert requests(family="claude-sonnet") == 3
+    assert requests(session=S1) == 2
+    assert requests(kind="messages") == 5
+    assert requests(kind="count_tokens") == 1
+    assert requests(project="1") == 0  # no transcript placed these sessions
 
 
 def test_it_splits_by_model(seeded, api):
@@ -129,10 +131,10 @@ def test_it_splits_by_model(seeded, api):
     assert sonnet["cache_hit_rate"] == pytest.approx(4000 / 4410)
     assert sonnet["avg_ttfb_ms"] == pytest.approx(150.0)  # E6 has none
     assert sonnet["avg_duration_ms"] == pytest.approx(3500 / 3)
-    assert (haiku["requests"], haiku["errors"]) == (3, 2)
+    assert (haiku["requests"], haiku["errors"]) == (2, 2)
     assert haiku["cost_usd"] == pytest.approx(0.002)
     assert haiku["cache_hit_rate"] == 0.0
-    assert haiku["avg_ttfb_ms"] == pytest.approx(250.0)
+    assert haiku["avg_ttfb_ms"] == pytest.approx(350.0)
 
 
 def test_it_counts_tools_called_not_offered(seeded, api):
@@ -150,20 +152,23 @@ def test_it_counts_tools_called_not_offered(seeded, api):
 def test_it_summarises_sessions(seeded, api):
     body = api("/api/sessions", **DAY).json()
     assert body["count"] == 2
-    second, first = body["items"]  # most recent activity first
-    assert second["session_id"] == S2 and first["session_id"] == S1
+    first, second = body["items"]  # most recent activity first
+    # A session's whole figures, its calls outside the range included: the
+    # same as its page shows.
     assert first == {
-        "session_id": S1, "first_at": "2026-11-20T09:00:00Z",
-        "last_at": "2026-11-20T09:30:00Z", "requests": 2, "turns": 1,
-        "subagent_calls": 1, "errors": 0,
-        "tokens": {"input": 110, "output": 70, "cache_read": 4000,
+        "session_id": S1, "title": "", "project_id": None, "project": "",
+        "first_at": "2026-11-19T23:59:59Z", "last_at": "2026-11-21T00:00:00Z",
+        "requests": 4, "turns": 3, "subagent_calls": 1, "errors": 0,
+        "tokens": {"input": 310, "output": 170, "cache_read": 4000,
                    "cache_write_5m": 200, "cache_write_1h": 100},
-        "cost_usd": pytest.approx(0.00393), "models": [SONNET],
+        "cost_usd": pytest.approx(0.00603), "unpriced_requests": 0,
+        "models": [SONNET],
     }  # fmt: skip
-    assert (second["requests"], second["turns"], second["subagent_calls"]) == (3, 2, 0)
-    assert second["errors"] == 2 and second["last_at"] == "2026-11-20T23:59:00Z"
+    assert second["session_id"] == S2
+    assert (second["requests"], second["turns"], second["subagent_calls"]) == (2, 2, 0)
+    assert second["errors"] == 2 and second["last_at"] == "2026-11-20T11:00:00Z"
     page = api("/api/sessions", **DAY, limit=1, offset=1).json()
-    assert page["count"] == 2 and [s["session_id"] for s in page["items"]] == [S1]
+    assert page["count"] == 2 and [s["session_id"] for s in page["items"]] == [S2]
     assert api("/api/sessions", **DAY, offset=5).json() == {
         "count": 2,
         "limit": 50,
@@ -183,8 +188,8 @@ def test_it_buckets_hours_in_utc(seeded, api):
     assert [m["model"] for m in buckets[9]["models"]] == [SONNET]
     assert (buckets[10]["requests"], buckets[10]["errors"]) == (1, 1)
     assert (buckets[12]["requests"], buckets[12]["errors"]) == (1, 1)
-    assert buckets[23]["requests"] == 1
-    assert sum(b["requests"] for b in buckets) == 6
+    assert buckets[23]["requests"] == 0  # E5 counts tokens
+    assert sum(b["requests"] for b in buckets) == 5
 
 
 @pytest.mark.parametrize(
@@ -195,7 +200,10 @@ def test_it_encodes_the_timeseries_as_ninja_would(seeded, api, params):
     # The operation encodes with pydantic-core, not ninja's renderer: the body
     # must stay what ninja's model_dump + JSON encoder made of the same schema.
     response = api("/api/stats/timeseries", **params)
-    series = selectors.usage_timeseries(filters=schemas.TimeseriesFilter(**params))
+    filters = schemas.TimeseriesFilter(**params)
+    series = selectors.usage_timeseries(
+        scope=scope_of(filters), zone=filters.zone, unit=filters.bucket
+    )
     dumped = schemas.TimeseriesOut.model_validate(series).model_dump()
     assert response["Content-Type"] == "application/json; charset=utf-8"
     assert response.json() == json.loads(json.dumps(dumped, cls=NinjaJSONEncoder))
@@ -434,14 +442,16 @@ def test_it_reads_naive_times_in_the_given_zone():
     ("call", "queries"),
     [
         (lambda f: selectors.exchange_list(filters=f, limit=50, offset=0), 2),
-        (lambda f: selectors.session_list(filters=f, limit=50, offset=0), 1),
-        (lambda f: selectors.usage_by_model(filters=f), 1),
-        (lambda f: selectors.usage_by_tool(filters=f), 1),
-        # one grouped scan (sums, errors by type, savings, counts), 2 x ranks
-        (lambda f: selectors.usage_summary(filters=f), 3),
-        # counts per model, then per metric: overall ranks + per-model ranks
-        (lambda f: selectors.performance_stats(filters=f), 5),
+        (lambda f: selectors.usage_by_model(scope=scope_of(f)), 1),
+        (lambda f: selectors.usage_by_tool(scope=scope_of(f)), 1),
+        # one grouped read (sums, errors by type, unpriced models, token
+        # counts), one of the latencies
+        (lambda f: selectors.usage_summary(scope=scope_of(f)), 2),
+        (lambda f: selectors.performance_stats(scope=scope_of(f)), 1),
         (lambda f: selectors.ratelimit_state(filters=f, limit=500), 3),
+        # the sessions in range, their whole figures, the index's sessions (no
+        # transcript here: no subagents to count)
+        (lambda f: session_selectors.session_rows(start=f.start, end=f.end), 3),
     ],
 )
 def test_it_guards_query_counts(seeded, django_assert_num_queries, call, queries):
@@ -455,4 +465,6 @@ def test_it_guards_query_counts(seeded, django_assert_num_queries, call, queries
 def test_it_guards_the_timeseries_query_count(seeded, django_assert_num_queries):
     filters = schemas.TimeseriesFilter.model_validate({**DAY, "tz": "Asia/Kolkata"})
     with django_assert_num_queries(1):
-        selectors.usage_timeseries(filters=filters)
+        selectors.usage_timeseries(
+            scope=scope_of(filters), zone=filters.zone, unit="hour"
+        )

@@ -18,6 +18,7 @@ from apps.dashboard import services
 from apps.dashboard.auth import api_auth
 from apps.dashboard.models import ApiToken
 from apps.proxy.models import Exchange
+from apps.proxy.services import exchanges
 from tests.factories import exchange_create
 
 # A throwaway API with the real auth list and one unsafe operation, to prove
@@ -150,7 +151,7 @@ def _at(text: str) -> datetime:
 
 @pytest.mark.django_db
 def test_it_prunes_before_a_date(monkeypatch):
-    monkeypatch.setattr(services, "_DELETE_BATCH", 2)  # several batches
+    monkeypatch.setattr(exchanges, "_DELETE_BATCH", 2)  # several batches
     for day in (1, 2, 3, 4, 5, 10):
         exchange_create(started_at=_at(f"2026-11-{day:02d}T12:00:00"))
     out = io.StringIO()

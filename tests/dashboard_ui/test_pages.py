@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.dashboard import page_selectors
+from apps.dashboard import page_selectors, selectors
+from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.bodies import body_encode
 from apps.proxy.models import Exchange
 from tests.dashboard_ui.seed import HOSTILE, world_seed
@@ -255,9 +256,8 @@ def test_it_computes_latency_percentiles_per_bucket_and_model(db):
     exchange_create(started_at=start + timedelta(minutes=70), duration_ms=50.0,
                     model="claude-haiku-4-5-20251001")  # fmt: skip
     exchange_create(started_at=start + timedelta(minutes=150), duration_ms=9e9)
-    rows = page_selectors.latency_percentiles_by_bucket(
-        queryset=Exchange.objects.all(), edges=edges, column="duration_ms"
-    )
+    scope = Scope(edges[0], edges[-1])
+    rows = selectors.latency_by_bucket(scope=scope, edges=edges)["duration_ms"]
     found = {(r["bucket"], r["model"]): (r["count"], r["p50"], r["p95"]) for r in rows}
     # nearest rank: p50 of 4 values is rank 2, p95 is rank 4
     assert found == {

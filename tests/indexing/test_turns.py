@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connection
 
-from apps.indexing.models import Call, Entry, Session
+from apps.indexing.models import Entry, Session, TranscriptCall
 from apps.indexing.selectors import TURN_PROMPT, TURN_SUMMARY, session_turn_marks
 from apps.indexing.services import index_sync
 
@@ -46,7 +46,7 @@ def test_it_counts_prompts_only_as_turns(claude_tree) -> None:
     t.assistant([{"type": "text", "text": "b"}], message_id="msg_2",
                 request_id="req_2")  # fmt: skip
     index_sync()
-    first, second = Call.objects.order_by("entry_id")
+    first, second = TranscriptCall.objects.order_by("entry_id")
     # Three lines of one response, merged as the session totals count them.
     assert (first.turn, first.request_id, first.tools) == (1, "req_1", "Bash Read")
     assert (first.input_tokens, first.output_tokens) == (10, 7)
@@ -62,33 +62,9 @@ def test_it_counts_prompts_only_as_turns(claude_tree) -> None:
                 message_id="msg_2", request_id="req_2",
                 usage={"input_tokens": 10, "output_tokens": 90})  # fmt: skip
     index_sync()
-    kept, grown = Call.objects.order_by("entry_id")
+    kept, grown = TranscriptCall.objects.order_by("entry_id")
     assert (kept.pk, grown.entry_id, grown.tools) == (first.pk, second.entry_id, "Edit")
     assert grown.output_tokens == 90 and grown.cost_usd > second.cost_usd
-
-
-def test_it_fills_the_calls_of_sessions_already_indexed_when_migrating(
-    claude_tree,
-) -> None:
-    _compacted_session(claude_tree)
-    conversation = claude_tree.transcript(
-        session_id="0de0de0d-4000-8000-0000-00000000000a"
-    )
-    conversation.assistant([{"type": "text", "text": "before any prompt"}],
-                           message_id="msg_0", request_id="req_0")  # fmt: skip
-    conversation.user("a prompt")
-    conversation.assistant([{"type": "text", "text": "x"}], message_id="",
-                           request_id="req_x")  # fmt: skip
-    index_sync()
-    columns = [f.name for f in Call._meta.fields if f.name != "id"]
-    written = list(Call.objects.order_by("entry_id").values_list(*columns))
-    assert sorted(row[3] for row in written) == [0, 1, 1]  # turns
-    Call.objects.all().delete()
-    migration = importlib.import_module("apps.indexing.migrations.0008_call")
-    migration._calls_fill(None, SimpleNamespace(connection=connection))
-    filled = list(Call.objects.order_by("entry_id").values_list(*columns))
-    assert [row[:-1] for row in filled] == [row[:-1] for row in written]
-    assert [row[-1] for row in filled] == pytest.approx([row[-1] for row in written])
 
 
 def test_it_marks_summaries_already_indexed_when_migrating(claude_tree) -> None:

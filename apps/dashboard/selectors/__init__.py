@@ -1,16 +1,16 @@
-"""Reads for the dashboard and the stats API (a package: exchanges and usage).
+"""Reads for the dashboard and the API (a package).
 
-Every aggregation runs in SQL; Python only loops over grouped results. See
-selectors.usage for the percentile definition (nearest rank).
+- ledger: the three reads of the usage ledger every usage figure is built on;
+- usage: totals, series, per model and tool, latency percentiles;
+- reports: daily, weekly, monthly, per session, project and model, 5-hour blocks;
+- exchanges: the relay's raw record (lists, one exchange, exports, limits, health);
+- base: the exchange list's filter.
 """
 
 from apps.dashboard.selectors.base import (
     COVER_INDEX,
-    ERROR_Q,
     LIST_FIELDS,
     MESSAGES_PATH,
-    PERCENTILE_DEFINITION,
-    PERCENTILES,
     exchange_filter,
 )
 from apps.dashboard.selectors.exchanges import (
@@ -24,27 +24,32 @@ from apps.dashboard.selectors.exchanges import (
     index_health,
     ratelimit_state,
 )
+from apps.dashboard.selectors.ledger import Scope, ledger_slowest, ledger_sums
 from apps.dashboard.selectors.usage import (
+    PERCENTILE_DEFINITION,
+    PERCENTILES,
     bucket_edges,
-    cache_savings_total,
     error_counts,
+    figures_of,
+    latency_by_bucket,
     latency_percentiles,
     percentile_rank,
     performance_stats,
-    request_counts,
-    session_list,
+    session_top_by_cost,
     usage_by_model,
+    usage_by_project,
     usage_by_tool,
     usage_summary,
     usage_timeseries,
 )
 
 __all__ = [
-    "COVER_INDEX", "ERROR_Q", "LIST_FIELDS", "MESSAGES_PATH", "PERCENTILE_DEFINITION",
-    "PERCENTILES", "apitoken_find", "apitoken_list", "bucket_edges",
-    "cache_savings_total", "data_health", "error_counts", "exchange_detail",
-    "exchange_export_chunk", "exchange_filter", "exchange_list", "exchange_models",
-    "index_health", "latency_percentiles", "percentile_rank", "performance_stats",
-    "ratelimit_state", "request_counts", "session_list", "usage_by_model",
-    "usage_by_tool", "usage_summary", "usage_timeseries",
+    "COVER_INDEX", "LIST_FIELDS", "MESSAGES_PATH", "PERCENTILE_DEFINITION",
+    "PERCENTILES", "Scope", "apitoken_find", "apitoken_list", "bucket_edges",
+    "data_health", "error_counts", "exchange_detail", "exchange_export_chunk",
+    "exchange_filter", "exchange_list", "exchange_models", "figures_of", "index_health",
+    "latency_by_bucket", "latency_percentiles", "ledger_slowest", "ledger_sums",
+    "percentile_rank", "performance_stats", "ratelimit_state", "session_top_by_cost",
+    "usage_by_model", "usage_by_project", "usage_by_tool", "usage_summary",
+    "usage_timeseries",
 ]  # fmt: skip

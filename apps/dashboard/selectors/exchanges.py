@@ -17,7 +17,7 @@ from apps.dashboard.models import ApiToken
 from apps.dashboard.schemas import ExchangeFilter, RangeFilter
 from apps.dashboard.selectors.base import (
     LIST_FIELDS,
-    _aggregate,
+    exchange_count,
     exchange_filter,
 )
 from apps.proxy.bodies import body_decode
@@ -32,10 +32,8 @@ def exchange_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
     items = list(
         qs.order_by("-started_at", "-id").values(*LIST_FIELDS)[offset : offset + limit]
     )
-    # Count through the covering index: every filter column is in it, so even
-    # "model X and 5xx over a month" never reads the wide rows.
-    (counted,) = _aggregate(filters=filters, sql="SELECT COUNT(*) AS n FROM {rows}")
-    return {"count": counted["n"], "limit": limit, "offset": offset, "items": items}
+    count = exchange_count(queryset=qs)
+    return {"count": count, "limit": limit, "offset": offset, "items": items}
 
 
 def exchange_detail(*, exchange_id: int) -> dict | None:

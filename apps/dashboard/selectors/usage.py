@@ -1,174 +1,135 @@
-"""Usage statistics: every aggregation runs in SQL over the covering index.
+"""Usage figures: every number the overview, the performance page, the stats API
+and the reports show, computed from the ledger (selectors.ledger) and nothing else.
 
-Python only ever loops over grouped results (one row per bucket, model, tool,
-error type or percentile rank), never over exchanges.
-
-Percentiles use one definition everywhere, nearest rank: with the N values in
-ascending order, the p-th percentile is the value at rank ceil(p/100 * N)
-(1-based); computed in SQL with ROW_NUMBER() over the sorted values.
-
-Unfiltered ranges of two days or more are answered from hour rollups plus live
-reads of the open edges (selectors.rollups, selectors.rolled): same answers,
-without scanning every exchange of a month. There the sums are grouped rollup
-rows, and percentiles are picked at the same ranks from every value, kept
-sorted per hour and day in the rollups and merged per model in Python (one
-sort of ~30 sorted runs beats a window function over a month of rows).
+Definitions (one place each):
+- A call is a Messages call of the ledger (count_tokens calls are counted apart);
+  probes and telemetry are exchanges, never calls.
+- An error: a call whose error label is set (ledger.call_error).
+- Cache hit rate: cache_read / (input + cache_read + cache writes).
+- Percentiles: nearest rank, the value at rank ceil(p/100 * N) of the N values
+  sorted ascending (PERCENTILE_DEFINITION).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from apps.dashboard.schemas import ExchangeFilter, TimeseriesFilter
-from apps.dashboard.selectors import rolled
-from apps.dashboard.selectors.base import (
-    _ERROR_COUNT,
-    _ERROR_SQL,
-    _TOKEN_FIELDS,
-    _TOKEN_SUMS,
-    MESSAGES_PATH,
-    PERCENTILE_DEFINITION,
-    PERCENTILES,
-    _aggregate,
-    _hit_rate,
-    _tokens,
-    _utc,
+from apps.dashboard.selectors.ledger import (
+    Scope,
+    ledger_latencies,
+    ledger_sums,
+    ledger_tools,
 )
-from apps.dashboard.selectors.rollups import (
-    RollupPlan,
-    hour_markers,
-    rollup_plan,
-    rollup_read,
-    series_key,
-    series_peek,
-    series_put,
+
+PERCENTILES = (50, 90, 95, 99)
+PERCENTILE_DEFINITION = (
+    "nearest rank: the value at 1-based rank ceil(p/100 * N) of the N values "
+    "sorted ascending"
 )
-from apps.proxy.pricing import Usage, cache_savings
-
-T = TypeVar("T")
-
-# --- summary -----------------------------------------------------------------
-
-
-def usage_summary(*, filters: ExchangeFilter) -> dict:
-    """Return totals, errors by type, cache figures and latency percentiles."""
-    answer = _from_rollups(
-        filters, lambda plan: _summary_rolled(filters, plan), by_model=True
-    )
-    if answer is not None:
-        return answer
-    # One grouped scan gives the sums, the errors by type, the daily cache
-    # reads and the latency counts; the percentiles need one more per column.
-    parts = rolled.summary_fold(rolled.summary_live_rows(spans=[filters]), [])
-    totals = parts[0]
-    counts = [
-        {
-            "model": None,
-            "ttfb_ms": totals["ttfb_n"],
-            "duration_ms": totals["duration_n"],
-        }
-    ]
-    latency = _percentiles_live(filters=filters, counts=counts, by_model=False)
-    return _summary_out(filters, parts, latency[None])
+TOKEN_KINDS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write_5m": "cache_write_5m_tokens",
+    "cache_write_1h": "cache_write_1h_tokens",
+}
 
 
-def _from_rollups(
-    filters: ExchangeFilter, answer: Callable[[RollupPlan], T], by_model: bool = False
-) -> T | None:
-    """Return answer(plan) read in one snapshot, or None: scan the range live.
-
-    by_model: answer() reads only rollups kept per model, so a model or family
-    filter can be rolled up too (rollups.rollup_plan).
-    """
-    plan = rollup_plan(filters=filters, by_model=by_model)
-    if plan is None:
-        return None
-    with rollup_read(plan=plan) as holds:
-        return answer(plan) if holds else None
-
-
-def _summary_rolled(filters: ExchangeFilter, plan: RollupPlan) -> dict:
-    parts = rolled.summary_parts(plan=plan)
-    latency = _percentiles_of(rolled.latency_values(plan=plan), by_model=False)
-    return _summary_out(filters, parts, latency[None])
-
-
-def _summary_out(filters: ExchangeFilter, parts: tuple, latency: dict) -> dict:
-    totals, errors_by_type, daily_reads = parts
-    tokens = {kind: int(totals[kind]) for kind in _TOKEN_FIELDS}
-    savings = 0.0
-    for model, day, cache_read in daily_reads:
-        usage = Usage(cache_read=cache_read)
-        savings += cache_savings(model=model, usage=usage, at=day) or 0.0
+def figures_of(row: dict | None) -> dict:
+    """Return the figures of a group of calls: counts, tokens, cost, cache."""
+    row = row or {}
+    tokens = {kind: int(row.get(column) or 0) for kind, column in TOKEN_KINDS.items()}
+    calls = int(row.get("calls") or 0)
     return {
-        "from": filters.start,
-        "to": filters.end,
-        "requests": totals["requests"],
-        "errors": totals["errors"],
-        "errors_by_type": errors_by_type,
+        "requests": calls,
+        "errors": int(row.get("errors") or 0),
         "tokens": tokens,
-        "cost_usd": float(totals["cost"]),
-        "unpriced_requests": totals["unpriced"],
-        "cache_hit_rate": _hit_rate(tokens),
-        "cache_savings_usd": savings,
+        "total_tokens": sum(tokens.values()),
+        "cost_usd": float(row.get("cost_usd") or 0.0),
+        "unpriced_requests": int(row.get("unpriced_calls") or 0),
+        "subagent_calls": int(row.get("subagent_calls") or 0),
+        "fast_calls": int(row.get("fast_calls") or 0),
+        "relayed_calls": int(row.get("relayed_calls") or 0),
+        "cache_hit_rate": hit_rate(tokens),
+        "cache_savings_usd": float(row.get("savings_usd") or 0.0),
+        "avg_ttfb_ms": _mean(row.get("ttfb_sum"), row.get("ttfb_n")),
+        "avg_duration_ms": _mean(row.get("duration_sum"), row.get("duration_n")),
+        "first_at": row.get("first_at"),
+        "last_at": row.get("last_at"),
+    }
+
+
+def hit_rate(tokens: dict[str, int]) -> float | None:
+    """cache_read / (input + cache_read + cache writes): prompt served from cache."""
+    prompt = sum(value for kind, value in tokens.items() if kind != "output")
+    return tokens["cache_read"] / prompt if prompt else None
+
+
+def _mean(total: float | None, count: int | None) -> float | None:
+    return float(total) / count if count else None
+
+
+def usage_summary(*, scope: Scope) -> dict:
+    """Return totals, errors by type, cache figures and latency percentiles."""
+    # One grouped read gives the totals, the errors by label, the unpriced
+    # models and the token counts (listed apart); one more the latencies.
+    every_kind = Scope(**{**scope.__dict__, "kind": ""})
+    rows = ledger_sums(scope=every_kind, by=("kind", "model", "error"))
+    wanted = scope.kind or "messages"
+    calls = [row for row in rows if row["kind"] == wanted]
+    totals = figures_of(_summed(calls))
+    errors: dict[str, int] = defaultdict(int)
+    for row in calls:
+        if row["error"]:
+            errors[row["error"]] += int(row["calls"])
+    latency = latency_percentiles(scope=scope)[None]
+    return {
+        "from": scope.start,
+        "to": scope.end,
+        **totals,
+        "errors_by_type": dict(sorted(errors.items(), key=lambda i: (-i[1], i[0]))),
+        "unpriced_models": sorted(
+            {row["model"] or "(none)" for row in calls if row["unpriced_calls"]}
+        ),
+        "count_tokens_calls": sum(
+            int(row["calls"]) for row in rows if row["kind"] == "count_tokens"
+        ),
         "ttfb_ms": latency["ttfb_ms"],
         "duration_ms": latency["duration_ms"],
     }
 
 
-def error_counts(*, filters: ExchangeFilter) -> dict[str, int]:
-    """Count errors by type: the API's error type, else http_<status>, else state."""
-    grouped = _aggregate(
-        filters=filters,
-        sql="SELECT error_type, status_code, state, COUNT(*) AS n FROM {rows}"
-        f" AND {_ERROR_SQL} GROUP BY error_type, status_code, state",
-    )
-    counts: dict[str, int] = defaultdict(int)
-    for row in grouped:
-        status = row["status_code"]
-        label = row["error_type"] or (
-            f"http_{status}" if status and status >= 400 else row["state"]
-        )
-        counts[label] += row["n"]
+def _summed(rows: list[dict]) -> dict:
+    """Return the sums of several ledger rows (ledger_sums' shape)."""
+    total: dict = {}
+    for row in rows:
+        _row_add(total, row)
+    return total
+
+
+def error_counts(*, scope: Scope) -> dict[str, int]:
+    """Count errors by label (the API's error type, http_<status>, relay state)."""
+    rows = ledger_sums(scope=scope, by=("error",))
+    counts = {row["error"]: int(row["calls"]) for row in rows if row["error"]}
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def request_counts(*, filters: ExchangeFilter) -> tuple[int, dict[str, int]]:
-    """Return how many exchanges matched and their errors by type (most first)."""
-    answer = _from_rollups(filters, lambda plan: rolled.request_counts(plan=plan))
-    if answer is None:
-        ((total,),) = [
-            tuple(row.values())
-            for row in _aggregate(filters=filters, sql="SELECT COUNT(*) FROM {rows}")
-        ]
-        return total, error_counts(filters=filters)
-    total, errors = answer
-    return total, dict(sorted(errors.items(), key=lambda item: (-item[1], item[0])))
+def usage_by_model(*, scope: Scope) -> list[dict]:
+    """Return per model: requests, errors, tokens, cost, cache, mean latencies."""
+    rows = ledger_sums(scope=scope, by=("model",))
+    models = [{"model": row["model"], **figures_of(row)} for row in rows]
+    return sorted(models, key=lambda item: (-item["cost_usd"], item["model"]))
 
 
-def cache_savings_total(*, filters: ExchangeFilter) -> float:
-    """Price cache reads per model and UTC day (prices change by date) in dollars.
-
-    Uses each family's base rate: long-context tiers depend on single requests'
-    prompt sizes, which a per-model sum no longer knows.
-    """
-    grouped = _aggregate(
-        filters=filters,
-        sql="SELECT model, substr(started_at, 1, 10) AS day,"
-        " SUM(cache_read_tokens) AS cache_read FROM {rows} AND cache_read_tokens > 0"
-        " GROUP BY model, day",
-    )
-    total = 0.0
-    for row in grouped:
-        usage = Usage(cache_read=row["cache_read"])
-        day = date.fromisoformat(row["day"])
-        total += cache_savings(model=row["model"], usage=usage, at=day) or 0.0
-    return total
+def usage_by_tool(*, scope: Scope) -> list[dict]:
+    """Return the tools the model called, with uses and calls using them."""
+    return [
+        {"tool": name, "calls": uses, "exchanges": calls}
+        for name, uses, calls in ledger_tools(scope=scope)
+    ]
 
 
 # --- percentiles -------------------------------------------------------------
@@ -179,141 +140,39 @@ def percentile_rank(*, p: int, n: int) -> int:
     return max(1, -(-p * n // 100))
 
 
+def percentiles(values: list[float]) -> dict:
+    """Return the count and nearest-rank percentiles of ascending values."""
+    n = len(values)
+    return {
+        "count": n,
+        **{
+            f"p{p}": values[percentile_rank(p=p, n=n) - 1] if n else None
+            for p in PERCENTILES
+        },
+    }
+
+
 def latency_percentiles(
-    *, filters: ExchangeFilter, by_model: bool = False
+    *, scope: Scope, by_model: bool = False
 ) -> dict[str | None, dict]:
     """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
-    answer = _from_rollups(
-        filters,
-        lambda plan: _percentiles_of(
-            rolled.latency_values(plan=plan), by_model=by_model
-        ),
-        by_model=True,
+    groups = ledger_latencies(scope=scope, by=("model",))
+    everything = (
+        sorted(v for t, _ in groups.values() for v in t),
+        sorted(v for _, d in groups.values() for v in d),
     )
-    if answer is not None:
-        return answer
-    # Grouping needs a temporary b-tree over the scan; skip it when only the
-    # overall figures are wanted.
-    group = "model" if by_model else "NULL"
-    counts = _aggregate(
-        filters=filters,
-        sql=f"SELECT {group} AS model, COUNT(ttfb_ms) AS ttfb_ms,"
-        f" COUNT(duration_ms) AS duration_ms FROM {{rows}} GROUP BY {group}",
-    )
-    return _percentiles_live(filters=filters, counts=counts, by_model=by_model)
-
-
-def _percentiles_live(
-    *, filters: ExchangeFilter, counts: list[dict], by_model: bool
-) -> dict[str | None, dict]:
-    """Pick the percentiles by rank in SQL, given the values' counts per model."""
-    result: dict[str | None, dict] = {}
-    for column in ("ttfb_ms", "duration_ms"):
-        sizes = {row["model"]: row[column] for row in counts if row[column]}
-        groups: dict[str | None, int] = {None: sum(sizes.values())}
-        if by_model:
-            groups.update(sizes)
-        values = _ranked_values(filters=filters, column=column, groups=groups)
-        for group, n in groups.items():
-            result.setdefault(group, {})[column] = {
-                "count": n,
-                **{
-                    f"p{p}": values.get((group, percentile_rank(p=p, n=n)))
-                    for p in PERCENTILES
-                },
-            }
-    return result
-
-
-def _percentiles_of(
-    values: dict[str, tuple[list, list]], *, by_model: bool
-) -> dict[str | None, dict]:
-    # The same answer as latency_percentiles' SQL, from sorted runs per model;
-    # ranks are selected across the runs without merging them.
-    result: dict[str | None, dict] = {}
-    for index, column in enumerate(("ttfb_ms", "duration_ms")):
-        ranked = {
-            model: [run for run in pair[index] if len(run)]
-            for model, pair in values.items()
-        }
-        ranked = {model: runs for model, runs in ranked.items() if runs}
-        groups = {
-            None: [run for runs in ranked.values() for run in runs],
-            **(ranked if by_model else {}),
-        }
-        for group, members in groups.items():
-            n = sum(map(len, members))
-            result.setdefault(group, {})[column] = {
-                "count": n,
-                **{
-                    f"p{p}": _kth(members, percentile_rank(p=p, n=n)) if n else None
-                    for p in PERCENTILES
-                },
-            }
-    return result
-
-
-def _kth(lists: list[list[float]], k: int) -> float:
-    """Return the k-th smallest (1-based) value of several ascending lists."""
-    if len(lists) == 1:
-        return lists[0][k - 1]
-    for values in lists:  # the answer is in one of them: binary search each
-        lo, hi = 0, len(values) - 1
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            below = sum(bisect_left(other, values[mid]) for other in lists)
-            upto = sum(bisect_right(other, values[mid]) for other in lists)
-            if upto < k:
-                lo = mid + 1
-            elif below >= k:
-                hi = mid - 1
-            else:
-                return values[mid]
-    raise ValueError(f"rank {k} is out of range")
-
-
-def _ranked_values(
-    *, filters: ExchangeFilter, column: str, groups: dict[str | None, int]
-) -> dict[tuple[str | None, int], float]:
-    # ROW_NUMBER() over the sorted values gives each value its 1-based rank;
-    # only the rows at the wanted ranks leave SQLite. Overall and per-model
-    # ranks are separate window partitions of one statement.
-    assert column in ("ttfb_ms", "duration_ms")
-    wanted = {
-        (group, percentile_rank(p=p, n=n))
-        for group, n in groups.items()
-        if n
-        for p in PERCENTILES
+    chosen: dict = {None: everything}
+    if by_model:
+        chosen.update({key[0]: pair for key, pair in groups.items()})
+    return {
+        model: {"ttfb_ms": percentiles(ttfb), "duration_ms": percentiles(duration)}
+        for model, (ttfb, duration) in chosen.items()
     }
-    if not wanted:
-        return {}
-    overall = sorted(rank for group, rank in wanted if group is None)
-    per_model = [(group, rank) for group, rank in wanted if group is not None]
-    parts = [
-        f"SELECT NULL AS g, rn, x FROM (SELECT {column} AS x, ROW_NUMBER() OVER"
-        f" (ORDER BY {column}) AS rn FROM {{rows}} AND {column} IS NOT NULL)"
-        f" WHERE rn IN ({', '.join(map(str, overall))})"
-    ]
-    params: list = []
-    if per_model:
-        pairs = ", ".join("(%s, %s)" for _ in per_model)
-        parts.append(
-            f"SELECT g, rn, x FROM (SELECT model AS g, {column} AS x, ROW_NUMBER()"
-            f" OVER (PARTITION BY model ORDER BY {column}) AS rn FROM {{rows}}"
-            f" AND {column} IS NOT NULL) WHERE (g, rn) IN (VALUES {pairs})"
-        )
-        params = [value for pair in per_model for value in pair]
-    found: dict[tuple[str | None, int], float] = {}
-    for index, sql in enumerate(parts):
-        extra = tuple(params) if index else ()
-        rows = _aggregate(filters=filters, sql=sql, params=extra)
-        found.update({(row["g"], row["rn"]): row["x"] for row in rows})
-    return found
 
 
-def performance_stats(*, filters: ExchangeFilter) -> dict:
+def performance_stats(*, scope: Scope) -> dict:
     """Return latency percentiles overall and per model."""
-    by_group = latency_percentiles(filters=filters, by_model=True)
+    by_group = latency_percentiles(scope=scope, by_model=True)
     models = sorted(
         ({"model": model, **metrics} for model, metrics in by_group.items() if model),
         key=lambda item: (-item["duration_ms"]["count"], item["model"]),
@@ -323,6 +182,30 @@ def performance_stats(*, filters: ExchangeFilter) -> dict:
         "overall": by_group[None],
         "models": models,
     }
+
+
+def latency_by_bucket(*, scope: Scope, edges: list[datetime]) -> dict[str, list]:
+    """Return p50/p95 of each latency per local bucket and model, for charts."""
+    seconds = [int(edge.timestamp()) for edge in edges]
+    pooled: dict[tuple[int, str], tuple[list, list]] = {}
+    for (quarter, model), (ttfb, duration) in ledger_latencies(
+        scope=scope, by=("quarter", "model")
+    ).items():
+        bucket = bisect_right(seconds, quarter * 900) - 1
+        into = pooled.setdefault((bucket, model), ([], []))
+        into[0].extend(ttfb)
+        into[1].extend(duration)
+    charts: dict[str, list] = {"ttfb_ms": [], "duration_ms": []}
+    for (bucket, model), pair in sorted(pooled.items()):
+        for column, values in zip(charts, pair, strict=True):
+            if values:
+                values.sort()
+                ranks = percentiles(values)
+                charts[column].append(
+                    {"bucket": bucket, "model": model, "count": len(values),
+                     "p50": ranks["p50"], "p95": ranks["p95"]}
+                )  # fmt: skip
+    return charts
 
 
 # --- time series -------------------------------------------------------------
@@ -351,228 +234,94 @@ def bucket_edges(
     return [edge.astimezone(zone) for edge in edges]
 
 
-def usage_timeseries(*, filters: TimeseriesFilter) -> dict:
-    """Return requests, tokens, cost and errors per local bucket, split by model."""
-    edges = bucket_edges(
-        start=filters.start, end=filters.end, zone=filters.zone, unit=filters.bucket
-    )
+def usage_in_buckets(
+    *, scope: Scope, edges: list[datetime], by: tuple[str, ...] = ("model",)
+) -> list[dict[tuple, dict]]:
+    """Return, per bucket [edges[i], edges[i+1]), {group: summed ledger row}.
+
+    Every zone's offset is a whole number of quarter hours, so each of the
+    ledger's quarter hours lies inside one bucket; a range's partial edge
+    quarters are clipped by the scope itself.
+    """
     seconds = [int(edge.timestamp()) for edge in edges]
-    # SQL groups by UTC slot and model: a slot is a UTC hour, or a quarter hour
-    # when the zone's bucket edges are not on whole UTC hours (India, Nepal...).
-    # Every slot lies inside one bucket, so Python folds slots into buckets
-    # with work bounded by the number of slots, never by the number of rows.
-    utc_edges = [edge.astimezone(UTC) for edge in edges]
-    hourly = all(edge.minute == 0 and edge.second == 0 for edge in utc_edges)
-    pieces = _from_rollups(
-        filters,
-        lambda plan: _series_rolled(plan=plan, seconds=seconds, hourly=hourly),
-        by_model=True,
-    )
-    if pieces is None:
-        rows = rolled.live_slot_rows(filters=filters, hourly=hourly)
-        pieces = _series_pieces(_series_fold(rows, seconds=seconds))
-    empty = (_series_sums([0] * len(_SERIES_SUMS)), [])
-    buckets = []
-    for index, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False)):
-        sums, models = pieces.get(index, empty)
-        buckets.append({"start": lo, "end": hi, **sums, "models": models})
-    # The pieces may be kept in memory and shared by later answers: callers
-    # read the answer, never change it.
-    return {"bucket": filters.bucket, "tz": filters.tz, "buckets": buckets}
+    buckets: list[dict[tuple, dict]] = [{} for _ in edges[:-1]]
+    for row in ledger_sums(scope=scope, by=("quarter", *by)):
+        index = bisect_right(seconds, row["quarter"] * 900) - 1
+        index = min(max(index, 0), len(buckets) - 1)
+        key = tuple(row[name] for name in by)
+        _row_add(buckets[index].setdefault(key, {}), row)
+    return buckets
 
 
-_SERIES_SUMS = ("requests", "errors", "cost", *_TOKEN_FIELDS)
-_Folded = dict[int, tuple[list, dict[str, list]]]  # bucket -> (total, per model)
-
-
-def _series_fold(rows: list[tuple], *, seconds: list[int]) -> _Folded:
-    """Sum (slot, model, sums) rows per bucket and per bucket and model."""
-    folded: _Folded = {}
-    for slot, model, values in rows:
-        index = bisect_right(seconds, slot) - 1
-        values = [value or 0 for value in values]
-        part = folded.get(index)
-        if part is None:
-            folded[index] = (list(values), {model: values})
-            continue
-        total, models = part
-        for position, value in enumerate(values):
-            total[position] += value
-        target = models.get(model)
-        if target is None:
-            models[model] = values
+def _row_add(into: dict, row: dict) -> None:
+    for name, value in row.items():
+        if name in ("first_at", "last_at"):
+            if value is not None:
+                kept = into.get(name)
+                pick = min if name == "first_at" else max
+                into[name] = value if kept is None else pick(kept, value)
+        elif isinstance(value, int | float) and name != "quarter":
+            into[name] = into.get(name, 0) + value
         else:
-            for position, value in enumerate(values):
-                target[position] += value
-    return folded
+            into.setdefault(name, value)
 
 
-def _series_pieces(folded: _Folded) -> dict[int, tuple[dict, list[dict]]]:
-    """Return each folded bucket's output sums and its models' points."""
-    return {
-        index: (
-            _series_sums(total),
-            [
-                {"model": model, **_series_sums(models[model])}
-                for model in sorted(models)
-            ],
+def usage_timeseries(*, scope: Scope, zone: ZoneInfo, unit: str) -> dict:
+    """Return requests, tokens, cost and errors per local bucket, split by model."""
+    edges = bucket_edges(start=scope.start, end=scope.end, zone=zone, unit=unit)
+    buckets = []
+    for index, groups in enumerate(usage_in_buckets(scope=scope, edges=edges)):
+        models = [
+            _point(row["model"], figures_of(row))
+            for (_model,), row in sorted(groups.items())
+        ]
+        total = _sum_points(models)
+        buckets.append(
+            {"start": edges[index], "end": edges[index + 1], **total, "models": models}
         )
-        for index, (total, models) in folded.items()
+    return {"bucket": unit, "tz": str(zone), "buckets": buckets}
+
+
+def _point(model: str, figures: dict) -> dict:
+    return {
+        "model": model,
+        "requests": figures["requests"],
+        "errors": figures["errors"],
+        "tokens": figures["tokens"],
+        "cost_usd": figures["cost_usd"],
     }
 
 
-def _series_rolled(
-    *, plan: RollupPlan, seconds: list[int], hourly: bool
-) -> dict[int, tuple[dict, list[dict]]]:
-    # A bucket whose hours are all marked (closed) sums the same from one read
-    # to the next: its output is kept in memory under its hours' markers
-    # (rollups.series_key), and once every closed bucket is known only the
-    # hours of the open ones are read again. Reading and folding a month of
-    # hours into ~3,600 points took 14 ms of CPU a request; this takes 6.
-    if not hourly:  # quarter-hour slots: no bucket is made of whole hours
-        rows = rolled.slot_rows(plan=plan, hourly=False)
-        return _series_pieces(_series_fold(rows, seconds=seconds))
-    markers = hour_markers(lo=plan.lo, hi=plan.hi)
-    keys: dict[int, tuple] = {}
-    for index in range(len(seconds) - 1):
-        lo, hi = seconds[index] // 3600, seconds[index + 1] // 3600
-        if lo < hi and all(hour in markers for hour in range(lo, hi)):
-            keys[index] = series_key(lo=lo, hi=hi, markers=markers, plan=plan)
-    kept = {}
-    for index, key in keys.items():
-        part = series_peek(key=key)
-        if part is not None:
-            kept[index] = part
-    if len(kept) < len(keys):  # read every hour once; keep the closed buckets
-        rows = rolled.slot_rows(plan=plan, hourly=True)
-        pieces = _series_pieces(_series_fold(rows, seconds=seconds))
-        for index, key in keys.items():
-            if index not in pieces:  # a closed bucket without a single exchange
-                pieces[index] = (_series_sums([0] * len(_SERIES_SUMS)), [])
-            series_put(key=key, value=pieces[index])
-        return pieces
-    open_hours = [
-        hour for hour in markers if bisect_right(seconds, hour * 3600) - 1 not in kept
+def _sum_points(points: list[dict]) -> dict:
+    tokens: dict[str, int] = defaultdict(int)
+    for point in points:
+        for kind, value in point["tokens"].items():
+            tokens[kind] += value
+    return {
+        "requests": sum(p["requests"] for p in points),
+        "errors": sum(p["errors"] for p in points),
+        "tokens": {kind: tokens[kind] for kind in TOKEN_KINDS},
+        "cost_usd": sum(p["cost_usd"] for p in points),
+    }
+
+
+def session_top_by_cost(*, scope: Scope, limit: int = 10) -> list[dict]:
+    """Return the sessions whose calls in the scope cost the most."""
+    rows = [r for r in ledger_sums(scope=scope, by=("session_id",)) if r["session_id"]]
+    rows.sort(key=lambda r: (-r["cost_usd"], -r["calls"], r["session_id"]))
+    return [
+        {
+            "session_id": row["session_id"],
+            "requests": row["calls"],
+            "cost": row["cost_usd"],
+            "output": row["output_tokens"],
+            "last_at": row["last_at"],
+        }
+        for row in rows[:limit]
     ]
-    rows = rolled.slot_rows(plan=plan, hourly=True, hours=open_hours)
-    return {**_series_pieces(_series_fold(rows, seconds=seconds)), **kept}
 
 
-def _series_sums(values: list) -> dict:
-    requests, errors, cost, fresh, output, read, write_5m, write_1h = values
-    return {
-        "requests": requests,
-        "errors": errors,
-        "tokens": {"input": int(fresh), "output": int(output), "cache_read": int(read),
-                   "cache_write_5m": int(write_5m), "cache_write_1h": int(write_1h)},
-        "cost_usd": float(cost),
-    }  # fmt: skip
-
-
-def _model_point(row: dict, tokens: dict[str, int]) -> dict:
-    return {
-        "model": row["model"],
-        "requests": row.get("requests", 0),
-        "errors": row.get("errors", 0),
-        "tokens": {kind: tokens.get(kind, 0) for kind in _TOKEN_FIELDS},
-        "cost_usd": float(row.get("cost") or 0.0),
-    }
-
-
-# --- per model, tool, session ------------------------------------------------
-
-
-def usage_by_model(*, filters: ExchangeFilter) -> list[dict]:
-    """Return per-model requests, errors, tokens, cost and mean latencies."""
-    grouped = _from_rollups(
-        filters, lambda plan: rolled.model_rows(plan=plan), by_model=True
-    )
-    if grouped is None:
-        grouped = _aggregate(
-            filters=filters,
-            sql=f"SELECT model, COUNT(*) AS requests, {_ERROR_COUNT}, {_TOKEN_SUMS},"
-            " COALESCE(SUM(cost_usd), 0.0) AS cost, AVG(ttfb_ms) AS avg_ttfb,"
-            " AVG(duration_ms) AS avg_duration FROM {rows} GROUP BY model"
-            " ORDER BY cost DESC, requests DESC, model",
-        )
-    result = []
-    for row in grouped:
-        tokens = _tokens(row)
-        result.append(
-            {**_model_point(row, tokens), "cache_hit_rate": _hit_rate(tokens),
-             "avg_ttfb_ms": row["avg_ttfb"], "avg_duration_ms": row["avg_duration"]}
-        )  # fmt: skip
-    return result
-
-
-def usage_by_tool(*, filters: ExchangeFilter) -> list[dict]:
-    """Return tools the model called (tool_use blocks), with call counts."""
-    answer = _from_rollups(filters, lambda plan: rolled.tool_rows(plan=plan))
-    if answer is not None:
-        return answer
-    grouped = _aggregate(
-        filters=filters,
-        sql="SELECT t.key AS tool, SUM(CAST(t.value AS INTEGER)) AS calls,"
-        " COUNT(*) AS exchanges FROM {rows} AND tools_called <> '{{}}'"
-        " AND json_type(tools_called) = 'object'"
-        " GROUP BY t.key ORDER BY calls DESC, tool",
-        join=", json_each(proxy_exchange.tools_called) AS t",
-    )
-    return grouped
-
-
-def session_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
-    """Return Claude Code sessions active in the range, most recent first."""
-    answer = _from_rollups(
-        filters, lambda plan: _sessions_rolled(plan=plan, limit=limit, offset=offset)
-    )
-    if answer is not None:
-        return answer
-    # COUNT(*) OVER () runs after grouping: the number of sessions, same scan.
-    grouped = _aggregate(
-        filters=filters,
-        sql="SELECT session_id, MIN(started_at) AS first_at,"
-        " MAX(started_at) AS last_at, COUNT(*) AS requests,"
-        " SUM(CASE WHEN agent_id = '' AND path LIKE '%%" + MESSAGES_PATH
-        + "' THEN 1 ELSE 0 END) AS turns,"
-        " SUM(CASE WHEN agent_id <> '' THEN 1 ELSE 0 END) AS subagent_calls,"
-        f" {_ERROR_COUNT}, {_TOKEN_SUMS}, COALESCE(SUM(cost_usd), 0.0) AS cost,"
-        " GROUP_CONCAT(DISTINCT model) AS model_list, COUNT(*) OVER () AS total"
-        " FROM {rows} AND session_id <> '' GROUP BY session_id"
-        " ORDER BY last_at DESC, session_id LIMIT %s OFFSET %s",
-        params=(limit, offset),
-    )  # fmt: skip
-    items = [
-        {"session_id": row["session_id"], "first_at": _utc(row["first_at"]),
-         "last_at": _utc(row["last_at"]), "requests": row["requests"],
-         "turns": row["turns"], "subagent_calls": row["subagent_calls"],
-         "errors": row["errors"], "tokens": _tokens(row),
-         "cost_usd": float(row["cost"]),
-         "models": sorted(m for m in (row["model_list"] or "").split(",") if m)}
-        for row in grouped
-    ]  # fmt: skip
-    count = grouped[0]["total"] if grouped else _session_count(filters=filters)
-    return {"count": count, "limit": limit, "offset": offset, "items": items}
-
-
-def _sessions_rolled(*, plan: RollupPlan, limit: int, offset: int) -> dict:
-    count, rows = rolled.session_page(plan=plan, limit=limit, offset=offset)
-    items = [
-        {"session_id": row["session_id"], "first_at": _utc(row["first_at"]),
-         "last_at": _utc(row["last_at"]), "requests": row["requests"],
-         "turns": row["turns"], "subagent_calls": row["subagent_calls"],
-         "errors": row["errors"], "tokens": _tokens(row),
-         "cost_usd": float(row["cost"]),
-         "models": sorted({m for m in (row["model_list"] or "").split(",") if m})}
-        for row in rows
-    ]  # fmt: skip
-    return {"count": count, "limit": limit, "offset": offset, "items": items}
-
-
-def _session_count(*, filters: ExchangeFilter) -> int:
-    # Only needed when the page is past the end (no row carries the total).
-    (row,) = _aggregate(
-        filters=filters,
-        sql="SELECT COUNT(DISTINCT session_id) AS n FROM {rows} AND session_id <> ''",
-    )
-    return row["n"]
+def usage_by_project(*, scope: Scope) -> dict[int | None, dict]:
+    """Return {project id (None: no transcript placed it): figures}."""
+    rows = ledger_sums(scope=scope, by=("project_id",))
+    return {row["project_id"]: figures_of(row) for row in rows}

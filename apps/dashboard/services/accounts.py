@@ -1,26 +1,22 @@
-"""Writes of the data deployment: API tokens, the first admin, pruning exchanges."""
+"""Writes about people: API tokens and the first admin."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.dashboard.models import ApiToken
-from apps.dashboard.selectors.rollups import rollup_invalidate
-from apps.proxy.models import Exchange
 
 TOKEN_PREFIX = "cm_"
 _TOUCH_EVERY = timedelta(minutes=1)
-_DELETE_BATCH = 2000
 
 
 def apitoken_hash(*, raw: str) -> str:
@@ -89,26 +85,3 @@ def admin_ensure(*, var_dir: Path) -> str | None:
     with os.fdopen(fd, "w") as handle:
         handle.write(f"username: admin\npassword: {password}\n")
     return password
-
-
-def exchange_prune(*, before: datetime) -> int:
-    """Delete every exchange that started before an instant; return how many."""
-    return exchange_delete(queryset=Exchange.objects.filter(started_at__lt=before))
-
-
-def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
-    """Delete the exchanges of a queryset in short batches; return how many.
-
-    Batches keep each write transaction short, so the relay's recorder (same
-    SQLite file, one writer at a time) never waits long behind a big delete.
-    """
-    ids = queryset.order_by().values_list("pk", flat=True)
-    deleted = 0
-    while True:
-        batch = list(ids[:_DELETE_BATCH])
-        if not batch:
-            return deleted
-        with transaction.atomic():  # the stats rollups must not outlive their rows
-            rollup_invalidate(exchange_ids=batch)
-            count, _ = Exchange.objects.filter(pk__in=batch).delete()
-        deleted += count

@@ -1,188 +1,171 @@
-"""A session's figures (calls, tokens, cost): the one definition every page uses.
+"""A session's figures (calls, tokens, cost): sums of its calls in the ledger.
 
-A session's calls are every API call its transcripts record, the main thread's
-and its subagents', plus the calls the relay recorded under its session id that
-no transcript records (Claude Code's side calls, or a transcript not indexed).
-Each call counts once: with the figures of the exchange the relay recorded for
-it (same session id and request-id, the latest), else the transcript's. The
-sessions list, the session page's header and the projects page all take
-session_figures(); the session page's turns sum CALL_ROWS_SQL, the same rule
-call by call, and show each subagent's own figures (parts of the total).
-
-session_figures() starts from the totals the index keeps per session (the sums
-of its calls) and corrects them with the relay's exchanges of the session, so
-that its work grows with the exchanges relayed, not with the calls indexed.
+A session's calls are the ledger's calls under its session id: its main
+thread's and its subagents' (the relay records both under the main session's
+id, and the index gives subagent transcripts the same), each counted once
+however many files record it. The sessions list, the session page's header, the
+projects page and the reports all read these sums; the session page's turns
+join the transcript's calls to the same ledger rows (CALL_ROWS_SQL), so the
+parts add up to the header.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from django.db import connection
 
-from apps.indexing import selectors as index
+from apps.dashboard.selectors.ledger import Scope, ledger_sums
 from apps.indexing.models import Session
 
-_CHUNK = 400  # sessions per statement: each is named twice (main, subagents)
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+_CHUNK = 500
+_SENT = (
+    "a.input_tokens + a.cache_read_tokens + a.cache_write_5m_tokens"
+    " + a.cache_write_1h_tokens"
+)
+# The ledger key of a transcript call (apps.proxy.services.calls' rule).
+_KEY = (
+    "CASE WHEN c.request_id <> '' THEN c.request_id"
+    " WHEN c.message_id <> '' THEN 'msg:' || c.message_id"
+    " ELSE 'uuid:' || c.uuid END"
+)
+# Each call of one transcript file's session counted in the session it belongs
+# to (the first parameter: the session id the ledger knows it by), with the
+# ledger's figures; a call the ledger gives another session (the same response
+# in a forked session's file) is not this one's.
+CALL_ROWS_SQL = f"""
+SELECT c.turn, c.entry_id, a.exchange_id AS xid, {_SENT} AS sent,
+       a.output_tokens AS output, a.cache_read_tokens AS cache_read,
+       a.cost_usd AS cost
+FROM indexing_transcriptcall c
+JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s
+WHERE c.session_id = %s
+"""
+_FIGURES_SQL = f"""
+SELECT agent_id, COUNT(*), COUNT(exchange_id), SUM({_SENT} + a.output_tokens),
+       SUM(a.cost_usd), SUM(CASE WHEN a.cost_usd IS NULL AND {_SENT}
+                                      + a.output_tokens > 0 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN a.transcript IS NULL THEN 1 ELSE 0 END)
+FROM proxy_apicall a WHERE a.session_id = %s AND a.kind = 'messages'
+GROUP BY agent_id
+"""
 
 
 @dataclass(slots=True)
 class Figures:
-    """Calls, relayed calls, tokens and cost of some calls (cost None: unpriced)."""
+    """Calls, relayed calls, tokens and cost of some calls (unpriced: price
+    unknown; cost_usd is None when every call is)."""
 
     calls: int = 0
     relayed: int = 0
     tokens: int = 0
     cost_usd: float | None = None
+    unpriced: int = 0
 
     def add(
-        self, calls: int, relayed: int, tokens: int | None, cost: float | None
+        self,
+        calls: int,
+        relayed: int,
+        tokens: int | None,
+        cost: float | None,
+        unpriced: int = 0,
     ) -> None:
         """Count a group of calls."""
         self.calls += calls
         self.relayed += relayed
         self.tokens += tokens or 0
-        if cost is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + cost
+        self.unpriced += unpriced
+        if calls > unpriced:  # some are priced: the sum is their cost
+            self.cost_usd = (self.cost_usd or 0.0) + (cost or 0.0)
 
 
 @dataclass(slots=True)
 class SessionFigures(Figures):
-    """A session's total and its parts: main thread, each subagent, relay-only."""
+    """A session's total and its parts: main thread and each subagent (by agent
+    id), and how many calls no transcript records (the relay's alone)."""
 
     main: Figures = field(default_factory=Figures)
-    subagents: dict[int, Figures] = field(default_factory=dict)  # by session pk
-    relay_only: Figures = field(default_factory=Figures)  # in no transcript
+    subagents: dict[str, Figures] = field(default_factory=dict)
+    relay_only: int = 0
+    models: list[str] = field(default_factory=list)
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    subagent_calls: int = 0
+    errors: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)  # tokens by kind
 
 
-# Each transcript call of one session with the figures it counts for: those of
-# the exchange recorded for it (the latest with its request-id under the
-# session id, the first parameter), else its own. Turn sums read these. The
-# unary + keeps SQLite on the request-id index: the (session id, start) one
-# would read every exchange of the session for each call (and, below, the
-# session index every call of the session for each exchange).
-_SENT = (
-    "{0}.input_tokens + {0}.cache_read_tokens + {0}.cache_write_5m_tokens"
-    " + {0}.cache_write_1h_tokens"
-)
-CALL_ROWS_SQL = f"""
-SELECT c.turn, c.entry_id, x.id AS xid,
-       CASE WHEN x.id IS NULL THEN {_SENT.format("c")}
-            ELSE {_SENT.format("x")} END AS sent,
-       CASE WHEN x.id IS NULL THEN c.output_tokens ELSE x.output_tokens END AS output,
-       CASE WHEN x.id IS NULL THEN c.cache_read_tokens
-            ELSE x.cache_read_tokens END AS cache_read,
-       CASE WHEN x.id IS NULL THEN c.cost_usd ELSE x.cost_usd END AS cost
-FROM indexing_call c
-LEFT JOIN proxy_exchange x ON c.request_id <> '' AND x.id = (
-    SELECT e.id FROM proxy_exchange e
-    WHERE e.request_id = c.request_id AND +e.session_id = %s
-    ORDER BY e.started_at DESC, e.id DESC LIMIT 1)
-WHERE c.session_id = %s
-"""
-
-_TOKENS = (
-    "{0}.input_tokens + {0}.output_tokens + {0}.cache_read_tokens"
-    " + {0}.cache_write_5m_tokens + {0}.cache_write_1h_tokens"
-)
-# Per chunk of sessions, rows of (session id, member pk, calls, relayed calls,
-# tokens, cost, tokens and cost of the calls replaced): first the totals the
-# index keeps for each family member (main session and subagents), then the
-# session ids' exchanges grouped by the member whose call each stands for, an
-# older exchange of a request-id standing for nothing (member NULL: relay-only).
-_FIGURES_SQL = f"""
-WITH family(pk, root) AS (
-    SELECT id, id FROM indexing_session WHERE id IN ({{marks}})
-    UNION ALL
-    SELECT id, parent_id FROM indexing_session WHERE parent_id IN ({{marks}})
-)
-SELECT r.session_id, s.id, s.assistant_count, 0, {_TOKENS.format("s")},
-       s.cost_usd, 0, NULL
-FROM family f JOIN indexing_session s ON s.id = f.pk
-JOIN indexing_session r ON r.id = f.root
-UNION ALL
-SELECT e.session_id, c.session_id, COUNT(*), COUNT(*), SUM({_TOKENS.format("e")}),
-       SUM(e.cost_usd), SUM({_TOKENS.format("c")}), SUM(c.cost_usd)
-FROM proxy_exchange e
-LEFT JOIN indexing_call c ON c.request_id = e.request_id AND c.request_id <> ''
-    AND +c.session_id IN (SELECT pk FROM family) AND NOT EXISTS (
-        SELECT 1 FROM proxy_exchange l
-        WHERE l.request_id = e.request_id AND +l.session_id = e.session_id
-          AND (l.started_at > e.started_at
-               OR (l.started_at = e.started_at AND l.id > e.id)))
-WHERE e.session_id IN ({{keys}})
-GROUP BY e.session_id, c.session_id
-"""
+_KINDS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write_5m": "cache_write_5m_tokens",
+    "cache_write_1h": "cache_write_1h_tokens",
+}
 
 
-def session_figures(
-    *, sessions: list[tuple[str, int | None]]
-) -> dict[str, SessionFigures]:
-    """Return {session id: its figures} for (session id, indexed pk or None) pairs."""
-    found: dict[str, SessionFigures] = {key: SessionFigures() for key, _ in sessions}
-    pairs = list(dict(sessions).items())
-    for start in range(0, len(pairs), _CHUNK):
-        _chunk_sum(pairs[start : start + _CHUNK], found)
-    for figures in found.values():
-        for part in (figures.main, *figures.subagents.values(), figures.relay_only):
-            figures.add(part.calls, part.relayed, part.tokens, part.cost_usd)
+def session_figures(*, session_ids: list[str]) -> dict[str, SessionFigures]:
+    """Return {session id: its whole figures} (every call, whenever made)."""
+    found = {key: SessionFigures() for key in session_ids}
+    keys = sorted(k for k in found if k)
+    for start in range(0, len(keys), _CHUNK):
+        scope = Scope(*ALL_TIME, sessions=tuple(keys[start : start + _CHUNK]))
+        for row in ledger_sums(scope=scope, by=("session_id", "model")):
+            _row_count(found[row["session_id"]], row)
     return found
 
 
-def _chunk_sum(chunk: list[tuple[str, int | None]], found: dict) -> None:
-    """Add a chunk's figures: the index's totals, corrected by the relay's calls."""
-    roots = {key: pk for key, pk in chunk if pk is not None}
-    pks = list(roots.values()) or [0]  # no session has pk 0: an empty family
-    sql = _FIGURES_SQL.format(
-        marks=", ".join(["%s"] * len(pks)), keys=", ".join(["%s"] * len(chunk))
-    )
+def _row_count(figures: SessionFigures, row: dict) -> None:
+    for kind, column in _KINDS.items():
+        figures.kinds[kind] = figures.kinds.get(kind, 0) + int(row[column])
+    tokens = sum(int(row[column]) for column in _KINDS.values())
+    figures.add(
+        row["calls"], row["relayed_calls"], tokens, row["cost_usd"],
+        row["unpriced_calls"],
+    )  # fmt: skip
+    figures.subagent_calls += row["subagent_calls"]
+    figures.errors += row["errors"]
+    figures.models = sorted({*figures.models, row["model"]} - {""})
+    for name, pick in (("first_at", min), ("last_at", max)):
+        kept, value = getattr(figures, name), row[name]
+        setattr(figures, name, value if kept is None else pick(kept, value))
+
+
+def session_page_figures(*, session_id: str) -> SessionFigures:
+    """Return a session's whole figures, split into its main thread and each
+    subagent, for its page (the same sums as session_figures())."""
+    figures = session_figures(session_ids=[session_id])[session_id]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*pks, *pks, *(key for key, _ in chunk)])
+        cursor.execute(_FIGURES_SQL, [session_id])
         rows = cursor.fetchall()
-    for key, pk, calls, relayed, tokens, cost, out_tokens, out_cost in rows:
-        figures = found[key]
-        if pk is None:
-            figures.relay_only.add(calls, relayed, tokens, cost)
-            continue
-        part = figures.main if pk == roots.get(key) else figures.subagents.get(pk)
-        if part is None:
-            part = figures.subagents[pk] = Figures()
-        # A relayed call replaces the transcript's count of it: the index's
-        # total already holds that call, so only its figures change.
-        part.add(0, relayed, tokens - (out_tokens or 0), cost)
-        part.calls += calls - relayed
-        if out_cost is not None:
-            part.cost_usd = (part.cost_usd or 0.0) - out_cost
-
-
-def session_page_figures(*, session_id: str, session: Session | None) -> SessionFigures:
-    """Return the figures a session page heads with: a subagent's own are its
-    part of its main session's (the relay records its calls under that id)."""
-    parent = session.parent if session is not None and session.is_subagent else None
-    if parent is None:
-        key, pk = session_id, session.pk if session is not None else None
-        return session_figures(sessions=[(key, pk)])[key]
-    whole = session_figures(sessions=[(parent.session_id, parent.pk)])
-    own = whole[parent.session_id].subagents.get(session.pk, Figures())
-    return SessionFigures(own.calls, own.relayed, own.tokens, own.cost_usd, main=own)
+    for agent_id, calls, relayed, tokens, cost, unpriced, relay_only in rows:
+        part = figures.main if not agent_id else Figures()
+        part.add(calls, relayed, tokens, cost, unpriced)
+        if agent_id:
+            figures.subagents[agent_id] = part
+        figures.relay_only += relay_only
+    return figures
 
 
 def billing_session_id(session: Session) -> str:
-    """Return the session id the relay records a session's calls under: a
+    """Return the session id the ledger counts a session's calls under: a
     subagent's are its main session's (the transcripts' sessionId)."""
     if session.is_subagent and session.parent_key:
         return session.parent_key
     return session.session_id
 
 
-def project_figures() -> dict[int, Figures]:
-    """Return {project pk: the summed figures of its sessions}."""
-    keys = index.session_keys_by_project()
-    figures = session_figures(sessions=[(key, pk) for key, pk, _ in keys])
-    projects: dict[int, Figures] = {}
-    for key, _, project_pk in keys:
-        one = figures[key]
-        projects.setdefault(project_pk, Figures()).add(
-            one.calls, one.relayed, one.tokens, one.cost_usd
-        )
-    return projects
+def session_page_figures_of(
+    *, session_id: str, session: Session | None
+) -> SessionFigures:
+    """Return the figures a session page heads with: a subagent's own are its
+    part of its main session's (the ledger counts its calls under that id)."""
+    if session is None or not session.is_subagent or not session.parent_key:
+        return session_page_figures(session_id=session_id)
+    whole = session_page_figures(session_id=session.parent_key)
+    own = whole.subagents.get(session.agent_id, Figures())
+    return SessionFigures(
+        own.calls, own.relayed, own.tokens, own.cost_usd, own.unpriced, main=own
+    )

@@ -1,16 +1,19 @@
-"""The merged session list: sessions the relay saw and sessions the index read."""
+"""The sessions list: every session with a call in a range, with its whole figures.
+
+A row's figures are the session's (every call, whenever made: figures.py), the
+same sums its page heads with, so the list and the pages cannot disagree. Title,
+project and turns come from the index when a transcript of it was read.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from apps.dashboard import schemas, selectors
-from apps.dashboard.session_selectors.figures import session_figures
+from apps.dashboard.selectors.ledger import Scope, ledger_sums
+from apps.dashboard.session_selectors.figures import SessionFigures, session_figures
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
-
-CANDIDATES = 2000  # sessions read per side before merging (newest first)
 
 
 @dataclass(slots=True)
@@ -22,8 +25,13 @@ class SessionRow:
     first_at: datetime | None = None
     last_at: datetime | None = None
     turns: int = 0
+    calls: int = 0
+    subagent_calls: int = 0
+    errors: int = 0
     tokens: int = 0
+    token_kinds: dict[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
+    unpriced: int = 0
     models: list[str] = field(default_factory=list)
     subagents: int = 0
     relayed: bool = False
@@ -54,89 +62,76 @@ def session_rows(
     *,
     start: datetime,
     end: datetime,
-    tz: str,
     project_id: int | None = None,
     model: str = "",
     sort: str = "last",
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[SessionRow], int]:
-    """Return one page of sessions active in [start, end) and how many match."""
-    rows = _relay_rows(start=start, end=end, tz=tz)
-    indexed = index.session_list(since=start, until=end, limit=CANDIDATES)
-    known = {s.session_id: s for s in indexed}
-    known.update(index.sessions_by_id(session_ids=[r for r in rows if r not in known]))
-    for key, session in known.items():
-        _merge_index(rows.setdefault(key, SessionRow(key)), session)
-    matching = [
-        r for r in rows.values() if project_id is None or r.project_id == project_id
+    """Return one page of the sessions with a call in [start, end) (filtered by
+    project and model), and how many there are; newest activity or cost first."""
+    scope = Scope(start, end, project_id=project_id, model=model or None)
+    active = [
+        row["session_id"]
+        for row in ledger_sums(scope=scope, by=("session_id",))
+        if row["session_id"]
     ]
-    if model:
-        _fill_models([r for r in matching if r.indexed])
-        matching = [r for r in matching if model in r.models]
+    figures = session_figures(session_ids=active)
+    rows = [_row(key, figures[key]) for key in active]
     if sort == "cost":
-        _fill_figures(matching)  # every row's cost before sorting by it
-        matching.sort(key=lambda r: (r.cost_usd or 0.0, r.last_at or start))
+        rows.sort(key=lambda r: (r.cost_usd or 0.0, r.last_at or start, r.session_id))
     else:
-        matching.sort(key=lambda r: (r.last_at or start, r.session_id))
-    matching.reverse()
-    page = matching[offset : offset + limit]
-    if sort != "cost":
-        _fill_figures(page)
-    if not model:
-        _fill_models([r for r in page if r.indexed])
-    _fill_subagents(page)
-    return page, len(matching)
+        rows.sort(key=lambda r: (r.last_at or start, r.session_id))
+    rows.reverse()
+    page = rows[offset : offset + limit]
+    _index_fill(page)
+    return page, len(rows)
 
 
-def _relay_rows(*, start: datetime, end: datetime, tz: str) -> dict[str, SessionRow]:
-    filters = schemas.ExchangeFilter.model_validate(
-        {"from": start.isoformat(), "to": end.isoformat(), "tz": tz}
+def _row(key: str, figures: SessionFigures) -> SessionRow:
+    return SessionRow(
+        session_id=key,
+        first_at=figures.first_at,
+        last_at=figures.last_at,
+        calls=figures.calls,
+        subagent_calls=figures.subagent_calls,
+        errors=figures.errors,
+        tokens=figures.tokens,
+        token_kinds=dict(figures.kinds),
+        cost_usd=figures.cost_usd,
+        unpriced=figures.unpriced,
+        models=figures.models,
+        relayed=figures.relayed > 0,
     )
-    listed = selectors.session_list(filters=filters, limit=CANDIDATES, offset=0)
-    rows = {}
-    for item in listed["items"]:
-        rows[item["session_id"]] = SessionRow(
-            session_id=item["session_id"],
-            first_at=item["first_at"],
-            last_at=item["last_at"],
-            turns=item["turns"],
-            models=list(item["models"]),
-            relayed=True,
-        )
-    return rows
 
 
-def _merge_index(row: SessionRow, session: Session) -> None:
-    """Add what the transcript knows: title, project, a wider span, its turns."""
-    row.indexed, row.pk = True, session.pk
-    row.title = session.title
-    if session.project is not None:
-        row.project_id, row.project_path = session.project_id, session.project.path
-    if session.first_at and (row.first_at is None or session.first_at < row.first_at):
-        row.first_at = session.first_at
-    if session.last_at and (row.last_at is None or session.last_at > row.last_at):
-        row.last_at = session.last_at
-    row.turns = session.user_count  # TURN_START_SQL lines; the relay counts calls
-
-
-def _fill_figures(rows: list[SessionRow]) -> None:
-    """Give rows their session's tokens and cost as the session page counts them
-    (session_figures(): the transcripts' calls, subagents' included, and the
-    relayed calls they do not record); the relay's own sums are per range."""
-    figures = session_figures(sessions=[(r.session_id, r.pk) for r in rows])
+def _index_fill(rows: list[SessionRow]) -> None:
+    """Add what the transcripts know: title, project, turns, subagents."""
+    known = index.sessions_by_id(session_ids=[r.session_id for r in rows])
+    counts = index.session_subagent_counts(session_pks=[s.pk for s in known.values()])
     for row in rows:
-        row.tokens = figures[row.session_id].tokens
-        row.cost_usd = figures[row.session_id].cost_usd
+        session: Session | None = known.get(row.session_id)
+        if session is None:
+            # No transcript: a turn per main-thread call, as its page counts.
+            row.turns = row.calls - row.subagent_calls
+            continue
+        row.indexed, row.pk, row.title = True, session.pk, session.title
+        row.turns = session.user_count  # prompts typed, each line counted once
+        row.subagents = counts.get(session.pk, 0)
+        if session.project is not None:
+            row.project_id, row.project_path = session.project_id, session.project.path
 
 
-def _fill_models(rows: list[SessionRow]) -> None:
-    models = index.session_models(session_pks=[r.pk for r in rows if r.pk])
-    for row in rows:
-        row.models = sorted(set(row.models) | set(models.get(row.pk, [])))
-
-
-def _fill_subagents(rows: list[SessionRow]) -> None:
-    counts = index.session_subagent_counts(session_pks=[r.pk for r in rows if r.pk])
-    for row in rows:
-        row.subagents = counts.get(row.pk, 0)
+def session_out(row: SessionRow) -> dict:
+    """Return a sessions list row in the API's shape (schemas.SessionUsageOut)."""
+    kinds = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+    return {
+        "session_id": row.session_id, "title": row.title,
+        "project_id": row.project_id, "project": row.project_path,
+        "first_at": row.first_at, "last_at": row.last_at, "requests": row.calls,
+        "turns": row.turns, "subagent_calls": row.subagent_calls,
+        "errors": row.errors,
+        "tokens": {kind: row.token_kinds.get(kind, 0) for kind in kinds},
+        "cost_usd": row.cost_usd, "unpriced_requests": row.unpriced,
+        "models": row.models,
+    }  # fmt: skip

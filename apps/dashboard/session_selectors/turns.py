@@ -1,7 +1,8 @@
-"""One session turn by turn, each call's figures the relayed exchange's if any.
+"""One session turn by turn, each call's figures the ledger's (the relay's when
+it saw the call, else the transcript's).
 
 The turns' figures come from one statement (_TURN_SUMS_SQL) that sums the
-index's calls joined to their exchanges, so the session page of a long session
+index's calls joined to their ledger rows, so the session page of a long session
 reads one row per turn; the calls themselves are read only for the turns shown.
 """
 
@@ -14,11 +15,10 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from apps.dashboard.selectors.base import MESSAGES_PATH
-from apps.dashboard.session_selectors.exchanges import (
-    ExchangeRow,
-    exchange_list_by_session,
-    exchanges_by_request_id,
+from apps.dashboard.session_selectors.calls import (
+    CallRow,
+    call_list_by_session,
+    calls_by_key,
 )
 from apps.dashboard.session_selectors.figures import (
     CALL_ROWS_SQL,
@@ -27,7 +27,7 @@ from apps.dashboard.session_selectors.figures import (
     billing_session_id,
 )
 from apps.indexing import selectors as index
-from apps.indexing.models import Call, Session
+from apps.indexing.models import Session, TranscriptCall
 from apps.indexing.selectors import TurnMark
 
 TURNS_PER_PAGE = 50
@@ -35,7 +35,8 @@ TURNS_PER_PAGE = 50
 
 @dataclass(slots=True)
 class TurnCall:
-    """One API call of a turn: the relayed exchange, or the transcript's usage."""
+    """One API call of a turn, with the ledger's figures (counted: the ledger
+    counts it in this session, not in another whose file also records it)."""
 
     request_id: str
     exchange_id: int | None = None
@@ -47,6 +48,7 @@ class TurnCall:
     cache_read: int = 0
     cache_write: int = 0
     cost_usd: float | None = None
+    counted: bool = True
 
     @property
     def prompt_tokens(self) -> int:
@@ -123,8 +125,8 @@ def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
     """Return a session (None if only relayed) and its turns in order, summed.
 
     From the transcript when indexed (a turn starts at each prompt, as
-    index.TURN_START_SQL says), each call's figures the relayed exchange's when
-    there is one; else from the exchanges alone. turn_details_fill() completes
+    index.TURN_START_SQL says), each call's figures the ledger's; else from the
+    ledger's calls of the session alone. turn_details_fill() completes
     the turns a page shows.
     """
     session = index.session_get(session_id=session_id)
@@ -146,12 +148,13 @@ def turn_details_fill(
     *, session: Session | None, turns: list[Turn], figures: SessionFigures
 ) -> None:
     """Read the calls, tools and prompt texts of the turns a page shows, and give
-    their subagents their figures (session_figures()' parts)."""
+    their subagents their figures (session_page_figures()' parts)."""
     if session is not None:
         _calls_fill(session, turns)
     for turn in turns:
         turn.subagent_rows = [
-            (sub, figures.subagents.get(sub.pk, Figures())) for sub in turn.subagents
+            (sub, figures.subagents.get(sub.agent_id, Figures()))
+            for sub in turn.subagents
         ]
     rows = [t.prompt_entry for t in turns if t.number and t.prompt_entry]
     texts = index.entry_records(entries=rows)
@@ -163,16 +166,22 @@ def turn_details_fill(
 def _calls_fill(session: Session, turns: list[Turn]) -> None:
     by_number = {turn.number: turn for turn in turns}
     calls = index.session_calls(session=session, turns=list(by_number))
-    exchanges = exchanges_by_request_id(
-        request_ids=[c.request_id for c in calls],
-        session_id=billing_session_id(session),
+    ledger = calls_by_key(
+        keys=[call_key(c) for c in calls], session_id=billing_session_id(session)
     )
     for call in calls:
         turn = by_number[call.turn]
         if not turn.calls and not turn.uuid:  # turn 0 opened by a reply
             turn.uuid, turn.entry_id, turn.at = call.uuid, call.entry_id, call.timestamp
         turn.tools.update(call.tools.split())
-        turn.calls.append(_call_build(call, exchanges.get(call.request_id)))
+        turn.calls.append(_call_build(call, ledger.get(call_key(call))))
+
+
+def call_key(call: TranscriptCall) -> str:
+    """Return a transcript call's ledger key (apps.proxy.services.calls' rule)."""
+    if call.request_id:
+        return call.request_id
+    return f"msg:{call.message_id}" if call.message_id else f"uuid:{call.uuid}"
 
 
 def _turns_build(marks: list[TurnMark]) -> list[Turn]:
@@ -206,8 +215,8 @@ def _sums_apply(turns: list[Turn], sums: list[tuple]) -> None:
 
 
 # Per turn: calls, relayed calls, tokens, prompt tokens, cache reads, cost, and
-# the prompt tokens of its last call, each call counted as session_figures()
-# counts it (figures.CALL_ROWS_SQL).
+# the prompt tokens of its last call, each call with the ledger's figures
+# (figures.CALL_ROWS_SQL), as the session's header counts it.
 _TURN_SUMS_SQL = f"""
 SELECT turn, COUNT(*), COUNT(xid), SUM(sent + output), SUM(sent), SUM(cache_read),
        SUM(cost), MAX(CASE WHEN later = 0 THEN sent END)
@@ -226,16 +235,14 @@ def _turn_sums(session: Session) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _exchange_usage(exchange: ExchangeRow) -> tuple[int, int, int, int]:
-    cache_write = exchange.cache_write_5m_tokens + exchange.cache_write_1h_tokens
-    return (
-        exchange.input_tokens, exchange.output_tokens, exchange.cache_read_tokens,
-        cache_write,
-    )  # fmt: skip
+def _ledger_usage(row: CallRow) -> tuple[int, int, int, int]:
+    cache_write = row.cache_write_5m_tokens + row.cache_write_1h_tokens
+    return (row.input_tokens, row.output_tokens, row.cache_read_tokens, cache_write)
 
 
-def _call_build(call: Call, exchange: ExchangeRow | None) -> TurnCall:
-    """Return a shown call: the relayed exchange's figures, else the transcript's."""
+def _call_build(call: TranscriptCall, row: CallRow | None) -> TurnCall:
+    """Return a shown call with the ledger's figures; a call the ledger counts
+    in another session shows the transcript's, marked not counted here."""
     shown = TurnCall(
         request_id=call.request_id,
         model=call.model,
@@ -244,22 +251,20 @@ def _call_build(call: Call, exchange: ExchangeRow | None) -> TurnCall:
         cache_read=call.cache_read_tokens,
         cache_write=call.cache_write_5m_tokens + call.cache_write_1h_tokens,
         cost_usd=call.cost_usd,
+        counted=row is not None,
     )
-    _call_join(shown, exchange)
+    if row is not None:
+        _call_join(shown, row)
     return shown
 
 
-def _call_join(call: TurnCall, exchange: ExchangeRow | None) -> None:
-    """Replace the transcript's figures by the relayed exchange's, when relayed."""
-    if exchange is None:
-        return
-    call.exchange_id = exchange.id
-    call.model = exchange.model or exchange.model_requested or call.model
-    call.ttfb_ms, call.duration_ms = exchange.ttfb_ms, exchange.duration_ms
-    call.input, call.output = exchange.input_tokens, exchange.output_tokens
-    call.cache_read = exchange.cache_read_tokens
-    call.cache_write = exchange.cache_write_5m_tokens + exchange.cache_write_1h_tokens
-    call.cost_usd = exchange.cost_usd
+def _call_join(call: TurnCall, row: CallRow) -> None:
+    """Give a shown call the ledger's figures (the relay's when it saw it)."""
+    call.exchange_id = row.exchange_id
+    call.model = row.model or call.model
+    call.ttfb_ms, call.duration_ms = row.ttfb_ms, row.duration_ms
+    call.input, call.output, call.cache_read, call.cache_write = _ledger_usage(row)
+    call.cost_usd = row.cost_usd
 
 
 def _subagents_attach(
@@ -286,22 +291,23 @@ def _turn_at(turns: list[Turn], moment: datetime | None) -> Turn | None:
 
 
 def _relay_turns(*, session_id: str) -> list[Turn]:
-    """Turns of a session only the relay saw: one per main-agent Messages call.
+    """Turns of a session no transcript records: one per main-agent call.
 
-    The sessions list counts the same (selectors.usage, its turns column);
-    subagent calls and others (token counting) join the turn they ran in.
+    Subagent calls and token counts join the turn they ran in.
     """
     turns: list[Turn] = []
-    for exchange in exchange_list_by_session(session_id=session_id):
-        starts = not exchange.agent_id and exchange.path.endswith(MESSAGES_PATH)
+    for row in call_list_by_session(session_id=session_id):
+        if row.kind != "messages":  # token counts are listed apart, not calls
+            continue
+        starts = not row.agent_id and row.kind == "messages"
         if starts or not turns:
             number = sum(1 for t in turns if t.number) + 1 if starts else 0
-            turns.append(Turn(number, at=_utc_text(exchange.started_at)))
-        call = TurnCall(request_id=exchange.request_id)
-        _call_join(call, exchange)
+            turns.append(Turn(number, at=_utc_text(row.at)))
+        call = TurnCall(request_id=row.key)
+        _call_join(call, row)
         turns[-1].calls.append(call)
-        turns[-1].add(usage=_exchange_usage(exchange), cost=exchange.cost_usd)
-        turns[-1].relayed += 1
+        turns[-1].add(usage=_ledger_usage(row), cost=row.cost_usd)
+        turns[-1].relayed += 1 if row.exchange_id else 0
     return turns
 
 

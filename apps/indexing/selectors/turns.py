@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from django.db import connection
 
-from apps.indexing.models import Call, Session
+from apps.indexing.models import Session, TranscriptCall
 
 # A turn starts at each prompt typed: a user line with prose that is neither
 # Claude Code's scaffolding (isMeta) nor the summary it writes after compacting.
@@ -46,18 +46,29 @@ ORDER BY id
 def session_turn_marks(*, session: Session) -> list[TurnMark]:
     """Return a session's prompts and compaction summaries in order, without texts.
 
-    What each turn did is in its calls (models.Call, one row per API response).
+    What each turn did is in its calls (TranscriptCall, one row per response).
+    A line seen twice (the same file under two config roots) counts once, as
+    the session's user_count does (apps.indexing.sessions).
     """
     # Raw SQL: ORM rows and datetime converters cost more than the read itself
     # ('' || timestamp has no declared type, so sqlite3 does not parse it).
     with connection.cursor() as cursor:
         cursor.execute(_TURN_MARKS_SQL, [session.pk])
-        return [TurnMark._make(row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    seen: set[str] = set()
+    marks = []
+    for row in rows:
+        uuid = row[2]
+        if uuid and uuid in seen:
+            continue
+        seen.add(uuid)
+        marks.append(TurnMark._make(row))
+    return marks
 
 
-def session_calls(*, session: Session, turns: list[int]) -> list[Call]:
+def session_calls(*, session: Session, turns: list[int]) -> list[TranscriptCall]:
     """Return the API calls of some of a session's turns, in order."""
-    calls = Call.objects.filter(session=session, turn__in=turns[:900])
+    calls = TranscriptCall.objects.filter(session=session, turn__in=turns[:900])
     return list(calls.order_by("turn", "entry_id"))
 
 

@@ -1,4 +1,5 @@
-"""Writes of the relay: exchanges recorded in short transactions."""
+"""Writes of the relay's record: exchanges recorded in short transactions, deleted
+in short batches, each keeping the usage ledger (services.calls) in step."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from apps.proxy.models import Exchange
+from apps.proxy.services.calls import call_record_exchanges, call_unrelay
+
+_DELETE_BATCH = 2000
+_OPEN = Exchange.State.IN_PROGRESS
 
 
 def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> None:
-    """Insert new rows and complete rows already started, in one transaction."""
+    """Insert new rows and complete rows already started, in one transaction,
+    and enter the calls that finished in the ledger."""
     with transaction.atomic():
         if inserts:
             # INSERT OR IGNORE: a start re-read from the spill file after its
@@ -22,6 +29,8 @@ def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> No
             )
         for finish in finishes:
             exchange_finish(outcome=finish.outcome, start_row=finish.start_row)
+        ended = [row["uid"] for row in inserts if row.get("state", _OPEN) != _OPEN]
+        call_record_exchanges(uids=ended + [f.outcome["uid"] for f in finishes])
 
 
 def exchange_finish(
@@ -36,10 +45,33 @@ def exchange_finish(
 def exchange_abandon_stale(*, before_ts: float) -> int:
     """Mark exchanges left in progress by a previous relay process as proxy errors."""
     before = datetime.fromtimestamp(before_ts, tz=UTC)
-    return Exchange.objects.filter(
-        state=Exchange.State.IN_PROGRESS, started_at__lt=before
-    ).update(
-        state=Exchange.State.PROXY_ERROR,
-        error_type="relay_stopped",
-        error_message="The relay stopped before this exchange finished.",
-    )
+    stale = Exchange.objects.filter(state=_OPEN, started_at__lt=before)
+    with transaction.atomic():
+        uids = list(stale.values_list("uid", flat=True))
+        count = stale.update(
+            state=Exchange.State.PROXY_ERROR,
+            error_type="relay_stopped",
+            error_message="The relay stopped before this exchange finished.",
+        )
+        call_record_exchanges(uids=uids)
+    return count
+
+
+def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
+    """Delete the exchanges of a queryset in short batches; return how many.
+
+    The one way exchanges are deleted (admin actions, prune): the ledger forgets
+    the relay's side of their calls in the same transaction, so every figure
+    reflects the delete at once. Batches keep each write transaction short, so
+    the relay's recorder (one SQLite writer at a time) never waits long.
+    """
+    ids = queryset.order_by().values_list("pk", flat=True)
+    deleted = 0
+    while True:
+        batch = list(ids[:_DELETE_BATCH])
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            call_unrelay(exchange_ids=batch)
+            count, _ = Exchange.objects.filter(pk__in=batch).delete()
+        deleted += count

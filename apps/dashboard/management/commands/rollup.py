@@ -1,4 +1,4 @@
-"""`manage.py rollup [--watch]`: build the stats rollups ahead of any read."""
+"""`manage.py rollup [--watch]`: rebuild the ledger's rollups of dirty quarters."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from apps.dashboard.selectors.rollups import rollup_fill
+from apps.dashboard.services import rollup_refresh
 
 
 class Command(BaseCommand):
     help = (
-        "Build the stats rollups of every settled hour, so that no dashboard or "
-        "API read pays for them; --watch keeps them current (make run does this)."
+        "Rebuild the usage rollups of every quarter hour the ledger marked dirty, "
+        "so that reads take them from the rollups; --watch keeps them current "
+        "(make run does this). Reads are right either way: a dirty quarter is "
+        "read from the ledger itself."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,8 +25,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--interval",
             type=float,
-            default=60.0,
-            help="seconds between --watch passes (default 60)",
+            default=5.0,
+            help="seconds between --watch passes (default 5)",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -32,22 +34,21 @@ class Command(BaseCommand):
             raise CommandError("--interval must be a positive number of seconds.")
         if not options["watch"]:
             started = time.monotonic()
-            marked = rollup_fill()
+            rebuilt = rollup_refresh()
             elapsed = time.monotonic() - started
-            self.stdout.write(f"{marked} hours rolled up in {elapsed:.1f} s.")
+            self.stdout.write(f"{rebuilt} quarter hours rolled up in {elapsed:.1f} s.")
             return
         try:
             while True:
                 self._pass()
                 time.sleep(options["interval"])
-        except KeyboardInterrupt:  # Ctrl-C ends --watch; every fill is committed
+        except KeyboardInterrupt:  # Ctrl-C ends --watch; every pass is committed
             return
 
     def _pass(self) -> None:
-        # make run stops every process when one exits: a busy database (the
-        # relay writing for longer than the busy timeout) must not end this
-        # one. Reads fill whatever a failed pass left out.
+        # A busy database (the relay writing for longer than the busy timeout)
+        # must not end the worker: the marks stay and the next pass takes them.
         try:
-            rollup_fill()
+            rollup_refresh()
         except DatabaseError as error:
             self.stderr.write(f"rollup: pass failed, retrying later: {error}")

@@ -1,0 +1,23 @@
+"""Writes of the data deployment: accounts, the ledger's rollups, history."""
+
+from apps.dashboard.services.accounts import (
+    TOKEN_PREFIX,
+    admin_ensure,
+    apitoken_authenticate,
+    apitoken_create,
+    apitoken_fill,
+    apitoken_hash,
+    apitoken_revoke,
+)
+from apps.dashboard.services.history import (
+    exchange_delete,
+    exchange_prune,
+    ledger_rebuild,
+)
+from apps.dashboard.services.rollups import rollup_refresh
+
+__all__ = [
+    "TOKEN_PREFIX", "admin_ensure", "apitoken_authenticate", "apitoken_create",
+    "apitoken_fill", "apitoken_hash", "apitoken_revoke", "exchange_delete",
+    "exchange_prune", "ledger_rebuild", "rollup_refresh",
+]  # fmt: skip

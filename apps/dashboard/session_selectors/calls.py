@@ -1,0 +1,60 @@
+"""A session's calls as the ledger has them (figures only), for its page."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from django.db import connection
+
+_CHUNK = 900
+
+
+class CallRow(NamedTuple):
+    """One call of a session as its page shows it: the ledger's figures."""
+
+    key: str
+    exchange_id: int | None
+    agent_id: str
+    at: str  # stored text, naive UTC
+    kind: str
+    model: str
+    ttfb_ms: float | None
+    duration_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cost_usd: float | None
+    transcribed: bool
+
+
+def calls_by_key(*, keys: list[str], session_id: str) -> dict[str, CallRow]:
+    """Return {ledger key: figures} for the keys the ledger counts in a session."""
+    wanted = sorted({k for k in keys if k})
+    found: dict[str, CallRow] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        where = f"session_id = %s AND key IN ({marks})"
+        found.update((row.key, row) for row in _rows(where, [session_id, *chunk]))
+    return found
+
+
+def call_list_by_session(*, session_id: str, limit: int = 5000) -> list[CallRow]:
+    """Return a session's calls (figures only) in time order."""
+    if not session_id:
+        return []
+    return _rows("session_id = %s", [session_id], limit=limit)
+
+
+def _rows(where: str, params: list, *, limit: int = 50_000) -> list[CallRow]:
+    # Raw SQL, as session_turn_marks (apps.indexing.selectors): thousands of rows.
+    columns = ", ".join(
+        {"at": "'' || at", "transcribed": "transcript IS NOT NULL"}.get(name, name)
+        for name in CallRow._fields
+    )
+    sql = f"SELECT {columns} FROM proxy_apicall WHERE {where} ORDER BY at, id LIMIT %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [CallRow._make(row) for row in cursor.fetchall()]
