@@ -6,7 +6,10 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from apps.proxy.models import Exchange
+from django.db import transaction
+
+from apps.proxy.bodies import body_block_ids, body_split, bodyblock_store
+from apps.proxy.models import BodyBlock, Exchange
 from apps.proxy.pricing import Usage, usage_cost
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
@@ -59,3 +62,24 @@ def exchange_create(**overrides: Any) -> Exchange:
     exchange = exchange_build(**overrides)
     exchange.save()
     return exchange
+
+
+def exchange_create_shared(*, body: bytes, **overrides: Any) -> Exchange:
+    """Save an Exchange whose request body is its session's blocks, as recorded."""
+    exchange = exchange_build(**overrides)
+    with transaction.atomic():
+        stored = bodyblock_store(body=body_split(body), scope=exchange.session_id)
+        exchange.request_body = stored
+        exchange.save()
+    return exchange
+
+
+def bodyblock_faults() -> dict[str, set]:
+    """Return blocks no exchange lists and listed blocks missing from their session."""
+    listed = set()
+    for session_id, stored in Exchange.objects.values_list(
+        "session_id", "request_body"
+    ):
+        listed |= {(session_id, block) for block in body_block_ids(stored) or ()}
+    blocks = set(BodyBlock.objects.values_list("scope", "id"))
+    return {"unlisted": blocks - listed, "missing": listed - blocks}

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.proxy.bodies import body_row_stored
 from apps.proxy.models import Exchange
 
 
@@ -18,7 +19,8 @@ def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> No
             # INSERT OR IGNORE: a start re-read from the spill file after its
             # finish already created the row must not fail the batch.
             Exchange.objects.bulk_create(
-                [Exchange(**row) for row in inserts], ignore_conflicts=True
+                [Exchange(**body_row_stored(row)) for row in inserts],
+                ignore_conflicts=True,
             )
         for finish in finishes:
             exchange_finish(outcome=finish.outcome, start_row=finish.start_row)
@@ -30,7 +32,7 @@ def exchange_finish(
     """Complete a finished call's row, or create it whole if its start never landed."""
     fields = {key: value for key, value in outcome.items() if key != "uid"}
     if not Exchange.objects.filter(uid=outcome["uid"]).update(**fields):
-        Exchange.objects.create(**(start_row() | outcome))
+        Exchange.objects.create(**body_row_stored(start_row() | outcome))
 
 
 def exchange_abandon_stale(*, before_ts: float) -> int:

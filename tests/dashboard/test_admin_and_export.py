@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -14,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.dashboard import api as stats_api
 from apps.dashboard import selectors
-from apps.proxy.bodies import body_encode
+from apps.proxy.bodies import body_block_ids, body_encode
 from apps.proxy.models import Exchange
-from tests.factories import exchange_create
+from tests.factories import exchange_create, exchange_create_shared
 
 CHANGELIST = "/admin/proxy/exchange/"
 
@@ -144,6 +145,38 @@ def test_it_deletes_everything_matching_a_filter_after_confirming(admin_client):
     done = admin_client.post(filtered, {**form, "confirmed": "yes"})
     assert done.status_code == 302
     assert list(Exchange.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+# --- bodies stored as a session's shared blocks ------------------------------
+
+SESSION = "5e551011-0000-4000-8000-0000000000c1"
+
+
+def _session_of_ten() -> list[tuple[Exchange, bytes]]:
+    """Ten calls of one session, each re-sending the conversation, as recorded."""
+    turns, made = [], []
+    for hour in range(10):
+        text = f"turn {hour} <script>x</script> " + secrets.token_hex(300)
+        turns.append({"role": "user", "content": [{"type": "text", "text": text}]})
+        marked = json.loads(json.dumps(turns))
+        marked[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+        body = json.dumps({"model": "claude-sonnet-4-5", "messages": marked}).encode()
+        exchange = exchange_create_shared(
+            body=body, session_id=SESSION, started_at=_at(f"2026-11-20T{hour:02d}:00")
+        )
+        made.append((exchange, body))
+    assert all(body_block_ids(e.request_body) for e, _ in made)
+    return made
+
+
+def test_it_shows_a_body_stored_as_session_blocks(admin_client):
+    exchange, body = _session_of_ten()[4]
+    page = admin_client.get(f"/admin/proxy/exchange/{exchange.pk}/change/")
+    html = page.content.decode()
+    assert "turn 4 &lt;script&gt;x&lt;/script&gt;" in html
+    assert "<script>x</script>" not in html
+    detail = admin_client.get(f"/api/exchanges/{exchange.pk}").json()
+    assert detail["request_body"] == body.decode()
 
 
 def test_it_manages_api_tokens_in_the_admin(admin_client, user):
