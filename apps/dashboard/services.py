@@ -17,6 +17,7 @@ from django.utils import timezone
 from apps.dashboard.models import ApiToken
 from apps.dashboard.selectors.rollups import rollup_invalidate
 from apps.proxy.models import Exchange
+from apps.proxy.services import exchange_delete_ids
 
 TOKEN_PREFIX = "cm_"
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -110,5 +111,5 @@ def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
             return deleted
         with transaction.atomic():  # the stats rollups must not outlive their rows
             rollup_invalidate(exchange_ids=batch)
-            count, _ = Exchange.objects.filter(pk__in=batch).delete()
+            count = exchange_delete_ids(ids=batch)  # and its unlisted body blocks
         deleted += count

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from apps.proxy import services
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
 
@@ -226,6 +227,14 @@ class ExchangeAdmin(admin.ModelAdmin):
         self.message_user(request, f"Deleted {deleted:,} exchanges.", messages.SUCCESS)
         return None
 
+    # Django's own delete paths (the detail page's Delete, "delete selected") go
+    # through the same service, which sweeps the body blocks only they listed.
+    def delete_model(self, request: HttpRequest, obj: Exchange) -> None:
+        services.exchange_delete_ids(ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _delete_batched(queryset)
+
     # --- detail ----------------------------------------------------------------
 
     @admin.display(description="")
@@ -301,7 +310,7 @@ def _delete_batched(queryset: QuerySet) -> int:
     ids = queryset.order_by().values_list("pk", flat=True)
     deleted = 0
     while batch := list(ids[:_DELETE_BATCH]):
-        deleted += Exchange.objects.filter(pk__in=batch).delete()[0]
+        deleted += services.exchange_delete_ids(ids=batch)
     return deleted
 
 

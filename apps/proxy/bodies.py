@@ -1,4 +1,4 @@
-"""The one place that knows how bodies are stored: their formats and blocks.
+"""The one place that knows how bodies are stored: formats, blocks, sweeps.
 
 Stored form: a one-byte tag then the payload: b"r" raw bytes, b"z" a zstandard
 frame, b"b" the ids of BodyBlock rows whose contents, joined, are the body.
@@ -24,8 +24,10 @@ delete only has to sweep the blocks no remaining exchange of the session lists.
 
 Invariants (tests/proxy/test_bodies.py): body_decode returns exactly the bytes
 that were relayed; every block a stored body lists exists, with the body's
-session_id as its scope. Blocks are written only inside IMMEDIATE transactions
-(one writer at a time), so two writers never store the same block twice.
+session_id as its scope; after a delete through services.exchange_delete_ids,
+no block of a touched session is left unlisted. Blocks are written and swept
+only inside IMMEDIATE transactions (one writer at a time), so a block found by
+bodyblock_store cannot be swept before the row listing it is written.
 
 This module holds its own queries (against the house habit of services and
 selectors): the format and the rows that carry it are one invariant, kept where
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zstandard
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
 
@@ -217,6 +219,31 @@ def bodyblock_store(*, body: BodyBlocks, scope: str) -> bytes:
     BodyBlock.objects.bulk_create(missing.values())  # SQLite returns the new ids
     known.update((digest, block.pk) for digest, block in missing.items())
     return body_of_blocks([known[digest] for digest in body.digests])
+
+
+def bodyblock_sweep(*, scope: str) -> int:
+    """Delete the blocks of a session that none of its exchanges lists; count them."""
+    with transaction.atomic():
+        unlisted = set(
+            BodyBlock.objects.filter(scope=scope).values_list("id", flat=True)
+        )
+        if not unlisted:
+            return 0
+        bodies = Exchange.objects.filter(session_id=scope).values_list(
+            "request_body", flat=True
+        )
+        for stored in bodies.iterator(chunk_size=200):
+            unlisted.difference_update(body_block_ids(stored) or ())
+        doomed = sorted(unlisted)
+        for start in range(0, len(doomed), _IN_CHUNK):
+            BodyBlock.objects.filter(pk__in=doomed[start : start + _IN_CHUNK]).delete()
+    return len(doomed)
+
+
+def bodyblock_sweep_all() -> int:
+    """Sweep every session that has blocks, one short transaction each."""
+    scopes = BodyBlock.objects.order_by("scope").values_list("scope", flat=True)
+    return sum(bodyblock_sweep(scope=scope) for scope in list(scopes.distinct()))
 
 
 def body_sizes() -> dict[str, int]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.proxy.bodies import body_row_stored
+from apps.proxy.bodies import body_row_stored, bodyblock_sweep
 from apps.proxy.models import Exchange
 
 
@@ -45,3 +45,14 @@ def exchange_abandon_stale(*, before_ts: float) -> int:
         error_type="relay_stopped",
         error_message="The relay stopped before this exchange finished.",
     )
+
+
+def exchange_delete_ids(*, ids: list[int]) -> int:
+    """Delete exchanges by id, and the body blocks that only they listed."""
+    with transaction.atomic():
+        doomed = Exchange.objects.filter(pk__in=ids)
+        scopes = set(doomed.exclude(session_id="").values_list("session_id", flat=True))
+        count, _ = doomed.delete()
+        for scope in scopes:
+            bodyblock_sweep(scope=scope)
+    return count

@@ -136,6 +136,37 @@ def test_it_refuses_to_read_a_body_whose_blocks_are_gone():
         body_decode(_stored(call))
 
 
+@pytest.mark.django_db
+def test_it_deletes_from_the_middle_of_a_session_and_every_survivor_decodes():
+    turns = [{"role": "user", "content": f"turn {i} " + "v" * 900} for i in range(12)]
+    calls = [_call(_body(turns[: n + 1]), agent="a" * (n % 2)) for n in range(12)]
+    for call in calls:
+        _record(call)
+    middle = Exchange.objects.filter(uid__in=[c.uid for c in calls[3:8]])
+    before = BodyBlock.objects.count()
+
+    assert services.exchange_delete_ids(ids=list(middle.values_list("pk", flat=True)))
+
+    assert bodyblock_faults() == {"unlisted": set(), "missing": set()}
+    assert BodyBlock.objects.count() < before  # the cache-marked variants went
+    for call in calls[:3] + calls[8:]:
+        assert body_decode(_stored(call)) == call.request_body
+
+
+@pytest.mark.django_db
+def test_it_sweeps_blocks_that_a_delete_outside_the_services_left():
+    calls = [_call(_body([{"role": "user", "content": "u" * 3000}]), session=s)
+             for s in (SESSION, OTHER)]  # fmt: skip
+    _record(*calls)
+    Exchange.objects.filter(session_id=SESSION).delete()  # bypasses the sweep
+    assert bodyblock_faults()["unlisted"]
+
+    assert bodies.bodyblock_sweep_all() > 0
+
+    assert bodyblock_faults() == {"unlisted": set(), "missing": set()}
+    assert body_decode(_stored(calls[1])) == calls[1].request_body
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_records_a_relayed_session_in_block_form_at_once(relay, upstream):
     turns, sent = [], []
@@ -170,6 +201,7 @@ _STEP = st.one_of(
     steps=st.lists(st.tuples(_STEP, st.integers(1, 3)), min_size=1, max_size=12),
     minimum=st.sampled_from([1, 16, 256]),
     spaced=st.booleans(),
+    doomed=st.lists(st.booleans(), max_size=12),
 )
 @settings(
     max_examples=60,
@@ -177,9 +209,9 @@ _STEP = st.one_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @pytest.mark.django_db
-def test_it_reads_back_any_sequence_of_bodies_exactly(steps, minimum, spaced):
+def test_it_reads_back_any_sequence_of_bodies_exactly(steps, minimum, spaced, doomed):
     """Appends, compactions that rewrite the conversation, bodies sharing nothing,
-    agents and sessions interleaved, batches of rows in one write."""
+    agents and sessions interleaved, batches of rows in one write, then deletes."""
     Exchange.objects.all().delete()
     BodyBlock.objects.all().delete()
     separators = (", ", ": ") if spaced else (",", ":")
@@ -203,8 +235,12 @@ def test_it_reads_back_any_sequence_of_bodies_exactly(steps, minimum, spaced):
                      for _ in range(batch)]  # fmt: skip
             _record(*calls)
             recorded += calls
+    ids = dict(Exchange.objects.values_list("uid", "pk"))
+    gone = [ids[c.uid] for c, drop in zip(recorded, doomed, strict=False) if drop]
+    services.exchange_delete_ids(ids=gone)
     for call in recorded:
-        assert body_decode(_stored(call)) == call.request_body
+        if ids[call.uid] not in gone:
+            assert body_decode(_stored(call)) == call.request_body
     assert bodyblock_faults() == {"unlisted": set(), "missing": set()}
 
 
