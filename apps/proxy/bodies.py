@@ -12,7 +12,8 @@ only the list of its pieces' ids. What a body shares with earlier bodies of its
 session (every agent's: they share tools and system blocks) costs nothing more.
 bench/storage.py, 200-call session: 0.85 MB stored for 1.13 MB of new content
 (97 MB as relayed), 39x less than zstd per body (33 MB); one of its last bodies
-reads in 3 ms (p95), and the recorder spends less CPU per body than before.
+reads in 3-14 ms (p95, with the machine's load), and the recorder spends about
+the CPU per body it did before.
 
 Why not zstd with the previous body as a raw dictionary: measured on the same
 session with a full body every 16 calls (so a read decodes at most 16 frames,
