@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -12,17 +12,19 @@ from apps.proxy.bodies import body_block_ids, body_split, bodyblock_store
 from apps.proxy.models import BodyBlock, Exchange
 from apps.proxy.pricing import Usage, usage_cost
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def exchange_build(**overrides: Any) -> Exchange:
     """Return an unsaved, complete Exchange; cost is derived from model and usage."""
     started = overrides.pop("started_at", T0)
+    ttfb = timedelta(milliseconds=overrides.get("ttfb_ms", 400))
+    duration = timedelta(milliseconds=overrides.get("duration_ms", 2000))
     fields: dict[str, Any] = {
         "uid": uuid.uuid4(),
         "started_at": started,
-        "first_byte_at": started + timedelta(milliseconds=overrides.get("ttfb_ms", 400)),
-        "ended_at": started + timedelta(milliseconds=overrides.get("duration_ms", 2000)),
+        "first_byte_at": started + ttfb,
+        "ended_at": started + duration,
         "ttfb_ms": 400.0,
         "duration_ms": 2000.0,
         "method": "POST",
