@@ -6,8 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import transaction
+
 from apps.proxy import services
-from apps.proxy.models import Exchange
+from apps.proxy.bodies import body_block_ids, body_split, bodyblock_store
+from apps.proxy.models import BodyBlock, Exchange
 from apps.proxy.pricing import Usage, usage_cost
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -16,11 +19,13 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 def exchange_build(**overrides: Any) -> Exchange:
     """Return an unsaved, complete Exchange; cost is derived from model and usage."""
     started = overrides.pop("started_at", T0)
+    ttfb = timedelta(milliseconds=overrides.get("ttfb_ms", 400))
+    duration = timedelta(milliseconds=overrides.get("duration_ms", 2000))
     fields: dict[str, Any] = {
         "uid": uuid.uuid4(),
         "started_at": started,
-        "first_byte_at": started + timedelta(milliseconds=overrides.get("ttfb_ms", 400)),
-        "ended_at": started + timedelta(milliseconds=overrides.get("duration_ms", 2000)),
+        "first_byte_at": started + ttfb,
+        "ended_at": started + duration,
         "ttfb_ms": 400.0,
         "duration_ms": 2000.0,
         "method": "POST",
@@ -64,3 +69,24 @@ def exchange_create(**overrides: Any) -> Exchange:
     exchange.save()
     services.call_record_exchanges(uids=[exchange.uid])
     return exchange
+
+
+def exchange_create_shared(*, body: bytes, **overrides: Any) -> Exchange:
+    """Save an Exchange whose request body is its session's blocks, as recorded."""
+    exchange = exchange_build(**overrides)
+    with transaction.atomic():
+        stored = bodyblock_store(body=body_split(body), scope=exchange.session_id)
+        exchange.request_body = stored
+        exchange.save()
+    return exchange
+
+
+def bodyblock_faults() -> dict[str, set]:
+    """Return blocks no exchange lists and listed blocks missing from their session."""
+    listed = set()
+    for session_id, stored in Exchange.objects.values_list(
+        "session_id", "request_body"
+    ):
+        listed |= {(session_id, block) for block in body_block_ids(stored) or ()}
+    blocks = set(BodyBlock.objects.values_list("scope", "id"))
+    return {"unlisted": blocks - listed, "missing": listed - blocks}

@@ -174,3 +174,25 @@ class ApiCallDirty(models.Model):
 
     quarter = models.IntegerField(primary_key=True)
     touched = models.BigIntegerField(default=0)
+
+
+class BodyBlock(models.Model):
+    """A piece of request bodies, stored once per session (see apps.proxy.bodies).
+
+    Exchanges of that session list block ids in their request_body; deletes sweep
+    the blocks no remaining exchange lists (apps.proxy.bodies.bodyblock_sweep).
+    """
+
+    scope = models.CharField(max_length=100)  # the session_id of the exchanges
+    digest = models.BinaryField(max_length=16)  # blake2b-128 of the raw bytes
+    data = models.BinaryField()  # the raw bytes in body_encode's stored form
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "digest"], name="bodyblock_scope_digest"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"block {self.pk} of {self.scope}"

@@ -20,7 +20,7 @@ from typing import Any
 import brotli
 import zstandard
 
-from apps.proxy.bodies import body_encode
+from apps.proxy.bodies import body_encode, body_encode_request
 from apps.proxy.models import Exchange
 from apps.proxy.pricing import Usage, usage_cost
 
@@ -452,12 +452,15 @@ def call_start_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]:
         "user_agent": header_value(headers, b"user-agent")[:500],
         "request_headers": headers_redact(headers, extra=redact),
         "request_size": len(call.request_body),
-        "request_body": body_encode(call.request_body),
     }
     facts = request_facts(call.request_body)
     if row["session_id"]:
         facts.pop("session_id", None)
     row.update(facts)
+    # Cut here, off the write transaction; services stores the session's blocks.
+    row["request_body"] = body_encode_request(
+        call.request_body, session_id=row["session_id"]
+    )
     return row
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
 from datetime import UTC, datetime
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 
 from apps.dashboard import api as stats_api
 from apps.dashboard import selectors
-from apps.proxy.bodies import body_encode
-from apps.proxy.models import Exchange
-from tests.factories import exchange_create
+from apps.proxy.bodies import body_block_ids, body_decode, body_encode
+from apps.proxy.models import BodyBlock, Exchange
+from tests.factories import bodyblock_faults, exchange_create, exchange_create_shared
 
 CHANGELIST = "/admin/proxy/exchange/"
 
@@ -144,6 +146,78 @@ def test_it_deletes_everything_matching_a_filter_after_confirming(admin_client):
     done = admin_client.post(filtered, {**form, "confirmed": "yes"})
     assert done.status_code == 302
     assert list(Exchange.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+# --- bodies stored as a session's shared blocks ------------------------------
+
+SESSION = "5e551011-0000-4000-8000-0000000000c1"
+
+
+def _session_of_ten() -> list[tuple[Exchange, bytes]]:
+    """Ten calls of one session, each re-sending the conversation, as recorded."""
+    turns, made = [], []
+    for hour in range(10):
+        text = f"turn {hour} <script>x</script> " + secrets.token_hex(300)
+        turns.append({"role": "user", "content": [{"type": "text", "text": text}]})
+        marked = json.loads(json.dumps(turns))
+        marked[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+        body = json.dumps({"model": "claude-sonnet-4-5", "messages": marked}).encode()
+        exchange = exchange_create_shared(
+            body=body, session_id=SESSION, started_at=_at(f"2026-11-20T{hour:02d}:00")
+        )
+        made.append((exchange, body))
+    assert all(body_block_ids(e.request_body) for e, _ in made)
+    return made
+
+
+def test_it_shows_a_body_stored_as_session_blocks(admin_client):
+    exchange, body = _session_of_ten()[4]
+    page = admin_client.get(f"/admin/proxy/exchange/{exchange.pk}/change/")
+    html = page.content.decode()
+    assert "turn 4 &lt;script&gt;x&lt;/script&gt;" in html
+    assert "<script>x</script>" not in html
+    detail = admin_client.get(f"/api/exchanges/{exchange.pk}").json()
+    assert detail["request_body"] == body.decode()
+
+
+def _delete_in_admin(client: Client, doomed: list[Exchange], how: str) -> None:
+    pks = [exchange.pk for exchange in doomed]
+    if how == "detail page":
+        for pk in pks:
+            client.post(f"/admin/proxy/exchange/{pk}/delete/", {"post": "yes"})
+    elif how == "delete selected":
+        client.post(CHANGELIST, {"action": "delete_selected", "post": "yes",
+                                 "_selected_action": pks, "index": 0})  # fmt: skip
+    elif how == "delete matching":
+        client.post(CHANGELIST, {"action": "delete_matching", "confirmed": "yes",
+                                 "_selected_action": pks, "index": 0})  # fmt: skip
+    else:
+        call_command("prune", "--before", "2026-11-20T05:00", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("how", "doomed"),
+    [
+        ("detail page", slice(4, 6)),
+        ("delete selected", slice(3, 7)),
+        ("delete matching", slice(2, 8)),
+        ("prune", slice(0, 5)),  # the start of a session the rest re-sends
+    ],
+)
+def test_it_deletes_part_of_a_session_and_every_survivor_still_reads(
+    admin_client, how, doomed
+):
+    session = _session_of_ten()
+    blocks = BodyBlock.objects.count()
+
+    _delete_in_admin(admin_client, [e for e, _ in session[doomed]], how)
+
+    survivors = [pair for pair in session if pair not in session[doomed]]
+    assert Exchange.objects.count() == len(survivors)
+    for exchange, body in survivors:
+        assert body_decode(Exchange.objects.get(pk=exchange.pk).request_body) == body
+    assert bodyblock_faults() == {"unlisted": set(), "missing": set()}
+    assert BodyBlock.objects.count() < blocks  # the deleted calls' own blocks went
 
 
 def test_it_manages_api_tokens_in_the_admin(admin_client, user):

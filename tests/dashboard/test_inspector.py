@@ -1,12 +1,16 @@
-"""Table-driven tests of the inspector's pure body -> view-model transforms."""
+"""The inspector: its pure body -> view-model transforms (tables of cases), and
+its page reading bodies stored as a session's shared blocks."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from django.urls import reverse
 
 from apps.dashboard import inspector
+from apps.proxy.bodies import body_block_ids
+from tests.factories import T0, exchange_create_shared
 
 
 @pytest.mark.parametrize(
@@ -339,3 +343,28 @@ def test_it_accepts_a_plain_string_system_prompt():
 def test_it_pretty_prints_raw_json_bodies(data, text, truncated):
     raw = inspector.raw_text(data)
     assert (raw["text"], raw["truncated"]) == (text, truncated)
+
+
+def test_it_opens_on_what_is_new_when_bodies_are_session_blocks(user_client):
+    session = "5e551011-0000-4000-8000-0000000000d1"
+    first = [_msg("user", {"type": "text", "text": "Fix the flaky test " * 30})]
+    second = [*first, _msg("assistant", {"type": "text", "text": "Done, all green."})]
+    made = []
+    for minute, messages in enumerate([first, second]):
+        body = json.dumps({"model": "claude-sonnet-4-5", "messages": messages})
+        made.append(
+            exchange_create_shared(
+                body=body.encode(),
+                session_id=session,
+                started_at=T0.replace(minute=minute),
+            )
+        )
+    assert all(body_block_ids(exchange.request_body) for exchange in made)
+    url = reverse("dashboard:exchange-detail", args=[made[1].pk])
+
+    html = user_client.get(url).content.decode()
+    raw = user_client.get(url, {"tab": "raw"}).content.decode()
+
+    assert 'id="m0"' not in html and 'id="m1"' in html  # m0 was sent before
+    assert "Done, all green." in html
+    assert "Fix the flaky test" in raw

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 
+from apps.proxy.bodies import body_row_stored, bodyblock_sweep
 from apps.proxy.models import Exchange
 from apps.proxy.services.calls import call_record_exchanges, call_unrelay
 
@@ -25,7 +26,8 @@ def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> No
             # INSERT OR IGNORE: a start re-read from the spill file after its
             # finish already created the row must not fail the batch.
             Exchange.objects.bulk_create(
-                [Exchange(**row) for row in inserts], ignore_conflicts=True
+                [Exchange(**body_row_stored(row)) for row in inserts],
+                ignore_conflicts=True,
             )
         for finish in finishes:
             exchange_finish(outcome=finish.outcome, start_row=finish.start_row)
@@ -39,7 +41,7 @@ def exchange_finish(
     """Complete a finished call's row, or create it whole if its start never landed."""
     fields = {key: value for key, value in outcome.items() if key != "uid"}
     if not Exchange.objects.filter(uid=outcome["uid"]).update(**fields):
-        Exchange.objects.create(**(start_row() | outcome))
+        Exchange.objects.create(**body_row_stored(start_row() | outcome))
 
 
 def exchange_abandon_stale(*, before_ts: float) -> int:
@@ -60,10 +62,11 @@ def exchange_abandon_stale(*, before_ts: float) -> int:
 def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
     """Delete the exchanges of a queryset in short batches; return how many.
 
-    The one way exchanges are deleted (admin actions, prune): the ledger forgets
-    the relay's side of their calls in the same transaction, so every figure
-    reflects the delete at once. Batches keep each write transaction short, so
-    the relay's recorder (one SQLite writer at a time) never waits long.
+    The one way exchanges are deleted (admin actions, prune): in the same
+    transaction the ledger forgets the relay's side of their calls, so every
+    figure reflects the delete at once, and the body blocks only they listed go.
+    Batches keep each write transaction short, so the relay's recorder (one
+    SQLite writer at a time) never waits long.
     """
     ids = queryset.order_by().values_list("pk", flat=True)
     deleted = 0
@@ -73,5 +76,11 @@ def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
             return deleted
         with transaction.atomic():
             call_unrelay(exchange_ids=batch)
-            count, _ = Exchange.objects.filter(pk__in=batch).delete()
+            doomed = Exchange.objects.filter(pk__in=batch)
+            scopes = set(
+                doomed.exclude(session_id="").values_list("session_id", flat=True)
+            )
+            count, _ = doomed.delete()
+            for scope in sorted(scopes):
+                bodyblock_sweep(scope=scope)
         deleted += count
