@@ -7,7 +7,6 @@ blocks (apps.indexing.rawlines); the FTS rows are inserted beside the entries.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,13 @@ from django.utils import timezone
 from apps.indexing import rawlines
 from apps.indexing.fts import fts_insert
 from apps.indexing.models import Entry, Project, Session, SourceFile
-from apps.indexing.parser import LineError, ParsedLine, history_parse, line_parse
+from apps.indexing.parser import (
+    LineError,
+    ParsedLine,
+    history_parse,
+    json_parse,
+    line_parse,
+)
 from apps.indexing.sources import FoundFile, transcript_identity
 from apps.indexing.txn import write_retry
 
@@ -213,10 +218,7 @@ class Batch:
     def _parse(self, line: bytes) -> ParsedLine:
         if self.found.kind == "transcript":
             return line_parse(line)
-        try:
-            data = json.loads(line.decode("utf-8", errors="replace"))
-        except ValueError as exc:
-            raise LineError(f"malformed JSON ({exc})") from None
+        data = json_parse(line.decode("utf-8", errors="replace"))
         if not isinstance(data, dict):
             raise LineError("not a JSON object")
         return history_parse(data)
