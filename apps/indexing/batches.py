@@ -185,8 +185,7 @@ class Batch:
         try:
             parsed = self._parse(line)
         except LineError as exc:
-            self.bad += 1
-            self.report.problem(self.found.path, self.line_no, str(exc), bad=True)
+            self._bad(str(exc))
             return
         if parsed.invalid_utf8:
             self.report.problem(
@@ -214,6 +213,16 @@ class Batch:
         if parsed.uuid:
             self.uuids[parsed.uuid] = self.line_no
         self._meta_note(parsed)
+
+    def skip(self, size: int, *, reason: str) -> None:
+        """Count a line of size bytes that is not read (too long) as bad."""
+        self.line_no += 1
+        self.offset_end += size + 1
+        self._bad(reason)
+
+    def _bad(self, reason: str) -> None:
+        self.bad += 1
+        self.report.problem(self.found.path, self.line_no, reason, bad=True)
 
     def _parse(self, line: bytes) -> ParsedLine:
         if self.found.kind == "transcript":

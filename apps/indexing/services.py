@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize
 from apps.indexing.models import Block, Entry, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
-from apps.indexing.sources import FoundFile, config_roots, files_scan
+from apps.indexing.sources import FoundFile, config_roots, files_scan, lines_read
 from apps.indexing.txn import write_retry
 from apps.indexing.wholefiles import wholefile_ingest
 
@@ -247,23 +248,17 @@ class _Run:
             session_pk=self.sessions.get(found.path),
         )
         expected, head = source.offset, source.head
+        limit = settings.CLAUDEMON_INDEX_MAX_LINE_MB * 1024 * 1024
         with open(found.path, "rb") as handle:
             handle.seek(source.offset)
-            pending = b""
-            while True:
-                chunk = handle.read(READ_CHUNK)
-                if not chunk:
-                    break
-                pending += chunk
-                cut = pending.rfind(b"\n")
-                if cut < 0:
-                    continue
-                for line in pending[:cut].split(b"\n"):
+            for line, size in lines_read(handle, limit=limit, chunk=READ_CHUNK):
+                if line is None:
+                    batch.skip(size, reason=_too_long(size, limit))
+                else:
                     batch.add(line)
-                    if batch.full(BATCH_ROWS, BATCH_BYTES):
-                        head = head or _head_of(found.path, batch.offset_end)
-                        expected = self._queue(batch, expected, head)
-                pending = pending[cut + 1 :]
+                if batch.full(BATCH_ROWS, BATCH_BYTES):
+                    head = head or _head_of(found.path, batch.offset_end)
+                    expected = self._queue(batch, expected, head)
         if batch.offset_end:
             head = head or _head_of(found.path, batch.offset_end)
         self._queue(batch, expected, head)
@@ -279,6 +274,13 @@ class _Run:
         self.report.entries_added += self.committer.flush()
         if self.progress:
             self.progress(self.report)
+
+
+def _too_long(size: int, limit: int) -> str:
+    return (
+        f"line of {size:,} bytes is over the {limit // 1024 // 1024} MB limit "
+        "(CLAUDEMON_INDEX_MAX_LINE_MB); skipped"
+    )
 
 
 def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> SourceFile:

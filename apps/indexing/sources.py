@@ -1,14 +1,16 @@
 """Where Claude Code keeps its data, and the files of it worth indexing.
 
-Read-only file-system walks, no database: a scan over thousands of unchanged files
-must cost only a directory walk and one stat per file.
+Read-only file-system walks and reads, no database: a scan over thousands of
+unchanged files must cost only a directory walk and one stat per file.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 
@@ -95,6 +97,37 @@ def _append(path: str, stat: os.stat_result, root: str, kind: str, found: list) 
             path, root, kind, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
         )
     )
+
+
+def lines_read(
+    handle: BinaryIO, *, limit: int, chunk: int
+) -> Iterator[tuple[bytes | None, int]]:
+    """Yield (line, size) per complete line, newline excluded; None for a longer one.
+
+    Memory stays under limit + 2 chunks whatever a line's length: an over-long line
+    is counted while it streams past, never held. A last line without its newline
+    (still being written) is left for the next pass.
+    """
+    pending, dropped = bytearray(), 0
+    while data := handle.read(chunk):
+        cut = data.rfind(b"\n")
+        ends = data[:cut].split(b"\n") if cut >= 0 else []
+        if ends:
+            size = dropped + len(pending) + len(ends[0])
+            if dropped or size > limit:
+                yield None, size
+            else:
+                yield (bytes(pending) + ends[0] if pending else ends[0]), size
+            pending, dropped = bytearray(), 0
+            for line in ends[1:]:
+                yield (line if len(line) <= limit else None), len(line)
+        rest = data[cut + 1 :]
+        if dropped:
+            dropped += len(rest)
+        else:
+            pending += rest
+            if len(pending) > limit:
+                pending, dropped = bytearray(), len(pending)
 
 
 def transcript_identity(path: str) -> tuple[str, bool, str]:

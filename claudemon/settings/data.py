@@ -78,8 +78,11 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Transcript index
-from claudemon.settings.env import env_list  # noqa: E402
+from claudemon.settings.env import env_int, env_list  # noqa: E402
 
 # Config roots to index (comma list); when set, replaces the discovery of
 # CLAUDE_CONFIG_DIR, ~/.claude and ${XDG_CONFIG_HOME:-~/.config}/claude.
 CLAUDEMON_CLAUDE_DIRS = env_list("CLAUDEMON_CLAUDE_DIRS", [])
+# A transcript line longer than this is skipped and reported as a bad line: the
+# indexer holds a few copies of each line it parses (a 200 MB line peaked at 715 MB).
+CLAUDEMON_INDEX_MAX_LINE_MB = env_int("CLAUDEMON_INDEX_MAX_LINE_MB", 32, minimum=1)

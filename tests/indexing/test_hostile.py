@@ -5,13 +5,16 @@ Each test writes a real ~/.claude-like tree under tmp and runs the real sync.
 
 from __future__ import annotations
 
-from io import StringIO
+import json
+import tracemalloc
+from io import BytesIO, StringIO
 
 import pytest
 from django.core.management import call_command
 
 from apps.indexing.models import Entry, SourceFile, Todo
 from apps.indexing.services import index_sync
+from apps.indexing.sources import lines_read
 
 pytestmark = pytest.mark.django_db
 
@@ -56,3 +59,45 @@ def test_it_reports_the_hostile_line_from_the_command(claude_tree):
     call_command("reindex", stdout=StringIO(), stderr=err)
     assert f"{t.path}:1: nested deeper than 200 levels" in err.getvalue()
     assert Entry.objects.get().type == "user"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"a\nbb\n", [(b"a", 1), (b"bb", 2)]),
+        (b"abcd\n\nx", [(b"abcd", 4), (b"", 0)]),  # "x" is still being written
+        (b"abcde\nab\n", [(None, 5), (b"ab", 2)]),
+        (b"ab\n" + b"z" * 11 + b"\nabcd\n", [(b"ab", 2), (None, 11), (b"abcd", 4)]),
+        (b"z" * 30 + b"\nok\n", [(None, 30), (b"ok", 2)]),
+        (b"ok\n" + b"z" * 30, [(b"ok", 2)]),
+    ],
+)
+def test_it_reads_lines_up_to_a_limit_in_chunks(data, expected):
+    for chunk in (1, 3, 64):
+        assert list(lines_read(BytesIO(data), limit=4, chunk=chunk)) == expected
+
+
+def test_it_skips_a_line_over_the_limit_in_bounded_memory(claude_tree, settings):
+    settings.CLAUDEMON_INDEX_MAX_LINE_MB = 1
+    t = claude_tree.transcript()
+    t.user("before the long line")
+    big = {"type": "user", "message": {"role": "user", "content": "x" * 40_000_000}}
+    line = json.dumps(big).encode()
+    t.write(line)
+    t.user("after the long line")
+
+    tracemalloc.start()
+    try:
+        report = index_sync()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 20_000_000  # the line is 40 MB: it streamed past, never held
+    assert report.bad_lines == 1
+    [problem] = report.problems
+    assert (problem.path, problem.line) == (str(t.path), 2)
+    assert f"line of {len(line):,} bytes is over the 1 MB limit" in problem.reason
+    assert [e.line_no for e in Entry.objects.order_by("line_no")] == [1, 3]
+    source = SourceFile.objects.get()
+    assert (source.offset, source.bad_lines) == (t.path.stat().st_size, 1)
