@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from django.utils import timezone as dj_timezone
 
@@ -22,10 +23,11 @@ from apps.indexing.txn import write_retry
 MAX_BYTES = 32 * 1024 * 1024
 
 
-def wholefile_ingest(*, found: FoundFile, source: SourceFile, report) -> None:
-    """Replace what a todo/task/plan file contributed with its current content."""
-    with open(found.path, "rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
+def wholefile_ingest(
+    *, found: FoundFile, source: SourceFile, report, handle: BinaryIO
+) -> None:
+    """Replace what a todo, task or plan file contributed with what handle reads."""
+    data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         report.problem(
             found.path, 0, f"larger than {MAX_BYTES} bytes; skipped", bad=True

@@ -13,8 +13,10 @@ import pytest
 from django.core.management import call_command
 
 from apps.indexing.models import Entry, SourceFile, Todo
+from apps.indexing.selectors import entry_search
 from apps.indexing.services import index_sync
 from apps.indexing.sources import lines_read
+from tests.indexing.conftest import conversation_write, unreadable
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +103,31 @@ def test_it_skips_a_line_over_the_limit_in_bounded_memory(claude_tree, settings)
     assert [e.line_no for e in Entry.objects.order_by("line_no")] == [1, 3]
     source = SourceFile.objects.get()
     assert (source.offset, source.bad_lines) == (t.path.stat().st_size, 1)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_it_keeps_the_history_of_files_it_cannot_read(claude_tree, full):
+    t = conversation_write(claude_tree)
+    todo = claude_tree.todo(t.session_id, [{"content": "ship it", "status": "done"}])
+    index_sync()
+    # Replaced (a new inode): even an incremental pass reads it from the start.
+    conversation_write(claude_tree).path.rename(t.path)
+    todo.write_text('[{"content": "ship it twice", "status": "done"}]')
+
+    with unreadable(t.path), unreadable(todo):
+        report = index_sync(full=full)
+
+    assert sorted((p.path, p.line) for p in report.problems) == [
+        (str(t.path), 0),
+        (str(todo), 0),
+    ]
+    assert Entry.objects.filter(source__path=str(t.path)).count() == 11
+    assert list(Todo.objects.values_list("content", flat=True)) == ["ship it"]
+    assert len(entry_search(query="alembic downgrade")) == 1
+    assert len(entry_search(query="ship")) == 1
+    assert "Permission denied" in report.problems[0].reason
+    assert "its indexed history is kept" in report.problems[0].reason
+
+    index_sync(full=full)  # readable again: read once more, nothing doubled
+    assert Entry.objects.filter(source__path=str(t.path)).count() == 11
+    assert list(Todo.objects.values_list("content", flat=True)) == ["ship it twice"]
