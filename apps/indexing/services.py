@@ -27,7 +27,13 @@ from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize
 from apps.indexing.models import Block, Entry, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
-from apps.indexing.sources import FoundFile, config_roots, files_scan, lines_read
+from apps.indexing.sources import (
+    FoundFile,
+    config_roots,
+    files_scan,
+    lines_read,
+    source_open,
+)
 from apps.indexing.txn import write_retry
 from apps.indexing.wholefiles import wholefile_ingest
 
@@ -232,7 +238,7 @@ class _Run:
         try:
             # Opened before anything is deleted: a file that cannot be read keeps
             # its indexed history (only --prune drops history).
-            with open(found.path, "rb") as handle:
+            with source_open(found.path) as handle:
                 source = self.fresh.get(found.path)
                 if source is None or source.offset:
                     source = _source_prepare(found, handle, self.full)

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from django.conf import settings
@@ -48,7 +49,12 @@ def config_roots() -> list[Path]:
 
 
 def files_scan(*, roots: list[Path]) -> list[FoundFile]:
-    """Return every indexable file below the roots with its identity and size."""
+    """Return every indexable file below the roots with its identity and size.
+
+    Symbolic links below a root are never followed (a root itself may be one): a
+    link in the Claude folder must not copy a file from elsewhere (a key, a
+    credentials JSON) into a searchable index.
+    """
     found: list[FoundFile] = []
     for root in roots:
         base = str(root)
@@ -68,6 +74,8 @@ def _walk(
     found: list[FoundFile],
     depth: int = 8,
 ) -> None:
+    if os.path.islink(folder):
+        return
     try:
         entries = list(os.scandir(folder))
     except OSError:  # missing, unreadable, or vanished mid-walk
@@ -77,18 +85,24 @@ def _walk(
             if item.is_dir(follow_symlinks=False):
                 if depth > 0:
                     _walk(item.path, root, kind, suffix, found, depth - 1)
-            elif item.name.endswith(suffix) and item.is_file():
-                _append(item.path, item.stat(), root, kind, found)
+            elif item.name.endswith(suffix) and item.is_file(follow_symlinks=False):
+                _append(item.path, item.stat(follow_symlinks=False), root, kind, found)
         except OSError:
             continue
 
 
 def _add(path: str, root: str, kind: str, found: list[FoundFile]) -> None:
     try:
-        stat = os.stat(path)
+        stat = os.lstat(path)
     except OSError:
         return
-    _append(path, stat, root, kind, found)
+    if S_ISREG(stat.st_mode):
+        _append(path, stat, root, kind, found)
+
+
+def source_open(path: str) -> BinaryIO:
+    """Open a found file for reading, refusing a symbolic link put there since."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
 
 def _append(path: str, stat: os.stat_result, root: str, kind: str, found: list) -> None:

@@ -15,8 +15,8 @@ from django.core.management import call_command
 from apps.indexing.models import Entry, SourceFile, Todo
 from apps.indexing.selectors import entry_search
 from apps.indexing.services import index_sync
-from apps.indexing.sources import lines_read
-from tests.indexing.conftest import conversation_write, unreadable
+from apps.indexing.sources import lines_read, source_open
+from tests.indexing.conftest import ClaudeTree, conversation_write, unreadable
 
 pytestmark = pytest.mark.django_db
 
@@ -131,3 +131,31 @@ def test_it_keeps_the_history_of_files_it_cannot_read(claude_tree, full):
     index_sync(full=full)  # readable again: read once more, nothing doubled
     assert Entry.objects.filter(source__path=str(t.path)).count() == 11
     assert list(Todo.objects.values_list("content", flat=True)) == ["ship it twice"]
+
+
+def test_it_follows_no_symlink_out_of_the_claude_folder(claude_tree, tmp_path):
+    outside = tmp_path / "elsewhere"
+    secret = ClaudeTree(outside).transcript(cwd="/home/me/secret")
+    secret.user("the hunter2 password")
+    (outside / "key.json").write_text('[{"content": "hunter2 key", "status": "x"}]')
+    (outside / "notes.md").write_text("hunter2 notes")
+    mine = conversation_write(claude_tree)
+    root = claude_tree.root
+    (root / "todos").mkdir()
+    links = {
+        mine.path.parent / "linked.jsonl": secret.path,
+        root / "projects" / "linked-folder": secret.path.parent,
+        root / "todos" / "s-agent-s.json": outside / "key.json",
+        root / "plans": outside,
+        root / "history.jsonl": secret.path,
+    }
+    for link, target in links.items():
+        link.symlink_to(target)
+
+    report = index_sync()
+
+    assert report.files_scanned == 1
+    assert list(SourceFile.objects.values_list("path", flat=True)) == [str(mine.path)]
+    assert entry_search(query="hunter2") == []
+    with pytest.raises(OSError):  # a link swapped in between scan and read
+        source_open(str(mine.path.parent / "linked.jsonl"))
