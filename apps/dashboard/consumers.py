@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.dashboard import page_selectors, page_state
+from apps.indexing.schemas import ID_MAX
 from apps.proxy.models import Exchange
 
 POLL_SECONDS = 0.35
@@ -85,7 +86,8 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
 
 
 def _int(value: str) -> int:
+    """Return an id from the query string, clamped to SQLite's integer range."""
     try:
-        return max(0, int(value))
+        return min(max(0, int(value)), ID_MAX)
     except ValueError:
         return 0

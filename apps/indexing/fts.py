@@ -10,8 +10,9 @@ Invariants:
   Nothing outside this module and the migrations names the table.
 - User text reaches MATCH only through fts_query_escape(): every token is quoted
   (so AND/OR/NOT/NEAR, column names, brackets, `-`, `^` and `:` are literal words),
-  quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, and
-  input with no searchable token yields '' (the caller returns no results).
+  quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, a
+  NUL is a space, and input with no searchable token yields '' (the caller
+  returns no results).
   https://www.sqlite.org/fts5.html#full_text_query_syntax
 - Raw FTS5 syntax runs only when a caller passes raw=True; its syntax errors raise
   FtsQueryError with SQLite's message. Escaped queries never raise.
@@ -47,7 +48,7 @@ class FtsQueryError(ValueError):
 def fts_query_escape(text: str) -> str:
     """Return a safe MATCH expression: all words required, phrases, `word*` prefixes."""
     terms: list[str] = []
-    for phrase, _closing, star, word in _TOKEN.findall(text or ""):
+    for phrase, _closing, star, word in _TOKEN.findall(_no_nul(text)):
         body, prefix = (phrase, star) if not word else _split_prefix(word)
         words = [w for w in body.split() if any(c.isalnum() for c in w)]
         if not words:
@@ -209,6 +210,13 @@ class _RawTerms:
             self.at += 1
 
 
+def _no_nul(text: str | None) -> str:
+    """Return text with every NUL turned into a space."""
+    # FTS5 reads a query as a C string: a NUL inside a quoted term ends the query
+    # there ("unterminated string").
+    return (text or "").replace("\x00", " ")
+
+
 def _split_prefix(word: str) -> tuple[str, str]:
     stripped = word.rstrip("*")
     return stripped, "*" if stripped != word else ""
@@ -216,7 +224,7 @@ def _split_prefix(word: str) -> tuple[str, str]:
 
 def fts_tool_filter(tool: str) -> str:
     """Return a MATCH clause restricting hits to entries that used the named tool."""
-    words = [w for w in tool.split() if any(c.isalnum() for c in w)]
+    words = [w for w in _no_nul(tool).split() if any(c.isalnum() for c in w)]
     if not words:
         return ""
     quoted = " ".join(words)[:MAX_TERM_CHARS].replace('"', '""')
