@@ -4,16 +4,20 @@ Three gates, one rule (anonymous gets nothing but /health and the login page):
 - pages: LoginRequiredMiddleware (below) redirects anonymous users to /login/;
 - API operations: the NinjaAPI's auth list, session (CSRF-checked for unsafe
   methods) or `Authorization: Bearer <token>`; anonymous gets 401 JSON;
-- the live feed: apps.dashboard.routing closes anonymous websockets (4401).
+- the live feed: apps.dashboard.routing closes anonymous websockets (4401), and
+  the feed closes itself (4401) once its session no longer logs in its user.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -77,6 +81,17 @@ class BearerTokenAuth(HttpBearer):
         if user is not None:
             request.user = user
         return user
+
+
+def session_login_valid(*, session_key: str | None, user: Any) -> bool:
+    """Return whether a session still logs in user, as Django would read it now."""
+    if not session_key or not getattr(user, "is_authenticated", False):
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    # get_user reads the session's user id and backend, loads the user and checks
+    # the session's password hash: logged out, expired or re-passworded is anonymous.
+    current = get_user(SimpleNamespace(session=store))
+    return current.is_authenticated and current.pk == user.pk
 
 
 def api_auth() -> list:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -46,3 +48,21 @@ def test_it_streams_despite_ids_beyond_sqlite_integers(user_client):
 
     created, received = async_to_sync(run)()
     assert received == created
+
+
+def test_it_closes_once_the_session_logs_out(user_client):
+    async def run() -> dict:
+        feed = _feed(user_client, "after=0")
+        assert (await feed.connect())[0]
+        first = await database_sync_to_async(exchange_create)()
+        assert await _next_row_id(feed) == first.pk
+        await database_sync_to_async(user_client.post)("/logout/")
+        await database_sync_to_async(exchange_create)()
+        message = await feed.receive_output(timeout=WAIT)
+        await feed.wait()
+        return message
+
+    message = async_to_sync(run)()
+    assert message == {"type": "websocket.close", "code": routing.CLOSE_UNAUTHORIZED}, (
+        json.dumps(message)[:200]
+    )
