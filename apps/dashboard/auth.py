@@ -6,6 +6,8 @@ Three gates, one rule (anonymous gets nothing but /health and the login page):
   methods) or `Authorization: Bearer <token>`; anonymous gets 401 JSON;
 - the live feed: apps.dashboard.routing closes anonymous websockets (4401), and
   the feed closes itself (4401) once its session no longer logs in its user.
+Passwords are checked by ThrottledModelBackend (a lockout after repeated
+failures) and must pass Django's password validators (settings/data.py).
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth import middleware as auth_middleware
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from apps.dashboard import services
+from apps.dashboard.selectors.logins import login_throttled
 
 _API_NAMESPACE = "api"
 # The API root only raises 404 (ninja's placeholder); treat it like a page.
@@ -81,6 +88,69 @@ class BearerTokenAuth(HttpBearer):
         if user is not None:
             request.user = user
         return user
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's ModelBackend, refusing a username or an address after too many
+    recent failures (CLAUDEMON_LOGIN_FAILURES in CLAUDEMON_LOGIN_WINDOW_MINUTES).
+
+    Every password check goes through here (the login page, the admin's login),
+    and the failures are rows in the shared database, so the count holds across
+    processes and restarts. A throttled attempt is refused before the password is
+    checked and is not counted: an attacker gets at most the allowance per window.
+    """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        name = username or kwargs.get(get_user_model().USERNAME_FIELD) or ""
+        address = request.META.get("REMOTE_ADDR", "") if request else ""
+        if login_throttled(username=name, address=address):
+            if request is not None:
+                request.login_throttled = True  # for LoginForm's message
+            return None
+        user = super().authenticate(request, username, password, **kwargs)
+        if user is None:
+            services.login_failure_record(username=name, address=address)
+        else:
+            services.login_failures_clear(username=name)
+        return user
+
+    async def aauthenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # ModelBackend's own async path checks the password without the throttle.
+        check = sync_to_async(self.authenticate)
+        return await check(request, username, password, **kwargs)
+
+
+class LoginForm(AuthenticationForm):
+    """The login form, saying so when the throttle refused the attempt."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Wrong username or password.",
+        "throttled": "Too many failed logins for this account or address; "
+        "try again later.",
+    }
+
+    def clean(self) -> dict:
+        try:
+            return super().clean()
+        except ValidationError:
+            if getattr(self.request, "login_throttled", False):
+                raise ValidationError(
+                    self.error_messages["throttled"], code="throttled"
+                ) from None
+            raise
 
 
 def session_login_valid(*, session_key: str | None, user: Any) -> bool:
