@@ -16,8 +16,9 @@ class IndexingConfig(AppConfig):
 def _sql_functions_register(
     sender: object, connection: object, **kwargs: object
 ) -> None:
-    """Give SQLite indexing_text(): the FTS5 content view and triggers read an
-    entry's text from its compressed block with it."""
+    """Give SQLite indexing_text(): an entry's text from its compressed block."""
+    # Only migrations 0003-0006 (and going back past 0010) use it: since 0010 no
+    # view or trigger does, so other programs can use the database file.
     if getattr(connection, "vendor", "") != "sqlite":
         return
     from apps.indexing.rawlines import block_text

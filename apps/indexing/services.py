@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.indexing.batches import Batch, Committer, sessions_ensure
-from apps.indexing.fts import fts_optimize
+from apps.indexing.fts import fts_optimize, fts_stale_apply, fts_stale_count
 from apps.indexing.models import Block, Entry, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
 from apps.indexing.sources import (
@@ -114,6 +114,10 @@ def index_sync(
     report = SyncReport()
     started = time.monotonic()
     with index_lock(wait=wait, on_wait=on_wait):
+        # Entries deleted by another program (sqlite3, a backup script) leave the
+        # index here, in short transactions.
+        while fts_stale_count() and write_retry(fts_stale_apply):
+            pass
         found = files_scan(roots=config_roots() if roots is None else roots)
         report.files_scanned = len(found)
         known = {
@@ -331,18 +335,23 @@ def _head_of(handle: BinaryIO, length: int) -> str:
 
 
 def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
-    """Delete a source's entries in short transactions (triggers update the FTS)."""
+    """Delete a source's entries, then its blocks, in short transactions."""
     deleted = 0
     while True:
         rows = Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)
         ids = list(rows[:chunk])
         if not ids:
-            # Blocks after entries: the FTS delete trigger reads an entry's text
-            # from its block.
             write_retry(lambda: Block.objects.filter(source_id=source_pk).delete())
             return deleted
-        write_retry(lambda ids=ids: Entry.objects.filter(id__in=ids).delete())
+        write_retry(lambda ids=ids: _entries_remove(ids))
         deleted += len(ids)
+
+
+def _entries_remove(ids: list[int]) -> None:
+    # Their tombstones leave the index at once, while their blocks still exist
+    # (no block is then copied aside).
+    Entry.objects.filter(id__in=ids).delete()
+    fts_stale_apply(limit=len(ids))
 
 
 def _missing_mark(
