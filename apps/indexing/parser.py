@@ -9,6 +9,7 @@ kept with no searchable text, never rejected.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -101,7 +102,17 @@ def json_parse(text: str) -> Any:
         raise LineError(f"malformed JSON ({str(exc).split(';')[0]})") from None
     if text.count("[") + text.count("{") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
         raise LineError(f"nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text):
+        # JSON may escape a lone UTF-16 surrogate (\ud800); Python decodes it to a
+        # str that cannot be encoded as UTF-8, which SQLite and every page need.
+        # The stored line keeps it as written; the decoded values get U+FFFD.
+        dumped = json.dumps(data, ensure_ascii=False)
+        data = json.loads(_SURROGATE.sub("\ufffd", dumped))
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # decoded pairs are one character
 
 
 def _depth(value: Any) -> int:

@@ -53,6 +53,18 @@ def test_it_skips_a_huge_integer_and_a_deep_line_and_indexes_the_rest(claude_tre
     assert not Todo.objects.exists()
 
 
+def test_it_indexes_a_line_with_a_lone_surrogate(claude_tree):
+    t = claude_tree.transcript()
+    t.user("before")
+    t.write(rb'{"type": "user", "uuid": "u\ud800", "message": {"role": "user",'
+            rb' "content": "lone \udc00 surrogate"}}')  # fmt: skip
+    t.user("after")
+    report = index_sync()
+    assert (report.entries_added, report.bad_lines) == (3, 0)
+    [hit] = entry_search(query="surrogate")
+    assert hit.uuid == "u\ufffd"
+
+
 def test_it_reports_the_hostile_line_from_the_command(claude_tree):
     t = claude_tree.transcript()
     t.write(DEEP)

@@ -209,6 +209,16 @@ def test_it_keeps_brackets_inside_strings_and_ordinary_nesting() -> None:
     assert line_parse(_line(record)).text == text
 
 
+def test_it_replaces_lone_surrogates_and_keeps_escaped_pairs() -> None:
+    raw = (
+        b'{"type": "user", "uuid": "u\\ud800", "message": {"role": "user",'
+        b' "content": "lone \\udc00 \\ud83d\\ude00"}}'
+    )
+    parsed = line_parse(raw)
+    assert (parsed.uuid, parsed.text) == ("u\ufffd", "lone \ufffd \U0001f600")
+    parsed.text.encode("utf-8")  # SQLite and every page can take it
+
+
 def test_it_keeps_lines_with_invalid_utf8() -> None:
     raw = b'{"type": "user", "message": {"role": "user", "content": "caf\xe9 ok"}}'
     parsed = line_parse(raw)
