@@ -14,6 +14,8 @@ function: indexing_text". Now:
   exclude them.
 - Text and tools of an entry are written once; a trigger refuses to change them.
 The index is filled here from the blocks, read with a frozen copy of their layout.
+Migrations 0003 and 0005 register the indexing_text() their SQL needs themselves;
+no connection gets it any more.
 https://www.sqlite.org/fts5.html#contentless_tables
 """
 
@@ -184,10 +186,19 @@ def _texts(data: bytes) -> list[str]:
     return texts
 
 
+def _old_function_register(apps, schema_editor) -> None:
+    """Going back: give this connection the indexing_text() the old index reads."""
+
+    def text(block_id: int, data: bytes, slot: int) -> str:
+        return _at(_texts(data), slot) if data is not None else ""
+
+    schema_editor.connection.connection.create_function("indexing_text", 3, text)
+
+
 class Migration(migrations.Migration):
     dependencies = [("indexing", "0009_call_request_id")]
 
     operations = [
         migrations.RunSQL(sql=DROP_OLD + CREATE_NEW, reverse_sql=DROP_NEW + CREATE_OLD),
-        migrations.RunPython(_index_fill, migrations.RunPython.noop),
+        migrations.RunPython(_index_fill, _old_function_register),
     ]
