@@ -78,11 +78,19 @@ async def _export_lines(
         after = (rows[-1]["started_at"], rows[-1]["id"])
 
 
+# A spreadsheet runs a cell starting with one of these as a formula; recorded
+# paths, models and ids come from whoever called the relay. OWASP's remedy: a
+# leading ' makes it text. https://owasp.org/www-community/attacks/CSV_Injection
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
         return json.dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
     return "" if value is None else value
 
 

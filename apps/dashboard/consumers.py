@@ -19,6 +19,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.dashboard import page_selectors, page_state
+from apps.dashboard.auth import session_login_valid
+from apps.indexing.schemas import ID_MAX
 from apps.proxy.models import Exchange
 
 POLL_SECONDS = 0.35
@@ -50,6 +52,11 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
 
     async def _poll_forever(self) -> None:
         while True:
+            # The scope's user was read once, at the handshake: a logout (or a
+            # password change, or an expired session) must end the feed too.
+            if not await self._still_logged_in():
+                await self.close(code=CLOSE_UNAUTHORIZED)
+                return
             try:
                 rows = await self._changes()
             except DatabaseError:  # e.g. locked by a long write: try next tick
@@ -58,6 +65,12 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             if rows:
                 await self.send(text_data=json.dumps({"rows": rows}))
             await asyncio.sleep(POLL_SECONDS)
+
+    @database_sync_to_async
+    def _still_logged_in(self) -> bool:
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        return session_login_valid(session_key=key, user=self.scope.get("user"))
 
     @database_sync_to_async
     def _changes(self) -> list[dict]:
@@ -85,7 +98,8 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
 
 
 def _int(value: str) -> int:
+    """Return an id from the query string, clamped to SQLite's integer range."""
     try:
-        return max(0, int(value))
+        return min(max(0, int(value)), ID_MAX)
     except ValueError:
         return 0

@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from apps.indexing.parser import LineError, json_parse
+
 LONG_LINES = 30  # tool output beyond this many lines is folded
 LONG_CHARS = 3000
 RAW_LIMIT = 1_000_000  # raw bodies above this are shown truncated
@@ -25,12 +27,16 @@ _SEGMENTS = re.compile(
 
 
 def json_load(data: bytes | None) -> Any:
-    """Return the parsed JSON of a body, or None when it is absent or not JSON."""
+    """Return the parsed JSON of a body, or None when it is absent or not JSON.
+
+    Bounded like the indexer's lines: a body nested deeper than the transforms
+    below can walk is shown as raw text only, never a RecursionError.
+    """
     if not data:
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return json_parse(data.decode("utf-8"))
+    except (LineError, UnicodeDecodeError):
         return None
 
 
@@ -201,18 +207,24 @@ def text_segments(text: str) -> list[dict]:
 
 
 def image_source(source: Any) -> dict:
-    """Return {src} (a data: URI) for a base64 image, else {url} or {problem}."""
+    """Return {src} (a data: URI) for a base64 image, else {url} or {problem}.
+
+    Every key is always present (empty when not the case): a template reading a
+    missing key in a filter argument raises, which made an SVG a 500.
+    """
+    shown = {"src": "", "url": "", "problem": "", "media_type": ""}
     if not isinstance(source, dict):
-        return {"problem": "image without a source"}
+        return {**shown, "problem": "image without a source"}
     if source.get("type") == "url":
-        return {"url": str(source.get("url", ""))}
-    media_type = source.get("media_type")
+        return {**shown, "url": str(source.get("url", ""))}
+    media_type = str(source.get("media_type", ""))[:100]
     data = source.get("data")
     if source.get("type") != "base64" or media_type not in _IMAGE_TYPES:
-        return {"problem": f"image of type {media_type!r} not shown"}
+        return {**shown, "problem": f"image of type {media_type!r} not shown"}
     if not isinstance(data, str) or not _BASE64.match(data):
-        return {"problem": "image data is not base64"}
-    return {"src": f"data:{media_type};base64,{data}", "media_type": media_type}
+        return {**shown, "problem": "image data is not base64"}
+    src = f"data:{media_type};base64,{data}"
+    return {**shown, "src": src, "media_type": media_type}
 
 
 def tool_call_view(block: dict) -> dict:

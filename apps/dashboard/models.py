@@ -1,4 +1,5 @@
-"""API tokens: per-user bearer credentials for scripts, stored only as a hash."""
+"""API tokens (per-user bearer credentials for scripts, stored only as a hash),
+failed logins kept for the login throttle, and the stats rollups."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         label = self.name or "token"
         return f"{label} ({self.prefix}...) of {self.user}"
+
+
+class LoginFailure(models.Model):
+    """A failed login, kept while it counts towards the throttle (auth.py)."""
+
+    username = models.CharField(max_length=150)  # lowercased, as typed
+    address = models.CharField(max_length=64)  # the client's IP address
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "at"], name="loginfailure_user"),
+            models.Index(fields=["address", "at"], name="loginfailure_address"),
+            models.Index(fields=["at"], name="loginfailure_at"),
+        ]
 
 
 # --- the ledger's rollups ------------------------------------------------------

@@ -2,11 +2,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from apps.dashboard import views, views_transcripts
+from apps.dashboard.auth import LoginForm
 
 app_name = "dashboard"
 urlpatterns = [
     path("health", views.health, name="health"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(authentication_form=LoginForm),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("live/", views.live, name="live"),
     path("requests/", views.requests_list, name="exchange-list"),

@@ -298,7 +298,9 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
     since, until = _day(query.get("from", "")), _day(query.get("to", ""))
     for name in ("from", "to"):
         if query.get(name) and _day(query.get(name, "")) is None:
-            problems.append(f"'{name}' must be a date like 2026-11-20.")
+            problems.append(
+                f"'{name}' must be a date like 2026-11-20, from 1970 to 2998."
+            )
     role = query.get("role", "")
     if role and role not in dict(ROLES):
         problems.append(f"Unknown role {role[:40]!r}: any role is searched.")
@@ -333,10 +335,13 @@ def _search_run(form: dict) -> tuple[list, str]:
 
 
 def _day(text: str) -> date | None:
+    """Return the date in text, or None when absent, malformed or out of range."""
     try:
-        return date.fromisoformat(text) if text else None
+        day = date.fromisoformat(text) if text else None
     except ValueError:
         return None
+    # The range keeps 'to' + 1 day, and any zone's midnight in UTC, from overflowing.
+    return day if day and 1970 <= day.year <= 2998 else None
 
 
 def _at(day: date | None, zone: tzinfo) -> datetime | None:

@@ -7,7 +7,6 @@ blocks (apps.indexing.rawlines); the FTS rows are inserted beside the entries.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,13 @@ from django.utils import timezone
 from apps.indexing import rawlines
 from apps.indexing.fts import fts_insert
 from apps.indexing.models import Entry, Project, Session, SourceFile
-from apps.indexing.parser import LineError, ParsedLine, history_parse, line_parse
+from apps.indexing.parser import (
+    LineError,
+    ParsedLine,
+    history_parse,
+    json_parse,
+    line_parse,
+)
 from apps.indexing.sources import FoundFile, transcript_identity
 from apps.indexing.txn import write_retry
 
@@ -182,8 +187,7 @@ class Batch:
         try:
             parsed = self._parse(line)
         except LineError as exc:
-            self.bad += 1
-            self.report.problem(self.found.path, self.line_no, str(exc), bad=True)
+            self._bad(str(exc))
             return
         if parsed.invalid_utf8:
             self.report.problem(
@@ -212,13 +216,20 @@ class Batch:
             self.uuids[parsed.uuid] = self.line_no
         self._meta_note(parsed)
 
+    def skip(self, size: int, *, reason: str) -> None:
+        """Count a line of size bytes that is not read (too long) as bad."""
+        self.line_no += 1
+        self.offset_end += size + 1
+        self._bad(reason)
+
+    def _bad(self, reason: str) -> None:
+        self.bad += 1
+        self.report.problem(self.found.path, self.line_no, reason, bad=True)
+
     def _parse(self, line: bytes) -> ParsedLine:
         if self.found.kind == "transcript":
             return line_parse(line)
-        try:
-            data = json.loads(line.decode("utf-8", errors="replace"))
-        except ValueError as exc:
-            raise LineError(f"malformed JSON ({exc})") from None
+        data = json_parse(line.decode("utf-8", errors="replace"))
         if not isinstance(data, dict):
             raise LineError("not a JSON object")
         return history_parse(data)

@@ -1,17 +1,25 @@
 """Every FTS5 statement of the project, and the one way user text reaches MATCH.
 
 Invariants:
-- indexing_entry_fts is an external-content FTS5 table over the view
-  indexing_entry_fts_source (each entry's text, read from its Block by the SQL
-  function indexing_text(), and its tools), rowid = indexing_entry.id. Entries are
-  created only by apps.indexing.batches.entries_insert, which calls fts_insert()
-  for the same rows in the same transaction; the triggers of migration 0005 follow
-  every delete and update, whoever makes it (entries before their blocks).
-  Nothing outside this module and the migrations names the table.
+- indexing_entry_fts is a contentless FTS5 table (content=''): each entry's text
+  lives once, compressed in its Block, and the index holds only postings, rowid =
+  indexing_entry.id. Entries are created only by apps.indexing.batches.
+  entries_insert, which calls fts_insert() for the same rows in the same
+  transaction. Their text and tools are never updated (a trigger refuses it).
+- No trigger or view needs a function of ours (migration 0010): a backup script,
+  the sqlite3 shell or datasette can read, delete and VACUUM the file. Removing a
+  row from a contentless index needs its exact text, which SQL alone cannot
+  unpack, so a delete, whoever makes it, queues a tombstone in
+  indexing_fts_stale (the entry's block is copied to indexing_fts_stale_block
+  if the block goes first); fts_stale_apply() removes them from the index, at
+  the start of every index_sync and right after the indexer's own deletes.
+  Queued rows are already invisible: searches and counts exclude them.
+  Nothing outside this module and the migrations names these tables.
 - User text reaches MATCH only through fts_query_escape(): every token is quoted
   (so AND/OR/NOT/NEAR, column names, brackets, `-`, `^` and `:` are literal words),
-  quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, and
-  input with no searchable token yields '' (the caller returns no results).
+  quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, a
+  NUL is a space, and input with no searchable token yields '' (the caller
+  returns no results).
   https://www.sqlite.org/fts5.html#full_text_query_syntax
 - Raw FTS5 syntax runs only when a caller passes raw=True; its syntax errors raise
   FtsQueryError with SQLite's message. Escaped queries never raise.
@@ -32,6 +40,8 @@ from datetime import datetime
 
 from django.db import DatabaseError, connection
 
+from apps.indexing.rawlines import block_text
+
 TABLE = "indexing_entry_fts"
 RANK_WINDOW = 1000
 MAX_TERMS = 32
@@ -47,7 +57,7 @@ class FtsQueryError(ValueError):
 def fts_query_escape(text: str) -> str:
     """Return a safe MATCH expression: all words required, phrases, `word*` prefixes."""
     terms: list[str] = []
-    for phrase, _closing, star, word in _TOKEN.findall(text or ""):
+    for phrase, _closing, star, word in _TOKEN.findall(_no_nul(text)):
         body, prefix = (phrase, star) if not word else _split_prefix(word)
         words = [w for w in body.split() if any(c.isalnum() for c in w)]
         if not words:
@@ -209,6 +219,13 @@ class _RawTerms:
             self.at += 1
 
 
+def _no_nul(text: str | None) -> str:
+    """Return text with every NUL turned into a space."""
+    # FTS5 reads a query as a C string: a NUL inside a quoted term ends the query
+    # there ("unterminated string").
+    return (text or "").replace("\x00", " ")
+
+
 def _split_prefix(word: str) -> tuple[str, str]:
     stripped = word.rstrip("*")
     return stripped, "*" if stripped != word else ""
@@ -216,7 +233,7 @@ def _split_prefix(word: str) -> tuple[str, str]:
 
 def fts_tool_filter(tool: str) -> str:
     """Return a MATCH clause restricting hits to entries that used the named tool."""
-    words = [w for w in tool.split() if any(c.isalnum() for c in w)]
+    words = [w for w in _no_nul(tool).split() if any(c.isalnum() for c in w)]
     if not words:
         return ""
     quoted = " ".join(words)[:MAX_TERM_CHARS].replace('"', '""')
@@ -238,6 +255,7 @@ def fts_search(
     """Return (entry id, bm25 rank) for one page of hits, best first."""
     where, params = _filter_sql(filters)
     join = "JOIN indexing_entry e ON e.id = f.rowid" if where else ""
+    where += _LIVE
     # bm25 costs a few microseconds per matching row: rank only the most recent
     # RANK_WINDOW matches (all of them for any but very common words). FTS5 walks
     # matches in rowid order cheaply, and a rowid bound is pushed into the index.
@@ -257,6 +275,11 @@ def fts_search(
         (row[0], row[1])
         for row in _run(ranked_sql, [match, *params, limit, offset], raw=raw)
     ]
+
+
+STALE = "indexing_fts_stale"
+# Tombstones: deleted entries whose postings fts_stale_apply has not removed yet.
+_LIVE = f" AND f.rowid NOT IN (SELECT entry_id FROM {STALE})"
 
 
 def _filter_sql(filters: FtsFilters) -> tuple[str, list]:
@@ -306,10 +329,49 @@ def fts_insert(*, rows: list[tuple[int, str, str]]) -> None:
         )
 
 
-def fts_rebuild() -> None:
-    """Rebuild the whole FTS index from indexing_entry (repairs any drift)."""
+def fts_stale_count() -> int:
+    """Return how many deleted entries still wait to leave the index."""
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')")
+        cursor.execute(f"SELECT count(*) FROM {STALE}")
+        return cursor.fetchone()[0]
+
+
+def fts_stale_apply(*, limit: int = 5000) -> int:
+    """Remove up to limit deleted entries from the index; return how many.
+
+    Call inside a write transaction. A tombstone whose text is lost (its block
+    and the block's copy both gone) stays: the index keeps excluding it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_STALE_SQL, [limit])
+        rows = cursor.fetchall()
+        cursor.executemany(
+            f"INSERT INTO {TABLE}({TABLE}, rowid, text, tools) "
+            "VALUES ('delete', %s, %s, %s)",
+            [(i, block_text(b, data, slot), tools) for i, b, slot, tools, data in rows],
+        )
+        cursor.executemany(
+            f"DELETE FROM {STALE} WHERE entry_id = %s", [(row[0],) for row in rows]
+        )
+        cursor.execute(_STALE_BLOCKS_FORGET)
+    return len(rows)
+
+
+_STALE_SQL = f"""
+SELECT s.entry_id, s.block_id, s.slot, s.tools, coalesce(b.data, k.data)
+FROM {STALE} s
+LEFT JOIN indexing_block b ON b.id = s.block_id
+LEFT JOIN {STALE}_block k ON k.id = s.block_id
+WHERE b.id IS NOT NULL OR k.id IS NOT NULL
+ORDER BY s.block_id LIMIT %s
+"""
+# A copied block is kept while a tombstone or a (not yet deleted) entry needs it.
+_STALE_BLOCKS_FORGET = f"""
+DELETE FROM {STALE}_block
+WHERE NOT EXISTS (SELECT 1 FROM {STALE} s WHERE s.block_id = {STALE}_block.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM indexing_entry e WHERE e.block_id = {STALE}_block.id)
+"""
 
 
 def fts_optimize() -> None:
@@ -319,22 +381,50 @@ def fts_optimize() -> None:
 
 
 def fts_integrity_check() -> None:
-    """Raise DatabaseError when the index and indexing_entry disagree."""
+    """Raise DatabaseError when the index is damaged or disagrees with the entries."""
     with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('integrity-check')")
+        # A contentless index cannot compare itself with its content: list the
+        # rowids its postings name instead (fts5vocab, one row per occurrence).
         cursor.execute(
-            f"INSERT INTO {TABLE}({TABLE}, rank) VALUES ('integrity-check', 1)"
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{TABLE}_terms "
+            f"USING fts5vocab(main, {TABLE}, instance)"
+        )
+        cursor.execute(_DRIFT_SQL)
+        orphans, missing = cursor.fetchone()
+    if orphans or missing:
+        raise DatabaseError(
+            f"FTS index drift: {orphans} indexed rowids without an entry, "
+            f"{missing} entries not indexed"
         )
 
 
+_DRIFT_SQL = f"""
+SELECT
+  (SELECT count(*) FROM (
+       SELECT doc AS id FROM temp.{TABLE}_terms UNION SELECT id FROM {TABLE}_docsize
+   ) AS x
+   WHERE x.id NOT IN (SELECT id FROM indexing_entry)
+     AND x.id NOT IN (SELECT entry_id FROM {STALE})),
+  (SELECT count(*) FROM indexing_entry
+   WHERE id NOT IN (SELECT id FROM {TABLE}_docsize))
+"""
+
+
 def fts_match_count(*, match: str) -> int:
-    """Return how many entries a MATCH expression finds (for checks and tests)."""
+    """Return how many live entries a MATCH expression finds (for checks, tests)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {TABLE} MATCH %s", [match])
+        cursor.execute(
+            f"SELECT count(*) FROM {TABLE} f WHERE {TABLE} MATCH %s {_LIVE}", [match]
+        )
         return cursor.fetchone()[0]
 
 
 def fts_row_count() -> int:
-    """Return the number of rows the FTS index holds."""
+    """Return the number of live entries the FTS index holds."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {TABLE}_docsize")
+        cursor.execute(
+            f"SELECT count(*) FROM {TABLE}_docsize "
+            f"WHERE id NOT IN (SELECT entry_id FROM {STALE})"
+        )
         return cursor.fetchone()[0]

@@ -2,9 +2,8 @@
 
 Entries are written in bulk by apps.indexing.services (executemany, not ORM saves),
 their original lines and searchable texts packed into Blocks. The FTS5 table
-indexing_entry_fts follows indexing_entry (inserts by the writer, deletes and
-updates by the triggers of migration 0005) and is used only through
-apps.indexing.fts.
+indexing_entry_fts follows indexing_entry (inserts by the writer, deletes through
+the tombstones of migration 0010) and is used only through apps.indexing.fts.
 """
 
 from __future__ import annotations
@@ -207,7 +206,7 @@ class TranscriptCall(models.Model):
 
 
 class EntryFts(models.Model):
-    """The FTS5 table over entries' texts and tools (external content, rowid = id)."""
+    """The FTS5 table over entries' texts and tools (contentless, rowid = id)."""
 
     id = models.BigIntegerField(primary_key=True, db_column="rowid")
     text = models.TextField()

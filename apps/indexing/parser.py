@@ -9,6 +9,7 @@ kept with no searchable text, never rejected.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,9 @@ TOOL_RESULT_TAIL = 200
 TOOL_INPUT_VALUE_MAX = 1000
 TEXT_MAX = 60_000
 TITLE_MAX = 200
+# Far deeper than any transcript line; pages walk a line recursively, so a line
+# nested near Python's recursion limit is refused here, as a bad line.
+MAX_DEPTH = 200
 
 _TITLE_TYPES = {"custom-title": "customTitle", "ai-title": "aiTitle"}
 _SCAFFOLDING = (
@@ -32,7 +36,7 @@ _SCAFFOLDING = (
 
 
 class LineError(ValueError):
-    """A line that cannot be indexed (not JSON, not an object)."""
+    """A line that cannot be indexed (not JSON, too deep, too long, not an object)."""
 
 
 @dataclass(slots=True)
@@ -73,15 +77,54 @@ def line_parse(raw: bytes) -> ParsedLine:
     except UnicodeDecodeError:
         text = raw.decode("utf-8", errors="replace")
         invalid = True
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise LineError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    data = json_parse(text)
     if not isinstance(data, dict):
         raise LineError(f"a JSON {type(data).__name__}, not an object")
     parsed = record_parse(data)
     parsed.invalid_utf8 = invalid
     return parsed
+
+
+def json_parse(text: str) -> Any:
+    """Decode JSON nested at most MAX_DEPTH deep; raise LineError for anything else.
+
+    json.loads raises more than JSONDecodeError: ValueError for an integer of over
+    4,300 digits (https://docs.python.org/3/library/stdtypes.html#int-max-str-digits)
+    and RecursionError for deep nesting. A line nested just under the interpreter's
+    limit would parse here and overflow later, in a page that walks it.
+    """
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise LineError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise LineError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:
+        raise LineError(f"malformed JSON ({str(exc).split(';')[0]})") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        raise LineError(f"nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text):
+        # JSON may escape a lone UTF-16 surrogate (\ud800); Python decodes it to a
+        # str that cannot be encoded as UTF-8, which SQLite and every page need.
+        # The stored line keeps it as written; the decoded values get U+FFFD.
+        dumped = json.dumps(data, ensure_ascii=False)
+        data = json.loads(_SURROGATE.sub("\ufffd", dumped))
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # decoded pairs are one character
+
+
+def _depth(value: Any) -> int:
+    """Return how deep containers nest in a decoded value, without recursing."""
+    deepest, stack = 0, [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
+    return deepest
 
 
 def record_parse(data: dict) -> ParsedLine:

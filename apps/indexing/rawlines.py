@@ -96,7 +96,7 @@ def _block_open(block_id: int, data: bytes | memoryview) -> tuple[bytes, list[in
 
 
 def block_text(block_id: int, data: bytes | memoryview, slot: int) -> str:
-    """Return one entry's searchable text (the SQL function indexing_text())."""
+    """Return one entry's searchable text."""
     if data is None:
         return ""
     return block_record(block_id, data, slot)[1].decode("utf-8", errors="replace")

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import AfterValidator
+
+# Bounds of the parameters that reach SQL: SQLite integers are signed 64-bit (a
+# larger id or offset is an OverflowError, not "no rows"), and datetimes near
+# year 1 or 9999 overflow when converted to UTC for the query. Out of range is 422.
+ID_MAX = 2**63 - 1
+OFFSET_MAX = 10**9
+YEARS = (1970, 2999)
+
+
+def _moment_check(value: datetime | None) -> datetime | None:
+    if value is not None and not YEARS[0] <= value.year <= YEARS[1]:
+        raise ValueError(f"must lie between the years {YEARS[0]} and {YEARS[1]}")
+    return value
+
+
+Moment = Annotated[datetime | None, AfterValidator(_moment_check)]
 
 
 class SearchFilter(Schema):
     q: str = Field("", max_length=20_000)
     mode: Literal["words", "raw"] = "words"
-    project: int | None = Field(None, ge=1)
+    project: int | None = Field(None, ge=1, le=ID_MAX)
     session: str = Field("", max_length=200)
     role: Literal["", "user", "assistant", "tool"] = ""
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment = None
+    until: Moment = None
     tool: str = Field("", max_length=100)
     limit: int = Field(20, ge=1, le=200)
     offset: int = Field(0, ge=0, le=100_000)
@@ -61,13 +78,13 @@ class ProjectOut(Schema):
 
 
 class SessionFilter(Schema):
-    project: int | None = Field(None, ge=1)
+    project: int | None = Field(None, ge=1, le=ID_MAX)
     title: str = Field("", max_length=500)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment = None
+    until: Moment = None
     subagents: bool = False
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=OFFSET_MAX)
 
 
 class SessionOut(Schema):
@@ -97,7 +114,7 @@ class SessionOut(Schema):
 
 class ThreadFilter(Schema):
     limit: int = Field(200, ge=1, le=2000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=OFFSET_MAX)
     raw: bool = False
 
 
@@ -140,7 +157,7 @@ class TodoFilter(Schema):
     session: str = Field("", max_length=200)
     status: str = Field("", max_length=32)
     limit: int = Field(200, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=OFFSET_MAX)
 
 
 class TodoOut(Schema):
@@ -160,7 +177,7 @@ class TodosOut(Schema):
 
 class PlanFilter(Schema):
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=OFFSET_MAX)
 
 
 class PlanOut(Schema):

@@ -18,14 +18,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from django.conf import settings
 from django.db import connection
 
 from apps.indexing.batches import Batch, Committer, sessions_ensure
-from apps.indexing.fts import fts_optimize
+from apps.indexing.fts import fts_optimize, fts_stale_apply, fts_stale_count
 from apps.indexing.models import Block, Entry, Session, SourceFile
 from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
-from apps.indexing.sources import FoundFile, config_roots, files_scan
+from apps.indexing.sources import (
+    FoundFile,
+    config_roots,
+    files_scan,
+    lines_read,
+    source_open,
+)
 from apps.indexing.txn import write_retry
 from apps.indexing.wholefiles import wholefile_ingest
 
@@ -106,6 +114,10 @@ def index_sync(
     report = SyncReport()
     started = time.monotonic()
     with index_lock(wait=wait, on_wait=on_wait):
+        # Entries deleted by another program (sqlite3, a backup script) leave the
+        # index here, in short transactions.
+        while fts_stale_count() and write_retry(fts_stale_apply):
+            pass
         found = files_scan(roots=config_roots() if roots is None else roots)
         report.files_scanned = len(found)
         known = {
@@ -119,7 +131,7 @@ def index_sync(
             # Transcripts first: todos and plans link to sessions they name.
             for found_file in sorted(changed, key=lambda f: _KIND_ORDER[f.kind]):
                 report.files_changed += 1
-                run.ingest(found_file, known.get(found_file.path))
+                run.ingest(found_file)
             run.flush()
             sessions_finalize(session_pks=touched)
         _missing_mark(found, known, report, prune)
@@ -235,20 +247,28 @@ class _Run:
             self.sessions = sessions_ensure(paths=transcripts)
             self.touched.update(self.sessions.values())
 
-    def ingest(self, found: FoundFile, known: tuple | None) -> None:
+    def ingest(self, found: FoundFile) -> None:
         try:
-            source = self.fresh.get(found.path)
-            if source is None or source.offset:
-                source = _source_prepare(found, known, self.full)
-            if found.kind in ("transcript", "history"):
-                self._jsonl_ingest(found, source)
-            else:
-                self.flush()  # whole files write on their own; keep the order
-                wholefile_ingest(found=found, source=source, report=self.report)
+            # Opened before anything is deleted: a file that cannot be read keeps
+            # its indexed history (only --prune drops history).
+            with source_open(found.path) as handle:
+                source = self.fresh.get(found.path)
+                if source is None or source.offset:
+                    source = _source_prepare(found, handle, self.full)
+                if found.kind in ("transcript", "history"):
+                    self._jsonl_ingest(found, source, handle)
+                else:
+                    self.flush()  # whole files write on their own; keep the order
+                    wholefile_ingest(
+                        found=found, source=source, report=self.report, handle=handle
+                    )
         except OSError as exc:  # vanished or unreadable between scan and read
-            self.report.problem(found.path, 0, f"unreadable: {exc}", bad=False)
+            reason = f"unreadable ({exc}); its indexed history is kept"
+            self.report.problem(found.path, 0, reason, bad=False)
 
-    def _jsonl_ingest(self, found: FoundFile, source: SourceFile) -> None:
+    def _jsonl_ingest(
+        self, found: FoundFile, source: SourceFile, handle: BinaryIO
+    ) -> None:
         batch = Batch(
             found=found,
             source=source,
@@ -256,25 +276,18 @@ class _Run:
             session_pk=self.sessions.get(found.path),
         )
         expected, head = source.offset, source.head
-        with open(found.path, "rb") as handle:
-            handle.seek(source.offset)
-            pending = b""
-            while True:
-                chunk = handle.read(READ_CHUNK)
-                if not chunk:
-                    break
-                pending += chunk
-                cut = pending.rfind(b"\n")
-                if cut < 0:
-                    continue
-                for line in pending[:cut].split(b"\n"):
-                    batch.add(line)
-                    if batch.full(BATCH_ROWS, BATCH_BYTES):
-                        head = head or _head_of(found.path, batch.offset_end)
-                        expected = self._queue(batch, expected, head)
-                pending = pending[cut + 1 :]
+        limit = settings.CLAUDEMON_INDEX_MAX_LINE_MB * 1024 * 1024
+        handle.seek(source.offset)
+        for line, size in lines_read(handle, limit=limit, chunk=READ_CHUNK):
+            if line is None:
+                batch.skip(size, reason=_too_long(size, limit))
+            else:
+                batch.add(line)
+            if batch.full(BATCH_ROWS, BATCH_BYTES):
+                head = head or _head_of(handle, batch.offset_end)
+                expected = self._queue(batch, expected, head)
         if batch.offset_end:
-            head = head or _head_of(found.path, batch.offset_end)
+            head = head or _head_of(handle, batch.offset_end)
         self._queue(batch, expected, head)
 
     def _queue(self, batch: Batch, expected: int, head: str) -> int:
@@ -290,7 +303,14 @@ class _Run:
             self.progress(self.report)
 
 
-def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> SourceFile:
+def _too_long(size: int, limit: int) -> str:
+    return (
+        f"line of {size:,} bytes is over the {limit // 1024 // 1024} MB limit "
+        "(CLAUDEMON_INDEX_MAX_LINE_MB); skipped"
+    )
+
+
+def _source_prepare(found: FoundFile, handle: BinaryIO, full: bool) -> SourceFile:
     """Return the SourceFile row, reset to offset 0 when the file must be re-read."""
     source = SourceFile.objects.get(path=found.path)
     restart = (
@@ -298,7 +318,7 @@ def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> Source
         or found.kind in _WHOLE_FILES
         or source.offset > found.size
         or ((source.device, source.inode) != (found.device, found.inode))
-        or not _head_matches(found.path, source)
+        or not _head_matches(handle, source)
     )
     if restart and source.offset:
         source.offset, source.lines, source.bad_lines, source.head = 0, 0, 0, ""
@@ -310,33 +330,37 @@ def _source_prepare(found: FoundFile, known: tuple | None, full: bool) -> Source
     return source
 
 
-def _head_matches(path: str, source: SourceFile) -> bool:
+def _head_matches(handle: BinaryIO, source: SourceFile) -> bool:
     if not source.head:
         return True
     length, _, _digest = source.head.partition(":")
-    return _head_of(path, int(length)) == source.head
+    return _head_of(handle, int(length)) == source.head
 
 
-def _head_of(path: str, length: int) -> str:
+def _head_of(handle: BinaryIO, length: int) -> str:
     """Return '<length>:<digest>' of a file's first bytes (sees in-place rewrites)."""
-    with open(path, "rb") as handle:
-        head = handle.read(min(length, HEAD_BYTES))
+    head = os.pread(handle.fileno(), min(length, HEAD_BYTES), 0)
     return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
 
 
 def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
-    """Delete a source's entries in short transactions (triggers update the FTS)."""
+    """Delete a source's entries, then its blocks, in short transactions."""
     deleted = 0
     while True:
         rows = Entry.objects.filter(source_id=source_pk).values_list("id", flat=True)
         ids = list(rows[:chunk])
         if not ids:
-            # Blocks after entries: the FTS delete trigger reads an entry's text
-            # from its block.
             write_retry(lambda: Block.objects.filter(source_id=source_pk).delete())
             return deleted
-        write_retry(lambda ids=ids: Entry.objects.filter(id__in=ids).delete())
+        write_retry(lambda ids=ids: _entries_remove(ids))
         deleted += len(ids)
+
+
+def _entries_remove(ids: list[int]) -> None:
+    # Their tombstones leave the index at once, while their blocks still exist
+    # (no block is then copied aside).
+    Entry.objects.filter(id__in=ids).delete()
+    fts_stale_apply(limit=len(ids))
 
 
 def _missing_mark(

@@ -1,14 +1,17 @@
 """Where Claude Code keeps its data, and the files of it worth indexing.
 
-Read-only file-system walks, no database: a scan over thousands of unchanged files
-must cost only a directory walk and one stat per file.
+Read-only file-system walks and reads, no database: a scan over thousands of
+unchanged files must cost only a directory walk and one stat per file.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
+from typing import BinaryIO
 
 from django.conf import settings
 
@@ -46,7 +49,12 @@ def config_roots() -> list[Path]:
 
 
 def files_scan(*, roots: list[Path]) -> list[FoundFile]:
-    """Return every indexable file below the roots with its identity and size."""
+    """Return every indexable file below the roots with its identity and size.
+
+    Symbolic links below a root are never followed (a root itself may be one): a
+    link in the Claude folder must not copy a file from elsewhere (a key, a
+    credentials JSON) into a searchable index.
+    """
     found: list[FoundFile] = []
     for root in roots:
         base = str(root)
@@ -66,6 +74,8 @@ def _walk(
     found: list[FoundFile],
     depth: int = 8,
 ) -> None:
+    if os.path.islink(folder):
+        return
     try:
         entries = list(os.scandir(folder))
     except OSError:  # missing, unreadable, or vanished mid-walk
@@ -75,18 +85,24 @@ def _walk(
             if item.is_dir(follow_symlinks=False):
                 if depth > 0:
                     _walk(item.path, root, kind, suffix, found, depth - 1)
-            elif item.name.endswith(suffix) and item.is_file():
-                _append(item.path, item.stat(), root, kind, found)
+            elif item.name.endswith(suffix) and item.is_file(follow_symlinks=False):
+                _append(item.path, item.stat(follow_symlinks=False), root, kind, found)
         except OSError:
             continue
 
 
 def _add(path: str, root: str, kind: str, found: list[FoundFile]) -> None:
     try:
-        stat = os.stat(path)
+        stat = os.lstat(path)
     except OSError:
         return
-    _append(path, stat, root, kind, found)
+    if S_ISREG(stat.st_mode):
+        _append(path, stat, root, kind, found)
+
+
+def source_open(path: str) -> BinaryIO:
+    """Open a found file for reading, refusing a symbolic link put there since."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
 
 def _append(path: str, stat: os.stat_result, root: str, kind: str, found: list) -> None:
@@ -95,6 +111,37 @@ def _append(path: str, stat: os.stat_result, root: str, kind: str, found: list) 
             path, root, kind, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
         )
     )
+
+
+def lines_read(
+    handle: BinaryIO, *, limit: int, chunk: int
+) -> Iterator[tuple[bytes | None, int]]:
+    """Yield (line, size) per complete line, newline excluded; None for a longer one.
+
+    Memory stays under limit + 2 chunks whatever a line's length: an over-long line
+    is counted while it streams past, never held. A last line without its newline
+    (still being written) is left for the next pass.
+    """
+    pending, dropped = bytearray(), 0
+    while data := handle.read(chunk):
+        cut = data.rfind(b"\n")
+        ends = data[:cut].split(b"\n") if cut >= 0 else []
+        if ends:
+            size = dropped + len(pending) + len(ends[0])
+            if dropped or size > limit:
+                yield None, size
+            else:
+                yield (bytes(pending) + ends[0] if pending else ends[0]), size
+            pending, dropped = bytearray(), 0
+            for line in ends[1:]:
+                yield (line if len(line) <= limit else None), len(line)
+        rest = data[cut + 1 :]
+        if dropped:
+            dropped += len(rest)
+        else:
+            pending += rest
+            if len(pending) > limit:
+                pending, dropped = bytearray(), len(pending)
 
 
 def transcript_identity(path: str) -> tuple[str, bool, str]:

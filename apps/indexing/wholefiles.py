@@ -6,27 +6,28 @@ search finds todo items and plans beside the transcripts).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from django.utils import timezone as dj_timezone
 
 from apps.indexing import rawlines
 from apps.indexing.batches import entries_insert, entry_row
 from apps.indexing.models import Plan, Session, SourceFile, Todo
-from apps.indexing.parser import ParsedLine, todos_parse
+from apps.indexing.parser import LineError, ParsedLine, json_parse, todos_parse
 from apps.indexing.sources import FoundFile, task_session, todo_identity
 from apps.indexing.txn import write_retry
 
 MAX_BYTES = 32 * 1024 * 1024
 
 
-def wholefile_ingest(*, found: FoundFile, source: SourceFile, report) -> None:
-    """Replace what a todo/task/plan file contributed with its current content."""
-    with open(found.path, "rb") as handle:
-        data = handle.read(MAX_BYTES + 1)
+def wholefile_ingest(
+    *, found: FoundFile, source: SourceFile, report, handle: BinaryIO
+) -> None:
+    """Replace what a todo, task or plan file contributed with what handle reads."""
+    data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         report.problem(
             found.path, 0, f"larger than {MAX_BYTES} bytes; skipped", bad=True
@@ -69,11 +70,11 @@ def _todo_writer(
     found: FoundFile, source: SourceFile, data: bytes, report
 ) -> tuple[Callable[[], None], int]:
     try:
-        document = json.loads(data.decode("utf-8", errors="replace"))
-    except ValueError as exc:
+        document = json_parse(data.decode("utf-8", errors="replace"))
+    except LineError as exc:
         # Keep the offset moving (so an unchanged bad file is not re-read) but
         # index nothing from it; it is reported once per change.
-        report.problem(found.path, 1, f"malformed JSON ({exc})", bad=True)
+        report.problem(found.path, 1, str(exc), bad=True)
         document = []
     if found.kind == "todo":
         key, agent = todo_identity(found.path)

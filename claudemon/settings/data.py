@@ -9,6 +9,7 @@ from claudemon.settings.base import (
     CLAUDEMON_DATA_PORT,
     CLAUDEMON_VAR_DIR,
 )
+from claudemon.settings.env import env_int, env_list
 
 INSTALLED_APPS = [
     "daphne",
@@ -48,6 +49,27 @@ STATIC_ROOT = CLAUDEMON_VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve straight from the finders: no collectstatic step is needed to run.
 WHITENOISE_USE_FINDERS = True
+# Passwords: Django's validators wherever one is set (admin, changepassword,
+# createsuperuser), and a lockout after repeated failed logins, per username and
+# per client address (apps.dashboard.auth.ThrottledModelBackend; the failures
+# are rows in the database, so every process sees them).
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = ["apps.dashboard.auth.ThrottledModelBackend"]
+CLAUDEMON_LOGIN_FAILURES = env_int("CLAUDEMON_LOGIN_FAILURES", 5, minimum=1)
+CLAUDEMON_LOGIN_WINDOW_MINUTES = env_int(
+    "CLAUDEMON_LOGIN_WINDOW_MINUTES", 15, minimum=1
+)
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -78,8 +100,9 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Transcript index
-from claudemon.settings.env import env_list  # noqa: E402
-
 # Config roots to index (comma list); when set, replaces the discovery of
 # CLAUDE_CONFIG_DIR, ~/.claude and ${XDG_CONFIG_HOME:-~/.config}/claude.
 CLAUDEMON_CLAUDE_DIRS = env_list("CLAUDEMON_CLAUDE_DIRS", [])
+# A transcript line longer than this is skipped and reported as a bad line: the
+# indexer holds a few copies of each line it parses (a 200 MB line peaked at 715 MB).
+CLAUDEMON_INDEX_MAX_LINE_MB = env_int("CLAUDEMON_INDEX_MAX_LINE_MB", 32, minimum=1)

@@ -309,3 +309,27 @@ def test_it_exports_json_lines_with_filters(user, five):
     assert "request_body" not in lines[0]
     status, _, _ = async_to_sync(_download)(AsyncClient(), **RANGE)
     assert status == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_neutralises_spreadsheet_formulas_in_csv(user):
+    from asgiref.sync import async_to_sync
+
+    hostile = {
+        "model": '=HYPERLINK("http://evil.test","x")',
+        "session_id": "+cmd|' /C calc'!A0",
+        "agent_id": "-2+3",
+        "path": "@SUM(A1:A2)",
+        "request_id": "\tIMPORTXML(A1)",
+        "message_id": "\r=1+1",
+        "stop_reason": "a=b",
+    }
+    exchange_create(started_at=_at("2026-11-20T01:00:00"), **hostile)
+    client = AsyncClient()
+    client.force_login(user)
+    _, _, text = async_to_sync(_download)(client, **RANGE, format="csv")
+    [row] = list(csv.DictReader(io.StringIO(text)))
+    for name, value in hostile.items():
+        expected = value if name == "stop_reason" else "'" + value
+        assert row[name] == expected, name
+    assert row["input_tokens"] == "100"

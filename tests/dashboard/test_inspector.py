@@ -201,7 +201,9 @@ def test_it_turns_todos_into_a_checklist_with_counts():
     ],
 )
 def test_it_shows_only_base64_images_as_data_uris(source, expected):
-    assert inspector.image_source(source) == expected
+    shown = inspector.image_source(source)
+    assert set(shown) == {"src", "url", "problem", "media_type"}
+    assert {key: value for key, value in shown.items() if value} == expected
 
 
 @pytest.mark.parametrize(

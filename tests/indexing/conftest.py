@@ -8,8 +8,12 @@ attachment lines, unknown types, and both subagent layouts.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -274,3 +278,45 @@ def conversation_write(
         isApiErrorMessage=True,
     )
     return t
+
+
+@contextmanager
+def unreadable(path: Path) -> Iterator[None]:
+    """Make a file unreadable by this thread, even when the tests run as root."""
+    mode = path.stat().st_mode
+    path.chmod(0)
+    try:
+        with _without_dac_override():
+            yield
+    finally:
+        path.chmod(mode)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inh")]
+
+
+@contextmanager
+def _without_dac_override() -> Iterator[None]:
+    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective
+    set (root reads any file with them; capabilities(7)); restore them after."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # version 3
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    saved = data[0].effective
+    data[0].effective &= ~0b110  # bits 1 and 2
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        libc.capset(ctypes.byref(header), data)

@@ -25,6 +25,9 @@ from tests.indexing.conftest import conversation_write
         ("text:secret", '"text:secret"'),
         ('say"hi', '"say""hi"'),
         ("🎉 🎉", ""),
+        ("a\x00b", '"a" "b"'),
+        ('"a\x00b"', '"a b"'),
+        ("\x00", ""),
         ("   ", ""),
         ("", ""),
     ],
@@ -38,6 +41,7 @@ def test_it_caps_the_number_of_terms() -> None:
 
 
 HOSTILE = [
+    "a\x00b",
     '"',
     '""',
     '"""',

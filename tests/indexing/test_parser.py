@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -182,6 +183,40 @@ def test_it_parses_timestamps_to_utc() -> None:
 def test_it_rejects_lines_that_are_not_objects(raw: bytes) -> None:
     with pytest.raises(LineError):
         line_parse(raw)
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"n": ' + b"7" * 4301 + b"}", "malformed JSON (Exceeds the limit"),
+        (b'{"a": ' + b"[" * DEEP + b"]" * DEEP + b"}", "nested deeper than 200"),
+        (b'{"a": ' + b"[" * 300 + b"]" * 300 + b"}", "nested deeper than 200"),
+        (b'{"a": ' + b'{"b": ' * 250 + b"1" + b"}" * 251, "nested deeper than 200"),
+    ],
+)
+def test_it_turns_hostile_json_into_a_line_error(raw: bytes, reason: str) -> None:
+    with pytest.raises(LineError, match=re.escape(reason)):
+        line_parse(raw)
+
+
+def test_it_keeps_brackets_inside_strings_and_ordinary_nesting() -> None:
+    text = "def f(x): return [x[0]] + {1: [2]}[1] " * 100
+    record = {"type": "user", "message": {"role": "user", "content": text}}
+    record["deep"] = json.loads("[" * 150 + "]" * 150)
+    assert line_parse(_line(record)).text == text
+
+
+def test_it_replaces_lone_surrogates_and_keeps_escaped_pairs() -> None:
+    raw = (
+        b'{"type": "user", "uuid": "u\\ud800", "message": {"role": "user",'
+        b' "content": "lone \\udc00 \\ud83d\\ude00"}}'
+    )
+    parsed = line_parse(raw)
+    assert (parsed.uuid, parsed.text) == ("u\ufffd", "lone \ufffd \U0001f600")
+    parsed.text.encode("utf-8")  # SQLite and every page can take it
 
 
 def test_it_keeps_lines_with_invalid_utf8() -> None:

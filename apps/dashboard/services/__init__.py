@@ -8,6 +8,8 @@ from apps.dashboard.services.accounts import (
     apitoken_fill,
     apitoken_hash,
     apitoken_revoke,
+    login_failure_record,
+    login_failures_clear,
 )
 from apps.dashboard.services.history import (
     exchange_delete,
@@ -19,5 +21,6 @@ from apps.dashboard.services.rollups import rollup_refresh
 __all__ = [
     "TOKEN_PREFIX", "admin_ensure", "apitoken_authenticate", "apitoken_create",
     "apitoken_fill", "apitoken_hash", "apitoken_revoke", "exchange_delete",
-    "exchange_prune", "ledger_rebuild", "rollup_refresh",
+    "exchange_prune", "ledger_rebuild", "login_failure_record",
+    "login_failures_clear", "rollup_refresh",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Writes about people: API tokens and the first admin."""
+"""Writes about people: API tokens, failed logins and the first admin."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from apps.dashboard.models import ApiToken
+from apps.dashboard.models import ApiToken, LoginFailure
 
 TOKEN_PREFIX = "cm_"
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -64,6 +65,22 @@ def apitoken_authenticate(*, raw: str) -> AbstractBaseUser | None:
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+def login_failure_record(*, username: str, address: str) -> None:
+    """Count a failed login; forget failures older than the throttle's window."""
+    now = timezone.now()
+    window = timedelta(minutes=settings.CLAUDEMON_LOGIN_WINDOW_MINUTES)
+    with transaction.atomic():
+        LoginFailure.objects.filter(at__lt=now - window).delete()
+        LoginFailure.objects.create(
+            username=username.lower()[:150], address=address[:64], at=now
+        )
+
+
+def login_failures_clear(*, username: str) -> None:
+    """Forget a username's failed logins once it logged in."""
+    LoginFailure.objects.filter(username=username.lower()[:150]).delete()
 
 
 def admin_ensure(*, var_dir: Path) -> str | None:

@@ -4,15 +4,16 @@ After compacting a conversation Claude Code writes its summary as a user line
 with isCompactSummary. The sessions list counted it as a prompt (user_count),
 the session page did not. The column is added with ALTER TABLE: Django's SQLite
 AddField would rebuild indexing_entry and drop the FTS triggers of 0005/0006.
-Existing entries are marked from their original lines, then user_count is
-recomputed with the turn expression of apps.indexing.selectors (frozen here).
+Existing entries are marked from their original lines (read with a frozen copy
+of the block layout of migration 0005), then user_count is recomputed with the
+turn expression of apps.indexing.selectors (frozen here).
 """
 
 import json
+import struct
 
+import zstandard
 from django.db import migrations, models
-
-from apps.indexing.rawlines import block_unpack
 
 TURN_START = (
     "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
@@ -52,12 +53,28 @@ def _summaries_mark(apps, schema_editor) -> None:
         )
 
 
+def block_unpack(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Return the (line, text) records of a block: one zstd frame holding a 4-byte
+    big-endian count n, n pairs of 4-byte lengths, then the payloads in order."""
+    plain = zstandard.ZstdDecompressor().decompress(bytes(data))
+    (count,) = struct.unpack_from(">I", plain, 0)
+    sizes = struct.unpack_from(f">{count * 2}I", plain, 4)
+    position, records = 4 + 8 * count, []
+    for index in range(count):
+        line_size, text_size = sizes[2 * index], sizes[2 * index + 1]
+        line = plain[position : position + line_size]
+        position += line_size
+        records.append((line, plain[position : position + text_size]))
+        position += text_size
+    return records
+
+
 def _is_summary(line: bytes) -> bool:
     if b'"isCompactSummary"' not in line:
         return False
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(record, dict) and record.get("isCompactSummary") is True
 

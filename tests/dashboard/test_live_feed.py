@@ -1,0 +1,68 @@
+"""The live feed over a real websocket (channels' communicator, the deployed stack)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from apps.dashboard import routing
+from tests.factories import exchange_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WAIT = 10  # seconds a communicator waits for the next message before failing
+BIG = 2**64
+
+
+def _feed(client: Client, query: str) -> WebsocketCommunicator:
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.session.session_key}"
+    return WebsocketCommunicator(
+        routing.websocket_application,
+        f"/ws/live/?{query}",
+        headers=[
+            (b"origin", b"http://127.0.0.1:8002"),
+            (b"host", b"127.0.0.1:8002"),
+            (b"cookie", cookie.encode()),
+        ],
+    )
+
+
+async def _next_row_id(feed: WebsocketCommunicator) -> int:
+    message = await feed.receive_json_from(timeout=WAIT)
+    return message["rows"][0]["id"]
+
+
+def test_it_streams_despite_ids_beyond_sqlite_integers(user_client):
+    async def run() -> tuple[int, int]:
+        feed = _feed(user_client, f"after=0&watch={BIG},{BIG + 1}")
+        assert (await feed.connect())[0]
+        exchange = await database_sync_to_async(exchange_create)()
+        received = await _next_row_id(feed)
+        await feed.disconnect()
+        return exchange.pk, received
+
+    created, received = async_to_sync(run)()
+    assert received == created
+
+
+def test_it_closes_once_the_session_logs_out(user_client):
+    async def run() -> dict:
+        feed = _feed(user_client, "after=0")
+        assert (await feed.connect())[0]
+        first = await database_sync_to_async(exchange_create)()
+        assert await _next_row_id(feed) == first.pk
+        await database_sync_to_async(user_client.post)("/logout/")
+        await database_sync_to_async(exchange_create)()
+        message = await feed.receive_output(timeout=WAIT)
+        await feed.wait()
+        return message
+
+    message = async_to_sync(run)()
+    assert message == {"type": "websocket.close", "code": routing.CLOSE_UNAUTHORIZED}, (
+        json.dumps(message)[:200]
+    )
