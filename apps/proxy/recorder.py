@@ -48,6 +48,7 @@ class Call:
     state: str = State.IN_PROGRESS
     error_type: str = ""
     error_message: str = ""
+    routing: Any = None  # apps.proxy.routing.record.RoutedCall for a routed call
 
 
 # --- secrets -----------------------------------------------------------------
@@ -480,6 +481,8 @@ def call_finish_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]
     row["ratelimits"] = limits
     row.update(_unified_columns(limits))
     row.update(_outcome_fields(call, body, headers))
+    if call.routing is not None:  # routed: route, provider, what the provider got
+        row.update(call.routing.row())
     return row
 
 
