@@ -18,8 +18,10 @@ def exchange_build(**overrides: Any) -> Exchange:
     fields: dict[str, Any] = {
         "uid": uuid.uuid4(),
         "started_at": started,
-        "first_byte_at": started + timedelta(milliseconds=overrides.get("ttfb_ms", 400)),
-        "ended_at": started + timedelta(milliseconds=overrides.get("duration_ms", 2000)),
+        "first_byte_at": started
+        + timedelta(milliseconds=overrides.get("ttfb_ms", 400)),
+        "ended_at": started
+        + timedelta(milliseconds=overrides.get("duration_ms", 2000)),
         "ttfb_ms": 400.0,
         "duration_ms": 2000.0,
         "method": "POST",

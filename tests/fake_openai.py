@@ -34,7 +34,6 @@ from openai.types.chat import completion_create_params as params
 from tests.fake_upstream import Received, read_request, response_head
 
 
-
 @dataclass
 class Turn:
     """One scripted answer: text and/or tool calls, or an error status."""
@@ -75,8 +74,16 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        async def shutdown() -> None:
+            self._server.close()
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(5)
 
     def enqueue(self, *turns: Turn) -> None:
@@ -215,6 +222,8 @@ def _scalar_check(value: Any, annotation: Any, where: str) -> str:
 
 def conversation_check(request: dict[str, Any]) -> str:
     """The rules the API enforces across messages."""
+    if not request["messages"]:
+        return "messages: must not be empty"
     pending: list[str] = []
     for number, message in enumerate(request["messages"]):
         where = f"messages[{number}]"

@@ -62,7 +62,10 @@ def test_it_converts_real_shapes_into_requests_a_strict_server_accepts(
 @pytest.mark.parametrize(
     ("request_body", "problem"),
     [
-        ({"model": "m", "messages": [], "top_k": 4}, "unrecognized field 'top_k'"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "top_k": 4},
+            "unrecognized field 'top_k'",
+        ),
         (
             {"model": "m", "messages": [{"role": "human", "content": "x"}]},
             "messages[0]",
@@ -81,7 +84,11 @@ def test_it_converts_real_shapes_into_requests_a_strict_server_accepts(
             "messages[0]",
         ),
         ({"messages": []}, "missing required field 'model'"),
-        ({"model": "m", "messages": [], "max_tokens": "9"}, "max_tokens"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            | {"max_tokens": "9"},
+            "max_tokens",
+        ),
         (
             {
                 "model": "m",
@@ -113,7 +120,12 @@ def test_it_converts_real_shapes_into_requests_a_strict_server_accepts(
             {"model": "m", "messages": [{"role": "assistant", "content": None}]},
             "needs content",
         ),
-        ({"model": "m", "messages": [], "tool_choice": "auto"}, "tool_choice"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            | {"tool_choice": "auto"},
+            "tool_choice",
+        ),
+        ({"model": "m", "messages": []}, "must not be empty"),
     ],
 )
 def test_the_fake_server_rejects_what_the_real_api_rejects(request_body, problem):
