@@ -107,7 +107,7 @@ def routing_health() -> dict:
     """The routes file's state and each provider's last call ({} without routing)."""
     if _live is None:
         return {}
-    routes = _live.routes
+    routes = _live.current()  # an edit made while no call came is reported too
     return {
         "routes": {
             "file": str(_live.path),
