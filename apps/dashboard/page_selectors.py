@@ -44,6 +44,8 @@ LIST_FIELDS = (
     "cost_usd",
     "ttfb_ms",
     "duration_ms",
+    "provider",
+    "route",
 )
 # The read-side covering index of the stats (apps/proxy migration 0002).
 COVER_INDEX = "exchange_stats_cover"
