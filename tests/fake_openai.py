@@ -250,7 +250,8 @@ def conversation_check(request: dict[str, Any]) -> str:
 
 def default_turn(request: dict[str, Any]) -> Turn:
     """Behave like a model: run commands when asked, report what they printed."""
-    last = request["messages"][-1]
+    # Claude Code may put a system message after the turn: look past it.
+    last = [m for m in request["messages"] if m["role"] != "system"][-1]
     if last["role"] == "tool":
         return Turn(text=f"The command printed: {last['content'].strip()}")
     users = [m for m in request["messages"] if m["role"] == "user"]
