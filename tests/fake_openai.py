@@ -59,6 +59,7 @@ class FakeOpenAI:
         self.requests: list[Received] = []
         self.rejected: list[str] = []
         self.turns: deque[Turn] = deque()
+        self.connections = 0  # connections accepted (a pooled client reuses one)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -93,6 +94,7 @@ class FakeOpenAI:
         self.requests.clear()
         self.rejected.clear()
         self.turns.clear()
+        self.connections = 0
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.body) for r in self.requests]
@@ -109,6 +111,7 @@ class FakeOpenAI:
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        self.connections += 1
         try:
             while (received := await read_request(reader)) is not None:
                 self.requests.append(received)
@@ -259,6 +262,9 @@ def default_turn(request: dict[str, Any]) -> Turn:
     if isinstance(content, list):
         content = " ".join(p.get("text", "") for p in content if p["type"] == "text")
     prompt = content.strip().split("\n\n")[-1].strip()
+    if prompt.startswith("bench-stream "):  # bench/relay.py: N words, GAP ms apart
+        words, gap = prompt.split()[1:3]
+        return Turn(text=" ".join(["x"] * int(words)), pause=float(gap) / 1000)
     if prompt.lower().startswith("run "):
         arguments = {"command": prompt[4:].strip(), "description": "Run it"}
         return Turn(tool_calls=[{"name": "Bash", "arguments": json.dumps(arguments)}])
@@ -402,3 +408,15 @@ async def _send_json(
 
 def _error_body(message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+if __name__ == "__main__":  # `python -m tests.fake_openai PORT`: serve until killed
+    import sys
+    import time
+
+    fake = FakeOpenAI()
+    fake.port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    fake.start()
+    print(fake.url, flush=True)
+    while True:
+        time.sleep(3600)

@@ -50,6 +50,7 @@ State = Exchange.State
 log = logging.getLogger("apps.proxy.routing")
 _PING = sse("ping", {"type": "ping"})
 _ERROR_BODY_LIMIT = 1 << 20  # an error page is never worth more than this
+_DRAIN_SECONDS = 1.0
 
 
 async def route_serve(call: Call, route: Route, *, client: Any) -> HttpResponse:
@@ -253,10 +254,27 @@ async def _converted(
     call: Call, response: httpcore.Response, converter: StreamConverter, interval: float
 ) -> AsyncIterator[bytes]:
     """Anthropic events from the provider's chunks, with pings while it is quiet."""
-    record: RoutedCall = call.routing
     yield converter.start()
+    chunks = response.aiter_stream()
     try:
-        async for chunk in _with_pings(response.aiter_stream(), interval):
+        async for events in _provider_events(call, chunks, converter, interval):
+            yield events
+        if converter.done:  # the client has its message_stop: free the connection
+            await _drain(chunks)
+    finally:
+        await response.aclose()
+
+
+async def _provider_events(
+    call: Call,
+    chunks: AsyncIterator[bytes],
+    converter: StreamConverter,
+    interval: float,
+) -> AsyncIterator[bytes]:
+    record: RoutedCall = call.routing
+    ticks = _with_pings(chunks, interval)
+    try:
+        async for chunk in ticks:
             if chunk is None:
                 yield _PING
                 continue
@@ -267,7 +285,7 @@ async def _converted(
             if converter.done or converter.error:
                 break
     finally:
-        await response.aclose()
+        await ticks.aclose()  # leaves `chunks` open for the drain
     record.provider_model = converter.provider_model
     if converter.error is not None:
         message = str(converter.error.get("message") or converter.error)
@@ -279,6 +297,18 @@ async def _converted(
         message = f"{record.provider} ended its stream before the message was complete."
         _failed(call, "provider_stream_incomplete", message)
         yield error_event("api_error", message)
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] (the end of the chunked body, at once from any sane
+    server): only a response read to its end gives its connection back to the
+    pool, and a remote provider's next call then skips a TCP and TLS handshake."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, *UPSTREAM_ERRORS):
+        pass
 
 
 async def _with_pings(

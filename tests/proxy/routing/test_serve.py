@@ -192,6 +192,17 @@ def test_it_streams_a_routed_call_to_the_sdk_as_a_well_formed_message(
     ]
 
 
+def test_streamed_calls_reuse_their_provider_connection(routed, openai_fake):
+    body = {"model": "claude-haiku-4-5", "max_tokens": 8, "stream": True}
+    body["messages"] = HI
+
+    answers = [post(routed, body) for _ in range(3)]
+
+    assert all(a.text.rstrip().endswith('{"type": "message_stop"}') for a in answers)
+    assert openai_fake.connections <= 1  # (none when the pool kept one from before)
+    recorded(3)
+
+
 def test_it_does_a_tool_round_trip_through_a_route(routed, openai_fake):
     sdk = client(routed)
     first = sdk.messages.create(
