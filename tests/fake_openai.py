@@ -322,6 +322,7 @@ def _finish(turn: Turn) -> str:
 def chunks(request: dict[str, Any], turn: Turn) -> list[dict[str, Any]]:
     """The chunks of a streamed answer, as the API sends them (text in pieces, each
     tool call's id and name first and its arguments in two halves)."""
+    # Built in the order the API sends them: kept whole to read that way.
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
         "object": "chat.completion.chunk",

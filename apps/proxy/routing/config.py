@@ -64,7 +64,6 @@ class Target:
 
 @dataclass(frozen=True)
 class Rule:
-    index: int
     name: str
     targets: tuple[Target, ...]  # `to`, then each `fallback` in order
     model: str | None = None  # a glob on the requested model
@@ -89,10 +88,6 @@ class Routes:
     callers: frozenset[str] = frozenset()
     loopback: bool = True
     reload_interval: float = 2.0
-
-    @property
-    def needs_model(self) -> bool:
-        return any(rule.model is not None for rule in self.rules)
 
 
 def routes_load(path: Path) -> Routes:
@@ -210,6 +205,7 @@ def _builtin_provider() -> Provider:
 
 
 def _provider(name: str, table: Any, where: _Locator) -> Provider:
+    # One check per field, in the order the README lists them: kept whole.
     section, label = f"providers.{name}", f"providers.{name}"
     if not isinstance(table, dict):
         raise where.error(section, label, "", "must be a table")
@@ -331,7 +327,6 @@ def _rule(number: int, table: dict, providers: dict, where: _Locator) -> Rule:
         for spec, key in [(text["to"], "to"), *((f, "fallback") for f in fallback)]
     )
     return Rule(
-        index=number,
         name=text["name"] or f"routes[{number}]",
         targets=targets,
         model=text["model"],

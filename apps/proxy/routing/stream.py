@@ -188,6 +188,7 @@ def error_event(error_type: str, message: str) -> bytes:
 
 def events_from_message(message: dict[str, Any]) -> bytes:
     """The event stream of a whole message (for a provider that did not stream)."""
+    # Each block's three events built in line: kept whole to read in stream order.
     start = dict(message, content=[], stop_reason=None)
     out = [sse("message_start", {"type": "message_start", "message": start})]
     for index, block in enumerate(message["content"]):

@@ -133,6 +133,7 @@ def test_the_fake_server_rejects_what_the_real_api_rejects(request_body, problem
 
 
 def test_it_converts_a_cli_tool_result_turn_field_by_field():
+    # Field by field on purpose: every converted field is asserted whole.
     body = request_shape("cli_tool_result")
 
     converted = convert(body)
@@ -184,6 +185,7 @@ def test_it_converts_a_cli_tool_result_turn_field_by_field():
 
 
 def test_it_converts_images_thinking_parallel_calls_and_errors_field_by_field():
+    # Field by field on purpose: every converted message is asserted whole.
     body = request_shape("derived_images_parallel_tools")
 
     converted = convert(body)
@@ -424,6 +426,7 @@ def _converted_stream(items: list[dict], *, split: int = 7, crlf: bool = False):
 
 @pytest.mark.parametrize("crlf", [False, True])
 def test_it_streams_text_and_parallel_tool_calls_event_by_event(crlf):
+    # Event by event on purpose: the whole sequence Claude Code reads.
     request = {"model": "gpt-test", "messages": [], "stream": True}
     request["stream_options"] = {"include_usage": True}
     turn = Turn(

@@ -152,6 +152,7 @@ def post(relay, body: dict, *, key: str = ALLOWED, path: str = "/v1/messages", *
 def test_it_streams_a_routed_call_to_the_sdk_as_a_well_formed_message(
     routed, openai_fake, upstream
 ):
+    # Client, provider and record sides of one call: long, but one story.
     with client(routed).messages.stream(
         model="claude-haiku-4-5",
         max_tokens=256,
