@@ -9,23 +9,30 @@ Invariants:
 - Connect and idle-read timeouts are the relay's (or the provider's own, from the
   routes file); there is no total timeout, as for the relay itself.
 - One connection pool per provider origin (apps.proxy.pool serves one origin).
+- A target whose provider has a key serves only callers the routes allow: from
+  loopback (unless `[access] loopback = false`) or with a listed key fingerprint.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 from django.conf import settings
 
 import claudemon
 from apps.proxy.pool import UpstreamPool
-from apps.proxy.recorder import Call, Header
-from apps.proxy.routing.config import Provider, Target
+from apps.proxy.recorder import Call, Header, header_value, secret_fingerprint
+from apps.proxy.routing.config import Provider, Routes, Target
 from apps.proxy.upstream import upstream_pool, upstream_request
+
+if TYPE_CHECKING:  # match.py imports this module (through reload.py)
+    from apps.proxy.routing.match import Route
 
 # Headers a non-builtin Anthropic-compatible provider gets from the caller's call.
 _ANTHROPIC_PASSED = frozenset({b"anthropic-version", b"anthropic-beta"})
@@ -75,6 +82,46 @@ def _provider_headers(provider: Provider, *, call: Call, stream: bool) -> list[H
         headers.append((b"authorization", b"Bearer " + provider.key.encode("latin-1")))
     headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in provider.headers]
     return headers
+
+
+# --- who may spend a provider's key --------------------------------------------
+
+
+def provider_targets_allowed(call: Call, route: Route, client: Any) -> list[Target]:
+    """Targets that spend a provider key serve only callers the routes allow."""
+    targets = list(route.rule.targets)
+    if all(not target.provider.key for target in targets):
+        return targets
+    if _caller_allowed(call, route.routes, client):
+        return targets
+    return [target for target in targets if not target.provider.key]
+
+
+def _caller_allowed(call: Call, routes: Routes, client: Any) -> bool:
+    host = client[0] if isinstance(client, (list, tuple)) and client else ""
+    try:
+        address = ipaddress.ip_address(str(host))
+        mapped = getattr(address, "ipv4_mapped", None)
+        loopback = (mapped or address).is_loopback
+    except ValueError:
+        loopback = False
+    if routes.loopback and loopback:
+        return True
+    for name in (b"x-api-key", b"authorization"):
+        value = header_value(call.request_headers, name)
+        if value.lower().startswith("bearer "):
+            value = value[7:]
+        if value and secret_fingerprint(value) in routes.callers:
+            return True
+    return False
+
+
+def provider_refusal(route: Route) -> str:
+    return (
+        f"The route {route.rule.name!r} spends a provider key and serves only the "
+        "callers the routes file allows: add this caller's key fingerprint (as "
+        "the dashboard shows it) to [access] callers, or call from this machine."
+    )
 
 
 _pools: dict[str, UpstreamPool] = {}

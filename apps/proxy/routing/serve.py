@@ -10,7 +10,6 @@ bytes as they come from an Anthropic-compatible one, errors mapped.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import time
@@ -22,8 +21,8 @@ import httpcore
 from django.http import HttpResponse, StreamingHttpResponse
 
 from apps.proxy.models import Exchange
-from apps.proxy.recorder import Call, Header, header_value, secret_fingerprint
-from apps.proxy.routing.config import Routes, Target
+from apps.proxy.recorder import Call, Header, header_value
+from apps.proxy.routing.config import Target
 from apps.proxy.routing.convert import (
     request_to_openai,
     response_from_openai,
@@ -33,12 +32,15 @@ from apps.proxy.routing.match import Route
 from apps.proxy.routing.providers import (
     error_from_provider,
     provider_note,
+    provider_refusal,
     provider_request,
     provider_send,
+    provider_targets_allowed,
 )
 from apps.proxy.routing.record import RoutedCall
 from apps.proxy.routing.stream import (
     StreamConverter,
+    chunks_with_pings,
     error_event,
     events_from_message,
     sse,
@@ -65,10 +67,10 @@ async def route_serve(call: Call, route: Route, *, client: Any) -> HttpResponse:
 
 
 async def _serve(call: Call, route: Route, client: Any) -> HttpResponse:
-    targets = _allowed_targets(call, route, client)
+    targets = provider_targets_allowed(call, route, client)
     if not targets:
         return _error(
-            call, 403, "permission_error", _refusal(route), state=State.COMPLETE
+            call, 403, "permission_error", provider_refusal(route), state=State.COMPLETE
         )
     try:
         body = json.loads(call.request_body)
@@ -90,43 +92,6 @@ async def _serve(call: Call, route: Route, client: Any) -> HttpResponse:
                 call, target, response, stream=body.get("stream") is True
             )
     return _unreachable(call, failure)
-
-
-def _allowed_targets(call: Call, route: Route, client: Any) -> list[Target]:
-    """Targets that spend a provider key serve only callers the routes allow."""
-    targets = list(route.rule.targets)
-    if all(not target.provider.key for target in targets):
-        return targets
-    if _caller_allowed(call, route.routes, client):
-        return targets
-    return [target for target in targets if not target.provider.key]
-
-
-def _caller_allowed(call: Call, routes: Routes, client: Any) -> bool:
-    host = client[0] if isinstance(client, (list, tuple)) and client else ""
-    try:
-        address = ipaddress.ip_address(str(host))
-        mapped = getattr(address, "ipv4_mapped", None)
-        loopback = (mapped or address).is_loopback
-    except ValueError:
-        loopback = False
-    if routes.loopback and loopback:
-        return True
-    for name in (b"x-api-key", b"authorization"):
-        value = header_value(call.request_headers, name)
-        if value.lower().startswith("bearer "):
-            value = value[7:]
-        if value and secret_fingerprint(value) in routes.callers:
-            return True
-    return False
-
-
-def _refusal(route: Route) -> str:
-    return (
-        f"The route {route.rule.name!r} spends a provider key and serves only the "
-        "callers the routes file allows: add this caller's key fingerprint (as "
-        "the dashboard shows it) to [access] callers, or call from this machine."
-    )
 
 
 async def _try(
@@ -272,7 +237,7 @@ async def _provider_events(
     interval: float,
 ) -> AsyncIterator[bytes]:
     record: RoutedCall = call.routing
-    ticks = _with_pings(chunks, interval)
+    ticks = chunks_with_pings(chunks, interval)
     try:
         async for chunk in ticks:
             if chunk is None:
@@ -309,32 +274,6 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 pass
     except (TimeoutError, *UPSTREAM_ERRORS):
         pass
-
-
-async def _with_pings(
-    chunks: AsyncIterator[bytes], interval: float
-) -> AsyncIterator[bytes | None]:
-    """Yield each chunk as it comes, and None whenever `interval` passes without one:
-    a local model can think for minutes, and Claude Code gives up on a quiet stream."""
-    iterator = chunks.__aiter__()
-    pending: asyncio.Future | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            task, pending = pending, None
-            try:
-                yield task.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        if pending is not None:  # stopped early: stop the read before the close
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
 
 
 def _failed(call: Call, error_type: str, message: str) -> None:

@@ -10,9 +10,11 @@ Framing follows https://html.spec.whatwg.org/multipage/server-sent-events.html
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from apps.proxy.recorder import sse_events
@@ -228,3 +230,29 @@ def events_from_message(message: dict[str, Any]) -> bytes:
     )
     out.append(sse("message_stop", {"type": "message_stop"}))
     return b"".join(out)
+
+
+async def chunks_with_pings(
+    chunks: AsyncIterator[bytes], interval: float
+) -> AsyncIterator[bytes | None]:
+    """Yield each chunk as it comes, and None whenever `interval` passes without one:
+    a local model can think for minutes, and Claude Code gives up on a quiet stream."""
+    iterator = chunks.__aiter__()
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            task, pending = pending, None
+            try:
+                yield task.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        if pending is not None:  # stopped early: stop the read before the close
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
