@@ -481,8 +481,11 @@ def call_finish_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]
     row["ratelimits"] = limits
     row.update(_unified_columns(limits))
     row.update(_outcome_fields(call, body, headers))
-    if call.routing is not None:  # routed: route, provider, what the provider got
-        row.update(call.routing.row())
+    # Routed: route, provider, what the provider got. getattr: a Call spilled to
+    # disk by an older version has no routing slot.
+    routing = getattr(call, "routing", None)
+    if routing is not None:
+        row.update(routing.row())
     return row
 
 
