@@ -7,6 +7,8 @@ so the ratios compare like with like. Prints figures; asserts nothing.
 
     .venv/bin/python bench/relay.py            # full run, a few minutes
     .venv/bin/python bench/relay.py --quick    # fewer samples
+    .venv/bin/python bench/relay.py --routes   # core with a routes file none of
+                                               # its calls match, then routed streams
 """
 
 from __future__ import annotations
@@ -85,14 +87,20 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def core_environment(work: Path, fake_port: int) -> dict[str, str]:
-    """Settings for a core under test, with a migrated database of its own."""
+def core_environment(
+    work: Path, fake_port: int, openai_port: int | None = None
+) -> dict[str, str]:
+    """Settings for a core under test, with a migrated database of its own (and,
+    given the fake OpenAI server's port, a routes file)."""
     env = {
         "CLAUDEMON_DB_PATH": str(work / "bench.sqlite3"),
         "CLAUDEMON_VAR_DIR": str(work),
         "CLAUDEMON_UPSTREAM_URL": f"http://127.0.0.1:{fake_port}",
         "DJANGO_SETTINGS_MODULE": "claudemon.settings.core",
     }
+    if openai_port is not None:
+        env["CLAUDEMON_ROUTES_FILE"] = str(routes_file(work, openai_port))
+        env["CLAUDE_CONFIG_DIR"] = str(work / "claude")
     subprocess.run(
         [PY, "manage.py", "migrate", "-v", "0"],
         cwd=ROOT,
@@ -100,6 +108,42 @@ def core_environment(work: Path, fake_port: int) -> dict[str, str]:
         env={**os.environ, **env},
     )
     return env
+
+
+# Rules the bench's own calls (claude-sonnet-4-6, main agent) never match, one of
+# each kind that reads something: the model (first key of the body), the subagent
+# header and a subagent's name. Routed streams ask for claude-haiku-4-5.
+ROUTES = """\
+agent_dirs = ["agents"]
+
+[providers.bench]
+kind = "openai"
+base_url = "http://127.0.0.1:{port}/v1"
+free = true
+
+[[routes]]
+agent = "code-reviewer"
+to = "bench:reviewer"
+
+[[routes]]
+main = true
+model = "claude-opus-*"
+to = "bench:opus-elsewhere"
+
+[[routes]]
+model = "claude-haiku-*"
+to = "bench:bench-model"
+"""
+
+
+def routes_file(work: Path, openai_port: int) -> Path:
+    (work / "agents").mkdir(exist_ok=True)
+    (work / "agents" / "code-reviewer.md").write_text(
+        "---\nname: code-reviewer\n---\nYou review code.\n"
+    )
+    path = work / "routes.toml"
+    path.write_text(ROUTES.format(port=openai_port))
+    return path
 
 
 def start_fake(port: int) -> subprocess.Popen:
@@ -137,19 +181,27 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def stream(self, events: int, gap_ms: int) -> Stream:
+    async def stream(
+        self,
+        events: int,
+        gap_ms: int,
+        *,
+        path: str = "/v1/messages?beta=true",
+        body: bytes = BODY,
+        expected: int | None = None,
+    ) -> Stream:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(
                 "127.0.0.1", self.port
             )
         head = (
-            f"POST /v1/messages?beta=true HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(BODY)}\r\n"
+            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
             "x-api-key: sk-ant-bench-key\r\nanthropic-version: 2023-06-01\r\n"
             f"x-fake-events: {events}\r\nx-fake-gap-ms: {gap_ms}\r\n\r\n"
         ).encode()
         started = time.perf_counter()
-        self.writer.write(head + BODY)
+        self.writer.write(head + body)
         reader = self.reader
         response_head = await reader.readuntil(b"\r\n\r\n")
         assert response_head.startswith(b"HTTP/1.1 200"), response_head[:200]
@@ -162,7 +214,7 @@ class Connection:
             data = await reader.readexactly(size + 2)
             now = time.perf_counter() - started
             arrivals += [now] * data.count(b"\n\n")
-        assert len(arrivals) == events, (len(arrivals), events)
+        assert len(arrivals) == (expected or events), (len(arrivals), events)
         return Stream(arrivals[0], arrivals[-1], arrivals)
 
     def close(self) -> None:
@@ -302,18 +354,114 @@ def measure(
     return out
 
 
+def routed_body(words: int, gap_ms: int, *, openai: bool) -> bytes:
+    """A stream of `words` text chunks from the fake OpenAI server, GAP ms apart:
+    asked of it directly (Chat Completions) or through core's route (Messages)."""
+    message = {"role": "user", "content": f"bench-stream {words} {gap_ms}"}
+    if openai:
+        body = {"model": "bench-model", "stream": True, "messages": [message]}
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body = {"model": "claude-haiku-4-5", "max_tokens": 1024, "stream": True}
+        body["messages"] = [message]
+    return json.dumps(body).encode()
+
+
+async def routed_streams(
+    port: int, *, openai: bool, count: int, gap_ms: int, concurrency: int = 1
+) -> list[Stream]:
+    words = 50
+    # Direct: a role chunk, the words, a finish chunk, usage, [DONE]. Through core:
+    # message_start, ping, block start, the words, block stop, message_delta, stop.
+    expected = words + (4 if openai else 6)
+    path = "/v1/chat/completions" if openai else "/v1/messages?beta=true"
+    body = routed_body(words, gap_ms, openai=openai)
+
+    async def worker() -> list[Stream]:
+        conn = Connection(port)
+        out = [
+            await conn.stream(words, gap_ms, path=path, body=body, expected=expected)
+            for _ in range(count)
+        ]
+        conn.close()
+        return out
+
+    nested = await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [s for group in nested for s in group]
+
+
+def measure_routed(
+    core_port: int, openai_port: int, core_pid: int, quick: bool
+) -> dict[str, float]:
+    """First event of a routed stream against the provider's own, and core's CPU
+    per provider chunk it converts (recording included)."""
+    out: dict[str, float] = {}
+    for name, port, openai in (
+        ("direct", openai_port, True),
+        ("routed", core_port, False),
+    ):
+        runs = asyncio.run(
+            routed_streams(port, openai=openai, count=30 if quick else 200, gap_ms=0)
+        )
+        out[f"{name}_ttfe_p50"] = pct([s.first * 1000 for s in runs], 50)
+        single = asyncio.run(
+            routed_streams(port, openai=openai, count=5 if quick else 30, gap_ms=20)
+        )
+        out[f"{name}_trickle_first_p50"] = pct([s.first * 1000 for s in single], 50)
+        out[f"{name}_trickle_gap_p50"] = pct([g * 1000 for g in gaps(single)], 50)
+    backlog_drained(core_port)
+    before = cpu_seconds(core_pid)
+    slow = asyncio.run(
+        routed_streams(
+            core_port, openai=False, count=1 if quick else 3, gap_ms=20, concurrency=16
+        )
+    )
+    time.sleep(0.3)  # past the recorder's 200 ms batching window
+    backlog_drained(core_port)
+    out["cpu_us_per_chunk"] = (cpu_seconds(core_pid) - before) / (len(slow) * 50) * 1e6
+    print("  measured routed streams", file=sys.stderr, flush=True)
+    return out
+
+
+def report_routed(routed: dict[str, float], core: dict[str, float]) -> None:
+    print("\nrouted streams (core converting the fake OpenAI server's chunks), p50:")
+    for label, key in [
+        ("first event, back to back", "ttfe_p50"),
+        ("first event, 20 ms trickle, c=1", "trickle_first_p50"),
+        ("gap between events, 20 ms trickle", "trickle_gap_p50"),
+    ]:
+        direct, through = routed[f"direct_{key}"], routed[f"routed_{key}"]
+        print(
+            f"  {label:36} provider direct {direct:7.2f} ms   routed {through:7.2f} ms"
+            f"   added {through - direct:+7.2f} ms"
+        )
+    print(
+        f"  core CPU per provider chunk, 16 routed streams x 50 chunks 20 ms apart: "
+        f"{routed['cpu_us_per_chunk']:.0f} us (unrouted, per relayed event: "
+        f"{core['cpu_us_per_event']:.0f} us)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--memory-requests", type=int, default=10_000)
+    parser.add_argument(
+        "--routes", action="store_true", help="core with a routes file (see ROUTES)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="claudemon-bench-"))
     fake_port, bare_port, core_port = free_port(), free_port(), free_port()
-    env = core_environment(work, fake_port)
+    openai_port = free_port() if args.routes else None
+    env = core_environment(work, fake_port, openai_port)
     processes = []
+    routed: dict[str, float] = {}
     try:
         fake = start_fake(fake_port)
         processes.append(fake)
+        if openai_port is not None:  # the fake OpenAI server, on CPU 0 as well
+            command = [PY, "-m", "tests.fake_openai", str(openai_port)]
+            processes.append(start(command, env={}, cpu=0, port=openai_port))
         bare = start(
             [
                 PY,
@@ -357,6 +505,8 @@ def main() -> None:
                 ("claudemon core", core_port, core.pid),
             ]
         }
+        if openai_port is not None:
+            routed = measure_routed(core_port, openai_port, core.pid, args.quick)
         backlog_drained(core_port)  # let the recorder catch up before counting
         recorded = subprocess.run(
             [
@@ -374,6 +524,8 @@ def main() -> None:
             process.terminate()
             process.wait(10)
     report(results, mem, recorded)
+    if routed:
+        report_routed(routed, results["claudemon core"])
 
 
 def report(results: dict[str, dict[str, float]], mem: dict, recorded: str) -> None:

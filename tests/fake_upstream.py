@@ -271,7 +271,7 @@ class FakeAnthropic:
     ) -> None:
         try:
             while True:
-                received = await _read_request(reader)
+                received = await read_request(reader)
                 if received is None:
                     break
                 self.requests.append(received)
@@ -308,7 +308,7 @@ class FakeAnthropic:
             if received.method != "HEAD":
                 headers.append(("content-length", str(len(body))))
             writer.write(
-                _head(reply.status, headers)
+                response_head(reply.status, headers)
                 + (b"" if received.method == "HEAD" else body)
             )
             await writer.drain()
@@ -316,7 +316,7 @@ class FakeAnthropic:
         if "content-type" not in names:
             headers.append(("content-type", "text/event-stream; charset=utf-8"))
         headers.append(("transfer-encoding", "chunked"))
-        writer.write(_head(reply.status, headers))
+        writer.write(response_head(reply.status, headers))
         await writer.drain()
         compress, finish = _incremental(reply.encoding)
         for number, event in enumerate(reply.events):
@@ -441,7 +441,7 @@ def _default_turn(request: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "text": f"You said: {prompt[:200]}"}
 
 
-def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
+def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
     lines += [f"{name}: {value}" for name, value in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -486,7 +486,7 @@ def _incremental(encoding: str | None):
     raise ValueError(encoding)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Received | None:
+async def read_request(reader: asyncio.StreamReader) -> Received | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:

@@ -40,6 +40,8 @@ LIST_FIELDS = (
     "cost_usd",
     "ttfb_ms",
     "duration_ms",
+    "provider",
+    "route",
 )
 _COVERED = {
     "id", "started_at", "model", "state", "status_code", "error_type", "is_streaming",

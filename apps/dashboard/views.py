@@ -208,6 +208,10 @@ def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
         context["raw_request"] = inspector.raw_text(request_bytes)
         response_bytes = _decoded(exchange.response_body)
         context["raw_response"] = inspector.raw_text(response_bytes)
+        if exchange.route:  # routed: what the provider was sent and answered too
+            for key in ("provider_request_body", "provider_response_body"):
+                raw = _decoded(getattr(exchange, key))
+                context[f"raw_{key}"] = inspector.raw_text(raw) if raw else None
     return context
 
 

@@ -14,6 +14,10 @@ class ProxyConfig(AppConfig):
 
         # Fail at start, with the file named, when a prices override is malformed.
         pricing.price_table()
+        # Likewise for a routes file (file, line and field named).
+        from apps.proxy.routing.reload import routes_start
+
+        routes_start(getattr(settings, "CLAUDEMON_ROUTES_FILE", ""))
         if getattr(settings, "CLAUDEMON_LEAN_REQUESTS", False):
             _drop_request_signal_receivers()
 

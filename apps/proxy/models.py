@@ -83,6 +83,16 @@ class Exchange(models.Model):
     response_body = models.BinaryField(null=True, blank=True)
     response_message = models.JSONField(null=True, blank=True)
 
+    # Routing (apps/proxy/routing): the rule that took the call and the provider
+    # that served it; the fields above hold what the client sent and saw, these
+    # what the provider was sent and answered (bodies through apps.proxy.bodies).
+    route = models.CharField(max_length=200, blank=True, default="")
+    provider = models.CharField(max_length=100, blank=True, default="")
+    provider_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    provider_request_body = models.BinaryField(null=True, blank=True)
+    provider_response_body = models.BinaryField(null=True, blank=True)
+    routing = models.JSONField(default=dict, blank=True)
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [
@@ -93,6 +103,9 @@ class Exchange(models.Model):
             models.Index(fields=["state", "started_at"], name="exchange_state_time"),
             models.Index(fields=["request_id"], name="exchange_request_id"),
             models.Index(fields=["message_id"], name="exchange_message_id"),
+            models.Index(
+                fields=["provider", "started_at"], name="exchange_provider_time"
+            ),
         ]
 
     def __str__(self) -> str:

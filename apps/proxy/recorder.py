@@ -48,6 +48,7 @@ class Call:
     state: str = State.IN_PROGRESS
     error_type: str = ""
     error_message: str = ""
+    routing: Any = None  # apps.proxy.routing.record.RoutedCall for a routed call
 
 
 # --- secrets -----------------------------------------------------------------
@@ -493,6 +494,11 @@ def call_finish_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]
     row["ratelimits"] = limits
     row.update(_unified_columns(limits))
     row.update(_outcome_fields(call, body, headers))
+    # Routed: route, provider, what the provider got. getattr: a Call spilled to
+    # disk by an older version has no routing slot.
+    routing = getattr(call, "routing", None)
+    if routing is not None:
+        row.update(routing.row())
     return row
 
 

@@ -79,18 +79,32 @@ _LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def upstream_request(
-    *, method: str, raw_path: bytes, query_string: bytes, headers: list, body: bytes
+    *,
+    method: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: list,
+    body: bytes,
+    base_url: str = "",
+    timeouts: tuple[float, float] | None = None,
 ) -> httpcore.Request:
     """The upstream request: the client's method, target, end-to-end headers and
-    body bytes, plus the Host of the upstream and the body's length."""
-    scheme, host, port, prefix, host_header = _origin(settings.CLAUDEMON_UPSTREAM_URL)
+    body bytes, plus the Host of the upstream and the body's length.
+
+    A routed call names its provider's `base_url` and (connect, idle) `timeouts`.
+    """
+    base_url = base_url or settings.CLAUDEMON_UPSTREAM_URL
+    scheme, host, port, prefix, host_header = _origin(base_url)
     target = prefix + raw_path
     if query_string:
         target += b"?" + query_string
     outgoing = [(b"Host", host_header), *headers_forwardable(headers)]
     if body or method in _LENGTH_ALWAYS:
         outgoing.append((b"Content-Length", str(len(body)).encode("ascii")))
-    connect, idle = settings.CLAUDEMON_CONNECT_TIMEOUT, settings.CLAUDEMON_IDLE_TIMEOUT
+    connect, idle = timeouts or (
+        settings.CLAUDEMON_CONNECT_TIMEOUT,
+        settings.CLAUDEMON_IDLE_TIMEOUT,
+    )
     timeouts = {"connect": connect, "read": idle, "write": idle, "pool": connect}
     return httpcore.Request(
         method.encode("ascii"),

@@ -22,6 +22,9 @@ import claudemon
 from apps.proxy import selectors
 from apps.proxy.models import Exchange
 from apps.proxy.recorder import Call, header_value
+from apps.proxy.routing.match import route_for
+from apps.proxy.routing.reload import routing_health
+from apps.proxy.routing.serve import route_serve
 from apps.proxy.upstream import (
     UPSTREAM_ERRORS,
     headers_forwardable,
@@ -62,6 +65,9 @@ async def relay(request: HttpRequest) -> HttpResponse:
     """Forward one call upstream and stream the answer back as it arrives."""
     call = _call_open(request)
     recording_submit("start", call)
+    route = route_for(call)  # None unless a rule of CLAUDEMON_ROUTES_FILE takes it
+    if route is not None:
+        return await route_serve(call, route, client=request.scope.get("client"))
     try:
         upstream = await _upstream_send(call)
     except UPSTREAM_ERRORS as exc:
@@ -220,5 +226,6 @@ async def health(request: HttpRequest) -> JsonResponse:
         "upstream": settings.CLAUDEMON_UPSTREAM_URL,
         "database": f"error: {problem}" if problem else database,
         "recording_backlog": backlog.backlog(),
+        **routing_health(),
     }
     return JsonResponse(report)

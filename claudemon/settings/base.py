@@ -31,6 +31,8 @@ CLAUDEMON_CONNECT_TIMEOUT = env_float("CLAUDEMON_CONNECT_TIMEOUT", 10.0)
 CLAUDEMON_IDLE_TIMEOUT = env_float("CLAUDEMON_IDLE_TIMEOUT", 600.0)
 CLAUDEMON_REDACT_HEADERS = [h.lower() for h in env_list("CLAUDEMON_REDACT_HEADERS", [])]
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
+# Routing of chosen calls to other models or providers (apps/proxy/routing).
+CLAUDEMON_ROUTES_FILE = env_str("CLAUDEMON_ROUTES_FILE", "")
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
 # Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
 CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)

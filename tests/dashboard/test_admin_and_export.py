@@ -132,9 +132,7 @@ def test_it_deletes_one_exchange_as_superuser(admin_client, hostile):
 
 
 def test_it_deletes_everything_matching_a_filter_after_confirming(admin_client):
-    old = [
-        exchange_create(started_at=_at(f"2025-01-0{d}T00:00:00")) for d in (1, 2, 3)
-    ]
+    old = [exchange_create(started_at=_at(f"2025-01-0{d}T00:00:00")) for d in (1, 2, 3)]
     recent = exchange_create(started_at=_at("2026-11-20T00:00:00"))
     filtered = CHANGELIST + "?started_at__lt=2026-01-01"
     form = {"action": "delete_matching", "select_across": "1", "index": "0",

@@ -113,4 +113,7 @@ def test_it_creates_the_whole_row_when_a_finish_arrives_before_its_start():
     services.exchange_record(inserts=inserts, finishes=[])
 
     row = Exchange.objects.get(uid=call.uid)
-    assert (row.state, row.model_requested) == (Exchange.State.COMPLETE, "claude-haiku-4-5")
+    assert (row.state, row.model_requested) == (
+        Exchange.State.COMPLETE,
+        "claude-haiku-4-5",
+    )

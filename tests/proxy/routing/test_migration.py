@@ -1,0 +1,25 @@
+"""The routing migration adds columns in place, keeping every index."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_routing_columns_leave_the_raw_sql_indexes_in_place():
+    # Django's SQLite editor would rebuild the table for these NOT NULL columns
+    # and drop the indexes migration 0002 made with RunSQL.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'"
+            " AND tbl_name = 'proxy_exchange'"
+        )
+        indexes = {row[0] for row in cursor.fetchall()}
+        columns = {c.name for c in connection.introspection.get_table_description(
+            cursor, "proxy_exchange"
+        )}  # fmt: skip
+
+    assert {"exchange_stats_cover", "exchange_provider_time"} <= indexes
+    assert {"route", "provider", "provider_status", "routing"} <= columns
