@@ -14,10 +14,12 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from ninja import Path, Query, Router
 from ninja.errors import HttpError
 
 from apps.dashboard import schemas, selectors, session_selectors
+from apps.dashboard.selectors import reports
 from apps.dashboard.selectors.ledger import scope_of
 
 router = Router(tags=["stats"])
@@ -177,3 +179,79 @@ def limits(
 ) -> dict:
     """Subscription (unified) limits now and over the range; API-key limits."""
     return selectors.ratelimit_state(filters=filters, limit=options.limit)
+
+
+# --- usage reports: the same selectors as the usage pages and `manage.py usage`
+
+
+@router.get(
+    "/usage/daily", response=schemas.PeriodReportOut, by_alias=True, tags=["usage"]
+)
+def usage_daily(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
+    """Calls, tokens and cost per local day of `tz`, split by model."""
+    return _periods(filters, "daily")
+
+
+@router.get(
+    "/usage/weekly", response=schemas.PeriodReportOut, by_alias=True, tags=["usage"]
+)
+def usage_weekly(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
+    """Calls, tokens and cost per week (starting on `week_start`), by model."""
+    return _periods(filters, "weekly")
+
+
+@router.get(
+    "/usage/monthly", response=schemas.PeriodReportOut, by_alias=True, tags=["usage"]
+)
+def usage_monthly(request: HttpRequest, filters: Query[schemas.MonthlyFilter]) -> dict:
+    """Calls, tokens and cost per calendar month in `tz`, by model."""
+    return _periods(filters, "monthly")
+
+
+def _periods(filters: schemas.ReportFilter, report: str) -> dict:
+    return reports.report_periods(
+        scope=scope_of(filters), zone=filters.zone, report=report,
+        week_start=filters.week_start_index,
+    )  # fmt: skip
+
+
+@router.get(
+    "/usage/sessions", response=schemas.SessionReportOut, by_alias=True, tags=["usage"]
+)
+def usage_sessions(
+    request: HttpRequest,
+    filters: Query[schemas.ReportFilter],
+    page: Query[schemas.PageIn],
+) -> dict:
+    """Sessions with a call in the range, each with its whole figures."""
+    return reports.report_sessions(
+        scope=scope_of(filters), zone=filters.zone, limit=page.limit,
+        offset=page.offset,
+    )  # fmt: skip
+
+
+@router.get(
+    "/usage/projects", response=schemas.ProjectReportOut, by_alias=True, tags=["usage"]
+)
+def usage_projects(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
+    """Calls, tokens and cost per project over the range."""
+    return reports.report_projects(scope=scope_of(filters), zone=filters.zone)
+
+
+@router.get(
+    "/usage/models", response=schemas.ModelReportOut, by_alias=True, tags=["usage"]
+)
+def usage_models(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
+    """Calls, tokens and cost per model over the range."""
+    return reports.report_models(scope=scope_of(filters), zone=filters.zone)
+
+
+@router.get(
+    "/usage/blocks", response=schemas.BlocksReportOut, by_alias=True, tags=["usage"]
+)
+def usage_blocks(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
+    """5-hour blocks: calls, tokens, cost, gaps, the active block's burn rate and
+    projection, and the 5-hour and weekly utilization the relay saw."""
+    return reports.report_blocks(
+        scope=scope_of(filters), zone=filters.zone, now=timezone.now()
+    )

@@ -18,11 +18,16 @@ from django.utils import timezone
 from apps.proxy.models import Exchange
 
 TZ_COOKIE = "tz"
-RANGES = (("today", "Today"), ("24h", "24 h"), ("7d", "7 d"), ("30d", "30 d"))
+RANGES = (
+    ("today", "Today"), ("24h", "24 h"), ("7d", "7 d"), ("30d", "30 d"),
+    ("90d", "90 d"), ("1y", "1 y"),
+)  # fmt: skip
 _SPANS = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+    "1y": timedelta(days=365),
 }
 DEFAULT_RANGE = "24h"
 SORTS = {
@@ -93,6 +98,15 @@ def range_from_query(query: QueryDict, *, zone: tzinfo, now: datetime) -> TimeRa
             DEFAULT_RANGE, now=now, zone=zone, problems=(f"Unknown range {key!r}.",)
         )
     return _named_range(key, now=now, zone=zone)
+
+
+def day_start(span: TimeRange) -> datetime:
+    """Return a named range's start moved back to its local midnight (reports
+    count whole days); a custom or today's range starts there already."""
+    local = span.start.astimezone(span.zone)
+    if span.bucket == "hour":
+        return span.start
+    return datetime.combine(local.date(), time(), tzinfo=span.zone)
 
 
 def _named_range(

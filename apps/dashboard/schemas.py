@@ -24,6 +24,9 @@ from apps.proxy.models import Exchange
 _STATUS = re.compile(r"^[1-5](\d\d|xx)$")
 DEFAULT_SPAN = timedelta(hours=24)
 _YEARS = (1970, 2999)  # beyond this, date arithmetic would overflow
+WEEKDAYS = (
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+)  # fmt: skip
 
 
 def zone_parse(name: str) -> ZoneInfo:
@@ -92,7 +95,7 @@ class RangeFilter(Schema):
     def _resolve_range(self) -> RangeFilter:
         self._zone = zone_parse(self.tz)
         self._end = self.to or timezone.now()
-        self._start = self.from_ or self._end - self.default_span()
+        self._start = self.from_ or self.default_start()
         if self._start >= self._end:
             raise ValueError("'from' must be earlier than 'to'")
         self.check_range()
@@ -100,6 +103,10 @@ class RangeFilter(Schema):
 
     def default_span(self) -> timedelta:
         return DEFAULT_SPAN
+
+    def default_start(self) -> datetime:
+        """Return the start when `from` is not given (`to` is resolved)."""
+        return self._end - self.default_span()
 
     def check_range(self) -> None:
         """Raise ValueError when a subclass cannot serve this range."""
@@ -389,6 +396,7 @@ class SessionUsageOut(Schema):
     subagent_calls: int
     errors: int
     tokens: TokensOut
+    total_tokens: int
     cost_usd: float | None = Field(description="None when no call has a price")
     unpriced_requests: int
     models: list[str]
@@ -428,3 +436,148 @@ class LimitsOut(Schema):
     unified: UnifiedOut | None
     history: list[UnifiedPointOut]
     standard: StandardLimitsOut | None
+
+
+# --- usage reports (apps.dashboard.selectors.reports) ------------------------
+
+
+class ReportFilter(UsageFilter):
+    """A report's range: by default the last 30 days in tz, from local midnight."""
+
+    week_start: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = Field("monday", description="the first day of a week (weekly report)")
+
+    def default_span(self) -> timedelta:
+        return timedelta(days=30)
+
+    def default_start(self) -> datetime:
+        last = self._end.astimezone(self._zone).date()
+        first = last - self.default_span() + timedelta(days=1)
+        return datetime.combine(first, time(), tzinfo=self._zone).astimezone(UTC)
+
+    @property
+    def week_start_index(self) -> int:
+        return WEEKDAYS.index(self.week_start)
+
+
+class MonthlyFilter(ReportFilter):
+    """The monthly report's range: by default the last 12 months."""
+
+    def default_start(self) -> datetime:
+        last = self._end.astimezone(self._zone).date().replace(day=1)
+        # This month and the eleven before it.
+        first = date(last.year - (last.month < 12), last.month % 12 + 1, 1)
+        return datetime.combine(first, time(), tzinfo=self._zone).astimezone(UTC)
+
+
+class FiguresOut(BaseModel):
+    calls: int = Field(description="API calls (Messages), each counted once")
+    errors: int
+    tokens: TokensOut
+    total_tokens: int
+    cost_usd: float = Field(description="USD of the calls whose price is known")
+    unpriced_calls: int = Field(description="calls with usage but no known price")
+    cache_savings_usd: float
+
+
+class ModelFiguresOut(FiguresOut):
+    model: str
+
+
+class PeriodOut(FiguresOut):
+    period: str = Field(description="2026-11-03 (day, week's first day) or 2026-11")
+    start: datetime
+    end: datetime
+    unpriced_models: list[str]
+    models: list[ModelFiguresOut]
+
+
+class ProjectFiguresOut(FiguresOut):
+    project_id: int | None = Field(description="None: no transcript places them")
+    project: str
+
+
+class ReportOut(BaseModel):
+    report: str
+    tz: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    totals: FiguresOut
+
+    model_config = {"populate_by_name": True}
+
+
+class PeriodReportOut(ReportOut):
+    rows: list[PeriodOut]
+
+
+class ModelReportOut(ReportOut):
+    rows: list[ModelFiguresOut]
+
+
+class ProjectReportOut(ReportOut):
+    rows: list[ProjectFiguresOut]
+
+
+class SessionReportOut(ReportOut):
+    count: int
+    limit: int
+    offset: int
+    rows: list[SessionUsageOut]
+
+
+class BurnOut(BaseModel):
+    tokens_per_minute: float
+    cost_per_hour: float
+    minutes_left: float
+    projected_tokens: int
+    projected_cost_usd: float
+
+
+class BlockLimitsOut(BaseModel):
+    at: datetime
+    status: str
+    five_hour_utilization: float | None
+    five_hour_reset: datetime | None
+    seven_day_utilization: float | None
+    seven_day_reset: datetime | None
+
+
+class BlockOut(BaseModel):
+    kind: Literal["block", "gap"]
+    start: datetime
+    end: datetime
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    active: bool = False
+    calls: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    models: list[str] = []
+    burn: BurnOut | None = None
+    limits: BlockLimitsOut | None = Field(
+        None, description="the newest limits the relay saw in the block"
+    )
+
+
+class BlockTotalsOut(BaseModel):
+    blocks: int
+    calls: int
+    total_tokens: int
+    cost_usd: float
+    unpriced_calls: int
+
+
+class BlocksReportOut(BaseModel):
+    report: str
+    tz: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    rows: list[BlockOut]
+    totals: BlockTotalsOut
+    active: BlockOut | None
+    limits: BlockLimitsOut | None = Field(description="the newest limits seen")
+
+    model_config = {"populate_by_name": True}

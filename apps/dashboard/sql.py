@@ -104,29 +104,26 @@ ORDER BY duration_ms DESC LIMIT %s
 """
 
 # --- the statusline (apps.dashboard.statusline): plain sqlite3, no Django ----
-STATUS_SESSION = """
-SELECT COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), COUNT(*)
+STATUS_ANY = "SELECT 1 FROM proxy_apicall LIMIT 1"
+_UNPRICED = f"SUM(CASE WHEN cost_usd IS NULL AND {_TOKEN_SUM} > 0 THEN 1 ELSE 0 END)"
+STATUS_SESSION = f"""
+SELECT COALESCE(SUM(cost_usd), 0), COALESCE({_UNPRICED}, 0)
 FROM proxy_apicall WHERE session_id = ? AND kind = 'messages'
 """
-STATUS_SINCE = """
-SELECT COALESCE(SUM(cost_usd), 0), COUNT(*) FROM proxy_apicall
-WHERE at >= ? AND kind = 'messages'
+STATUS_SINCE = f"""
+SELECT COALESCE(SUM(cost_usd), 0), COALESCE({_UNPRICED}, 0)
+FROM proxy_apicall WHERE at >= ? AND kind = 'messages'
 """
-# Call times and figures after an instant, oldest first (the active block).
-STATUS_CALLS = f"""
-SELECT at, {_TOKEN_SUM}, COALESCE(cost_usd, 0) FROM proxy_apicall
-WHERE at >= ? AND kind = 'messages' ORDER BY at
-"""
-# The newest call before an instant (to find where the active block began).
-STATUS_BEFORE = """
-SELECT at FROM proxy_apicall WHERE at < ? AND kind = 'messages'
-ORDER BY at DESC LIMIT 1
+# The calls after an instant as quarter-hour activity (blocks.Activity).
+STATUS_QUARTERS = f"""
+SELECT MIN(at), MAX(at), COUNT(*), SUM({_TOKEN_SUM}), COALESCE(SUM(cost_usd), 0),
+       {_UNPRICED}
+FROM proxy_apicall WHERE at >= ? AND kind = 'messages' GROUP BY quarter
 """
 # The newest subscription limits the relay saw: the condition is the partial
 # index exchange_unified_time's (apps/proxy migration 0002), word for word.
-LIMITS_LATEST = """
-SELECT started_at, unified_status, unified_5h_utilization, unified_5h_reset,
-       unified_7d_utilization, unified_7d_reset
-FROM proxy_exchange WHERE unified_5h_utilization IS NOT NULL AND started_at < {before}
+STATUS_LIMITS = """
+SELECT unified_5h_utilization, unified_5h_reset, unified_7d_utilization
+FROM proxy_exchange WHERE unified_5h_utilization IS NOT NULL AND started_at < ?
 ORDER BY started_at DESC LIMIT 1
 """

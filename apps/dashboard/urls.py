@@ -17,11 +17,10 @@ urlpatterns = [
     path("requests/", views.requests_list, name="exchange-list"),
     path("requests/<int:exchange_id>/", views.exchange_detail, name="exchange-detail"),
     path("performance/", views.performance, name="performance"),
+    path("usage/", views.usage, name="usage"),
     path("sessions/", views_transcripts.sessions, name="sessions"),
     path("sessions/<str:session_id>/", views_transcripts.session, name="session"),
-    path(
-        "sessions/<str:session_id>/thread/", views_transcripts.thread, name="thread"
-    ),
+    path("sessions/<str:session_id>/thread/", views_transcripts.thread, name="thread"),
     path("projects/", views_transcripts.projects, name="projects"),
     path("search/", views_transcripts.search, name="search"),
     path("todos/", views_transcripts.todos, name="todos"),

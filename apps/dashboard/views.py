@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateformat import format as dateformat
 
 from apps.dashboard import inspector, page_selectors, page_state, selectors
+from apps.dashboard.selectors import reports
 from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
@@ -75,6 +76,80 @@ def _usage_chart(series: dict, *, metric: str, zone: tzinfo) -> dict:
         ],
         "unit": "usd" if metric == "cost" else "",
     }
+
+
+REPORT_TABS = (
+    ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly"),
+    ("sessions", "Sessions"), ("projects", "Projects"), ("models", "Models"),
+    ("blocks", "5-hour blocks"),
+)  # fmt: skip
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    """Answer 'what did I use, when': the usage reports, each a chart and a table."""
+    zone = page_state.zone_from_request(request)
+    report = request.GET.get("report", "daily")
+    report = report if report in dict(REPORT_TABS) else "daily"
+    query = request.GET.copy()
+    query.setdefault("range", "1y" if report == "monthly" else "30d")
+    span = page_state.range_from_query(query, zone=zone, now=page_state.now_utc())
+    metric = "cost" if request.GET.get("metric") == "cost" else "tokens"
+    found = _report(report, Scope(page_state.day_start(span), span.end), zone)
+    context = {
+        "span": span, "report": report, "tabs": REPORT_TABS, "metric": metric,
+        "command": {"sessions": "session", "projects": "project",
+                    "models": "model"}.get(report, report),
+        "data": found, "chart": _report_chart(report, found, metric=metric, zone=zone),
+        "problems": span.problems,
+    }  # fmt: skip
+    return _render(request, "dashboard/usage.html", context, zone=zone)
+
+
+def _report(report: str, scope: Scope, zone: tzinfo) -> dict:
+    if report in ("daily", "weekly", "monthly"):
+        return reports.report_periods(scope=scope, zone=zone, report=report)
+    if report == "sessions":
+        return reports.report_sessions(scope=scope, zone=zone, limit=100, offset=0)
+    if report == "projects":
+        return reports.report_projects(scope=scope, zone=zone)
+    if report == "models":
+        return reports.report_models(scope=scope, zone=zone)
+    return reports.report_blocks(scope=scope, zone=zone, now=page_state.now_utc())
+
+
+def _report_chart(report: str, data: dict, *, metric: str, zone: tzinfo) -> dict:
+    """Chart a report: periods stacked by model, blocks and lists one bar each."""
+
+    def amount(row: dict) -> float:
+        return (row["cost_usd"] or 0.0) if metric == "cost" else row["total_tokens"]
+
+    if report in ("daily", "weekly", "monthly"):
+        names = sorted(
+            {m["model"] or "(none)" for r in data["rows"] for m in r["models"]}
+        )
+        series = {name: [0.0] * len(data["rows"]) for name in names}
+        for i, row in enumerate(data["rows"]):
+            for m in row["models"]:
+                series[m["model"] or "(none)"][i] += amount(m)
+        labels = [row["period"] for row in data["rows"]]
+        chart_series = [{"name": n, "values": v} for n, v in series.items()]
+    else:
+        rows = [r for r in data["rows"] if r.get("kind", "block") == "block"][:40]
+        labels = [_report_label(report, r, zone) for r in rows]
+        chart_series = [{"name": metric, "values": [amount(r) for r in rows]}]
+    return {"labels": labels, "series": chart_series,
+            "unit": "usd" if metric == "cost" else ""}  # fmt: skip
+
+
+def _report_label(report: str, row: dict, zone: tzinfo) -> str:
+    if report == "blocks":
+        return dateformat(row["start"].astimezone(zone), "M j H:i")
+    if report == "sessions":
+        return (row["title"] or row["session_id"])[:24]
+    if report == "projects":
+        return (row["project"] or "(no transcript)").rsplit("/", 1)[-1]
+    return row["model"] or "(none)"
 
 
 @login_required

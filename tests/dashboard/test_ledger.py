@@ -132,8 +132,15 @@ def world(db, tmp_path) -> dict:
     exchange_create(method="HEAD", path="/", status_code=404, session_id="",
                     request_id="", message_id="", model="", input_tokens=0,
                     output_tokens=0, error_type="")  # fmt: skip
-    exchange_create(path="/api/event_logging/batch", session_id="", request_id="",
-                    message_id="", model="", input_tokens=0, output_tokens=0)
+    exchange_create(
+        path="/api/event_logging/batch",
+        session_id="",
+        request_id="",
+        message_id="",
+        model="",
+        input_tokens=0,
+        output_tokens=0,
+    )
     return relayed
 
 
@@ -187,9 +194,7 @@ def test_it_shows_the_same_session_on_the_list_and_its_page(world, api, client_i
     listed = {s["session_id"]: s for s in api("/api/sessions", **DAY).json()["items"]}
     for key in (A, F):  # rA1 counts in exactly one of them
         assert listed[key]["cost_usd"] >= 0
-    assert listed[A]["cost_usd"] + listed[F]["cost_usd"] == pytest.approx(
-        PROJECT_ALPHA
-    )
+    assert listed[A]["cost_usd"] + listed[F]["cost_usd"] == pytest.approx(PROJECT_ALPHA)
     assert listed[R]["cost_usd"] == pytest.approx(
         EXPECTED["rR1"] + EXPECTED["rR2"] + EXPECTED["rR3"]
     )

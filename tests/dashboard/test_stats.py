@@ -161,6 +161,7 @@ def test_it_summarises_sessions(seeded, api):
         "requests": 4, "turns": 3, "subagent_calls": 1, "errors": 0,
         "tokens": {"input": 310, "output": 170, "cache_read": 4000,
                    "cache_write_5m": 200, "cache_write_1h": 100},
+        "total_tokens": 4780,
         "cost_usd": pytest.approx(0.00603), "unpriced_requests": 0,
         "models": [SONNET],
     }  # fmt: skip

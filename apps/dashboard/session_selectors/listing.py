@@ -132,6 +132,7 @@ def session_out(row: SessionRow) -> dict:
         "turns": row.turns, "subagent_calls": row.subagent_calls,
         "errors": row.errors,
         "tokens": {kind: row.token_kinds.get(kind, 0) for kind in kinds},
+        "total_tokens": row.tokens,
         "cost_usd": row.cost_usd, "unpriced_requests": row.unpriced,
         "models": row.models,
     }  # fmt: skip

@@ -29,9 +29,7 @@ class Command(BaseCommand):
         if not options["rebuild"]:
             self.stdout.write(f"{ApiCall.objects.count()} calls in the ledger.")
             return
-        if options["if_empty"] and (
-            ApiCall.objects.exists() or not _has_sources()
-        ):
+        if options["if_empty"] and (ApiCall.objects.exists() or not _has_sources()):
             return
         started = time.monotonic()
         exchanges, sessions = ledger_rebuild()

@@ -1,0 +1,281 @@
+"""Usage reports: by day, week and month in a time zone, per session, project and
+model, and 5-hour blocks with burn rate, projection and the real limits.
+
+Each report reads the ledger through selectors.ledger and returns a plain dict in
+the shape of schemas.ReportOut or schemas.BlocksReportOut: the pages, the API and
+`manage.py usage` all take theirs from here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from apps.dashboard.blocks import Activity, Block, blocks_build, gaps_between
+from apps.dashboard.selectors.ledger import Scope, ledger_sums
+from apps.dashboard.selectors.usage import TOKEN_KINDS, figures_of, usage_in_buckets
+from apps.dashboard.session_selectors.listing import session_out, session_rows
+from apps.indexing import selectors as index
+from apps.proxy.models import Exchange
+
+PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
+# How far back blocks are chained from: a block's start depends on the block
+# before it, back to the last five-hour pause.
+BLOCK_LOOKBACK = timedelta(days=7)
+
+
+def figures_row(row: dict | None) -> dict:
+    """Return the figures every report row carries, from summed ledger rows."""
+    figures = figures_of(row)
+    return {
+        "calls": figures["requests"],
+        "errors": figures["errors"],
+        "tokens": figures["tokens"],
+        "total_tokens": figures["total_tokens"],
+        "cost_usd": figures["cost_usd"],
+        "unpriced_calls": figures["unpriced_requests"],
+        "cache_savings_usd": figures["cache_savings_usd"],
+    }
+
+
+def _total(rows: list[dict]) -> dict:
+    """Return the figures of several report rows added up."""
+    tokens = {kind: sum(r["tokens"][kind] for r in rows) for kind in TOKEN_KINDS}
+    return {
+        "calls": sum(r["calls"] for r in rows),
+        "errors": sum(r["errors"] for r in rows),
+        "tokens": tokens,
+        "total_tokens": sum(tokens.values()),
+        "cost_usd": sum(r["cost_usd"] for r in rows),
+        "unpriced_calls": sum(r["unpriced_calls"] for r in rows),
+        "cache_savings_usd": sum(r["cache_savings_usd"] for r in rows),
+    }
+
+
+def period_edges(
+    *, start: datetime, end: datetime, zone: tzinfo, unit: str, week_start: int = 0
+) -> list[datetime]:
+    """Return local period boundaries covering [start, end): the first at or
+    before start (a day's midnight, a week's first day, a month's first)."""
+    day = start.astimezone(zone).date()
+    if unit == "week":
+        day -= timedelta(days=(day.weekday() - week_start) % 7)
+    elif unit == "month":
+        day = day.replace(day=1)
+    edges = [datetime.combine(day, time(), tzinfo=zone)]
+    while edges[-1] < end:
+        day = _next_period(day, unit)
+        edges.append(datetime.combine(day, time(), tzinfo=zone))
+    return edges
+
+
+def _next_period(day: date, unit: str) -> date:
+    if unit == "day":
+        return day + timedelta(days=1)
+    if unit == "week":
+        return day + timedelta(days=7)
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _label(edge: datetime, unit: str) -> str:
+    return edge.strftime("%Y-%m") if unit == "month" else edge.date().isoformat()
+
+
+def report_periods(
+    *, scope: Scope, zone: tzinfo, report: str, week_start: int = 0
+) -> dict:
+    """Return the daily, weekly or monthly report: every period of the range in
+    `zone` (clipped to the range), each split by model."""
+    unit = PERIODS[report]
+    edges = period_edges(
+        start=scope.start, end=scope.end, zone=zone, unit=unit, week_start=week_start
+    )
+    rows = []
+    for index_, groups in enumerate(usage_in_buckets(scope=scope, edges=edges)):
+        models = [{"model": key[0], **figures_row(row)} for key, row in groups.items()]
+        models.sort(key=lambda m: (-m["cost_usd"], -m["total_tokens"], m["model"]))
+        rows.append({
+            "period": _label(edges[index_], unit),
+            "start": max(edges[index_], scope.start),
+            "end": min(edges[index_ + 1], scope.end),
+            **_total(models),
+            "unpriced_models": [m["model"] for m in models if m["unpriced_calls"]],
+            "models": models,
+        })  # fmt: skip
+    return _report(report, scope, zone, rows)
+
+
+def _report(report: str, scope: Scope, zone: tzinfo, rows: list[dict]) -> dict:
+    return {
+        "report": report, "tz": str(zone), "from": scope.start, "to": scope.end,
+        "rows": rows, "totals": _total(rows),
+    }  # fmt: skip
+
+
+def report_models(*, scope: Scope, zone: tzinfo) -> dict:
+    """Return the per-model report of a range."""
+    rows = [
+        {"model": row["model"], **figures_row(row)}
+        for row in ledger_sums(scope=scope, by=("model",))
+    ]
+    rows.sort(key=lambda r: (-r["cost_usd"], -r["total_tokens"], r["model"]))
+    return _report("models", scope, zone, rows)
+
+
+def report_projects(*, scope: Scope, zone: tzinfo) -> dict:
+    """Return the per-project report of a range (calls no transcript places in a
+    project are one row, project None)."""
+    paths = {project.pk: project.path for project in index.project_list()}
+    rows = [
+        {
+            "project_id": row["project_id"],
+            "project": paths.get(row["project_id"], ""),
+            **figures_row(row),
+        }
+        for row in ledger_sums(scope=scope, by=("project_id",))
+    ]
+    rows.sort(key=lambda r: (-r["cost_usd"], r["project"]))
+    return _report("projects", scope, zone, rows)
+
+
+def report_sessions(*, scope: Scope, zone: tzinfo, limit: int, offset: int) -> dict:
+    """Return the sessions with a call in the range, with their whole figures
+    (as the sessions list and the session pages count them)."""
+    rows, total = session_rows(
+        start=scope.start, end=scope.end, project_id=scope.project_id,
+        model=scope.model or "", limit=limit, offset=offset,
+    )  # fmt: skip
+    items = [session_out(row) for row in rows]
+    report = _report("sessions", scope, zone, [])
+    report["totals"] = _total([_session_figures(item) for item in items])
+    return {**report, "rows": items, "count": total, "limit": limit, "offset": offset}
+
+
+def _session_figures(item: dict) -> dict:
+    tokens = item["tokens"]
+    return {
+        "calls": item["requests"], "errors": item["errors"], "tokens": tokens,
+        "total_tokens": sum(tokens.values()), "cost_usd": item["cost_usd"] or 0.0,
+        "unpriced_calls": item["unpriced_requests"], "cache_savings_usd": 0.0,
+    }  # fmt: skip
+
+
+# --- 5-hour blocks -----------------------------------------------------------
+
+
+def report_blocks(*, scope: Scope, zone: tzinfo, now: datetime) -> dict:
+    """Return the 5-hour blocks overlapping the range, gaps between them, the
+    active block's burn rate and projection, and the limits the relay saw."""
+    wide = Scope(**{**scope.__dict__, "start": scope.start - BLOCK_LOOKBACK})
+    blocks = [
+        b for b in blocks_build(block_activity(scope=wide)) if b.end > scope.start
+    ]
+    rows: list[dict] = []
+    gaps = dict(gaps_between(blocks))
+    for block in blocks:
+        rows.append(_block_row(block, now))
+        if block.end in gaps:
+            rows.append({"kind": "gap", "start": block.end, "end": gaps[block.end]})
+    active = next((b for b in blocks if b.is_active(now)), None)
+    report = _report("blocks", scope, zone, [])
+    return {
+        **report,
+        "rows": rows,
+        "totals": _block_totals(blocks),
+        "active": _block_row(active, now) if active else None,
+        "limits": limits_latest(before=now),
+    }
+
+
+def block_activity(*, scope: Scope) -> list[Activity]:
+    """Return the ledger's calls of a scope as quarter-hour activity."""
+    return [
+        Activity(
+            first_at=row["first_at"],
+            last_at=row["last_at"],
+            calls=row["calls"],
+            tokens=figures_of(row)["total_tokens"],
+            cost_usd=row["cost_usd"],
+            unpriced=row["unpriced_calls"],
+            models=frozenset(models),
+        )  # fmt: skip
+        for row, models in _quarters_with_models(scope)
+    ]
+
+
+def _quarters_with_models(scope: Scope) -> list[tuple[dict, set[str]]]:
+    found: dict[int, tuple[dict, set[str]]] = {}
+    for row in ledger_sums(scope=scope, by=("quarter", "model")):
+        summed, models = found.setdefault(row["quarter"], ({}, set()))
+        _sum_into(summed, row)
+        models.add(row["model"])
+    return [found[quarter] for quarter in sorted(found)]
+
+
+def _sum_into(into: dict, row: dict) -> None:
+    for name, value in row.items():
+        if name == "first_at":
+            into[name] = min(into.get(name, value), value)
+        elif name == "last_at":
+            into[name] = max(into.get(name, value), value)
+        elif isinstance(value, int | float) and name != "quarter":
+            into[name] = into.get(name, 0) + value
+
+
+def _block_row(block: Block, now: datetime) -> dict:
+    return {
+        "kind": "block", "start": block.start, "end": block.end,
+        "first_at": block.first_at, "last_at": block.last_at,
+        "active": block.is_active(now), "calls": block.calls,
+        "total_tokens": block.tokens, "cost_usd": block.cost_usd,
+        "unpriced_calls": block.unpriced, "models": sorted(block.models - {""}),
+        "burn": block.burn(now), "limits": limits_latest(
+            before=min(block.end, now), after=block.start),
+    }  # fmt: skip
+
+
+def _block_totals(blocks: list[Block]) -> dict:
+    return {
+        "blocks": len(blocks),
+        "calls": sum(b.calls for b in blocks),
+        "total_tokens": sum(b.tokens for b in blocks),
+        "cost_usd": sum(b.cost_usd for b in blocks),
+        "unpriced_calls": sum(b.unpriced for b in blocks),
+    }
+
+
+def limits_latest(*, before: datetime, after: datetime | None = None) -> dict | None:
+    """Return the newest subscription limits the relay saw in (after, before):
+    5-hour and weekly utilization, their resets and the status."""
+    seen = Exchange.objects.filter(
+        unified_5h_utilization__isnull=False, started_at__lt=before
+    )
+    if after is not None:
+        seen = seen.filter(started_at__gte=after)
+    row = (
+        seen.order_by("-started_at")
+        .values(
+            "started_at",
+            "unified_status",
+            "unified_5h_utilization",
+            "unified_5h_reset",
+            "unified_7d_utilization",
+            "unified_7d_reset",
+        )  # fmt: skip
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "at": row["started_at"], "status": row["unified_status"],
+        "five_hour_utilization": row["unified_5h_utilization"],
+        "five_hour_reset": row["unified_5h_reset"],
+        "seven_day_utilization": row["unified_7d_utilization"],
+        "seven_day_reset": row["unified_7d_reset"],
+    }  # fmt: skip
+
+
+def day_range(*, since: date, until: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """Return [local midnight of since, local midnight after until) in UTC."""
+    start = datetime.combine(since, time(), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(until + timedelta(days=1), time(), tzinfo=zone)
+    return start, end.astimezone(UTC)
