@@ -76,6 +76,10 @@ class Exchange(models.Model):
     request_body = models.BinaryField(null=True, blank=True)
     response_body = models.BinaryField(null=True, blank=True)
     response_message = models.JSONField(null=True, blank=True)
+    # What the recorder could not keep or read of a body (cut at
+    # CLAUDEMON_RECORD_MAX_BODY, not JSON, nested too deeply); empty when whole.
+    request_body_note = models.TextField(blank=True, default="")
+    response_body_note = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-started_at"]

@@ -32,6 +32,11 @@ CLAUDEMON_IDLE_TIMEOUT = env_float("CLAUDEMON_IDLE_TIMEOUT", 600.0)
 CLAUDEMON_REDACT_HEADERS = [h.lower() for h in env_list("CLAUDEMON_REDACT_HEADERS", [])]
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
+# Bytes of each body the recording keeps (the relay forwards bodies whole). The
+# Messages API refuses requests over 32 MB, so every request it takes is kept whole.
+CLAUDEMON_RECORD_MAX_BODY = env_int(
+    "CLAUDEMON_RECORD_MAX_BODY", 32 * 1024 * 1024, minimum=1024
+)
 # Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
 CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 # Hosts other than loopback must be named explicitly to be served (see README).
