@@ -60,6 +60,9 @@ class RelayResponse(StreamingHttpResponse):
 
 async def relay(request: HttpRequest) -> HttpResponse:
     """Forward one call upstream and stream the answer back as it arrives."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
     call = _call_open(request)
     recording_submit("start", call)
     try:
@@ -77,6 +80,47 @@ async def relay(request: HttpRequest) -> HttpResponse:
         status=upstream.status,
         raw_headers=headers_forwardable(upstream.headers),
     )
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """Refuse what only a web page sends: a Host that is not one of the relay's
+    names (DNS rebinding), an Origin, or a cross-site fetch, unless allowed.
+
+    Claude Code and the SDKs send no Origin or Sec-Fetch-Site and the Host of their
+    base URL. A browser may POST text/plain here without a preflight, so answering
+    would let any page relay calls and forge recorded sessions. Three lookups.
+    """
+    meta = request.META
+    host = meta.get("HTTP_HOST")
+    if host is not None and not _relay_host(host):
+        return _forbidden(
+            f"Host {host!r} is not a name of this relay (CLAUDEMON_RELAY_HOSTS)."
+        )
+    origin = meta.get("HTTP_ORIGIN")
+    if origin is not None and origin not in settings.CLAUDEMON_RELAY_ORIGINS:
+        return _forbidden(
+            f"requests from web pages are refused (Origin {origin!r} is not in "
+            "CLAUDEMON_RELAY_ORIGINS)."
+        )
+    site = meta.get("HTTP_SEC_FETCH_SITE")
+    if origin is None and site in ("cross-site", "same-site"):
+        return _forbidden(
+            f"requests from web pages are refused (Sec-Fetch-Site: {site})."
+        )
+    return None
+
+
+def _relay_host(host: str) -> bool:
+    names = settings.CLAUDEMON_RELAY_HOSTS
+    host = host.lower()
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.split(":")[0]
+    return name in names or "*" in names
+
+
+def _forbidden(message: str) -> HttpResponse:
+    log.warning("refused a request: %s", message)
+    error = {"type": "permission_error", "message": f"claudemon {message}"}
+    return JsonResponse({"type": "error", "error": error}, status=403)
 
 
 def _call_open(request: HttpRequest) -> Call:

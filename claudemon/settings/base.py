@@ -11,8 +11,11 @@ from django.core.exceptions import ImproperlyConfigured
 from claudemon.settings.env import (
     env_bool,
     env_float,
+    env_hosts,
     env_int,
+    env_ip,
     env_list,
+    env_origins,
     env_str,
     env_url,
 )
@@ -24,7 +27,7 @@ CLAUDEMON_DB_PATH = Path(
     env_str("CLAUDEMON_DB_PATH", str(CLAUDEMON_VAR_DIR / "claudemon.sqlite3"))
 ).resolve()
 CLAUDEMON_UPSTREAM_URL = env_url("CLAUDEMON_UPSTREAM_URL", "https://api.anthropic.com")
-CLAUDEMON_BIND = env_str("CLAUDEMON_BIND", "127.0.0.1")
+CLAUDEMON_BIND = env_ip("CLAUDEMON_BIND", "127.0.0.1")
 CLAUDEMON_CORE_PORT = env_int("CLAUDEMON_CORE_PORT", 8001, minimum=1, maximum=65535)
 CLAUDEMON_DATA_PORT = env_int("CLAUDEMON_DATA_PORT", 8002, minimum=1, maximum=65535)
 CLAUDEMON_CONNECT_TIMEOUT = env_float("CLAUDEMON_CONNECT_TIMEOUT", 10.0)
@@ -37,6 +40,17 @@ CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
 CLAUDEMON_RECORD_MAX_BODY = env_int(
     "CLAUDEMON_RECORD_MAX_BODY", 32 * 1024 * 1024, minimum=1024
 )
+_BIND_HOST = f"[{CLAUDEMON_BIND}]" if ":" in CLAUDEMON_BIND else CLAUDEMON_BIND
+# The relay answers only requests whose Host is one of its names: loopback, the bind
+# address, and CLAUDEMON_RELAY_HOSTS (a load balancer's or LAN name; "*" for any).
+# Anything else is a web page reaching it through DNS rebinding.
+CLAUDEMON_RELAY_HOSTS = frozenset(
+    ["127.0.0.1", "localhost", "[::1]"]
+    + ([] if CLAUDEMON_BIND in ("0.0.0.0", "::") else [_BIND_HOST])
+    + env_hosts("CLAUDEMON_RELAY_HOSTS", [])
+)
+# Web origins allowed to call the relay from a browser; none by default.
+CLAUDEMON_RELAY_ORIGINS = frozenset(env_origins("CLAUDEMON_RELAY_ORIGINS", []))
 # Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
 CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 # Hosts other than loopback must be named explicitly to be served (see README).
