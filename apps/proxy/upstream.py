@@ -101,6 +101,15 @@ def upstream_request(
     )
 
 
+def url_without_credentials(url: str) -> str:
+    """Return a URL fit to show: any `user:password@` taken out."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 # What a failed upstream exchange raises: httpcore's errors, or the OS's.
 UPSTREAM_ERRORS = (
     httpcore.TimeoutException,

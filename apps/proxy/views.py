@@ -27,6 +27,7 @@ from apps.proxy.upstream import (
     headers_forwardable,
     upstream_pool,
     upstream_request,
+    url_without_credentials,
 )
 from apps.proxy.writer import recording, recording_submit
 
@@ -232,7 +233,7 @@ def _failure_response(call: Call, exc: Exception) -> HttpResponse:
 
 def _describe(exc: Exception) -> tuple[str, str]:
     """Name the cause of an upstream failure in words a user can act on."""
-    upstream = settings.CLAUDEMON_UPSTREAM_URL
+    upstream = url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL)
     if isinstance(exc, (httpcore.ConnectTimeout, httpcore.PoolTimeout)):
         return "upstream_connect_timeout", (
             f"claudemon could not connect to the upstream {upstream} within "
@@ -261,7 +262,7 @@ async def health(request: HttpRequest) -> JsonResponse:
     report: dict[str, Any] = {
         "status": "ok" if database == "ok" and not problem else "degraded",
         "version": claudemon.__version__,
-        "upstream": settings.CLAUDEMON_UPSTREAM_URL,
+        "upstream": url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL),
         "database": f"error: {problem}" if problem else database,
         "recording_backlog": backlog.backlog(),
     }

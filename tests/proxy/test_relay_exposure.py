@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from apps.proxy.models import Exchange
+from tests.conftest import free_port
 from tests.proxy.conftest import recorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,3 +123,21 @@ def test_it_answers_the_hosts_and_origins_it_is_told_to_allow(relay_factory, ups
     assert statuses == [200, 200, 200]
     assert refused.status_code == 403
     recorded(3)
+
+
+def test_it_shows_no_upstream_credentials_in_health_or_errors(relay_factory, upstream):
+    with_password = upstream.url.replace("http://", "http://gateway:hunter2@")
+    relay = relay_factory(CLAUDEMON_UPSTREAM_URL=with_password)
+    unreachable = relay_factory(
+        CLAUDEMON_UPSTREAM_URL=f"http://gateway:hunter2@127.0.0.1:{free_port()}"
+    )
+
+    health = httpx.get(relay.url + "/health").text
+    relayed = httpx.post(relay.url + "/v1/messages", content=BODY)
+    failed = httpx.post(unreachable.url + "/v1/messages", content=BODY)
+
+    assert "hunter2" not in health and upstream.url in health
+    assert relayed.status_code == 200
+    assert failed.status_code == 502 and "hunter2" not in failed.text
+    rows = recorded(2)
+    assert all("hunter2" not in row.error_message for row in rows)
