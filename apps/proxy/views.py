@@ -255,15 +255,19 @@ def _describe(exc: Exception) -> tuple[str, str]:
 
 
 async def health(request: HttpRequest) -> JsonResponse:
-    """Report relay health: 200 while relaying works; database trouble is 'degraded'."""
+    """Report relay health: 200 while relaying works; recording trouble: degraded."""
     database = await sync_to_async(selectors.database_status, thread_sensitive=False)()
     backlog = recording()
-    problem = backlog.database_problem()
+    backlog.start()  # a spill left by an earlier process is written without a call
+    stuck, problem = backlog.database_problem(), backlog.problem()
     report: dict[str, Any] = {
         "status": "ok" if database == "ok" and not problem else "degraded",
         "version": claudemon.__version__,
         "upstream": url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL),
-        "database": f"error: {problem}" if problem else database,
+        "database": f"error: {stuck}" if stuck else database,
+        "recording": problem or "ok",
         "recording_backlog": backlog.backlog(),
+        "quarantine": backlog.quarantine(),
+        "legacy_spill": backlog.legacy_spill or None,
     }
     return JsonResponse(report)
