@@ -30,7 +30,7 @@ def main() -> int:
         if subprocess.call(manage + step, cwd=ROOT) != 0:
             return 1
     bind = settings.CLAUDEMON_BIND
-    daphne = [sys.executable, "-m", "daphne", "-b", bind]
+    daphne = [sys.executable, "-m", "claudemon.serve", "-b", bind]
     children = [
         Child("relay", daphne + ["-p", str(settings.CLAUDEMON_CORE_PORT)], "core"),
         Child("data", daphne + ["-p", str(settings.CLAUDEMON_DATA_PORT)], "data"),
@@ -69,7 +69,7 @@ class Child:
         self.name = name
         if command[0] != sys.executable:
             command = [sys.executable, *command]
-        if "daphne" in command:
+        if "claudemon.serve" in command:
             command = [*command, "claudemon.asgi:application"]
         self.command = command
         self.env = dict(

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from apps.proxy.models import Exchange
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.proxy.conftest import recorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,3 +141,19 @@ def test_it_shows_no_upstream_credentials_in_health_or_errors(relay_factory, ups
     assert failed.status_code == 502 and "hunter2" not in failed.text
     rows = recorded(2)
     assert all("hunter2" not in row.error_message for row in rows)
+
+
+def test_it_logs_and_stores_secret_query_parameters_hidden(relay, upstream):
+    response = httpx.post(
+        relay.url + "/v1/messages?beta=true&key=QUERYSECRET&token=OTHERSECRET",
+        content=BODY,
+    )
+
+    assert response.status_code == 200
+    assert "key=QUERYSECRET" in upstream.requests[0].target  # forwarded as sent
+    [row] = recorded()
+    assert row.query.startswith("beta=true&key=sha256:")
+    log = wait_for(
+        lambda: "/v1/messages?beta=true&key=sha256:" in relay.log() and relay.log()
+    )
+    assert "QUERYSECRET" not in log and "OTHERSECRET" not in log
