@@ -8,6 +8,7 @@ here, in the processes claudemon starts, and nowhere else.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 from daphne import cli
@@ -29,5 +30,10 @@ class AccessLog(AccessLogGenerator):
 
 
 if __name__ == "__main__":
+    from django.core.exceptions import ImproperlyConfigured
+
     cli.AccessLogGenerator = AccessLog
-    cli.CommandLineInterface.entrypoint()
+    try:
+        cli.CommandLineInterface.entrypoint()
+    except ImproperlyConfigured as exc:  # a bad setting: one line, no traceback
+        sys.exit(f"claudemon: {exc}")

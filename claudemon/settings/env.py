@@ -125,3 +125,15 @@ def env_origins(name: str, default: list[str]) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
             raise _fail(name, origin, "origins such as https://tool.example:8443")
     return origins
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+
+
+def env_header_names(name: str, default: list[str]) -> list[str]:
+    """Return a comma list of HTTP header names, lower case."""
+    names = [header.lower() for header in env_list(name, default)]
+    for header in names:
+        if not _TOKEN.match(header):
+            raise _fail(name, header, "header names such as X-Team-Token")
+    return names
