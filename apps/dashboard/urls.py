@@ -6,6 +6,7 @@ from apps.dashboard import views, views_transcripts
 app_name = "dashboard"
 urlpatterns = [
     path("health", views.health, name="health"),
+    path("ready", views.ready, name="ready"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("live/", views.live, name="live"),

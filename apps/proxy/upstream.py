@@ -18,7 +18,9 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 import urllib.parse
 from collections.abc import Iterable
 
@@ -128,3 +130,45 @@ def upstream_pool() -> UpstreamPool:
     if _pool is None:
         _pool = UpstreamPool(max_idle=100, keepalive_expiry=60)
     return _pool
+
+
+class UpstreamReach:
+    """Whether the upstream can be reached: a call it answered lately proves it,
+    else a TCP connect, whose answer is kept a few seconds (load balancers poll)."""
+
+    ANSWERED_FRESH = 30.0
+    CHECK_KEPT = 10.0
+
+    def __init__(self) -> None:
+        self.answered_at = float("-inf")
+        self.checked_at = float("-inf")
+        self.problem = ""
+
+    def answered(self) -> None:
+        self.answered_at = time.monotonic()
+
+    async def check(self) -> str:
+        """Return '' if the upstream is reachable, else why not."""
+        now = time.monotonic()
+        if now - self.answered_at < self.ANSWERED_FRESH:
+            return ""
+        if now - self.checked_at >= self.CHECK_KEPT:
+            self.problem = await _connect_check()
+            self.checked_at = time.monotonic()
+        return self.problem
+
+
+async def _connect_check() -> str:
+    _, host, port, _, _ = _origin(settings.CLAUDEMON_UPSTREAM_URL)
+    timeout = min(settings.CLAUDEMON_CONNECT_TIMEOUT, 5.0)
+    try:
+        connecting = asyncio.open_connection(host.decode("ascii"), port)
+        _, writer = await asyncio.wait_for(connecting, timeout)
+    except (OSError, TimeoutError) as exc:
+        where = url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL)
+        return f"cannot connect to {where}: {exc or type(exc).__name__}"
+    writer.close()
+    return ""
+
+
+upstream_reach = UpstreamReach()

@@ -26,6 +26,7 @@ from apps.proxy.upstream import (
     UPSTREAM_ERRORS,
     headers_forwardable,
     upstream_pool,
+    upstream_reach,
     upstream_request,
     url_without_credentials,
 )
@@ -152,7 +153,9 @@ async def _upstream_send(call: Call) -> httpcore.Response:
         headers=call.request_headers,
         body=call.request_body,
     )
-    return await upstream_pool().handle_async_request(outgoing)
+    response = await upstream_pool().handle_async_request(outgoing)
+    upstream_reach.answered()  # for /ready: no connect check while calls flow
+    return response
 
 
 async def _relay_body(call: Call, upstream: httpcore.Response) -> AsyncIterator[bytes]:
@@ -271,3 +274,19 @@ async def health(request: HttpRequest) -> JsonResponse:
         "legacy_spill": backlog.legacy_spill or None,
     }
     return JsonResponse(report)
+
+
+async def ready(request: HttpRequest) -> JsonResponse:
+    """Say whether the relay can serve: the upstream reachable (a call answered in
+    the last 30 s, else a connect check kept 10 s) and recording keeping up."""
+    upstream = await upstream_reach.check()
+    backlog = recording()
+    backlog.start()
+    problem = backlog.problem()
+    report = {
+        "status": "not ready" if upstream or problem else "ready",
+        "upstream": upstream or "ok",
+        "recording": problem or "ok",
+        "recording_backlog": backlog.backlog(),
+    }
+    return JsonResponse(report, status=503 if upstream or problem else 200)

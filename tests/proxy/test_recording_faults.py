@@ -3,13 +3,10 @@ secret on disk, no body that stops or swells the recorder, no batch lost at a st
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
 
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
@@ -18,45 +15,6 @@ from tests.fake_upstream import Reply, message_events
 from tests.proxy.conftest import recorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-LOCKER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
-
-
-class Lock:
-    """Another process holding the database's write lock until released."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", LOCKER, connection.settings_dict["NAME"]],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout.readline().strip() == "locked"
-
-    def release(self) -> None:
-        if self.process.poll() is None:
-            self.process.communicate("\n", timeout=30)
-
-
-@pytest.fixture
-def db_lock():
-    locks: list[Lock] = []
-
-    def take() -> Lock:
-        locks.append(Lock())
-        return locks[-1]
-
-    yield take
-    for lock in locks:
-        lock.release()
 
 
 def health(relay) -> dict:

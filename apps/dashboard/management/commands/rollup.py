@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from apps.dashboard.selectors.rollups import rollup_fill
+from apps.dashboard.services import worker_heartbeat_start
 
 
 class Command(BaseCommand):
@@ -36,6 +37,7 @@ class Command(BaseCommand):
             elapsed = time.monotonic() - started
             self.stdout.write(f"{marked} hours rolled up in {elapsed:.1f} s.")
             return
+        worker_heartbeat_start(name="rollups")  # read by the data side's /ready
         try:
             while True:
                 self._pass()
