@@ -251,20 +251,19 @@ class Recording:
             self._spill_hand = []
 
     def _write_loop(self) -> None:
-        self._open_backlog()
-        while True:
-            items = self._take_batch()
-            if not items and self._stopping.is_set():
-                return
-            try:
+        try:
+            self._open_backlog()
+            while True:
+                items = self._take_batch()
+                if not items and self._stopping.is_set():
+                    return
                 if items:
                     self._write_items(items)
-                elif self._spilled or self._draining:
+                if (self._spilled or self._draining) and not self._stopping.is_set():
                     self._drain_spill()
-            except _Stopped:
-                self._spill(self._in_hand + self._take_all())
-                self._in_hand = []
-                return
+        except _Stopped:  # stopping while the database refuses: keep it all on disk
+            self._spill(self._in_hand + self._take_all())
+            self._in_hand = []
 
     def _open_backlog(self) -> None:
         """Once per process: set a legacy spill aside, count what waits on disk,
