@@ -149,7 +149,8 @@ def test_it_keeps_unparseable_tool_input_and_tolerates_junk_events():
         ("mystery", "not json"),
         (
             "error",
-            '{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}',
+            '{"type": "error", "error": '
+            '{"type": "overloaded_error", "message": "busy"}}',
         ),
     ]
 
@@ -166,7 +167,8 @@ def test_it_keeps_unparseable_tool_input_and_tolerates_junk_events():
     ("body", "error_type", "has_message"),
     [
         (
-            b'{"type": "message", "id": "m", "content": [], "usage": {"input_tokens": 3}}',
+            b'{"type": "message", "id": "m", "content": [], '
+            b'"usage": {"input_tokens": 3}}',
             "",
             True,
         ),
@@ -274,7 +276,8 @@ def test_it_parses_rate_limit_headers():
     ("body", "facts"),
     [
         (
-            b'{"model": "claude-opus-4-8", "stream": true, "tools": [{"name": "Bash"}]}',
+            b'{"model": "claude-opus-4-8", "stream": true, '
+            b'"tools": [{"name": "Bash"}]}',
             {
                 "model_requested": "claude-opus-4-8",
                 "is_streaming": True,
@@ -295,7 +298,8 @@ def test_it_parses_rate_limit_headers():
             },
         ),
         (
-            b'{"metadata": {"user_id": "user_x_account_y_session_12345678-1234-1234-1234-123456789012"}}',
+            b'{"metadata": {"user_id": '
+            b'"user_x_account_y_session_12345678-1234-1234-1234-123456789012"}}',
             {
                 "model_requested": "",
                 "is_streaming": False,
