@@ -1,4 +1,4 @@
-"""URLs of the relay deployment: /health, and everything else goes upstream."""
+"""URLs of the relay deployment: /health, /ready, and everything else goes upstream."""
 
 from django.urls import path, re_path
 
@@ -6,5 +6,6 @@ from apps.proxy import views
 
 urlpatterns = [
     path("health", views.health, name="health"),
+    path("ready", views.ready, name="ready"),
     re_path(r"", views.relay, name="relay"),
 ]

@@ -46,7 +46,7 @@ class Relay:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "claudemon.serve",  # daphne, as make run starts it
                 "-b",
                 "127.0.0.1",
                 "-p",

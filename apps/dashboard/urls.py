@@ -7,6 +7,7 @@ from apps.dashboard.auth import LoginForm
 app_name = "dashboard"
 urlpatterns = [
     path("health", views.health, name="health"),
+    path("ready", views.ready, name="ready"),
     path(
         "login/",
         auth_views.LoginView.as_view(authentication_form=LoginForm),

@@ -17,6 +17,7 @@ from django.utils.dateformat import format as dateformat
 from apps.dashboard import inspector, page_selectors, page_state, selectors
 from apps.dashboard.selectors import reports
 from apps.dashboard.selectors.ledger import Scope
+from apps.dashboard.selectors.readiness import data_readiness
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
 
@@ -346,6 +347,13 @@ def health(request: HttpRequest) -> JsonResponse:
     """Report database and index status and the newest exchange time as JSON."""
     report = selectors.data_health()
     return JsonResponse(report, status=200 if report["database"] == "ok" else 503)
+
+
+@login_not_required  # public on purpose, for load balancers: states, no content
+def ready(request: HttpRequest) -> JsonResponse:
+    """Say whether the data side can serve: database migrated, workers alive."""
+    report = data_readiness()
+    return JsonResponse(report, status=200 if report["status"] == "ready" else 503)
 
 
 def _render(

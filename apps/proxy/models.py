@@ -82,6 +82,10 @@ class Exchange(models.Model):
     request_body = models.BinaryField(null=True, blank=True)
     response_body = models.BinaryField(null=True, blank=True)
     response_message = models.JSONField(null=True, blank=True)
+    # What the recorder could not keep or read of a body (cut at
+    # CLAUDEMON_RECORD_MAX_BODY, not JSON, nested too deeply); empty when whole.
+    request_body_note = models.TextField(blank=True, default="")
+    response_body_note = models.TextField(blank=True, default="")
 
     # Routing (apps/proxy/routing): the rule that took the call and the provider
     # that served it; the fields above hold what the client sent and saw, these

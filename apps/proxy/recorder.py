@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_plus
 
 import brotli
 import zstandard
@@ -49,6 +50,10 @@ class Call:
     error_type: str = ""
     error_message: str = ""
     routing: Any = None  # apps.proxy.routing.record.RoutedCall for a routed call
+    # The full bodies' sizes when request_body and chunks hold only their start
+    # (read back from a spill file, which caps bodies); None: they are whole.
+    request_size: int | None = None
+    response_size: int | None = None
 
 
 # --- secrets -----------------------------------------------------------------
@@ -57,6 +62,9 @@ SECRET_HEADERS = frozenset(
     {"x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie"}
 )
 _SCHEMES = ("bearer ", "basic ")
+# What this module stores for a secret; kept as is when redacted again (a step read
+# back from a spill file was redacted before it was written).
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{12}\Z")
 
 
 def secret_fingerprint(value: str) -> str:
@@ -78,9 +86,39 @@ def headers_redact(
         value = raw_value.decode("latin-1")
         if name.lower() in secret:
             scheme = next((s for s in _SCHEMES if value.lower().startswith(s)), "")
-            value = value[: len(scheme)] + secret_fingerprint(value[len(scheme) :])
+            value = value[: len(scheme)] + _fingerprinted(value[len(scheme) :])
         redacted.append([name, value])
     return redacted
+
+
+def _fingerprinted(value: str) -> str:
+    return value if _FINGERPRINT.match(value) else secret_fingerprint(value)
+
+
+# Query parameters that carry credentials (`?key=...` style gateways and tools).
+SECRET_PARAMETERS = frozenset(
+    {
+        "key", "api_key", "apikey", "api-key", "x-api-key", "token", "access_token",
+        "auth", "auth_token", "authorization", "refresh_token", "id_token",
+        "client_secret", "secret", "password", "passwd", "pwd", "sig", "signature",
+    }
+)  # fmt: skip
+
+
+def query_redact(query: str) -> str:
+    """Return a query string with every secret parameter's value fingerprinted.
+
+    Everything else is kept byte for byte: only `name=value` pairs whose name is
+    secret change, so `?beta=true` stays as it was sent.
+    """
+    if "=" not in query:
+        return query
+    pairs = query.split("&")
+    for i, pair in enumerate(pairs):
+        name, equals, value = pair.partition("=")
+        if equals and value and unquote_plus(name).lower() in SECRET_PARAMETERS:
+            pairs[i] = f"{name}={_fingerprinted(unquote_plus(value))}"
+    return "&".join(pairs)
 
 
 def header_value(headers: Iterable[Header], name: bytes) -> str:
@@ -124,6 +162,17 @@ def content_decode(data: bytes, encoding: str) -> bytes:
 
 
 # --- server-sent events and messages ----------------------------------------
+
+
+def _json_loads(data: str | bytes) -> Any:
+    """Parse JSON; nesting deeper than the interpreter's recursion limit (a hostile
+    body 100,000 levels deep) fails as ValueError, like any other bad JSON, so every
+    caller confines it to its own item instead of losing the recording thread."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None
+
 
 _LINE = re.compile(r"\r\n|\r|\n")
 
@@ -179,7 +228,7 @@ def _sse_lines(lines: list[str]) -> list[tuple[str, str]]:
 def _payloads(events: list[tuple[str, str]]) -> list[Any]:
     """Decode every event's JSON data, in one call when all of it is valid JSON."""
     try:
-        decoded = json.loads("[" + ",".join(data for _, data in events) + "]")
+        decoded = _json_loads("[" + ",".join(data for _, data in events) + "]")
         if len(decoded) == len(events):  # an element per event: nothing misaligned
             return decoded
     except ValueError:
@@ -187,7 +236,7 @@ def _payloads(events: list[tuple[str, str]]) -> list[Any]:
     payloads: list[Any] = []
     for _, data in events:
         try:
-            payloads.append(json.loads(data))
+            payloads.append(_json_loads(data))
         except ValueError:
             payloads.append(None)
     return payloads
@@ -225,7 +274,7 @@ def usage_from_api(usage: dict[str, Any] | None) -> Usage:
 def message_from_json(body: bytes) -> Assembled:
     """Read a non-streaming response body: a Message or an error object."""
     try:
-        payload = json.loads(body)
+        payload = _json_loads(body)
     except ValueError:
         return Assembled()
     if not isinstance(payload, dict):
@@ -274,7 +323,7 @@ def message_from_events(events: list[tuple[str, str]]) -> Assembled:  # noqa: C9
             if partial_json.get(index):
                 raw = "".join(partial_json.pop(index))
                 try:
-                    blocks.setdefault(index, {})["input"] = json.loads(raw)
+                    blocks.setdefault(index, {})["input"] = _json_loads(raw)
                 except ValueError:
                     blocks.setdefault(index, {})["input_unparsed"] = raw
         elif kind == "message_delta":
@@ -340,12 +389,13 @@ _OLD_USER_ID = re.compile(r"_session_([0-9a-fA-F-]{36})")
 def request_facts(body: bytes) -> dict[str, Any]:
     """Read model, streaming flag, offered tools and session from a request body.
 
-    A body that is not a JSON object yields nothing: it is relayed and stored as is.
+    A body that is not a JSON object yields nothing: it is relayed and stored as is,
+    with a note saying why it could not be read when it is not JSON at all.
     """
     try:
-        payload = json.loads(body) if body else None
-    except ValueError:
-        return {}
+        payload = _json_loads(body) if body else None
+    except ValueError as exc:
+        return {"request_body_note": f"not parsed as JSON: {exc}"[:500]}
     if not isinstance(payload, dict):
         return {}
     tools = payload.get("tools") if isinstance(payload.get("tools"), list) else []
@@ -366,7 +416,7 @@ def _session_from_metadata(metadata: object) -> str:
     if not isinstance(user_id, str):
         return ""
     try:
-        decoded = json.loads(user_id)
+        decoded = _json_loads(user_id)
     except ValueError:
         match = _OLD_USER_ID.search(user_id)
         return match.group(1) if match else ""
@@ -439,35 +489,70 @@ def _unified_columns(limits: dict[str, Any]) -> dict[str, Any]:
 # --- rows --------------------------------------------------------------------
 
 
-def call_start_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]:
-    """Return the fields known when a call starts (its in-progress row)."""
+def call_start_row(
+    call: Call, *, redact: Iterable[str] = (), max_body: int | None = None
+) -> dict[str, Any]:
+    """Return the fields known when a call starts (its in-progress row).
+
+    A request body over max_body is stored cut at max_body and left unparsed (its
+    facts would be a guess): the row says so and keeps the full size.
+    """
     headers = call.request_headers
+    size = len(call.request_body) if call.request_size is None else call.request_size
+    body = call.request_body[:max_body] if max_body is not None else call.request_body
     row = {
         "uid": call.uid,
         "started_at": call.started_at,
         "method": call.method[:16],
         "path": call.path,
-        "query": call.query,
+        "query": query_redact(call.query),
         "session_id": header_value(headers, b"x-claude-code-session-id")[:100],
         "agent_id": header_value(headers, b"x-claude-code-agent-id")[:100],
         "user_agent": header_value(headers, b"user-agent")[:500],
         "request_headers": headers_redact(headers, extra=redact),
-        "request_size": len(call.request_body),
+        "request_size": size,
     }
-    facts = request_facts(call.request_body)
+    if len(body) < size:
+        row["request_body"] = body_encode(body)
+        row["request_body_note"] = _truncation(len(body), size)
+        return row
+    facts = request_facts(body)
     if row["session_id"]:
         facts.pop("session_id", None)
     row.update(facts)
     # Cut here, off the write transaction; services stores the session's blocks.
-    row["request_body"] = body_encode_request(
-        call.request_body, session_id=row["session_id"]
-    )
+    row["request_body"] = body_encode_request(body, session_id=row["session_id"])
     return row
 
 
-def call_finish_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]:
+def _truncation(kept: int, size: int) -> str:
+    return (
+        f"truncated: the first {kept:,} of {size:,} bytes kept "
+        "(CLAUDEMON_RECORD_MAX_BODY)"
+    )
+
+
+def body_prefix(chunks: list[bytes], limit: int | None) -> bytes:
+    """Join chunks up to limit bytes, without joining what would be cut anyway."""
+    if limit is None:
+        return b"".join(chunks)
+    taken, size = [], 0
+    for chunk in chunks:
+        if size >= limit:
+            break
+        taken.append(chunk)
+        size += len(chunk)
+    return b"".join(taken)[:limit]
+
+
+def call_finish_row(
+    call: Call, *, redact: Iterable[str] = (), max_body: int | None = None
+) -> dict[str, Any]:
     """Return the fields known when a call ends: outcome, usage, cost, content."""
-    raw = b"".join(call.chunks)
+    raw = body_prefix(call.chunks, max_body)
+    size = call.response_size
+    if size is None:
+        size = sum(map(len, call.chunks))
     headers = call.response_headers
     row: dict[str, Any] = {
         "state": call.state,
@@ -488,7 +573,12 @@ def call_finish_row(call: Call, *, redact: Iterable[str] = ()) -> dict[str, Any]
         row["error_message"] = (
             row["error_message"] + f" (recorded body not decoded: {exc})"
         ).strip()
-    row["response_size"] = len(raw)
+    if len(raw) < size:
+        row["response_body_note"] = _truncation(len(raw), size)
+    elif max_body is not None and len(body) > max_body:
+        row["response_body_note"] = f"decoded: {_truncation(max_body, len(body))}"
+        body = body[:max_body]
+    row["response_size"] = size
     row["response_body"] = body_encode(body)
     limits = ratelimits_parse(headers)
     row["ratelimits"] = limits

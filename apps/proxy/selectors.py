@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 
 from apps.proxy.models import Exchange
+from apps.proxy.spill import backlog_files, lines_read
 
 
 def database_status() -> str:
@@ -37,3 +41,24 @@ def exchange_ids_by_request_id(*, request_ids: Iterable[str]) -> dict[str, int]:
         )
         found.update(rows)  # the latest exchange wins if an id repeats
     return found
+
+
+_QUARANTINE_FIELDS = ("at", "reason", "kind", "uid", "method", "path", "query", "state")
+
+
+def quarantine_list(*, limit: int = 50) -> list[dict[str, Any]]:
+    """Return the newest steps the recorder set aside, newest first, without bodies.
+
+    Read from CLAUDEMON_VAR_DIR/backlog/<database>.quarantine.jsonl, where the relay
+    appends them (JSON lines, secrets already fingerprinted).
+    """
+    newest: deque[dict[str, Any]] = deque(maxlen=limit)
+    for line in lines_read(backlog_files().quarantine):
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = {"reason": "unreadable quarantine line"}
+        if not isinstance(record, dict):
+            record = {"reason": "unreadable quarantine line"}
+        newest.append({key: record.get(key) for key in _QUARANTINE_FIELDS})
+    return list(reversed(newest))

@@ -18,7 +18,9 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 import urllib.parse
 from collections.abc import Iterable
 
@@ -115,6 +117,15 @@ def upstream_request(
     )
 
 
+def url_without_credentials(url: str) -> str:
+    """Return a URL fit to show: any `user:password@` taken out."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 # What a failed upstream exchange raises: httpcore's errors, or the OS's.
 UPSTREAM_ERRORS = (
     httpcore.TimeoutException,
@@ -133,3 +144,45 @@ def upstream_pool() -> UpstreamPool:
     if _pool is None:
         _pool = UpstreamPool(max_idle=100, keepalive_expiry=60)
     return _pool
+
+
+class UpstreamReach:
+    """Whether the upstream can be reached: a call it answered lately proves it,
+    else a TCP connect, whose answer is kept a few seconds (load balancers poll)."""
+
+    ANSWERED_FRESH = 30.0
+    CHECK_KEPT = 10.0
+
+    def __init__(self) -> None:
+        self.answered_at = float("-inf")
+        self.checked_at = float("-inf")
+        self.problem = ""
+
+    def answered(self) -> None:
+        self.answered_at = time.monotonic()
+
+    async def check(self) -> str:
+        """Return '' if the upstream is reachable, else why not."""
+        now = time.monotonic()
+        if now - self.answered_at < self.ANSWERED_FRESH:
+            return ""
+        if now - self.checked_at >= self.CHECK_KEPT:
+            self.problem = await _connect_check()
+            self.checked_at = time.monotonic()
+        return self.problem
+
+
+async def _connect_check() -> str:
+    _, host, port, _, _ = _origin(settings.CLAUDEMON_UPSTREAM_URL)
+    timeout = min(settings.CLAUDEMON_CONNECT_TIMEOUT, 5.0)
+    try:
+        connecting = asyncio.open_connection(host.decode("ascii"), port)
+        _, writer = await asyncio.wait_for(connecting, timeout)
+    except (OSError, TimeoutError) as exc:
+        where = url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL)
+        return f"cannot connect to {where}: {exc or type(exc).__name__}"
+    writer.close()
+    return ""
+
+
+upstream_reach = UpstreamReach()

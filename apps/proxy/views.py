@@ -29,7 +29,9 @@ from apps.proxy.upstream import (
     UPSTREAM_ERRORS,
     headers_forwardable,
     upstream_pool,
+    upstream_reach,
     upstream_request,
+    url_without_credentials,
 )
 from apps.proxy.writer import recording, recording_submit
 
@@ -63,6 +65,9 @@ class RelayResponse(StreamingHttpResponse):
 
 async def relay(request: HttpRequest) -> HttpResponse:
     """Forward one call upstream and stream the answer back as it arrives."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
     call = _call_open(request)
     recording_submit("start", call)
     route = route_for(call)  # None unless a rule of CLAUDEMON_ROUTES_FILE takes it
@@ -83,6 +88,47 @@ async def relay(request: HttpRequest) -> HttpResponse:
         status=upstream.status,
         raw_headers=headers_forwardable(upstream.headers),
     )
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """Refuse what only a web page sends: a Host that is not one of the relay's
+    names (DNS rebinding), an Origin, or a cross-site fetch, unless allowed.
+
+    Claude Code and the SDKs send no Origin or Sec-Fetch-Site and the Host of their
+    base URL. A browser may POST text/plain here without a preflight, so answering
+    would let any page relay calls and forge recorded sessions. Three lookups.
+    """
+    meta = request.META
+    host = meta.get("HTTP_HOST")
+    if host is not None and not _relay_host(host):
+        return _forbidden(
+            f"Host {host!r} is not a name of this relay (CLAUDEMON_RELAY_HOSTS)."
+        )
+    origin = meta.get("HTTP_ORIGIN")
+    if origin is not None and origin not in settings.CLAUDEMON_RELAY_ORIGINS:
+        return _forbidden(
+            f"requests from web pages are refused (Origin {origin!r} is not in "
+            "CLAUDEMON_RELAY_ORIGINS)."
+        )
+    site = meta.get("HTTP_SEC_FETCH_SITE")
+    if origin is None and site in ("cross-site", "same-site"):
+        return _forbidden(
+            f"requests from web pages are refused (Sec-Fetch-Site: {site})."
+        )
+    return None
+
+
+def _relay_host(host: str) -> bool:
+    names = settings.CLAUDEMON_RELAY_HOSTS
+    host = host.lower()
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.split(":")[0]
+    return name in names or "*" in names
+
+
+def _forbidden(message: str) -> HttpResponse:
+    log.warning("refused a request: %s", message)
+    error = {"type": "permission_error", "message": f"claudemon {message}"}
+    return JsonResponse({"type": "error", "error": error}, status=403)
 
 
 def _call_open(request: HttpRequest) -> Call:
@@ -113,7 +159,9 @@ async def _upstream_send(call: Call) -> httpcore.Response:
         headers=call.request_headers,
         body=call.request_body,
     )
-    return await upstream_pool().handle_async_request(outgoing)
+    response = await upstream_pool().handle_async_request(outgoing)
+    upstream_reach.answered()  # for /ready: no connect check while calls flow
+    return response
 
 
 async def _relay_body(call: Call, upstream: httpcore.Response) -> AsyncIterator[bytes]:
@@ -194,7 +242,7 @@ def _failure_response(call: Call, exc: Exception) -> HttpResponse:
 
 def _describe(exc: Exception) -> tuple[str, str]:
     """Name the cause of an upstream failure in words a user can act on."""
-    upstream = settings.CLAUDEMON_UPSTREAM_URL
+    upstream = url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL)
     if isinstance(exc, (httpcore.ConnectTimeout, httpcore.PoolTimeout)):
         return "upstream_connect_timeout", (
             f"claudemon could not connect to the upstream {upstream} within "
@@ -216,16 +264,36 @@ def _describe(exc: Exception) -> tuple[str, str]:
 
 
 async def health(request: HttpRequest) -> JsonResponse:
-    """Report relay health: 200 while relaying works; database trouble is 'degraded'."""
+    """Report relay health: 200 while relaying works; recording trouble: degraded."""
     database = await sync_to_async(selectors.database_status, thread_sensitive=False)()
     backlog = recording()
-    problem = backlog.database_problem()
+    backlog.start()  # a spill left by an earlier process is written without a call
+    stuck, problem = backlog.database_problem(), backlog.problem()
     report: dict[str, Any] = {
         "status": "ok" if database == "ok" and not problem else "degraded",
         "version": claudemon.__version__,
-        "upstream": settings.CLAUDEMON_UPSTREAM_URL,
-        "database": f"error: {problem}" if problem else database,
+        "upstream": url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL),
+        "database": f"error: {stuck}" if stuck else database,
+        "recording": problem or "ok",
         "recording_backlog": backlog.backlog(),
         **routing_health(),
+        "quarantine": backlog.quarantine(),
+        "legacy_spill": backlog.legacy_spill or None,
     }
     return JsonResponse(report)
+
+
+async def ready(request: HttpRequest) -> JsonResponse:
+    """Say whether the relay can serve: the upstream reachable (a call answered in
+    the last 30 s, else a connect check kept 10 s) and recording keeping up."""
+    upstream = await upstream_reach.check()
+    backlog = recording()
+    backlog.start()
+    problem = backlog.problem()
+    report = {
+        "status": "not ready" if upstream or problem else "ready",
+        "upstream": upstream or "ok",
+        "recording": problem or "ok",
+        "recording_backlog": backlog.backlog(),
+    }
+    return JsonResponse(report, status=503 if upstream or problem else 200)

@@ -11,8 +11,11 @@ from django.core.exceptions import ImproperlyConfigured
 from claudemon.settings.env import (
     env_bool,
     env_float,
+    env_header_names,
+    env_hosts,
     env_int,
-    env_list,
+    env_ip,
+    env_origins,
     env_str,
     env_url,
 )
@@ -24,20 +27,36 @@ CLAUDEMON_DB_PATH = Path(
     env_str("CLAUDEMON_DB_PATH", str(CLAUDEMON_VAR_DIR / "claudemon.sqlite3"))
 ).resolve()
 CLAUDEMON_UPSTREAM_URL = env_url("CLAUDEMON_UPSTREAM_URL", "https://api.anthropic.com")
-CLAUDEMON_BIND = env_str("CLAUDEMON_BIND", "127.0.0.1")
+CLAUDEMON_BIND = env_ip("CLAUDEMON_BIND", "127.0.0.1")
 CLAUDEMON_CORE_PORT = env_int("CLAUDEMON_CORE_PORT", 8001, minimum=1, maximum=65535)
 CLAUDEMON_DATA_PORT = env_int("CLAUDEMON_DATA_PORT", 8002, minimum=1, maximum=65535)
 CLAUDEMON_CONNECT_TIMEOUT = env_float("CLAUDEMON_CONNECT_TIMEOUT", 10.0)
 CLAUDEMON_IDLE_TIMEOUT = env_float("CLAUDEMON_IDLE_TIMEOUT", 600.0)
-CLAUDEMON_REDACT_HEADERS = [h.lower() for h in env_list("CLAUDEMON_REDACT_HEADERS", [])]
+CLAUDEMON_REDACT_HEADERS = env_header_names("CLAUDEMON_REDACT_HEADERS", [])
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 # Routing of chosen calls to other models or providers (apps/proxy/routing).
 CLAUDEMON_ROUTES_FILE = env_str("CLAUDEMON_ROUTES_FILE", "")
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
+# Bytes of each body the recording keeps (the relay forwards bodies whole). The
+# Messages API refuses requests over 32 MB, so every request it takes is kept whole.
+CLAUDEMON_RECORD_MAX_BODY = env_int(
+    "CLAUDEMON_RECORD_MAX_BODY", 32 * 1024 * 1024, minimum=1024
+)
+_BIND_HOST = f"[{CLAUDEMON_BIND}]" if ":" in CLAUDEMON_BIND else CLAUDEMON_BIND
+# The relay answers only requests whose Host is one of its names: loopback, the bind
+# address, and CLAUDEMON_RELAY_HOSTS (a load balancer's or LAN name; "*" for any).
+# Anything else is a web page reaching it through DNS rebinding.
+CLAUDEMON_RELAY_HOSTS = frozenset(
+    ["127.0.0.1", "localhost", "[::1]"]
+    + ([] if CLAUDEMON_BIND in ("0.0.0.0", "::") else [_BIND_HOST])
+    + env_hosts("CLAUDEMON_RELAY_HOSTS", [])
+)
+# Web origins allowed to call the relay from a browser; none by default.
+CLAUDEMON_RELAY_ORIGINS = frozenset(env_origins("CLAUDEMON_RELAY_ORIGINS", []))
 # Days of exchanges `manage.py prune` keeps when run without --before; 0 = keep all.
 CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 # Hosts other than loopback must be named explicitly to be served (see README).
-CLAUDEMON_ALLOWED_HOSTS = env_list(
+CLAUDEMON_ALLOWED_HOSTS = env_hosts(
     "CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]
 )
 
@@ -52,6 +71,37 @@ if CLAUDEMON_PRICES_FILE and not Path(CLAUDEMON_PRICES_FILE).is_file():
     )
 
 
+def _owner_only(var_dir: Path, database: Path) -> None:
+    """Keep prompts and tool output to the user: the var folder 0700, the database
+    and its -wal and -shm 0600 (SQLite gives those two the database's own mode, so
+    the database is created before SQLite does it with the umask's)."""
+    try:
+        var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = var_dir.stat()
+        if mode.st_mode & 0o077 and mode.st_uid == os.getuid():
+            var_dir.chmod(0o700)
+    except OSError as exc:
+        raise _unusable("CLAUDEMON_VAR_DIR", var_dir, exc) from None
+    try:
+        database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+    except OSError as exc:
+        raise _unusable("CLAUDEMON_DB_PATH", database, exc) from None
+
+
+def _unusable(name: str, path: Path, exc: OSError) -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"{name}={str(path)!r} is not usable ({exc.strerror}): expected a path in "
+        "a folder this user can create and write."
+    )
+
+
+_owner_only(CLAUDEMON_VAR_DIR, CLAUDEMON_DB_PATH)
+
+
 def _secret_key() -> str:
     """Use CLAUDEMON_SECRET_KEY, else a key generated once into var/ (mode 0600)."""
     configured = env_str("CLAUDEMON_SECRET_KEY", "")
@@ -62,7 +112,6 @@ def _secret_key() -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    CLAUDEMON_VAR_DIR.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -77,7 +126,6 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("CLAUDEMON_DEBUG", False)
 ALLOWED_HOSTS = CLAUDEMON_ALLOWED_HOSTS
 
-CLAUDEMON_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -88,3 +90,50 @@ def env_url(name: str, default: str) -> str:
     if parts.query or parts.fragment:
         raise _fail(name, value, "a URL without query string or fragment")
     return value.rstrip("/")
+
+
+def env_ip(name: str, default: str) -> str:
+    """Return an IP address setting (IPv4 or IPv6, no brackets)."""
+    value = _raw(name) or default
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise _fail(
+            name, value, "an IP address such as 127.0.0.1, 0.0.0.0 or ::1"
+        ) from None
+
+
+_HOST = re.compile(r"(\*|\[[0-9a-f:.]+\]|[a-z0-9_.-]+)\Z")
+
+
+def env_hosts(name: str, default: list[str]) -> list[str]:
+    """Return a comma list of host names (no scheme, port or path), lower case."""
+    hosts = [host.lower() for host in env_list(name, default)]
+    for host in hosts:
+        if not _HOST.match(host):
+            raise _fail(
+                name, host, "host names or IPs separated by commas, IPv6 in brackets"
+            )
+    return hosts
+
+
+def env_origins(name: str, default: list[str]) -> list[str]:
+    """Return a comma list of web origins (scheme://host[:port], nothing after)."""
+    origins = [origin.rstrip("/") for origin in env_list(name, default)]
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise _fail(name, origin, "origins such as https://tool.example:8443")
+    return origins
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
+
+
+def env_header_names(name: str, default: list[str]) -> list[str]:
+    """Return a comma list of HTTP header names, lower case."""
+    names = [header.lower() for header in env_list(name, default)]
+    for header in names:
+        if not _TOKEN.match(header):
+            raise _fail(name, header, "header names such as X-Team-Token")
+    return names

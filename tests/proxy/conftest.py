@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from apps.proxy.models import Exchange
 from tests.conftest import wait_for
@@ -39,3 +42,43 @@ def settled_relays(request: pytest.FixtureRequest) -> Any:
     yield
     for relay in factory.started:
         relay.settle()
+
+
+LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+class Lock:
+    """Another process holding the database's write lock until released."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, connection.settings_dict["NAME"]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        if self.process.poll() is None:
+            self.process.communicate("\n", timeout=30)
+
+
+@pytest.fixture
+def db_lock():
+    locks: list[Lock] = []
+
+    def take() -> Lock:
+        locks.append(Lock())
+        return locks[-1]
+
+    yield take
+    for lock in locks:
+        lock.release()

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 import zlib
+from datetime import UTC, datetime
 
 import brotli
 import pytest
 import zstandard
 
+from apps.proxy.bodies import body_decode
 from apps.proxy.pricing import Usage
 from apps.proxy.recorder import (
+    Call,
+    _payloads,
+    call_finish_row,
+    call_start_row,
     content_decode,
+    headers_redact,
     message_from_events,
     message_from_json,
+    query_redact,
     ratelimits_parse,
     request_facts,
+    secret_fingerprint,
     sse_events,
     tools_called,
     usage_from_api,
@@ -139,7 +149,8 @@ def test_it_keeps_unparseable_tool_input_and_tolerates_junk_events():
         ("mystery", "not json"),
         (
             "error",
-            '{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}',
+            '{"type": "error", "error": '
+            '{"type": "overloaded_error", "message": "busy"}}',
         ),
     ]
 
@@ -156,7 +167,8 @@ def test_it_keeps_unparseable_tool_input_and_tolerates_junk_events():
     ("body", "error_type", "has_message"),
     [
         (
-            b'{"type": "message", "id": "m", "content": [], "usage": {"input_tokens": 3}}',
+            b'{"type": "message", "id": "m", "content": [], '
+            b'"usage": {"input_tokens": 3}}',
             "",
             True,
         ),
@@ -264,7 +276,8 @@ def test_it_parses_rate_limit_headers():
     ("body", "facts"),
     [
         (
-            b'{"model": "claude-opus-4-8", "stream": true, "tools": [{"name": "Bash"}]}',
+            b'{"model": "claude-opus-4-8", "stream": true, '
+            b'"tools": [{"name": "Bash"}]}',
             {
                 "model_requested": "claude-opus-4-8",
                 "is_streaming": True,
@@ -285,7 +298,8 @@ def test_it_parses_rate_limit_headers():
             },
         ),
         (
-            b'{"metadata": {"user_id": "user_x_account_y_session_12345678-1234-1234-1234-123456789012"}}',
+            b'{"metadata": {"user_id": '
+            b'"user_x_account_y_session_12345678-1234-1234-1234-123456789012"}}',
             {
                 "model_requested": "",
                 "is_streaming": False,
@@ -293,7 +307,11 @@ def test_it_parses_rate_limit_headers():
                 "session_id": "12345678-1234-1234-1234-123456789012",
             },
         ),
-        (b"not json", {}),
+        (
+            b"not json",
+            {"request_body_note": "not parsed as JSON: Expecting value: "
+             "line 1 column 1 (char 0)"},
+        ),
         (b"[]", {}),
         (b"", {}),
     ],
@@ -323,6 +341,67 @@ def test_it_parses_lf_streams_like_the_line_by_line_parser(text):
 def test_it_decodes_events_one_by_one_when_one_is_not_json():
     events = [("a", '{"type": "ping"}'), ("b", "not json"), ("c", "1,2"), ("d", "[3]")]
 
-    from apps.proxy.recorder import _payloads
-
     assert _payloads(events) == [{"type": "ping"}, None, None, [3]]
+
+
+@pytest.mark.parametrize(
+    ("query", "stored"),
+    [
+        ("", ""),
+        ("beta=true", "beta=true"),
+        ("beta=true&key=abc", f"beta=true&key={secret_fingerprint('abc')}"),
+        ("api_key=abc&x=1", f"api_key={secret_fingerprint('abc')}&x=1"),
+        ("ACCESS_TOKEN=abc", f"ACCESS_TOKEN={secret_fingerprint('abc')}"),
+        ("token=a%2Bb", f"token={secret_fingerprint('a+b')}"),
+        ("key=", "key="),
+        ("key", "key"),
+        ("monkey=abc&keys=1", "monkey=abc&keys=1"),
+        (f"key={secret_fingerprint('abc')}", f"key={secret_fingerprint('abc')}"),
+    ],
+)
+def test_it_hides_secret_query_parameters(query, stored):
+    assert query_redact(query) == stored
+
+
+def test_it_redacts_headers_once_however_often_asked():
+    headers = [(b"x-api-key", b"sk-ant-1"), (b"authorization", b"Bearer sk-ant-2")]
+
+    once = headers_redact(headers)
+    twice = headers_redact([(n.encode(), v.encode()) for n, v in once])
+
+    assert twice == once
+
+
+def test_it_notes_a_request_body_it_cannot_parse_and_keeps_going():
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+
+    assert "nested too deeply" in request_facts(deep)["request_body_note"]
+    assert "not parsed as JSON" in request_facts(b"not json")["request_body_note"]
+    assert message_from_json(deep).message is None
+    assert _payloads([("a", "[" * 100_000)]) == [None]
+
+
+def test_it_stores_a_body_over_the_cap_cut_with_its_size_and_a_note():
+    call = Call(
+        uid=uuid.uuid4(),
+        started_at=datetime(2026, 11, 20, tzinfo=UTC),
+        t0=0.0,
+        method="POST",
+        path="/v1/messages",
+        query="",
+        request_headers=[],
+        request_body=b'{"model": "m", "pad": "' + b"x" * 5000 + b'"}',
+        status_code=200,
+        chunks=[b"y" * 3000, b"z" * 3000],
+    )
+
+    start = call_start_row(call, max_body=1024)
+    finish = call_finish_row(call, max_body=1024)
+
+    assert body_decode(start["request_body"]) == call.request_body[:1024]
+    assert start["request_size"] == len(call.request_body)
+    assert "model_requested" not in start  # a cut body is not guessed at
+    assert "first 1,024 of 5,025 bytes" in start["request_body_note"]
+    assert body_decode(finish["response_body"]) == b"y" * 1024
+    assert finish["response_size"] == 6000
+    assert "first 1,024 of 6,000 bytes" in finish["response_body_note"]

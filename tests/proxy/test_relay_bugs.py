@@ -18,7 +18,11 @@ class Exploding:
         raise RuntimeError("boom")
 
 
-@override_settings(ROOT_URLCONF="claudemon.urls_core", MIDDLEWARE=[])
+@override_settings(
+    ROOT_URLCONF="claudemon.urls_core",
+    MIDDLEWARE=[],
+    CLAUDEMON_RELAY_HOSTS=frozenset({"testserver"}),  # the test client's Host
+)
 def test_it_answers_500_in_anthropic_shape_and_records_a_proxy_error(monkeypatch):
     monkeypatch.setattr(views, "upstream_pool", Exploding)
 

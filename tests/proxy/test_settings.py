@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -68,18 +69,73 @@ def test_it_passes_manage_py_check_under_both_deployments(module, tmp_path):
         ("CLAUDEMON_UPSTREAM_URL", "api.anthropic.com", "CLAUDEMON_UPSTREAM_URL"),
         ("CLAUDEMON_PRICES_FILE", "/nonexistent/prices.json", "is not a readable file"),
         ("CLAUDEMON_DEBUG", "maybe", "CLAUDEMON_DEBUG='maybe' is not valid"),
+        ("CLAUDEMON_BIND", "localhost:80", "expected an IP address"),
+        ("CLAUDEMON_BIND", "every", "CLAUDEMON_BIND='every' is not valid"),
+        ("CLAUDEMON_BACKLOG_SIZE", "0", "CLAUDEMON_BACKLOG_SIZE='0' is not valid"),
+        ("CLAUDEMON_RECORD_MAX_BODY", "1MB", "CLAUDEMON_RECORD_MAX_BODY='1MB'"),
+        ("CLAUDEMON_RETENTION_DAYS", "-1", "CLAUDEMON_RETENTION_DAYS='-1'"),
+        ("CLAUDEMON_RELAY_HOSTS", "http://a.lan", "expected host names"),
+        ("CLAUDEMON_RELAY_ORIGINS", "tool.example", "expected origins"),
+        ("CLAUDEMON_ALLOWED_HOSTS", "a.lan/x", "CLAUDEMON_ALLOWED_HOSTS='a.lan/x'"),
+        ("CLAUDEMON_REDACT_HEADERS", "x token", "expected header names"),
+        ("CLAUDEMON_VAR_DIR", "/proc/claudemon", "CLAUDEMON_VAR_DIR='/proc/claudemon'"),
+        ("CLAUDEMON_DB_PATH", "/proc/x/db.sqlite3", "CLAUDEMON_DB_PATH="),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(name, value, message, tmp_path):
-    result = run_manage(
-        "check",
-        settings_module="claudemon.settings.core",
-        CLAUDEMON_VAR_DIR=str(tmp_path),
-        **{name: value},
-    )
+    env = {"CLAUDEMON_VAR_DIR": str(tmp_path), name: value}
+    result = run_manage("check", settings_module="claudemon.settings.core", **env)
 
     assert result.returncode != 0
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, naming it
+
+
+def test_the_launcher_refuses_a_bad_value_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDEMON_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(CLAUDEMON_VAR_DIR=str(tmp_path), CLAUDEMON_BIND="0.0.0.0:8001")
+    result = subprocess.run(
+        [sys.executable, "-m", "claudemon"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "claudemon: CLAUDEMON_BIND='0.0.0.0:8001' is not valid: expected an IP "
+        "address such as 127.0.0.1, 0.0.0.0 or ::1."
+    ]
+    assert not (tmp_path / "claudemon.sqlite3").exists()  # nothing started
+
+
+def test_it_keeps_the_var_folder_and_database_files_to_the_user(tmp_path):
+    var = tmp_path / "var"
+    var.mkdir()
+    var.chmod(0o755)  # as an earlier version left it, whatever the umask
+    database = tmp_path / "data" / "db.sqlite3"
+    paths = {"CLAUDEMON_VAR_DIR": str(var), "CLAUDEMON_DB_PATH": str(database)}
+    migrated = run_manage("migrate", settings_module="claudemon.settings.core", **paths)
+    assert migrated.returncode == 0, migrated.stderr
+    # A writer holds the WAL open, as the relay does; SQLite creates the -wal and
+    # -shm with the database file's own mode.
+    writer = sqlite3.connect(database)
+    writer.execute("CREATE TABLE t (x)")
+    wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
+    new_files = {path: oct(path.stat().st_mode & 0o777) for path in (database, wal)}
+    wal.chmod(0o644)  # as an earlier version left it
+
+    run_manage("check", settings_module="claudemon.settings.core", **paths)
+    modes = {path: oct(path.stat().st_mode & 0o777) for path in (var, wal, shm)}
+    writer.close()
+
+    assert new_files == {database: "0o600", wal: "0o600"}
+    assert modes == {var: "0o700", wal: "0o600", shm: "0o600"}
+    assert oct(database.parent.stat().st_mode & 0o777) == "0o700"
 
 
 def test_it_refuses_a_core_port_equal_to_the_data_port(tmp_path):

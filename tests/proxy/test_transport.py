@@ -290,7 +290,9 @@ def test_the_upstream_request_carries_the_origin_and_the_clients_parts(
     ]
 
 
-@pytest.mark.parametrize(("size", "writes"), [(10_000, 1), (2 << 20, 2)])
+# A large body leaves apart from its head, a megabyte at a time (asyncio copies what
+# the socket does not take at once: a whole body would be held twice).
+@pytest.mark.parametrize(("size", "writes"), [(10_000, 1), (2 << 20, 3)])
 def test_a_request_head_leaves_with_its_body_unless_the_body_is_large(
     monkeypatch, size, writes
 ):

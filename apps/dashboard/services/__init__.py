@@ -17,8 +17,14 @@ from apps.dashboard.services.history import (
     ledger_rebuild,
 )
 from apps.dashboard.services.rollups import rollup_refresh
+from apps.dashboard.services.workers import (
+    HEARTBEAT_EVERY,
+    worker_heartbeat_start,
+    worker_heartbeat_write,
+)
 
 __all__ = [
+    "HEARTBEAT_EVERY", "worker_heartbeat_start", "worker_heartbeat_write",
     "TOKEN_PREFIX", "admin_ensure", "apitoken_authenticate", "apitoken_create",
     "apitoken_fill", "apitoken_hash", "apitoken_revoke", "exchange_delete",
     "exchange_prune", "ledger_rebuild", "login_failure_record",

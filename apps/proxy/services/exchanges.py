@@ -23,11 +23,15 @@ def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> No
     and enter the calls that finished in the ledger."""
     with transaction.atomic():
         if inserts:
-            # INSERT OR IGNORE: a start re-read from the spill file after its
-            # finish already created the row must not fail the batch.
+            # A start re-read from the spill file after its finish already created
+            # the row must not fail the batch: ON CONFLICT(uid) leaves that row as
+            # it is. (Not INSERT OR IGNORE, which also drops rows breaking a CHECK
+            # or NOT NULL rule without a word; those must fail, to be set aside.)
             Exchange.objects.bulk_create(
                 [Exchange(**body_row_stored(row)) for row in inserts],
-                ignore_conflicts=True,
+                update_conflicts=True,
+                unique_fields=["uid"],
+                update_fields=["uid"],
             )
         for finish in finishes:
             exchange_finish(outcome=finish.outcome, start_row=finish.start_row)

@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from apps.dashboard.services import rollup_refresh
+from apps.dashboard.services import rollup_refresh, worker_heartbeat_start
 
 
 class Command(BaseCommand):
@@ -38,6 +38,7 @@ class Command(BaseCommand):
             elapsed = time.monotonic() - started
             self.stdout.write(f"{rebuilt} quarter hours rolled up in {elapsed:.1f} s.")
             return
+        worker_heartbeat_start(name="rollups")  # read by the data side's /ready
         try:
             while True:
                 self._pass()

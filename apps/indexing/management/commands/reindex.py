@@ -6,6 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.dashboard.services import worker_heartbeat_start
 from apps.indexing.services import (
     IndexBusy,
     SyncReport,
@@ -63,6 +64,8 @@ class Command(BaseCommand):
         self.quiet = bool(options["quiet"])
         self.tty = self.stdout.isatty() and not self.quiet
         full, watch = bool(options["full"]), bool(options["watch"])
+        if watch:
+            worker_heartbeat_start(name="indexer")  # read by the data side's /ready
         try:
             while True:
                 # Taken before the pass: a change made during it still wakes us.
