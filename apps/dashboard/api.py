@@ -171,6 +171,13 @@ def session_list(
     return {"count": total, "limit": page.limit, "offset": page.offset, "items": items}
 
 
+@router.get("/projects", response=list[schemas.ProjectUsageOut])
+def projects(request: HttpRequest) -> list:
+    """Projects (real paths), most recently active first, with every call of their
+    sessions (from the usage ledger)."""
+    return reports.project_list()
+
+
 @router.get("/limits", response=schemas.LimitsOut)
 def limits(
     request: HttpRequest,

@@ -56,15 +56,12 @@ class LoginFailure(models.Model):
 # edges of a range from the ledger itself, in the same statement.
 
 
-class UsageRollup(models.Model):
-    """The ledger's calls of one quarter hour, kind, model, session, project and
-    error label, summed; tools called as "name:count" words."""
+class _QuarterSums(models.Model):
+    """The ledger's calls of a quarter hour and a group, summed."""
 
     quarter = models.IntegerField()  # epoch seconds // 900
     kind = models.CharField(max_length=16)
     model = models.CharField(max_length=200)
-    session_id = models.CharField(max_length=100)
-    project_id = models.BigIntegerField(null=True)
     error = models.CharField(max_length=100)
     calls = models.IntegerField()
     errors = models.IntegerField()
@@ -85,14 +82,45 @@ class UsageRollup(models.Model):
     duration_n = models.IntegerField()
     first_at = models.DateTimeField()
     last_at = models.DateTimeField()
-    tools = models.TextField()
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(_QuarterSums):
+    """Per quarter hour, kind, model and error label: what every read without a
+    project takes."""
+
+    class Meta:
+        indexes = [models.Index(fields=["quarter"], name="usagerollup_quarter")]
+
+
+class ProjectRollup(_QuarterSums):
+    """Per quarter hour, kind, model, project and error label: for reads of a
+    project or by project (3x the rows of UsageRollup)."""
+
+    project_id = models.BigIntegerField(null=True)
 
     class Meta:
         indexes = [
-            models.Index(fields=["quarter"], name="usagerollup_quarter"),
-            # A session's whole figures, whatever the range (sessions list).
-            models.Index(fields=["session_id", "quarter"], name="usagerollup_session"),
+            models.Index(fields=["quarter"], name="projectrollup_quarter"),
+            models.Index(
+                fields=["project_id", "quarter"], name="projectrollup_project"
+            ),
         ]
+
+
+class ToolRollup(models.Model):
+    """The tools called in a quarter hour: uses, and calls that used each."""
+
+    quarter = models.IntegerField()
+    kind = models.CharField(max_length=16)
+    tool = models.CharField(max_length=200)
+    uses = models.IntegerField()
+    calls = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["quarter"], name="toolrollup_quarter")]
 
 
 class LatencyRollup(models.Model):
@@ -107,3 +135,30 @@ class LatencyRollup(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["quarter"], name="latencyrollup_quarter")]
+
+
+class SessionTotal(models.Model):
+    """A session's whole figures: every Messages call of the ledger under its id
+    (subagents' included), summed, for the sessions list and the reports. Kept
+    for the sessions the ledger marks dirty (apps.proxy's ApiCallDirtySession);
+    reads take a dirty session's figures from the ledger itself."""
+
+    session_id = models.CharField(max_length=100, primary_key=True)
+    project_id = models.BigIntegerField(null=True)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    calls = models.IntegerField()
+    errors = models.IntegerField()
+    subagent_calls = models.IntegerField()
+    relayed_calls = models.IntegerField()
+    unpriced_calls = models.IntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_read_tokens = models.BigIntegerField()
+    cache_write_5m_tokens = models.BigIntegerField()
+    cache_write_1h_tokens = models.BigIntegerField()
+    cost_usd = models.FloatField()
+    model_list = models.TextField()  # the distinct models, comma-separated
+
+    class Meta:
+        indexes = [models.Index(fields=["last_at"], name="sessiontotal_last")]

@@ -581,3 +581,14 @@ class BlocksReportOut(BaseModel):
     limits: BlockLimitsOut | None = Field(description="the newest limits seen")
 
     model_config = {"populate_by_name": True}
+
+
+class ProjectUsageOut(FiguresOut):
+    """A project: its real path (or folder name), its sessions, and every call of
+    them from the ledger, whenever made."""
+
+    id: int
+    path: str
+    path_known: bool
+    session_count: int
+    last_at: datetime | None

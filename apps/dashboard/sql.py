@@ -4,18 +4,30 @@ Plain strings with no Django import, so that the statusline (which must start
 in a few milliseconds, without Django) shares them with the selectors.
 
 Reads of the ledger (apps.proxy's proxy_apicall) go through its rollups
-(dashboard_usagerollup, dashboard_latencyrollup: per UTC quarter hour) for the
+(per UTC quarter hour: dashboard_usagerollup by kind, model and error;
+dashboard_projectrollup by project too; dashboard_latencyrollup) for the
 quarters wholly inside a range and not marked dirty, and through the ledger
 itself for dirty quarters and the range's partial edge quarters. Both halves
 are one statement, so they read one snapshot: a quarter is counted from exactly
-one side.
+one side. A session's whole figures come the same way from
+dashboard_sessiontotal, or from the ledger while the session is marked dirty.
+Filters the rollups do not keep (a session) read the ledger alone.
 """
 
 from __future__ import annotations
 
 QUARTER = 900  # seconds
-# Identifiers a caller may group by: the rollups' key columns.
-GROUP_COLUMNS = ("quarter", "kind", "model", "session_id", "project_id", "error")
+# The rollup tables of sums and the columns each is keyed by: what a read may
+# group and filter by. The project one is 3x larger (bench/usage.py): only reads
+# by or of a project take it.
+TABLES = {
+    "usage": ("dashboard_usagerollup", ("quarter", "kind", "model", "error")),
+    "project": (
+        "dashboard_projectrollup",
+        ("quarter", "kind", "model", "project_id", "error"),
+    ),
+}
+GROUP_COLUMNS = TABLES["project"][1]
 SUM_COLUMNS = (
     "calls", "errors", "subagent_calls", "fast_calls", "relayed_calls",
     "unpriced_calls", "input_tokens", "output_tokens", "cache_read_tokens",
@@ -28,36 +40,65 @@ _TOKEN_SUM = (
 )
 # One ledger row as a rollup row: the same columns, in the same order.
 _CALL_AS_ROLLUP = f"""
-    1, CASE WHEN error <> '' THEN 1 ELSE 0 END,
-    CASE WHEN agent_id <> '' THEN 1 ELSE 0 END,
-    CASE WHEN speed = 'fast' THEN 1 ELSE 0 END,
-    CASE WHEN exchange_id IS NULL THEN 0 ELSE 1 END,
-    CASE WHEN cost_usd IS NULL AND {_TOKEN_SUM} > 0 THEN 1 ELSE 0 END,
+    1 AS calls, CASE WHEN error <> '' THEN 1 ELSE 0 END AS errors,
+    CASE WHEN agent_id <> '' THEN 1 ELSE 0 END AS subagent_calls,
+    CASE WHEN speed = 'fast' THEN 1 ELSE 0 END AS fast_calls,
+    CASE WHEN exchange_id IS NULL THEN 0 ELSE 1 END AS relayed_calls,
+    CASE WHEN cost_usd IS NULL AND {_TOKEN_SUM} > 0 THEN 1 ELSE 0 END
+        AS unpriced_calls,
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
-    cache_write_1h_tokens, COALESCE(cost_usd, 0), savings_usd,
-    COALESCE(ttfb_ms, 0), CASE WHEN ttfb_ms IS NULL THEN 0 ELSE 1 END,
-    COALESCE(duration_ms, 0), CASE WHEN duration_ms IS NULL THEN 0 ELSE 1 END,
+    cache_write_1h_tokens, COALESCE(cost_usd, 0) AS cost_usd, savings_usd,
+    COALESCE(ttfb_ms, 0) AS ttfb_sum,
+    CASE WHEN ttfb_ms IS NULL THEN 0 ELSE 1 END AS ttfb_n,
+    COALESCE(duration_ms, 0) AS duration_sum,
+    CASE WHEN duration_ms IS NULL THEN 0 ELSE 1 END AS duration_n,
     at AS first_at, at AS last_at"""
+
+
+def quarter_bounds(first: int, last: int) -> tuple[list[int], list[int]]:
+    """Return the quarter parameters of a range [first, last) in epoch seconds:
+    the rolled half's [lo, hi) (quarters wholly inside), and the live half's
+    dirty-quarter window and partial edge quarters (-1: none). The live half
+    also takes the range itself, as stored instants, after these."""
+    lo = -(-first // QUARTER)  # ceil: the first whole quarter
+    hi = last // QUARTER  # the quarters wholly inside end before this one
+    lo_edge = first // QUARTER if first % QUARTER else -1
+    hi_edge = hi if last % QUARTER else -1
+    return [lo, hi], [first // QUARTER, (last - 1) // QUARTER, lo_edge, hi_edge]
+
+
 # The quarters a range reads from the ledger: dirty ones, and its edges.
 LIVE_QUARTERS = """
     SELECT quarter FROM proxy_apicalldirty WHERE quarter >= %s AND quarter <= %s
     UNION ALL SELECT %s UNION ALL SELECT %s"""
 _KEYS = ", ".join(GROUP_COLUMNS)
-# {group}: grouped columns; {where}: extra conditions on either half (both
-# tables name the dimensions alike); params: see selectors.ledger._params.
+# {table}, {keys}: a rollup table and its key columns (TABLES); {group}: grouped
+# columns; {where}: conditions on the keys, applied to either half (both name
+# them alike); params: see selectors.ledger._bounds.
 SUMS = f"""
 SELECT {{group}}{{comma}}
        {", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)},
        MIN(first_at) AS first_at, MAX(last_at) AS last_at
 FROM (
-    SELECT {_KEYS}, {", ".join(SUM_COLUMNS)}, first_at, last_at
-    FROM dashboard_usagerollup
+    SELECT {{keys}}, {", ".join(SUM_COLUMNS)}, first_at, last_at
+    FROM {{table}}
     WHERE quarter >= %s AND quarter < %s
       AND quarter NOT IN (SELECT quarter FROM proxy_apicalldirty){{where}}
     UNION ALL
-    SELECT {_KEYS}, {_CALL_AS_ROLLUP}
+    SELECT {{keys}}, {_CALL_AS_ROLLUP}
     FROM proxy_apicall
     WHERE quarter IN ({LIVE_QUARTERS}) AND at >= %s AND at < %s{{where}}
+) AS u
+{{group_by}}
+"""
+# The same sums from the ledger alone, for filters the rollups do not keep.
+SUMS_SCAN = f"""
+SELECT {{group}}{{comma}}
+       {", ".join(f"SUM({c}) AS {c}" for c in SUM_COLUMNS)},
+       MIN(first_at) AS first_at, MAX(last_at) AS last_at
+FROM (
+    SELECT {_KEYS}, {_CALL_AS_ROLLUP}
+    FROM proxy_apicall WHERE at >= %s AND at < %s{{where}}
 ) AS u
 {{group_by}}
 """
@@ -80,13 +121,20 @@ FROM proxy_apicall
 WHERE at >= %s AND at < %s{where}
   AND (ttfb_ms IS NOT NULL OR duration_ms IS NOT NULL)
 """
+# The rollups' tool counts summed, beside the live quarters' lists of names
+# (one name per use) that the caller counts.
 TOOLS = f"""
-SELECT tools FROM dashboard_usagerollup
-WHERE quarter >= %s AND quarter < %s AND tools <> ''
+SELECT tool, SUM(uses), SUM(calls), NULL FROM dashboard_toolrollup
+WHERE quarter >= %s AND quarter < %s
   AND quarter NOT IN (SELECT quarter FROM proxy_apicalldirty){{where}}
+GROUP BY tool
 UNION ALL
-SELECT tools FROM proxy_apicall
+SELECT NULL, 0, 0, tools FROM proxy_apicall
 WHERE quarter IN ({LIVE_QUARTERS}) AND at >= %s AND at < %s AND tools <> ''{{where}}
+"""
+TOOLS_SCAN = """
+SELECT NULL, 0, 0, tools FROM proxy_apicall
+WHERE at >= %s AND at < %s AND tools <> ''{where}
 """
 # The rollup builder's read of the quarters it rebuilds.
 QUARTER_CALLS = f"""
@@ -95,31 +143,78 @@ SELECT {_KEYS}, agent_id, speed, exchange_id, input_tokens, output_tokens,
        savings_usd, ttfb_ms, duration_ms, at, tools
 FROM proxy_apicall WHERE quarter IN ({{marks}})
 """
-# The slowest calls of a range: the duration index is walked from the top.
+# --- sessions' whole figures -------------------------------------------------
+SESSION_COLUMNS = (
+    "session_id", "project_id", "first_at", "last_at", "calls", "errors",
+    "subagent_calls", "relayed_calls", "unpriced_calls", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+    "cache_write_1h_tokens", "cost_usd", "model_list",
+)  # fmt: skip
+# A session's Messages calls summed from the ledger (GROUP BY session_id).
+_SESSION_SUMS = f"""
+    session_id, MAX(project_id), MIN(at), MAX(at), COUNT(*),
+    SUM(CASE WHEN error <> '' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN agent_id <> '' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN exchange_id IS NULL THEN 0 ELSE 1 END),
+    SUM(CASE WHEN cost_usd IS NULL AND {_TOKEN_SUM} > 0 THEN 1 ELSE 0 END),
+    SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
+    SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens),
+    COALESCE(SUM(cost_usd), 0), GROUP_CONCAT(DISTINCT model)"""
+SESSION_REBUILD = f"""
+SELECT {_SESSION_SUMS}
+FROM proxy_apicall WHERE kind = 'messages' AND session_id IN ({{marks}})
+GROUP BY session_id
+"""
+# Every session's whole figures: kept ones, and dirty ones from the ledger.
+SESSIONS = f"""
+SELECT {", ".join(SESSION_COLUMNS)} FROM dashboard_sessiontotal
+WHERE session_id NOT IN (SELECT session_id FROM proxy_apicalldirtysession)
+UNION ALL
+SELECT {_SESSION_SUMS} FROM proxy_apicall
+WHERE kind = 'messages'
+  AND session_id IN (SELECT session_id FROM proxy_apicalldirtysession)
+GROUP BY session_id
+"""
+# {where}: conditions on SESSION_COLUMNS (selectors add an ORDER BY and a page).
+SESSIONS_SELECT = f"""
+SELECT * FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
+SESSIONS_COUNT = f"""
+SELECT COUNT(*) FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
+# The models of each quarter hour of a range (blocks list theirs).
+QUARTER_MODELS = f"""
+SELECT DISTINCT quarter, model FROM dashboard_usagerollup
+WHERE quarter >= %s AND quarter < %s
+  AND quarter NOT IN (SELECT quarter FROM proxy_apicalldirty){{where}}
+UNION
+SELECT DISTINCT quarter, model FROM proxy_apicall
+WHERE quarter IN ({LIVE_QUARTERS}) AND at >= %s AND at < %s{{where}}
+"""
+# The newest subscription limits the relay saw within each of some spans
+# ({spans}: a VALUES list of (index, start, end)); one index probe per span on
+# the partial index exchange_unified_time (apps/proxy migration 0002).
+LIMITS_IN_SPANS = """
+WITH span(i, lo, hi) AS (VALUES {spans})
+SELECT span.i, e.started_at, e.unified_status, e.unified_5h_utilization,
+       e.unified_5h_reset, e.unified_7d_utilization, e.unified_7d_reset
+FROM span JOIN proxy_exchange e ON e.id = (
+    SELECT id FROM proxy_exchange
+    WHERE unified_5h_utilization IS NOT NULL AND started_at >= span.lo
+      AND started_at < span.hi
+    ORDER BY started_at DESC LIMIT 1)
+"""
+# The slowest calls of a range: the duration index is walked from the top and
+# each row's time checked. The unary + keeps SQLite off the `at` index, which
+# it prefers by its statistics and which then sorts a month of calls: 167 ms
+# against 0.1 ms at 200,000 calls (bench/usage.py).
 SLOWEST = """
 SELECT id, exchange_id, at, model, session_id, ttfb_ms, duration_ms, error
 FROM proxy_apicall
-WHERE duration_ms IS NOT NULL AND at >= %s AND at < %s{where}
+WHERE duration_ms IS NOT NULL AND +at >= %s AND +at < %s{where}
 ORDER BY duration_ms DESC LIMIT %s
 """
 
 # --- the statusline (apps.dashboard.statusline): plain sqlite3, no Django ----
 STATUS_ANY = "SELECT 1 FROM proxy_apicall LIMIT 1"
-_UNPRICED = f"SUM(CASE WHEN cost_usd IS NULL AND {_TOKEN_SUM} > 0 THEN 1 ELSE 0 END)"
-STATUS_SESSION = f"""
-SELECT COALESCE(SUM(cost_usd), 0), COALESCE({_UNPRICED}, 0)
-FROM proxy_apicall WHERE session_id = ? AND kind = 'messages'
-"""
-STATUS_SINCE = f"""
-SELECT COALESCE(SUM(cost_usd), 0), COALESCE({_UNPRICED}, 0)
-FROM proxy_apicall WHERE at >= ? AND kind = 'messages'
-"""
-# The calls after an instant as quarter-hour activity (blocks.Activity).
-STATUS_QUARTERS = f"""
-SELECT MIN(at), MAX(at), COUNT(*), SUM({_TOKEN_SUM}), COALESCE(SUM(cost_usd), 0),
-       {_UNPRICED}
-FROM proxy_apicall WHERE at >= ? AND kind = 'messages' GROUP BY quarter
-"""
 # The newest subscription limits the relay saw: the condition is the partial
 # index exchange_unified_time's (apps/proxy migration 0002), word for word.
 STATUS_LIMITS = """

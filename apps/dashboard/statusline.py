@@ -66,31 +66,62 @@ def status_line(*, db: Path, session_id: str, zone: ZoneInfo, now: datetime) -> 
     with sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000) as connection:
         if connection.execute(sql.STATUS_ANY).fetchone() is None:
             return "claudemon: no calls recorded yet"
-        parts = [_session_part(connection, session_id)]
+        quarters = _quarters(connection, now)
         midnight = datetime.combine(now.astimezone(zone).date(), time(), tzinfo=zone)
-        cost, unpriced = connection.execute(
-            sql.STATUS_SINCE, [_stored(midnight)]
-        ).fetchone()
-        parts.append(f"{money(cost, unpriced)} today")
-        parts.append(_block_part(connection, now))
-        parts.append(_limits_part(connection, now))
+        today = [q for q in quarters if q.first_at >= midnight]
+        parts = [
+            _session_part(connection, session_id),
+            f"{money(sum(q.cost_usd for q in today), sum(q.unpriced for q in today))}"
+            " today",
+            _block_part(quarters, now),
+            _limits_part(connection, now),
+        ]
     return " · ".join(part for part in parts if part)
+
+
+def _quarters(connection: sqlite3.Connection, now: datetime) -> list[Activity]:
+    """Return the last _WINDOW's Messages calls as quarter-hour activity, read
+    as every usage figure is (apps.dashboard.sql.SUMS: rollups, dirty quarters
+    from the ledger)."""
+    name, keys = sql.TABLES["usage"]
+    statement = sql.SUMS.format(
+        group="quarter", comma=", ", where=" AND kind = ?", group_by="GROUP BY quarter",
+        table=name, keys=", ".join(keys),
+    ).replace("%s", "?")  # fmt: skip
+    start = now - _WINDOW
+    rolled, live = sql.quarter_bounds(int(start.timestamp()), int(now.timestamp()))
+    rows = connection.execute(
+        statement,
+        [*rolled, "messages", *live, _stored(start), _stored(now), "messages"],
+    )
+    names = [column[0] for column in rows.description]
+    return [_activity(dict(zip(names, row, strict=True))) for row in rows if row[1]]
+
+
+def _activity(row: dict) -> Activity:
+    tokens = sum(
+        row[c] for c in ("input_tokens", "output_tokens", "cache_read_tokens",
+                         "cache_write_5m_tokens", "cache_write_1h_tokens")
+    )  # fmt: skip
+    return Activity(
+        _moment(row["first_at"]), _moment(row["last_at"]), row["calls"], tokens,
+        row["cost_usd"], row["unpriced_calls"],
+    )  # fmt: skip
 
 
 def _session_part(connection: sqlite3.Connection, session_id: str) -> str:
     if not session_id:
         return ""
-    cost, unpriced = connection.execute(sql.STATUS_SESSION, [session_id]).fetchone()
-    return f"{money(cost, unpriced)} session"
+    statement = sql.SESSIONS_SELECT.format(where=" AND session_id = ?")
+    row = connection.execute(statement.replace("%s", "?"), [session_id]).fetchone()
+    if row is None:
+        return f"{money(0.0)} session"
+    found = dict(zip(sql.SESSION_COLUMNS, row, strict=True))
+    return f"{money(found['cost_usd'], found['unpriced_calls'])} session"
 
 
-def _block_part(connection: sqlite3.Connection, now: datetime) -> str:
-    rows = connection.execute(sql.STATUS_QUARTERS, [_stored(now - _WINDOW)])
-    activity = [
-        Activity(_moment(first), _moment(last), calls, tokens or 0, cost, unpriced)
-        for first, last, calls, tokens, cost, unpriced in rows
-    ]
-    active = next((b for b in blocks_build(activity) if b.is_active(now)), None)
+def _block_part(quarters: list[Activity], now: datetime) -> str:
+    active = next((b for b in blocks_build(quarters) if b.is_active(now)), None)
     if active is None:
         return "no active block"
     left = span((active.end - now).total_seconds() / 60)

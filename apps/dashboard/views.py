@@ -14,7 +14,13 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateformat import format as dateformat
 
-from apps.dashboard import inspector, page_selectors, page_state, selectors
+from apps.dashboard import (
+    inspector,
+    page_selectors,
+    page_state,
+    selectors,
+    session_selectors,
+)
 from apps.dashboard.selectors import reports
 from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.selectors.readiness import data_readiness
@@ -48,7 +54,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         "chart": _usage_chart(series, metric=metric, zone=zone),
         "models": selectors.usage_by_model(scope=scope),
         "limits": limits,
-        "sessions": selectors.session_top_by_cost(scope=scope),
+        "sessions": session_selectors.session_rows(
+            start=span.start, end=span.end, sort="cost", limit=10
+        )[0],
         "tools": selectors.usage_by_tool(scope=scope)[:12],
         "problems": span.problems,
     }

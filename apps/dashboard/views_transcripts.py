@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from apps.dashboard import inspector, page_state, selectors, session_selectors
 from apps.dashboard.markdown import markdown_html
-from apps.dashboard.selectors.ledger import Scope
+from apps.dashboard.selectors.ledger import ALL_TIME, Scope
 from apps.indexing import selectors as index
 
 SESSIONS_PER_PAGE = 50
@@ -253,7 +253,7 @@ def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) 
 @login_required
 def projects(request: HttpRequest) -> HttpResponse:
     """List projects with session counts, last activity, tokens and cost."""
-    figures = selectors.usage_by_project(scope=Scope(*session_selectors.ALL_TIME))
+    figures = selectors.usage_by_project(scope=Scope(*ALL_TIME))
     rows = [
         {"project": project, "figures": figures.get(project.pk)}
         for project in index.project_list()

@@ -13,15 +13,14 @@ from apps.indexing.models import Entry, Session
 from apps.indexing.schemas import (
     PlanFilter,
     PlanOut,
-    ProjectOut,
     SearchFilter,
     SearchOut,
     SessionFilter,
-    SessionOut,
     ThreadFilter,
     TodoFilter,
     TodosOut,
     TranscriptOut,
+    TranscriptSessionOut,
 )
 
 router = Router(tags=["transcripts"])
@@ -74,13 +73,7 @@ def _hit(hit: selectors.SearchHit) -> dict:
     }
 
 
-@router.get("/projects", response=list[ProjectOut])
-def projects(request: HttpRequest) -> list:
-    """List projects (real paths), most recently active first."""
-    return selectors.project_list()
-
-
-@router.get("/transcripts", response=list[SessionOut])
+@router.get("/transcripts", response=list[TranscriptSessionOut])
 def transcripts(request: HttpRequest, filters: Query[SessionFilter]) -> list[dict]:
     """List sessions, most recently active first."""
     sessions = selectors.session_list(
@@ -176,12 +169,6 @@ _SESSION_FIELDS = (
     "user_count",
     "assistant_count",
     "tool_call_count",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cost_usd",
 )
 
 

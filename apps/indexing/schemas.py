@@ -68,15 +68,6 @@ class SearchOut(Schema):
     results: list[SearchHitOut]
 
 
-class ProjectOut(Schema):
-    id: int
-    path: str
-    path_known: bool
-    session_count: int
-    last_at: datetime | None
-    cost_usd: float | None
-
-
 class SessionFilter(Schema):
     project: int | None = Field(None, ge=1, le=ID_MAX)
     title: str = Field("", max_length=500)
@@ -87,7 +78,10 @@ class SessionFilter(Schema):
     offset: int = Field(0, ge=0, le=OFFSET_MAX)
 
 
-class SessionOut(Schema):
+class TranscriptSessionOut(Schema):
+    """A session as its transcripts record it. Its calls, tokens and cost are in
+    GET /api/sessions, from the usage ledger (each call counted once)."""
+
     session_id: str
     title: str
     title_source: str
@@ -104,12 +98,6 @@ class SessionOut(Schema):
     user_count: int
     assistant_count: int
     tool_call_count: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_5m_tokens: int
-    cache_write_1h_tokens: int
-    cost_usd: float | None
 
 
 class ThreadFilter(Schema):
@@ -147,7 +135,7 @@ class SubagentOut(Schema):
 
 
 class TranscriptOut(Schema):
-    session: SessionOut
+    session: TranscriptSessionOut
     limit: int
     offset: int
     entries: list[EntryOut]

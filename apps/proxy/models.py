@@ -125,8 +125,9 @@ class ApiCall(models.Model):
     figures are the relay's (exact usage, timings, errors); `transcript` keeps the
     transcript's own figures, used when the exchange is deleted. The transcript
     supplies the context: session, agent, project. Written only through
-    apps.proxy.services (calls), which also marks the row's quarter hour dirty
-    so the dashboard's rollups are rebuilt (apps.dashboard.services.rollups).
+    apps.proxy.services (calls), which also marks the row's quarter hour and
+    session dirty so the dashboard's rollups are rebuilt
+    (apps.dashboard.services.rollups).
     """
 
     class Kind(models.TextChoices):
@@ -190,6 +191,14 @@ class ApiCallDirty(models.Model):
     """
 
     quarter = models.IntegerField(primary_key=True)
+    touched = models.BigIntegerField(default=0)
+
+
+class ApiCallDirtySession(models.Model):
+    """A session whose ledger rows changed since its totals were summed (the
+    dashboard's SessionTotal); bumped like ApiCallDirty, for the same reason."""
+
+    session_id = models.CharField(max_length=100, primary_key=True)
     touched = models.BigIntegerField(default=0)
 
 

@@ -17,8 +17,10 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.dashboard import services as data
+from apps.dashboard.selectors import figures_of, ledger_sums
+from apps.dashboard.selectors.ledger import Scope
+from apps.dashboard.session_selectors import session_figures
 from apps.indexing.services import index_sync
-from apps.proxy import services
 from apps.proxy.models import ApiCall, Exchange
 from tests.factories import exchange_create
 from tests.indexing.conftest import T0, ClaudeTree
@@ -250,16 +252,25 @@ def test_it_counts_a_relayed_call_once_whatever_order_the_sources_arrive(db, tmp
 
 
 def test_it_rolls_up_exactly_what_it_reads_live(world):
-    from apps.dashboard.selectors import figures_of, ledger_sums
-    from apps.dashboard.selectors.ledger import Scope
-    from tests.indexing.conftest import T0 as start
-
-    scope = Scope(start - timedelta(days=1), start + timedelta(days=1))
-    live = ledger_sums(scope=scope, by=("session_id", "model", "project_id"))
-    data.rollup_refresh()
-    rolled = ledger_sums(scope=scope, by=("session_id", "model", "project_id"))
-    key = lambda r: (r["session_id"], r["model"], r["project_id"] or 0)  # noqa: E731
-    assert [figures_of(r) for r in sorted(live, key=key)] == [
-        figures_of(r) for r in sorted(rolled, key=key)
+    scope = Scope(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    by = ("quarter", "model", "project_id", "error")
+    sessions = [A, F, D, R, M, X, S1, S2]
+    live = ledger_sums(scope=scope, by=by), session_figures(session_ids=sessions)
+    data.rollup_refresh()  # every quarter and session rolled up: none read live
+    rolled = ledger_sums(scope=scope, by=by), session_figures(session_ids=sessions)
+    key = lambda r: tuple(r[name] or 0 for name in by)  # noqa: E731
+    assert [figures_of(r) for r in sorted(live[0], key=key)] == [
+        figures_of(r) for r in sorted(rolled[0], key=key)
     ]
-    services.call_record_exchanges(uids=[])  # nothing to do, nothing marked
+    assert live[1] == rolled[1]
+
+
+def test_it_shows_a_change_at_once_whether_rolled_up_or_not(world, api):
+    data.rollup_refresh()
+    before = api("/api/sessions", **DAY).json()["items"]
+    exchange_create(request_id="late", session_id=S1, input_tokens=1000,
+                    output_tokens=0, started_at=T0 - timedelta(minutes=1))  # fmt: skip
+    after = {s["session_id"]: s for s in api("/api/sessions", **DAY).json()["items"]}
+    s1 = next(s for s in before if s["session_id"] == S1)
+    assert after[S1]["requests"] == s1["requests"] + 1
+    assert after[S1]["cost_usd"] == pytest.approx(s1["cost_usd"] + cost(1000, 0))

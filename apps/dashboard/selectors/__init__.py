@@ -35,7 +35,6 @@ from apps.dashboard.selectors.usage import (
     latency_percentiles,
     percentile_rank,
     performance_stats,
-    session_top_by_cost,
     usage_by_model,
     usage_by_project,
     usage_by_tool,
@@ -49,7 +48,7 @@ __all__ = [
     "data_health", "error_counts", "exchange_detail", "exchange_export_chunk",
     "exchange_filter", "exchange_list", "exchange_models", "figures_of", "index_health",
     "latency_by_bucket", "latency_percentiles", "ledger_slowest", "ledger_sums",
-    "percentile_rank", "performance_stats", "ratelimit_state", "session_top_by_cost",
+    "percentile_rank", "performance_stats", "ratelimit_state",
     "usage_by_model", "usage_by_project", "usage_by_tool", "usage_summary",
     "usage_timeseries",
 ]  # fmt: skip

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import re
 from array import array
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from django.db import connection
 
 from apps.dashboard import sql
 
 _QUARTER = sql.QUARTER
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,18 @@ class Scope:
 
     @property
     def rollable(self) -> bool:
+        """Tell whether the usage rollups (kept without sessions) apply."""
+        return self.session_id is None and self.sessions is None
+
+    @property
+    def tools_rollable(self) -> bool:
+        """Tell whether the tool rollups (kept per kind only) apply."""
+        return self.latency_rollable and self.model is None and self.family is None
+
+    @property
+    def latency_rollable(self) -> bool:
         """Tell whether the latency rollups (kept per kind and model) apply."""
-        return (
-            self.project_id is None
-            and self.session_id is None
-            and self.sessions is None
-        )
+        return self.rollable and self.project_id is None
 
 
 def scope_of(filters: object) -> Scope:
@@ -82,20 +91,13 @@ def _where(scope: Scope) -> tuple[str, list]:
 
 
 def _bounds(scope: Scope) -> tuple[list, list]:
-    """Return the parameters of a rolled half and of a live half.
-
-    Rolled: the quarters wholly inside the range. Live: the dirty quarters that
-    touch it, its partial first and last quarters (-1: none), and the range.
-    """
-    first = int(scope.start.timestamp())
-    last = int(scope.end.timestamp())
-    lo = -(-first // _QUARTER)  # ceil: the first whole quarter
-    hi = last // _QUARTER  # the quarters wholly inside end before this one
-    lo_edge = first // _QUARTER if first % _QUARTER else -1
-    hi_edge = hi if last % _QUARTER else -1
+    """Return the parameters of a rolled half and of a live half
+    (sql.quarter_bounds, then the range as stored instants)."""
+    rolled, live = sql.quarter_bounds(
+        int(scope.start.timestamp()), int(scope.end.timestamp())
+    )
     adapt = connection.ops.adapt_datetimefield_value
-    live = [first // _QUARTER, (last - 1) // _QUARTER, lo_edge, hi_edge]
-    return [lo, hi], [*live, adapt(scope.start), adapt(scope.end)]
+    return rolled, [*live, adapt(scope.start), adapt(scope.end)]
 
 
 def _group(by: tuple[str, ...]) -> str:
@@ -105,101 +107,178 @@ def _group(by: tuple[str, ...]) -> str:
     return ", ".join(by)
 
 
-def ledger_sums(*, scope: Scope, by: tuple[str, ...] = ()) -> list[dict]:
-    """Return the calls' sums (sql.SUM_COLUMNS, first_at, last_at) per group."""
-    group = _group(by)
+def ledger_rows(
+    *, scope: Scope, by: tuple[str, ...] = (), edges: list[datetime] | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Return the column names and rows of the calls' sums per group
+    (sql.SUM_COLUMNS, then first_at and last_at as stored).
+
+    edges: bucket boundaries; the rows are then grouped by `bucket` (the index of
+    the bucket [edges[i], edges[i + 1]) holding each quarter hour) first.
+    """
+    columns = ", ".join(by)
+    _group(by)
+    if edges is not None:
+        columns = f"{_bucket_sql(edges)} AS bucket" + (f", {columns}" if by else "")
+        by = ("bucket", *by)
+    group = ", ".join(by)
     where, params = _where(scope)
     rolled, live = _bounds(scope)
-    statement = sql.SUMS.format(
-        group=group,
-        comma=", " if group else "",
-        where=where,
-        group_by=f"GROUP BY {group}" if group else "",
-    )
+    parts = {
+        "group": columns,
+        "comma": ", " if group else "",
+        "where": where,
+        "group_by": f"GROUP BY {group}" if group else "",
+    }
+    if scope.rollable:
+        project = "project_id" in by or scope.project_id
+        name, keys = sql.TABLES["project" if project else "usage"]
+        statement = sql.SUMS.format(**parts, table=name, keys=", ".join(keys))
+        params = [*rolled, *params, *live, *params]
+    else:
+        statement = sql.SUMS_SCAN.format(**parts)
+        params = [*live[-2:], *params]
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*rolled, *params, *live, *params])
+        cursor.execute(statement, params)
         names = [column[0] for column in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    for row in rows:
-        row["first_at"] = moment_utc(row["first_at"])
-        row["last_at"] = moment_utc(row["last_at"])
-    # An empty range still yields one ungrouped row, of NULLs.
-    return [row for row in rows if row["calls"]]
+        # An empty range still yields one ungrouped row, of NULLs.
+        return names, [row for row in cursor.fetchall() if row[len(by)]]
+
+
+def _bucket_sql(edges: list[datetime]) -> str:
+    """Return an SQL expression of `quarter` giving its bucket's index.
+
+    Grouping a month by bucket rather than by quarter hour leaves SQLite a
+    hundred groups to keep instead of ~10,000 (bench/usage.py). Edges are our
+    own integers, never user input. Evenly spaced edges (hours, days without a
+    DST change) are a division; others a CASE over the boundaries.
+    """
+    firsts = [-(-int(edge.timestamp()) // _QUARTER) for edge in edges]
+    widths = {b - a for a, b in zip(firsts, firsts[1:], strict=False)}
+    if len(widths) == 1:
+        return f"((quarter - {firsts[0]}) / {widths.pop()})"
+    cases = " ".join(
+        f"WHEN quarter < {first} THEN {index}"
+        for index, first in enumerate(firsts[1:-1])
+    )
+    return f"(CASE {cases} ELSE {max(len(firsts) - 2, 0)} END)"
+
+
+def ledger_sums(
+    *, scope: Scope, by: tuple[str, ...] = (), times: bool = False
+) -> list[dict]:
+    """Return the calls' sums (sql.SUM_COLUMNS, first_at, last_at) per group;
+    times: parse first_at and last_at into datetimes (else left as stored)."""
+    names, rows = ledger_rows(scope=scope, by=by)
+    found = [dict(zip(names, row, strict=True)) for row in rows]
+    if times:
+        for row in found:
+            row["first_at"] = moment_utc(row["first_at"])
+            row["last_at"] = moment_utc(row["last_at"])
+    return found
 
 
 def ledger_latencies(
-    *, scope: Scope, by: tuple[str, ...] = ()
-) -> dict[tuple, tuple[list[float], list[float]]]:
-    """Return {group: (sorted times to first byte, sorted durations)} in ms.
+    *, scope: Scope, by: tuple[str, ...] = (), edges: list[datetime] | None = None
+) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+    """Return {group: (times to first byte, durations)} in ms, unordered.
 
-    by: any of quarter, kind, model (what the latency rollups keep).
+    by: any of quarter, kind, model (what the latency rollups keep); edges:
+    bucket boundaries, the group then starting with the bucket's index.
     """
     if set(by) - {"quarter", "kind", "model"}:
         raise ValueError(f"cannot group latencies by {sorted(by)}")
     where, params = _where(scope)
     rolled, live = _bounds(scope)
-    if scope.rollable:
+    if scope.latency_rollable:
         statement = sql.LATENCIES.format(where=where)
         params = [*rolled, *params, *live, *params]
     else:
         statement = sql.LATENCIES_SCAN.format(where=where)
         params = [*live[-2:], *params]
-    index = {"quarter": 0, "kind": 1, "model": 2}
-    groups: dict[tuple, tuple[array, array]] = {}
+    index = [{"quarter": 0, "kind": 1, "model": 2}[name] for name in by]
+    seconds = [int(edge.timestamp()) for edge in edges or ()]
+    # Per group: the rollups' packed arrays, then single live values.
+    parts: dict[tuple, tuple[list, list, array, array]] = {}
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         for row in cursor:
-            key = tuple(row[index[name]] for name in by)
-            ttfb, duration = groups.setdefault(key, (array("d"), array("d")))
-            _add(ttfb, row[3], row[5])
-            _add(duration, row[4], row[6])
-    # Runs of sorted values: timsort merges them in near-linear time.
-    return {key: (sorted(t), sorted(d)) for key, (t, d) in groups.items()}
+            key = tuple(row[i] for i in index)
+            if seconds:
+                bucket = bisect_right(seconds, row[0] * _QUARTER) - 1
+                key = (min(max(bucket, 0), len(seconds) - 2), *key)
+            part = parts.get(key) or parts.setdefault(
+                key, ([], [], array("d"), array("d"))
+            )
+            if row[3] is not None:
+                part[0].append(bytes(row[3]))
+                part[1].append(bytes(row[4]))
+                continue
+            if row[5] is not None:
+                part[2].append(row[5])
+            if row[6] is not None:
+                part[3].append(row[6])
+    return {
+        key: (_values(packed_t, single_t), _values(packed_d, single_d))
+        for key, (packed_t, packed_d, single_t, single_d) in parts.items()
+    }
 
 
-def _add(values: array, packed: bytes | memoryview | None, one: float | None) -> None:
-    if packed is not None:
-        values.frombytes(bytes(packed))
-    elif one is not None:
-        values.append(one)
+def _values(packed: list[bytes], single: array) -> np.ndarray:
+    return np.frombuffer(b"".join(packed) + single.tobytes(), dtype=np.float64)
 
 
 def ledger_tools(*, scope: Scope) -> list[tuple[str, int, int]]:
     """Return (tool, uses, calls using it) for the tools the model called, most
-    used first. Ledger rows list one name per use; rollups "name:uses:calls"."""
+    used first (ledger rows list one name per use)."""
     where, params = _where(scope)
     rolled, live = _bounds(scope)
+    if scope.tools_rollable:
+        statement = sql.TOOLS.format(where=where)
+        params = [*rolled, *params, *live, *params]
+    else:
+        statement, params = sql.TOOLS_SCAN.format(where=where), [*live[-2:], *params]
     uses: Counter[str] = Counter()
     calls: Counter[str] = Counter()
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.TOOLS.format(where=where), [*rolled, *params, *live, *params]
-        )
-        for (text,) in cursor:
-            if ":" in text:
-                for word in text.split():
-                    name, used, counted = word.rsplit(":", 2)
-                    uses[name] += int(used)
-                    calls[name] += int(counted)
+        cursor.execute(statement, params)
+        for tool, used, counted, names in cursor:
+            if tool is not None:
+                uses[tool] += int(used)
+                calls[tool] += int(counted)
             else:
-                names = text.split()
-                uses.update(names)
-                calls.update(set(names))
+                listed = names.split()
+                uses.update(listed)
+                calls.update(set(listed))
     return sorted(
         ((name, uses[name], calls[name]) for name in uses),
         key=lambda item: (-item[1], item[0]),
     )
 
 
-def tools_pack(names: list[str]) -> str:
-    """Return the rollup form of the tool lists of some calls: "name:uses:calls"."""
+def tools_count(lists: list[str]) -> dict[str, tuple[int, int]]:
+    """Return {tool: (uses, calls using it)} of some calls' lists of names."""
     uses: Counter[str] = Counter()
     calls: Counter[str] = Counter()
-    for text in names:
+    for text in lists:
         listed = text.split()
         uses.update(listed)
         calls.update(set(listed))
-    return " ".join(f"{name}:{uses[name]}:{calls[name]}" for name in sorted(uses))
+    return {name: (uses[name], calls[name]) for name in uses}
+
+
+def ledger_quarter_models(*, scope: Scope) -> dict[int, set[str]]:
+    """Return {quarter hour: the models called in it} for a scope."""
+    where, params = _where(scope)
+    rolled, live = _bounds(scope)
+    found: dict[int, set[str]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.QUARTER_MODELS.format(where=where), [*rolled, *params, *live, *params]
+        )
+        for quarter, model in cursor:
+            found.setdefault(quarter, set()).add(model)
+    return found
 
 
 def ledger_slowest(*, scope: Scope, limit: int) -> list[dict]:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from django.db import connection
+
+from apps.dashboard import sql
 from apps.dashboard.blocks import Activity, Block, blocks_build, gaps_between
-from apps.dashboard.selectors.ledger import Scope, ledger_sums
+from apps.dashboard.selectors.ledger import (
+    ALL_TIME,
+    Scope,
+    ledger_quarter_models,
+    ledger_rows,
+    ledger_sums,
+    moment_utc,
+)
 from apps.dashboard.selectors.usage import TOKEN_KINDS, figures_of, usage_in_buckets
 from apps.dashboard.session_selectors.listing import session_out, session_rows
 from apps.indexing import selectors as index
-from apps.proxy.models import Exchange
 
 PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
 # How far back blocks are chained from: a block's start depends on the block
@@ -137,6 +146,25 @@ def report_projects(*, scope: Scope, zone: tzinfo) -> dict:
     return _report("projects", scope, zone, rows)
 
 
+def project_list() -> list[dict]:
+    """Return the indexed projects with every call of theirs (all time)."""
+    figures = {
+        row["project_id"]: figures_row(row)
+        for row in ledger_sums(scope=Scope(*ALL_TIME), by=("project_id",))
+    }
+    return [
+        {
+            "id": project.pk,
+            "path": project.path,
+            "path_known": project.path_known,
+            "session_count": project.session_count,
+            "last_at": project.last_at,
+            **figures.get(project.pk, figures_row(None)),
+        }  # fmt: skip
+        for project in index.project_list()
+    ]
+
+
 def report_sessions(*, scope: Scope, zone: tzinfo, limit: int, offset: int) -> dict:
     """Return the sessions with a call in the range, with their whole figures
     (as the sessions list and the session pages count them)."""
@@ -169,67 +197,51 @@ def report_blocks(*, scope: Scope, zone: tzinfo, now: datetime) -> dict:
     blocks = [
         b for b in blocks_build(block_activity(scope=wide)) if b.end > scope.start
     ]
+    limits = limits_in_spans(spans=[(b.start, min(b.end, now)) for b in blocks])
     rows: list[dict] = []
     gaps = dict(gaps_between(blocks))
-    for block in blocks:
-        rows.append(_block_row(block, now))
+    active = None
+    for number, block in enumerate(blocks):
+        rows.append(_block_row(block, now, limits.get(number)))
+        if block.is_active(now):
+            active = rows[-1]
         if block.end in gaps:
             rows.append({"kind": "gap", "start": block.end, "end": gaps[block.end]})
-    active = next((b for b in blocks if b.is_active(now)), None)
     report = _report("blocks", scope, zone, [])
+    latest = limits_in_spans(spans=[(datetime(1970, 1, 1, tzinfo=UTC), now)])
     return {
         **report,
         "rows": rows,
         "totals": _block_totals(blocks),
-        "active": _block_row(active, now) if active else None,
-        "limits": limits_latest(before=now),
+        "active": active,
+        "limits": latest.get(0),
     }
 
 
 def block_activity(*, scope: Scope) -> list[Activity]:
     """Return the ledger's calls of a scope as quarter-hour activity."""
-    return [
-        Activity(
-            first_at=row["first_at"],
-            last_at=row["last_at"],
-            calls=row["calls"],
-            tokens=figures_of(row)["total_tokens"],
-            cost_usd=row["cost_usd"],
-            unpriced=row["unpriced_calls"],
-            models=frozenset(models),
-        )  # fmt: skip
-        for row, models in _quarters_with_models(scope)
-    ]
+    names, rows = ledger_rows(scope=scope, by=("quarter",))
+    models = ledger_quarter_models(scope=scope)
+    activity = []
+    for values in rows:
+        row = dict(zip(names, values, strict=True))
+        activity.append(Activity(
+            first_at=moment_utc(row["first_at"]), last_at=moment_utc(row["last_at"]),
+            calls=row["calls"], tokens=figures_of(row)["total_tokens"],
+            cost_usd=row["cost_usd"], unpriced=row["unpriced_calls"],
+            models=frozenset(models.get(row["quarter"], ())),
+        ))  # fmt: skip
+    return activity
 
 
-def _quarters_with_models(scope: Scope) -> list[tuple[dict, set[str]]]:
-    found: dict[int, tuple[dict, set[str]]] = {}
-    for row in ledger_sums(scope=scope, by=("quarter", "model")):
-        summed, models = found.setdefault(row["quarter"], ({}, set()))
-        _sum_into(summed, row)
-        models.add(row["model"])
-    return [found[quarter] for quarter in sorted(found)]
-
-
-def _sum_into(into: dict, row: dict) -> None:
-    for name, value in row.items():
-        if name == "first_at":
-            into[name] = min(into.get(name, value), value)
-        elif name == "last_at":
-            into[name] = max(into.get(name, value), value)
-        elif isinstance(value, int | float) and name != "quarter":
-            into[name] = into.get(name, 0) + value
-
-
-def _block_row(block: Block, now: datetime) -> dict:
+def _block_row(block: Block, now: datetime, limits: dict | None) -> dict:
     return {
         "kind": "block", "start": block.start, "end": block.end,
         "first_at": block.first_at, "last_at": block.last_at,
         "active": block.is_active(now), "calls": block.calls,
         "total_tokens": block.tokens, "cost_usd": block.cost_usd,
         "unpriced_calls": block.unpriced, "models": sorted(block.models - {""}),
-        "burn": block.burn(now), "limits": limits_latest(
-            before=min(block.end, now), after=block.start),
+        "burn": block.burn(now), "limits": limits,
     }  # fmt: skip
 
 
@@ -243,35 +255,30 @@ def _block_totals(blocks: list[Block]) -> dict:
     }
 
 
-def limits_latest(*, before: datetime, after: datetime | None = None) -> dict | None:
-    """Return the newest subscription limits the relay saw in (after, before):
+def limits_in_spans(*, spans: list[tuple[datetime, datetime]]) -> dict[int, dict]:
+    """Return {span index: the newest subscription limits the relay saw in it}:
     5-hour and weekly utilization, their resets and the status."""
-    seen = Exchange.objects.filter(
-        unified_5h_utilization__isnull=False, started_at__lt=before
-    )
-    if after is not None:
-        seen = seen.filter(started_at__gte=after)
-    row = (
-        seen.order_by("-started_at")
-        .values(
-            "started_at",
-            "unified_status",
-            "unified_5h_utilization",
-            "unified_5h_reset",
-            "unified_7d_utilization",
-            "unified_7d_reset",
-        )  # fmt: skip
-        .first()
-    )
-    if row is None:
-        return None
+    if not spans:
+        return {}
+    adapt = connection.ops.adapt_datetimefield_value
+    values = ", ".join(["(%s, %s, %s)"] * len(spans))
+    params = [
+        value for i, (lo, hi) in enumerate(spans) for value in (i, adapt(lo), adapt(hi))
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql.LIMITS_IN_SPANS.format(spans=values), params)
+        rows = cursor.fetchall()
     return {
-        "at": row["started_at"], "status": row["unified_status"],
-        "five_hour_utilization": row["unified_5h_utilization"],
-        "five_hour_reset": row["unified_5h_reset"],
-        "seven_day_utilization": row["unified_7d_utilization"],
-        "seven_day_reset": row["unified_7d_reset"],
-    }  # fmt: skip
+        i: {
+            "at": moment_utc(at),
+            "status": status,
+            "five_hour_utilization": five,
+            "five_hour_reset": moment_utc(five_reset),
+            "seven_day_utilization": seven,
+            "seven_day_reset": moment_utc(seven_reset),
+        }  # fmt: skip
+        for i, at, status, five, five_reset, seven, seven_reset in rows
+    }
 
 
 def day_range(*, since: date, until: date, zone: tzinfo) -> tuple[datetime, datetime]:

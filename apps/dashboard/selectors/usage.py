@@ -12,17 +12,20 @@ Definitions (one place each):
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from apps.dashboard.selectors.ledger import (
     Scope,
     ledger_latencies,
+    ledger_rows,
     ledger_sums,
     ledger_tools,
 )
+from apps.dashboard.sql import SUM_COLUMNS
 
 PERCENTILES = (50, 90, 95, 99)
 PERCENTILE_DEFINITION = (
@@ -106,7 +109,8 @@ def _summed(rows: list[dict]) -> dict:
     """Return the sums of several ledger rows (ledger_sums' shape)."""
     total: dict = {}
     for row in rows:
-        _row_add(total, row)
+        for name in SUM_COLUMNS:
+            total[name] = total.get(name, 0) + (row[name] or 0)
     return total
 
 
@@ -140,15 +144,20 @@ def percentile_rank(*, p: int, n: int) -> int:
     return max(1, -(-p * n // 100))
 
 
-def percentiles(values: list[float]) -> dict:
-    """Return the count and nearest-rank percentiles of ascending values."""
+def percentiles(values: np.ndarray) -> dict:
+    """Return the count and nearest-rank percentiles of some values.
+
+    np.partition puts the values at the wanted ranks where sorting would: a
+    selection in linear time (a month is 150,000 values; bench/usage.py).
+    """
     n = len(values)
+    if not n:
+        return {"count": 0, **{f"p{p}": None for p in PERCENTILES}}
+    ranks = [percentile_rank(p=p, n=n) - 1 for p in PERCENTILES]
+    picked = np.partition(values, ranks)[ranks]
     return {
         "count": n,
-        **{
-            f"p{p}": values[percentile_rank(p=p, n=n) - 1] if n else None
-            for p in PERCENTILES
-        },
+        **{f"p{p}": float(v) for p, v in zip(PERCENTILES, picked, strict=True)},
     }
 
 
@@ -157,9 +166,10 @@ def latency_percentiles(
 ) -> dict[str | None, dict]:
     """Return {model or None (overall): {ttfb_ms: pct, duration_ms: pct}}."""
     groups = ledger_latencies(scope=scope, by=("model",))
+    empty = np.empty(0)
     everything = (
-        sorted(v for t, _ in groups.values() for v in t),
-        sorted(v for _, d in groups.values() for v in d),
+        np.concatenate([t for t, _ in groups.values()] or [empty]),
+        np.concatenate([d for _, d in groups.values()] or [empty]),
     )
     chosen: dict = {None: everything}
     if by_model:
@@ -186,23 +196,14 @@ def performance_stats(*, scope: Scope) -> dict:
 
 def latency_by_bucket(*, scope: Scope, edges: list[datetime]) -> dict[str, list]:
     """Return p50/p95 of each latency per local bucket and model, for charts."""
-    seconds = [int(edge.timestamp()) for edge in edges]
-    pooled: dict[tuple[int, str], tuple[list, list]] = {}
-    for (quarter, model), (ttfb, duration) in ledger_latencies(
-        scope=scope, by=("quarter", "model")
-    ).items():
-        bucket = bisect_right(seconds, quarter * 900) - 1
-        into = pooled.setdefault((bucket, model), ([], []))
-        into[0].extend(ttfb)
-        into[1].extend(duration)
+    groups = ledger_latencies(scope=scope, by=("model",), edges=edges)
     charts: dict[str, list] = {"ttfb_ms": [], "duration_ms": []}
-    for (bucket, model), pair in sorted(pooled.items()):
+    for (bucket, model), pair in sorted(groups.items()):
         for column, values in zip(charts, pair, strict=True):
-            if values:
-                values.sort()
-                ranks = percentiles(values)
+            ranks = percentiles(values)
+            if ranks["count"]:
                 charts[column].append(
-                    {"bucket": bucket, "model": model, "count": len(values),
+                    {"bucket": bucket, "model": model, "count": ranks["count"],
                      "p50": ranks["p50"], "p95": ranks["p95"]}
                 )  # fmt: skip
     return charts
@@ -243,27 +244,14 @@ def usage_in_buckets(
     ledger's quarter hours lies inside one bucket; a range's partial edge
     quarters are clipped by the scope itself.
     """
-    seconds = [int(edge.timestamp()) for edge in edges]
+    names, rows = ledger_rows(scope=scope, by=by, edges=edges)
     buckets: list[dict[tuple, dict]] = [{} for _ in edges[:-1]]
-    for row in ledger_sums(scope=scope, by=("quarter", *by)):
-        index = bisect_right(seconds, row["quarter"] * 900) - 1
-        index = min(max(index, 0), len(buckets) - 1)
-        key = tuple(row[name] for name in by)
-        _row_add(buckets[index].setdefault(key, {}), row)
+    last = len(buckets) - 1
+    for row in rows:
+        found = dict(zip(names, row, strict=True))
+        index = min(max(found["bucket"], 0), last)
+        buckets[index][tuple(found[name] for name in by)] = found
     return buckets
-
-
-def _row_add(into: dict, row: dict) -> None:
-    for name, value in row.items():
-        if name in ("first_at", "last_at"):
-            if value is not None:
-                kept = into.get(name)
-                pick = min if name == "first_at" else max
-                into[name] = value if kept is None else pick(kept, value)
-        elif isinstance(value, int | float) and name != "quarter":
-            into[name] = into.get(name, 0) + value
-        else:
-            into.setdefault(name, value)
 
 
 def usage_timeseries(*, scope: Scope, zone: ZoneInfo, unit: str) -> dict:
@@ -305,23 +293,7 @@ def _sum_points(points: list[dict]) -> dict:
     }
 
 
-def session_top_by_cost(*, scope: Scope, limit: int = 10) -> list[dict]:
-    """Return the sessions whose calls in the scope cost the most."""
-    rows = [r for r in ledger_sums(scope=scope, by=("session_id",)) if r["session_id"]]
-    rows.sort(key=lambda r: (-r["cost_usd"], -r["calls"], r["session_id"]))
-    return [
-        {
-            "session_id": row["session_id"],
-            "requests": row["calls"],
-            "cost": row["cost_usd"],
-            "output": row["output_tokens"],
-            "last_at": row["last_at"],
-        }
-        for row in rows[:limit]
-    ]
-
-
 def usage_by_project(*, scope: Scope) -> dict[int | None, dict]:
     """Return {project id (None: no transcript placed it): figures}."""
-    rows = ledger_sums(scope=scope, by=("project_id",))
+    rows = ledger_sums(scope=scope, by=("project_id",), times=True)
     return {row["project_id"]: figures_of(row) for row in rows}

@@ -2,13 +2,17 @@
 
 Why they exist: at 200,000 calls over 30 days, summing the ledger itself took
 50-250 ms per read (bench/usage.py), against a budget of 150 ms at p95 for a
-whole page. A quarter hour's calls fold into a few rows per session and model.
+whole page. A quarter hour's calls fold into a row per kind, model, project
+and error; a session's into one row of whole figures. (A first version kept
+sessions in the quarter rows too: at 20,000 calls a 30-day daily report took
+42 ms, the overview 143 ms; without them, see bench/usage.py's figures.)
 
-Every ledger write marks its quarters dirty (apps.proxy.services.calls); this
-module takes the marks and rebuilds those quarters from the ledger, in the
-same transaction, so reads (apps.dashboard.sql) never see a quarter half-built
-and never trust one that changed. `manage.py rollup --watch` runs it every few
-seconds; writers of history (prune, delete, a ledger rebuild) call it at once.
+Every ledger write marks its quarters and sessions dirty
+(apps.proxy.services.calls); this module takes the marks and rebuilds those
+quarters and sessions from the ledger, in the same transaction, so reads
+(apps.dashboard.sql) never see one half-built and never trust one that changed.
+`manage.py rollup --watch` runs it every few seconds; writers of history
+(prune, delete, a ledger rebuild) call it at once.
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 
 from apps.dashboard import sql
-from apps.dashboard.models import LatencyRollup, UsageRollup
-from apps.dashboard.selectors.ledger import moment_utc, tools_pack
+from apps.dashboard.models import (
+    LatencyRollup,
+    ProjectRollup,
+    SessionTotal,
+    ToolRollup,
+    UsageRollup,
+)
+from apps.dashboard.selectors.ledger import moment_utc, tools_count
 from apps.proxy import services as ledger
 
 _BATCH = 200  # quarters per transaction: short write locks beside the relay
@@ -31,9 +41,9 @@ _TOKENS = (
 
 
 def rollup_refresh(*, limit: int | None = None) -> int:
-    """Rebuild the rollups of dirty quarter hours (all, or up to `limit`);
-    return how many were rebuilt."""
-    done = 0
+    """Rebuild the rollups of dirty quarter hours and sessions (all, or up to
+    `limit` of each); return how many quarters were rebuilt."""
+    done = sessions = 0
     while limit is None or done < limit:
         with transaction.atomic():
             quarters = ledger.call_dirty_take(limit=_BATCH)
@@ -42,38 +52,85 @@ def rollup_refresh(*, limit: int | None = None) -> int:
         if not quarters:
             break
         done += len(quarters)
+    while limit is None or sessions < limit:
+        with transaction.atomic():
+            keys = ledger.call_dirty_sessions_take(limit=_BATCH)
+            if keys:
+                _sessions_rebuild(keys)
+        if not keys:
+            break
+        sessions += len(keys)
     return done
 
 
+def _sessions_rebuild(keys: list[str]) -> None:
+    SessionTotal.objects.filter(session_id__in=keys).delete()
+    marks = ", ".join(["%s"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SESSION_REBUILD.format(marks=marks), keys)
+        rows = cursor.fetchall()
+    SessionTotal.objects.bulk_create(
+        [
+            SessionTotal(
+                **{
+                    **dict(zip(sql.SESSION_COLUMNS, row, strict=True)),
+                    "first_at": moment_utc(row[2]),
+                    "last_at": moment_utc(row[3]),
+                }
+            )  # fmt: skip
+            for row in rows
+        ],
+        batch_size=500,
+    )
+
+
 def _rebuild(quarters: list[int]) -> None:
-    UsageRollup.objects.filter(quarter__in=quarters).delete()
-    LatencyRollup.objects.filter(quarter__in=quarters).delete()
+    for model in (UsageRollup, ProjectRollup, ToolRollup, LatencyRollup):
+        model.objects.filter(quarter__in=quarters).delete()
     marks = ", ".join(["%s"] * len(quarters))
     with connection.cursor() as cursor:
         cursor.execute(sql.QUARTER_CALLS.format(marks=marks), quarters)
         names = [column[0] for column in cursor.description]
         calls = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    UsageRollup.objects.bulk_create(_usage_rows(calls), batch_size=500)
+    for table, model in (("usage", UsageRollup), ("project", ProjectRollup)):
+        keys = sql.TABLES[table][1]
+        rows = [
+            model(**dict(zip(keys, key, strict=True)), **_sums(members))
+            for key, members in _grouped(calls, keys).items()
+        ]
+        model.objects.bulk_create(rows, batch_size=500)
     LatencyRollup.objects.bulk_create(_latency_rows(calls), batch_size=500)
+    ToolRollup.objects.bulk_create(_tool_rows(calls), batch_size=500)
 
 
-def _usage_rows(calls: Iterable[dict]) -> list[UsageRollup]:
+def _tool_rows(calls: list[dict]) -> list[ToolRollup]:
+    rows = []
+    for (quarter, kind), members in _grouped(calls, ("quarter", "kind")).items():
+        counted = tools_count([c["tools"] for c in members if c["tools"]])
+        rows += [
+            ToolRollup(quarter=quarter, kind=kind, tool=tool, uses=uses, calls=n)
+            for tool, (uses, n) in counted.items()
+        ]
+    return rows
+
+
+def _grouped(calls: Iterable[dict], keys: tuple[str, ...]) -> dict[tuple, list]:
     groups: dict[tuple, list[dict]] = {}
     for call in calls:
-        key = tuple(call[name] for name in sql.GROUP_COLUMNS)
-        groups.setdefault(key, []).append(call)
-    return [_usage_row(key, members) for key, members in groups.items()]
+        groups.setdefault(tuple(call[name] for name in keys), []).append(call)
+    return groups
 
 
-def _usage_row(key: tuple, calls: list[dict]) -> UsageRollup:
+def _sums(calls: list[dict]) -> dict:
+    """Return the sum columns of a group of ledger rows (a rollup row's)."""
+
     def count(test: object) -> int:
         return sum(1 for call in calls if test(call))  # type: ignore[operator]
 
     times = [moment_utc(call["at"]) for call in calls]
     ttfbs = [c["ttfb_ms"] for c in calls if c["ttfb_ms"] is not None]
     durations = [c["duration_ms"] for c in calls if c["duration_ms"] is not None]
-    return UsageRollup(
-        **dict(zip(sql.GROUP_COLUMNS, key, strict=True)),
+    sums = dict(
         calls=len(calls),
         errors=count(lambda c: c["error"]),
         subagent_calls=count(lambda c: c["agent_id"]),
@@ -91,8 +148,8 @@ def _usage_row(key: tuple, calls: list[dict]) -> UsageRollup:
         duration_n=len(durations),
         first_at=min(times),
         last_at=max(times),
-        tools=tools_pack([c["tools"] for c in calls if c["tools"]]),
     )
+    return sums
 
 
 def _latency_rows(calls: Iterable[dict]) -> list[LatencyRollup]:

@@ -8,7 +8,6 @@ turn (turns).
 
 from apps.dashboard.session_selectors.calls import CallRow, call_list_by_session
 from apps.dashboard.session_selectors.figures import (
-    ALL_TIME,
     Figures,
     SessionFigures,
     session_figures,
@@ -30,7 +29,7 @@ from apps.dashboard.session_selectors.turns import (
 )
 
 __all__ = [
-    "ALL_TIME", "TURNS_PER_PAGE", "CallRow", "Figures", "SessionFigures", "SessionRow",
+    "TURNS_PER_PAGE", "CallRow", "Figures", "SessionFigures", "SessionRow",
     "Turn", "TurnCall", "call_list_by_session", "session_figures", "session_out",
     "session_page_figures", "session_page_figures_of", "session_rows", "session_turns",
     "turn_count", "turn_details_fill",

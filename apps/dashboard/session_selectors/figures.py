@@ -12,14 +12,14 @@ parts add up to the header.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db import connection
 
-from apps.dashboard.selectors.ledger import Scope, ledger_sums
+from apps.dashboard import sql
+from apps.dashboard.selectors.ledger import moment_utc
 from apps.indexing.models import Session
 
-ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 _CHUNK = 500
 _SENT = (
     "a.input_tokens + a.cache_read_tokens + a.cache_write_5m_tokens"
@@ -95,6 +95,7 @@ class SessionFigures(Figures):
     subagent_calls: int = 0
     errors: int = 0
     kinds: dict[str, int] = field(default_factory=dict)  # tokens by kind
+    project_id: int | None = None
 
 
 _KINDS = {
@@ -111,26 +112,59 @@ def session_figures(*, session_ids: list[str]) -> dict[str, SessionFigures]:
     found = {key: SessionFigures() for key in session_ids}
     keys = sorted(k for k in found if k)
     for start in range(0, len(keys), _CHUNK):
-        scope = Scope(*ALL_TIME, sessions=tuple(keys[start : start + _CHUNK]))
-        for row in ledger_sums(scope=scope, by=("session_id", "model")):
-            _row_count(found[row["session_id"]], row)
+        chunk = keys[start : start + _CHUNK]
+        where = f"session_id IN ({', '.join(['%s'] * len(chunk))})"
+        for row in session_totals(where=where, params=chunk):
+            session_figures_fill(found[row["session_id"]], row)
     return found
 
 
-def _row_count(figures: SessionFigures, row: dict) -> None:
+def session_totals(
+    *,
+    where: str = "",
+    params: list | tuple = (),
+    order: str = "",
+    limit: int = 0,
+    offset: int = 0,
+) -> list[dict]:
+    """Return sessions' whole figures (sql.SESSIONS) matching a condition on
+    sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them."""
+    statement = sql.SESSIONS_SELECT.format(where=f" AND {where}" if where else "")
+    params = list(params)
+    if order:
+        statement += f" ORDER BY {order} LIMIT %s OFFSET %s"
+        params += [limit, offset]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def session_count(*, where: str = "", params: list | tuple = ()) -> int:
+    """Return how many sessions match a condition (as session_totals)."""
+    statement = sql.SESSIONS_COUNT.format(where=f" AND {where}" if where else "")
+    with connection.cursor() as cursor:
+        cursor.execute(statement, list(params))
+        return cursor.fetchone()[0]
+
+
+def session_figures_fill(figures: SessionFigures, row: dict) -> None:
+    """Give a SessionFigures a session's whole figures (a session_totals row)."""
     for kind, column in _KINDS.items():
-        figures.kinds[kind] = figures.kinds.get(kind, 0) + int(row[column])
-    tokens = sum(int(row[column]) for column in _KINDS.values())
+        figures.kinds[kind] = int(row[column] or 0)
+    tokens = sum(figures.kinds.values())
     figures.add(
         row["calls"], row["relayed_calls"], tokens, row["cost_usd"],
         row["unpriced_calls"],
     )  # fmt: skip
     figures.subagent_calls += row["subagent_calls"]
     figures.errors += row["errors"]
-    figures.models = sorted({*figures.models, row["model"]} - {""})
-    for name, pick in (("first_at", min), ("last_at", max)):
-        kept, value = getattr(figures, name), row[name]
-        setattr(figures, name, value if kept is None else pick(kept, value))
+    figures.models = sorted(
+        {*figures.models, *(row["model_list"] or "").split(",")} - {""}
+    )
+    figures.first_at = moment_utc(row["first_at"])
+    figures.last_at = moment_utc(row["last_at"])
+    figures.project_id = row["project_id"]
 
 
 def session_page_figures(*, session_id: str) -> SessionFigures:

@@ -7,11 +7,18 @@ project and turns come from the index when a transcript of it was read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from apps.dashboard.selectors.ledger import Scope, ledger_sums
-from apps.dashboard.session_selectors.figures import SessionFigures, session_figures
+from django.db import connection
+
+from apps.dashboard.session_selectors.figures import (
+    SessionFigures,
+    session_count,
+    session_figures_fill,
+    session_totals,
+)
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
 
@@ -58,6 +65,12 @@ class SessionRow:
         return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+_ORDERS = {
+    "last": "last_at DESC, session_id DESC",
+    "cost": "cost_usd DESC, last_at DESC, session_id DESC",
+}
+
+
 def session_rows(
     *,
     start: datetime,
@@ -68,29 +81,36 @@ def session_rows(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[SessionRow], int]:
-    """Return one page of the sessions with a call in [start, end) (filtered by
-    project and model), and how many there are; newest activity or cost first."""
-    scope = Scope(start, end, project_id=project_id, model=model or None)
-    active = [
-        row["session_id"]
-        for row in ledger_sums(scope=scope, by=("session_id",))
-        if row["session_id"]
-    ]
-    figures = session_figures(session_ids=active)
-    rows = [_row(key, figures[key]) for key in active]
-    if sort == "cost":
-        rows.sort(key=lambda r: (r.cost_usd or 0.0, r.last_at or start, r.session_id))
-    else:
-        rows.sort(key=lambda r: (r.last_at or start, r.session_id))
-    rows.reverse()
-    page = rows[offset : offset + limit]
-    _index_fill(page)
-    return page, len(rows)
+    """Return one page of the sessions active in [start, end) (a call before its
+    end, a call after its start), with a project and a model if given, and how
+    many there are; newest activity or highest cost first."""
+    adapt = connection.ops.adapt_datetimefield_value
+    where = ["first_at < %s", "last_at >= %s"]
+    params: list = [adapt(end), adapt(start)]
+    if project_id is not None:
+        where.append("project_id = %s")
+        params.append(project_id)
+    if model:
+        where.append("',' || model_list || ',' LIKE %s ESCAPE '\\'")
+        params.append("%," + re.sub(r"([\\%_])", r"\\\1", model) + ",%")
+    condition = " AND ".join(where)
+    totals = session_totals(
+        where=condition, params=params, order=_ORDERS.get(sort, _ORDERS["last"]),
+        limit=limit, offset=offset,
+    )  # fmt: skip
+    rows = []
+    for total in totals:
+        figures = SessionFigures()
+        session_figures_fill(figures, total)
+        rows.append(_row(total["session_id"], figures))
+    _index_fill(rows)
+    return rows, session_count(where=condition, params=params)
 
 
 def _row(key: str, figures: SessionFigures) -> SessionRow:
     return SessionRow(
         session_id=key,
+        project_id=figures.project_id,
         first_at=figures.first_at,
         last_at=figures.last_at,
         calls=figures.calls,

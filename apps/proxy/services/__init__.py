@@ -1,6 +1,7 @@
 """Writes of the relay's app: exchanges (recorded, deleted) and the usage ledger."""
 
 from apps.proxy.services.calls import (
+    call_dirty_sessions_take,
     call_dirty_take,
     call_merge_transcripts,
     call_record_exchanges,
@@ -15,7 +16,8 @@ from apps.proxy.services.exchanges import (
 )
 
 __all__ = [
-    "call_dirty_take", "call_merge_transcripts", "call_record_exchanges",
+    "call_dirty_sessions_take", "call_dirty_take", "call_merge_transcripts",
+    "call_record_exchanges",
     "call_unrelay", "call_untranscribe", "exchange_abandon_stale", "exchange_delete",
     "exchange_finish", "exchange_record",
 ]  # fmt: skip

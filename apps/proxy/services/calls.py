@@ -9,8 +9,9 @@ Invariants (apps.proxy.models.ApiCall; tests/proxy/test_ledger.py):
   figures, from which a row is re-based when its exchange is deleted.
 - Context: the relay's session header wins; else the first transcript that
   records the call keeps it. A session's project follows its transcript.
-- Every write marks the quarter hours it touched, before and after, in
-  ApiCallDirty, in the caller's transaction: the rollups can never miss a change.
+- Every write marks the quarter hours and sessions it touched, before and
+  after, in ApiCallDirty and ApiCallDirtySession, in the caller's transaction:
+  the rollups can never miss a change.
 - Only Messages calls (and count_tokens, a kind of its own) are calls; probes
   and telemetry (HEAD /, /api/event_logging/batch) stay exchanges only.
 """
@@ -73,6 +74,11 @@ _TRANSCRIPT_SETS = {
 _DIRTY_SQL = (
     "INSERT INTO proxy_apicalldirty (quarter, touched) VALUES (%s, 1)"
     " ON CONFLICT (quarter) DO UPDATE SET touched = proxy_apicalldirty.touched + 1"
+)
+_DIRTY_SESSION_SQL = (
+    "INSERT INTO proxy_apicalldirtysession (session_id, touched) VALUES (%s, 1)"
+    " ON CONFLICT (session_id)"
+    " DO UPDATE SET touched = proxy_apicalldirtysession.touched + 1"
 )
 _EXCHANGE_FIELDS = (
     "id", "uid", "method", "path", "started_at", "state", "status_code",
@@ -281,7 +287,7 @@ def _projects_follow(calls: list[dict]) -> None:
         quarters = set(moved.values_list("quarter", flat=True))
         if quarters:
             moved.update(project_id=project_id)
-            _dirty(quarters)
+            _dirty(quarters, {session_id})
 
 
 def call_untranscribe(*, keys: Iterable[str]) -> None:
@@ -289,7 +295,7 @@ def call_untranscribe(*, keys: Iterable[str]) -> None:
     rows no exchange backs go, the others keep the relay's figures."""
     for chunk in _chunks(sorted(set(keys))):
         rows = ApiCall.objects.filter(key__in=chunk)
-        _dirty(set(rows.values_list("quarter", flat=True)))
+        _dirty(*_places(rows.values_list("quarter", "session_id")))
         rows.filter(exchange_id__isnull=True).delete()
         rows.update(transcript=None)
 
@@ -299,13 +305,13 @@ def call_unrelay(*, exchange_ids: Iterable[int]) -> None:
     deleted): a call a transcript records falls back to its figures, else goes."""
     for chunk in _chunks(sorted(set(exchange_ids))):
         rows = ApiCall.objects.filter(exchange_id__in=chunk)
-        quarters = set(rows.values_list("quarter", flat=True))
+        quarters, sessions = _places(rows.values_list("quarter", "session_id"))
         rows.filter(transcript__isnull=True).delete()
         for pk, stored in rows.values_list("pk", "transcript"):
             fields = _from_transcript(json.loads(stored))
             quarters.add(fields["quarter"])
             ApiCall.objects.filter(pk=pk).update(exchange_id=None, **fields)
-        _dirty(quarters)
+        _dirty(quarters, sessions)
 
 
 def _from_transcript(stored: dict) -> dict:
@@ -317,6 +323,12 @@ def _from_transcript(stored: dict) -> dict:
         "tools": stored["tools"], "kind": ApiCall.Kind.MESSAGES, "error": "",
         "ttfb_ms": None, "duration_ms": None,
     }  # fmt: skip
+
+
+def _places(rows: Iterable[tuple[int, str]]) -> tuple[set[int], set[str]]:
+    """Return the quarter hours and sessions of (quarter, session id) pairs."""
+    pairs = list(rows)
+    return {q for q, _ in pairs}, {s for _, s in pairs if s}
 
 
 def call_dirty_take(*, limit: int) -> list[int]:
@@ -338,12 +350,34 @@ def call_dirty_take(*, limit: int) -> list[int]:
     return quarters
 
 
+def call_dirty_sessions_take(*, limit: int) -> list[str]:
+    """Take up to `limit` dirty sessions off the list (as call_dirty_take)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id"
+            " LIMIT %s",
+            [limit],
+        )
+        sessions = [row[0] for row in cursor.fetchall()]
+        for chunk in _chunks(sessions):
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                "DELETE FROM proxy_apicalldirtysession"
+                f" WHERE session_id IN ({marks})",
+                chunk,
+            )
+    return sessions
+
+
 def _upsert(calls: list[dict], *, sets: dict[str, str]) -> None:
     """Insert or merge rows, marking their old and new quarter hours dirty."""
-    old: set[int] = set()
+    quarters: set[int] = {c["quarter"] for c in calls}
+    sessions: set[str] = {c["session_id"] for c in calls if c["session_id"]}
     for chunk in _chunks([c["key"] for c in calls]):
         rows = ApiCall.objects.filter(key__in=chunk)
-        old.update(rows.values_list("quarter", flat=True))
+        old_quarters, old_sessions = _places(rows.values_list("quarter", "session_id"))
+        quarters |= old_quarters
+        sessions |= old_sessions
     assignments = ", ".join(f"{name} = {expr}" for name, expr in sets.items())
     sql = (
         f"INSERT INTO proxy_apicall ({', '.join(_COLUMNS)})"
@@ -354,12 +388,13 @@ def _upsert(calls: list[dict], *, sets: dict[str, str]) -> None:
     params = [[adapt(c[n]) if n == "at" else c[n] for n in _COLUMNS] for c in calls]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
-    _dirty(old | {c["quarter"] for c in calls})
+    _dirty(quarters, sessions)
 
 
-def _dirty(quarters: Iterable[int]) -> None:
+def _dirty(quarters: Iterable[int], sessions: Iterable[str] = ()) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(_DIRTY_SQL, [(q,) for q in sorted(quarters)])
+        cursor.executemany(_DIRTY_SESSION_SQL, [(s,) for s in sorted(sessions)])
 
 
 def _chunks(items: list) -> Iterable[list]:
