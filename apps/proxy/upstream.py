@@ -7,9 +7,11 @@ Invariants:
   `host` (set from the upstream URL) and `content-length` (recomputed by whoever
   frames the message). Every other header passes with its exact name and value bytes,
   in order, duplicates included.
-- Timeouts: connect and pool waits are bounded by CLAUDEMON_CONNECT_TIMEOUT; each
+- Timeouts: connecting (TLS included) is bounded by CLAUDEMON_CONNECT_TIMEOUT; each
   read or write may stay idle up to CLAUDEMON_IDLE_TIMEOUT. There is no total
   timeout, so a stream that runs for an hour is never cut.
+- At most CLAUDEMON_UPSTREAM_CONNECTIONS calls are in flight to the upstream; one
+  more fails at once with PoolFull, never waits (apps.proxy.pool).
 - The relay speaks to the upstream through httpcore (httpx's own transport) on an
   asyncio backend of ours (apps.proxy.transport): no environment lookups (netrc,
   proxy variables), no default headers, no URL re-parsing per call. The upstream
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 import httpcore
 from django.conf import settings
 
-from apps.proxy.pool import UpstreamPool
+from apps.proxy.pool import PoolFull, UpstreamPool
 
 Header = tuple[bytes, bytes]
 
@@ -105,7 +107,7 @@ def upstream_request(
         settings.CLAUDEMON_CONNECT_TIMEOUT,
         settings.CLAUDEMON_IDLE_TIMEOUT,
     )
-    timeouts = {"connect": connect, "read": idle, "write": idle, "pool": connect}
+    timeouts = {"connect": connect, "read": idle, "write": idle}
     return httpcore.Request(
         method.encode("ascii"),
         httpcore.URL(scheme=scheme, host=host, port=port, target=target),
@@ -115,8 +117,9 @@ def upstream_request(
     )
 
 
-# What a failed upstream exchange raises: httpcore's errors, or the OS's.
+# What a failed upstream exchange raises: httpcore's errors, the OS's, or a full pool.
 UPSTREAM_ERRORS = (
+    PoolFull,
     httpcore.TimeoutException,
     httpcore.NetworkError,
     httpcore.ProtocolError,
@@ -131,5 +134,8 @@ def upstream_pool() -> UpstreamPool:
     """Return the process's long-lived pool of upstream connections."""
     global _pool
     if _pool is None:
-        _pool = UpstreamPool(max_idle=100, keepalive_expiry=60)
+        _pool = UpstreamPool(
+            max_connections=settings.CLAUDEMON_UPSTREAM_CONNECTIONS,
+            keepalive_expiry=60,
+        )
     return _pool

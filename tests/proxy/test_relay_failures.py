@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import anthropic
@@ -191,3 +192,30 @@ def test_it_cancels_the_upstream_at_once_when_the_client_disconnects(relay, upst
     assert partial.startswith(b"event: message_start") and len(partial) < len(
         b"".join(events)
     )
+
+
+def test_a_call_beyond_the_connection_bound_gets_503_at_once(relay_factory, upstream):
+    relay = relay_factory(
+        CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_UPSTREAM_CONNECTIONS="1"
+    )
+    gate = threading.Event()
+    upstream.enqueue(Reply(events=message_events(text="abc"), gate=gate))
+
+    with httpx.stream("POST", relay.url + "/v1/messages", content=b"{}") as held:
+        lines = held.iter_lines()
+        next(lines)  # the first call holds the one connection
+        refused = httpx.post(relay.url + "/v1/messages", content=b"{}")
+        gate.set()
+        list(lines)
+    after = httpx.post(relay.url + "/v1/messages", content=b"{}")
+
+    assert refused.status_code == 503
+    assert "CLAUDEMON_UPSTREAM_CONNECTIONS" in refused.json()["error"]["message"]
+    assert after.status_code == 200
+    assert len(upstream.requests) == 2  # the refused call never left
+    rows = recorded(3)
+    assert [(r.status_code, r.error_type) for r in rows] == [
+        (200, ""),
+        (503, "relay_busy"),
+        (200, ""),
+    ]
