@@ -14,7 +14,8 @@ keep-alive expired; a response hands its connection back when it ends cleanly, a
 any other end closes it. The HTTP/1.1 work itself stays httpcore's
 (`AsyncHTTP11Connection`, h11), over apps.proxy.transport, with the connection's
 own state lock: replacing it with a no-op (a private attribute) saved 25-35 µs of
-CPU per request on loopback, about 1% of a relayed stream's.
+CPU per request on loopback, about 1% of a relayed stream's. Only httpcore's
+public, pinned API is used (tests/proxy/test_pins.py).
 
 The bound: at most `max_connections` calls hold a connection at once
 (CLAUDEMON_UPSTREAM_CONNECTIONS), and lent and idle connections together never
@@ -76,7 +77,7 @@ class UpstreamPool:
             lease.connection = await self._take() or await self._open(request)
             response = await lease.connection.handle_async_request(request)
         except BaseException:
-            await lease.end(reuse=False)
+            await self.release(lease, reuse=False)
             raise
         lease.stream = response.stream
         response.stream = lease
@@ -106,6 +107,18 @@ class UpstreamPool:
             origin=url.origin, stream=stream, keepalive_expiry=self._keepalive_expiry
         )
 
+    async def release(self, lease: _Lease, *, reuse: bool) -> None:
+        """End a lease: its connection back to the idle stack if it can serve
+        again, else closed."""
+        self._lent.discard(lease)
+        connection, lease.connection = lease.connection, None
+        if connection is None:
+            return
+        if reuse and connection.is_idle():
+            self._idle.append(connection)
+        else:
+            await connection.aclose()
+
     @property
     def idle(self) -> int:
         return len(self._idle)
@@ -128,22 +141,10 @@ class _Lease:
         return self.stream.__aiter__()
 
     async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
         if self.stream is not None:
             # httpcore marks the connection idle, or closes it if the body was
             # not read to its end.
             await self.stream.aclose()
-        await self.end(reuse=True)
-
-    async def end(self, *, reuse: bool) -> None:
-        """Return the connection to the pool if it can serve again, else close it."""
-        pool, self._pool = self._pool, None
-        connection = self.connection
-        if pool is None:
-            return
-        pool._lent.discard(self)
-        if connection is None:
-            return
-        if reuse and connection.is_idle():
-            pool._idle.append(connection)
-        else:
-            await connection.aclose()
+        if pool is not None:
+            await pool.release(self, reuse=True)
