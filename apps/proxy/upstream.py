@@ -117,13 +117,14 @@ def upstream_request(
     )
 
 
-# What a failed upstream exchange raises: httpcore's errors, the OS's, or a full pool.
+# What a failed upstream exchange raises: httpcore's errors, or a full pool.
+# (UnsupportedProtocol is raised only by httpcore's own pool, which the relay does
+# not use.) OSError stays as a net: transport.py maps the OS's errors it knows of.
 UPSTREAM_ERRORS = (
     PoolFull,
     httpcore.TimeoutException,
     httpcore.NetworkError,
     httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
     OSError,
 )
 
