@@ -200,7 +200,8 @@ def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
     if tab == "response":
         context["response_blocks"] = _response_blocks(exchange)
         if exchange.is_streaming:
-            context["events"] = inspector.sse_events(_decoded(exchange.response_body))
+            stream = _decoded(exchange.response_body)
+            context["events"] = inspector.stream_events(stream)
     if tab == "headers":
         context["request_headers"] = inspector.header_rows(exchange.request_headers)
         context["response_headers"] = inspector.header_rows(exchange.response_headers)

@@ -7,7 +7,6 @@ request inspector's transforms (apps.dashboard.inspector) and partials.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -22,6 +21,7 @@ from apps.dashboard import inspector, page_state, selectors, session_selectors
 from apps.dashboard.markdown import markdown_html
 from apps.dashboard.selectors.ledger import Scope
 from apps.indexing import selectors as index
+from apps.proxy.bodies import json_pretty
 
 SESSIONS_PER_PAGE = 50
 THREAD_PER_PAGE = 150
@@ -229,7 +229,7 @@ def _entry_view(
                 else {}}  # fmt: skip
     if entry.type == "summary":
         return {**base, "kind": "summary", "text": str(record.get("summary", ""))}
-    raw = json.dumps(record, indent=2, ensure_ascii=False)
+    raw = json_pretty(record)
     return {**base, "subtype": str(record.get("subtype", "")),
             "json": raw[:OTHER_JSON_MAX], "cut": len(raw) > OTHER_JSON_MAX}  # fmt: skip
 
