@@ -169,7 +169,7 @@ def filter_from_query(query: QueryDict) -> ExchangeFilter:
     if state and state not in _STATES:
         problems.append(f"Unknown state {state!r}.")
         state = ""
-    status = _int_or_none(query.get("status", ""), low=100, high=599)
+    status = int_param(query, "status", low=100, high=599)
     if query.get("status") and status is None:
         problems.append("Status must be an HTTP status code (100-599).")
     streaming = {"yes": True, "no": False}.get(query.get("streaming", ""))
@@ -177,7 +177,7 @@ def filter_from_query(query: QueryDict) -> ExchangeFilter:
     if sort.lstrip("-") not in SORTS:
         problems.append(f"Unknown sort {sort!r}.")
         sort = "-time"
-    page = _int_or_none(query.get("page", "1"), low=1, high=1_000_000) or 1
+    page = int_param(query, "page", low=1, high=1_000_000) or 1
     return ExchangeFilter(
         model=query.get("model", "")[:200],
         state=state,
@@ -191,12 +191,20 @@ def filter_from_query(query: QueryDict) -> ExchangeFilter:
     )
 
 
-def _int_or_none(value: str, *, low: int, high: int) -> int | None:
+def int_param(
+    query: QueryDict, name: str, *, low: int, high: int = 10**9
+) -> int | None:
+    """Return GET parameter name as an int in [low, high]; None if absent or not."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        number = int(query.get(name) or "")
+    except ValueError:
         return None
     return number if low <= number <= high else None
+
+
+def flag_param(query: QueryDict, name: str) -> bool:
+    """Return whether GET parameter name is switched on (name=1)."""
+    return query.get(name) == "1"
 
 
 def query_string(**params: str | int | None) -> str:

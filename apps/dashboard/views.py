@@ -164,18 +164,19 @@ def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
     tab = request.GET.get("tab", "new")
     if tab not in dict(INSPECTOR_TABS):
         tab = "new"
+    page = page_state.int_param(request.GET, "page", low=1)
     context = {
         "exchange": exchange,
         "tab": tab,
         "tabs": INSPECTOR_TABS,
         "next_id": page_selectors.exchange_next_in_session(exchange=exchange),
-        **_inspector_context(exchange, tab=tab, page=_int_param(request, "page")),
+        **_inspector_context(exchange, tab=tab, page=page),
     }
     zone = page_state.zone_from_request(request)
     return _render(request, "dashboard/inspector.html", context, zone=zone)
 
 
-def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
+def _inspector_context(exchange: Exchange, *, tab: str, page: int | None) -> dict:
     """Decode bodies (only through body_decode) and shape what the tab shows."""
     request_bytes = _decoded(exchange.request_body)
     body = inspector.json_load(request_bytes)
@@ -216,11 +217,11 @@ def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
     return context
 
 
-def _conversation_page(messages: list[dict], *, page: int, start: int) -> dict:
-    """Return one page of a long conversation (page 0: the one holding the new ones)."""
+def _conversation_page(messages: list[dict], *, page: int | None, start: int) -> dict:
+    """Return one page of a long conversation (by default the one holding the new)."""
     size = CONVERSATION_PAGE
     pages = max(1, -(-len(messages) // size))
-    if not 1 <= page <= pages:
+    if page is None or page > pages:
         page = min(start // size + 1, pages)
     return {
         "messages": messages[(page - 1) * size : page * size],
@@ -229,13 +230,6 @@ def _conversation_page(messages: list[dict], *, page: int, start: int) -> dict:
         "new_page": min(start // size + 1, pages),
         "numbers": range(1, pages + 1),
     }
-
-
-def _int_param(request: HttpRequest, name: str) -> int:
-    try:
-        return int(request.GET.get(name, "0"))
-    except ValueError:
-        return 0
 
 
 def _response_blocks(exchange: Exchange) -> list[dict]:

@@ -42,8 +42,8 @@ def sessions(request: HttpRequest) -> HttpResponse:
     span = page_state.range_from_query(
         _default_range(request.GET), zone=zone, now=page_state.now_utc()
     )
-    page = _int(request.GET.get("page"), low=1) or 1
-    project = _int(request.GET.get("project"), low=1)
+    page = page_state.int_param(request.GET, "page", low=1) or 1
+    project = page_state.int_param(request.GET, "project", low=1)
     model = request.GET.get("model", "")[:200]
     sort = "cost" if request.GET.get("sort") == "cost" else "last"
     rows, total = session_selectors.session_rows(
@@ -77,7 +77,7 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
         raise Http404("No such session.")
     per = session_selectors.TURNS_PER_PAGE
     pages = max(1, -(-len(turns) // per))
-    page = min(_int(request.GET.get("page"), low=1) or 1, pages)
+    page = min(page_state.int_param(request.GET, "page", low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
     figures = session_selectors.session_page_figures_of(
         session_id=session_id, session=found
@@ -136,7 +136,7 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     total = index.thread_count(session=found)
     pages = max(1, -(-total // THREAD_PER_PAGE))
     target = request.GET.get("entry", "")[:64]
-    page = _int(request.GET.get("page"), low=1)
+    page = page_state.int_param(request.GET, "page", low=1)
     if page is None and target:
         page = _page_of(found, target)
     page = min(page or 1, pages)
@@ -145,7 +145,7 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     )
     # hl is the search that led here; advanced=1 when it was raw FTS5 syntax.
     highlight = request.GET.get("hl", "")[:QUERY_MAX]
-    raw = request.GET.get("advanced") == "1"
+    raw = page_state.flag_param(request.GET, "advanced")
     context = {
         "session": found, "entries": _thread_views(items, target, highlight, raw),
         "page": page, "pages": pages, "total": total, "target": target,
@@ -305,8 +305,8 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
     if role and role not in dict(ROLES):
         problems.append(f"Unknown role {role[:40]!r}: any role is searched.")
     return {
-        "q": text[:QUERY_MAX], "raw": query.get("advanced") == "1",
-        "project": _int(query.get("project"), low=1),
+        "q": text[:QUERY_MAX], "raw": page_state.flag_param(query, "advanced"),
+        "project": page_state.int_param(query, "project", low=1),
         "session": query.get("session", "")[:200].strip(),
         "role": role if role in dict(ROLES) else "",
         "tool": query.get("tool", "")[:200].strip(),
@@ -314,7 +314,7 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
         "to": query.get("to", "") if until else "",
         "since": _at(since, zone), "until": _at(until + timedelta(days=1), zone)
         if until else None,
-        "page": min(_int(query.get("page"), low=1) or 1, MAX_PAGE),
+        "page": min(page_state.int_param(query, "page", low=1) or 1, MAX_PAGE),
     }, problems  # fmt: skip
 
 
@@ -373,14 +373,6 @@ def todos(request: HttpRequest) -> HttpResponse:
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
     return _render(request, "dashboard/transcripts/todos.html", context, zone=zone)
-
-
-def _int(value: str | None, *, low: int, high: int = 10**9) -> int | None:
-    try:
-        number = int(value or "")
-    except ValueError:
-        return None
-    return number if low <= number <= high else None
 
 
 def _render(
