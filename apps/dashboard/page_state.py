@@ -12,7 +12,8 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from urllib.parse import unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.http import HttpRequest, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
 from django.utils import timezone
 
 from apps.proxy.models import Exchange
@@ -52,6 +53,14 @@ def zone_from_name(name: str | None) -> tzinfo:
 def zone_from_request(request: HttpRequest) -> tzinfo:
     """Return the browser's time zone remembered in the tz cookie (UTC by default)."""
     return zone_from_name(request.COOKIES.get(TZ_COOKIE))
+
+
+def render_page(
+    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
+) -> HttpResponse:
+    """Render a page with its times in the browser's zone."""
+    with timezone.override(zone):
+        return render(request, template, {**context, "zone": zone})
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ from datetime import datetime, tzinfo
 
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.utils import timezone
 from django.utils.dateformat import format as dateformat
 
 from apps.dashboard import inspector, page_selectors, page_state, selectors
+from apps.dashboard.page_state import render_page
 from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
@@ -50,7 +49,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "tools": selectors.usage_by_tool(scope=scope)[:12],
         "problems": span.problems,
     }
-    return _render(request, "dashboard/overview.html", context, zone=zone)
+    return render_page(request, "dashboard/overview.html", context, zone=zone)
 
 
 def _usage_chart(series: dict, *, metric: str, zone: tzinfo) -> dict:
@@ -110,7 +109,7 @@ def performance(request: HttpRequest) -> HttpResponse:
         ),
         "problems": span.problems,
     }
-    return _render(request, "dashboard/performance.html", context, zone=zone)
+    return render_page(request, "dashboard/performance.html", context, zone=zone)
 
 
 def _latency_chart(rows: list[dict], *, edges: list[datetime], zone: tzinfo) -> dict:
@@ -152,7 +151,7 @@ def requests_list(request: HttpRequest) -> HttpResponse:
         "export_query": export,
         "problems": span.problems + filters.problems,
     }
-    return _render(request, "dashboard/requests.html", context, zone=zone)
+    return render_page(request, "dashboard/requests.html", context, zone=zone)
 
 
 @login_required
@@ -173,7 +172,7 @@ def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
         **_inspector_context(exchange, tab=tab, page=page),
     }
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/inspector.html", context, zone=zone)
+    return render_page(request, "dashboard/inspector.html", context, zone=zone)
 
 
 def _inspector_context(exchange: Exchange, *, tab: str, page: int | None) -> dict:
@@ -258,7 +257,7 @@ def live(request: HttpRequest) -> HttpResponse:
         ),
     }
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/live.html", context, zone=zone)
+    return render_page(request, "dashboard/live.html", context, zone=zone)
 
 
 @login_not_required  # public on purpose: status and a timestamp, no content
@@ -266,11 +265,3 @@ def health(request: HttpRequest) -> JsonResponse:
     """Report database and index status and the newest exchange time as JSON."""
     report = selectors.data_health()
     return JsonResponse(report, status=200 if report["database"] == "ok" else 503)
-
-
-def _render(
-    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
-) -> HttpResponse:
-    """Render with times in the browser's zone."""
-    with timezone.override(zone):
-        return render(request, template, {**context, "zone": zone})

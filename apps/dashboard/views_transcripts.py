@@ -14,11 +14,10 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
-from django.utils import timezone
 
 from apps.dashboard import inspector, page_state, selectors, session_selectors
 from apps.dashboard.markdown import markdown_html
+from apps.dashboard.page_state import render_page
 from apps.dashboard.selectors.ledger import Scope
 from apps.indexing import selectors as index
 from apps.proxy.bodies import json_pretty
@@ -57,7 +56,9 @@ def sessions(request: HttpRequest) -> HttpResponse:
         "model": model, "sort": sort, "projects": index.project_list(),
         "problems": span.problems,
     }  # fmt: skip
-    return _render(request, "dashboard/transcripts/sessions.html", context, zone=zone)
+    return render_page(
+        request, "dashboard/transcripts/sessions.html", context, zone=zone
+    )
 
 
 def _default_range(query: QueryDict) -> QueryDict:
@@ -91,7 +92,9 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
     context["requests_query"] = _requests_query(session_id, found, turns, zone=zone)
-    return _render(request, "dashboard/transcripts/session.html", context, zone=zone)
+    return render_page(
+        request, "dashboard/transcripts/session.html", context, zone=zone
+    )
 
 
 def _requests_query(
@@ -152,7 +155,7 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
         "hl": highlight, "parent": found.parent,
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/transcripts/thread.html", context, zone=zone)
+    return render_page(request, "dashboard/transcripts/thread.html", context, zone=zone)
 
 
 def _page_of(found: Any, target: str) -> int | None:
@@ -260,7 +263,9 @@ def projects(request: HttpRequest) -> HttpResponse:
     ]
     context = {"rows": rows, "unplaced": figures.get(None)}
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/transcripts/projects.html", context, zone=zone)
+    return render_page(
+        request, "dashboard/transcripts/projects.html", context, zone=zone
+    )
 
 
 @login_required
@@ -278,7 +283,7 @@ def search(request: HttpRequest) -> HttpResponse:
         "projects": index.project_list(), "problems": problems,
         "syntax_url": FTS_SYNTAX, "searched": bool(form["q"] or form["tool"]),
     }  # fmt: skip
-    return _render(request, "dashboard/transcripts/search.html", context, zone=zone)
+    return render_page(request, "dashboard/transcripts/search.html", context, zone=zone)
 
 
 def _hit_row(hit: index.SearchHit) -> dict:
@@ -372,12 +377,4 @@ def todos(request: HttpRequest) -> HttpResponse:
         "sessions": [] if session_id else index.todo_sessions(limit=50),
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/transcripts/todos.html", context, zone=zone)
-
-
-def _render(
-    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
-) -> HttpResponse:
-    """Render with times in the browser's zone."""
-    with timezone.override(zone):
-        return render(request, template, {**context, "zone": zone})
+    return render_page(request, "dashboard/transcripts/todos.html", context, zone=zone)
