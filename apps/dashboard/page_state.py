@@ -131,7 +131,7 @@ def _custom_range(query: QueryDict, *, zone: tzinfo) -> TimeRange | str:
 
 
 @dataclass(frozen=True)
-class ExchangeFilter:
+class RequestsPageFilter:
     """The request-list filter: every field optional, all from GET parameters."""
 
     model: str = ""
@@ -171,7 +171,7 @@ class ExchangeFilter:
 _STATES = {choice.value for choice in Exchange.State}
 
 
-def filter_from_query(query: QueryDict) -> ExchangeFilter:
+def filter_from_query(query: QueryDict) -> RequestsPageFilter:
     """Return the request-list filter in query; bad values are dropped and reported."""
     problems: list[str] = []
     state = query.get("state", "")
@@ -187,7 +187,7 @@ def filter_from_query(query: QueryDict) -> ExchangeFilter:
         problems.append(f"Unknown sort {sort!r}.")
         sort = "-time"
     page = int_param(query, "page", low=1, high=1_000_000) or 1
-    return ExchangeFilter(
+    return RequestsPageFilter(
         model=query.get("model", "")[:200],
         state=state,
         status=status,
