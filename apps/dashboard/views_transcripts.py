@@ -232,9 +232,10 @@ def _entry_view(
                 else {}}  # fmt: skip
     if entry.type == "summary":
         return {**base, "kind": "summary", "text": str(record.get("summary", ""))}
-    raw = json_pretty(record)
+    shown = json_pretty(record)
     return {**base, "subtype": str(record.get("subtype", "")),
-            "json": raw[:OTHER_JSON_MAX], "cut": len(raw) > OTHER_JSON_MAX}  # fmt: skip
+            "json": shown[:OTHER_JSON_MAX],
+            "cut": len(shown) > OTHER_JSON_MAX}  # fmt: skip
 
 
 def _hit_window(text: str, query: str, raw: bool) -> list[tuple[str, bool]]:
@@ -245,9 +246,12 @@ def _hit_window(text: str, query: str, raw: bool) -> list[tuple[str, bool]]:
 def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) -> None:
     """Give the text blocks of the hit entry highlighted parts (escaped in template)."""
     content = message.get("content")
-    raw = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    raw = [b for b in raw if isinstance(b, dict)] if isinstance(raw, list) else []
-    for shaped, block in zip(blocks, raw, strict=False):
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    content = (
+        [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+    )
+    for shaped, block in zip(blocks, content, strict=False):
         if shaped["kind"] == "text":
             text = str(block.get("text", ""))
             shaped["hl"] = index.highlight_parts(text=text, query=query, raw=raw)
