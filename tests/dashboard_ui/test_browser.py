@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -209,3 +210,20 @@ def test_it_reconnects_the_live_feed_after_a_restart(page, member, world, data_s
     expect(page.locator(f'#live-rows tr[data-id="{new_id}"]')).to_be_visible(
         timeout=2000
     )
+
+
+def test_the_admins_exchange_detail_page_keeps_to_the_content_security_policy(
+    page, member, world
+):
+    member.user_permissions.add(Permission.objects.get(codename="view_exchange"))
+    streamed = next(row for row in world.values() if row.is_streaming)
+    messages = []
+    page.on("console", lambda message: messages.append(message.text))
+    login(page)
+
+    page.goto(f"/admin/proxy/exchange/{streamed.pk}/change/")
+
+    body = page.locator("pre.claudemon-body").first
+    expect(body).to_be_visible()
+    assert [text for text in messages if "Content Security Policy" in text] == []
+    expect(body).to_have_css("white-space", "pre-wrap")  # its styles still apply
