@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import ssl
+from functools import partial
 
 import httpcore
 import pytest
 
 from apps.proxy.pool import PoolFull, UpstreamPool
+from tests.conftest import wait_for_async
 from tests.proxy.test_transport import (
     RESPONSE,
     certificate,
+    closed_by_server,
     read_request,
     request,
     run,
@@ -83,8 +86,10 @@ def test_a_connection_the_server_closed_is_not_taken_again():
     async def scenario():
         server, port = await serve(keep_alive_server(connections, close_after=True))
         pool = UpstreamPool(max_connections=10)
-        first = await fetch(pool, port)
-        await asyncio.sleep(0.2)  # the close reaches the idle connection
+        response = await pool.handle_async_request(request(port))
+        first = await response.aread()
+        await response.aclose()  # back to the pool, idle
+        await wait_for_async(partial(closed_by_server, response))
         second = await fetch(pool, port)
         server.close()
         return [first, second], pool.opened
