@@ -157,9 +157,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0) -> Any:
         time.sleep(0.05)
 
 
-async def wait_for_async(
-    predicate: Callable[[], Any], *, timeout: float = 10.0
-) -> Any:
+async def wait_for_async(predicate: Callable[[], Any], *, timeout: float = 10.0) -> Any:
     """wait_for inside an event loop: poll, letting the loop run in between."""
     deadline = time.monotonic() + timeout
     while True:

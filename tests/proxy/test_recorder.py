@@ -11,7 +11,6 @@ import pytest
 import zstandard
 
 from apps.proxy.pricing import Usage
-from apps.proxy.sse import sse_events
 from apps.proxy.recorder import (
     content_decode,
     message_from_events,
@@ -21,6 +20,7 @@ from apps.proxy.recorder import (
     tools_called,
     usage_from_api,
 )
+from apps.proxy.sse import sse_events
 from tests.fake_upstream import message_events
 
 
@@ -120,7 +120,8 @@ def test_it_keeps_unparseable_tool_input_and_tolerates_junk_events():
         ("mystery", "not json"),
         (
             "error",
-            '{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}',
+            '{"type": "error", '
+            '"error": {"type": "overloaded_error", "message": "busy"}}',
         ),
     ]
 
@@ -137,7 +138,8 @@ def test_it_keeps_unparseable_tool_input_and_tolerates_junk_events():
     ("body", "error_type", "has_message"),
     [
         (
-            b'{"type": "message", "id": "m", "content": [], "usage": {"input_tokens": 3}}',
+            b'{"type": "message", "id": "m", "content": [], '
+            b'"usage": {"input_tokens": 3}}',
             "",
             True,
         ),
@@ -245,7 +247,8 @@ def test_it_parses_rate_limit_headers():
     ("body", "facts"),
     [
         (
-            b'{"model": "claude-opus-4-8", "stream": true, "tools": [{"name": "Bash"}]}',
+            b'{"model": "claude-opus-4-8", "stream": true, '
+            b'"tools": [{"name": "Bash"}]}',
             {
                 "model_requested": "claude-opus-4-8",
                 "is_streaming": True,
@@ -266,7 +269,8 @@ def test_it_parses_rate_limit_headers():
             },
         ),
         (
-            b'{"metadata": {"user_id": "user_x_account_y_session_12345678-1234-1234-1234-123456789012"}}',
+            b'{"metadata": {"user_id": '
+            b'"user_x_account_y_session_12345678-1234-1234-1234-123456789012"}}',
             {
                 "model_requested": "",
                 "is_streaming": False,
