@@ -15,7 +15,7 @@ if "channels" in settings.INSTALLED_APPS:  # the data deployment: pages and live
 
     routes = {"http": django_asgi, "websocket": websocket_application}
 else:  # the relay: no websocket branch, no per-request thread (apps/proxy/handler.py)
-    from apps.proxy.handler import RelayASGIHandler  # noqa: E402
+    from apps.proxy.handler import relay_application  # noqa: E402
 
-    routes = {"http": RelayASGIHandler()}
+    routes = {"http": relay_application(django_asgi)}
 application = ProtocolTypeRouter(routes)

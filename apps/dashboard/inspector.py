@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 from apps.indexing.parser import LineError, json_parse
+from apps.proxy.bodies import body_pretty, json_pretty
+from apps.proxy.sse import sse_events
 
 LONG_LINES = 30  # tool output beyond this many lines is folded
 LONG_CHARS = 3000
@@ -77,9 +79,9 @@ def system_blocks(system: Any) -> list[dict]:
     for block in system:
         if not isinstance(block, dict):
             continue
-        text = (
-            block.get("text") if isinstance(block.get("text"), str) else _pretty(block)
-        )
+        text = block.get("text")
+        if not isinstance(text, str):
+            text = json_pretty(block)
         blocks.append(
             {
                 "segments": text_segments(text),
@@ -115,7 +117,7 @@ def tools_offered(tools: Any) -> list[dict]:
             {
                 "name": str(tool.get("name") or tool.get("type") or "?"),
                 "description": str(tool.get("description") or ""),
-                "schema": _pretty(schema) if schema is not None else _pretty(tool),
+                "schema": json_pretty(tool if schema is None else schema),
                 "cache": _cache_marker(tool),
             }
         )
@@ -175,7 +177,12 @@ def block_view(block: dict, *, names: dict[str, str]) -> dict:
             **tool_result_view(block, names=names),
             "cache": cache,
         }
-    return {"kind": "other", "type": str(kind), "json": _pretty(block), "cache": cache}
+    return {
+        "kind": "other",
+        "type": str(kind),
+        "json": json_pretty(block),
+        "cache": cache,
+    }
 
 
 def text_segments(text: str) -> list[dict]:
@@ -237,7 +244,12 @@ def tool_call_view(block: dict) -> dict:
         view = builder(args)
     except (TypeError, ValueError, AttributeError):
         view = _generic_view(args)
-    return {"name": name, "id": str(block.get("id", "")), "input": _pretty(raw), **view}
+    return {
+        "name": name,
+        "id": str(block.get("id", "")),
+        "input": json_pretty(raw),
+        **view,
+    }
 
 
 def _bash_view(args: dict) -> dict:
@@ -416,7 +428,7 @@ def tool_result_view(block: dict, *, names: dict[str, str]) -> dict:
         elif part.get("type") == "text":
             texts.append(str(part.get("text", "")))
         else:
-            texts.append(_pretty(part))
+            texts.append(json_pretty(part))
     text = "\n".join(texts)
     lines = text.count("\n") + 1
     long = lines > LONG_LINES or len(text) > LONG_CHARS
@@ -459,33 +471,19 @@ def new_messages_start(current: list, previous: list | None) -> int:
     return count
 
 
-def sse_events(body: bytes | None) -> list[dict]:
+def stream_events(body: bytes | None) -> list[dict]:
     """Return the server-sent events of a streamed body as [{event, data}]."""
     if not body:
         return []
-    text = body.decode("utf-8", errors="replace").replace("\r\n", "\n")
-    events = []
-    for chunk in text.split("\n\n"):
-        name, data = "message", []
-        for line in chunk.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if not data and name == "message":
-            continue
-        joined = "\n".join(data)
-        parsed = json_load(joined.encode())
-        events.append({"event": name, "data": _pretty(parsed) if parsed else joined})
-    return events
+    events = sse_events(body.decode("utf-8", "replace"))
+    return [{"event": name, "data": body_pretty(data)} for name, data in events]
 
 
 def raw_text(body: bytes | None) -> dict:
     """Return a body for the raw tab: pretty JSON when it is JSON, capped in size."""
     if body is None:
         return {"text": "", "size": 0, "truncated": False}
-    parsed = json_load(body)
-    text = _pretty(parsed) if parsed is not None else body.decode("utf-8", "replace")
+    text = body_pretty(body)
     truncated = len(text) > RAW_LIMIT
     return {"text": text[:RAW_LIMIT], "size": len(body), "truncated": truncated}
 
@@ -499,7 +497,3 @@ def header_rows(headers: Any) -> list[tuple[str, str]]:
         for pair in headers
         if isinstance(pair, (list, tuple)) and len(pair) == 2
     ]
-
-
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)

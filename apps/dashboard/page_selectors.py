@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from apps.dashboard.page_state import PER_PAGE, ExchangeFilter
+from apps.dashboard.page_state import PER_PAGE, RequestsPageFilter
 from apps.dashboard.selectors.base import COVER_INDEX, exchange_count, where_sql
 from apps.proxy.models import Exchange
 
@@ -74,7 +74,11 @@ class ExchangePage:
 
 
 def exchange_page(
-    *, start: datetime, end: datetime, filters: ExchangeFilter, per_page: int = PER_PAGE
+    *,
+    start: datetime,
+    end: datetime,
+    filters: RequestsPageFilter,
+    per_page: int = PER_PAGE,
 ) -> ExchangePage:
     """Return one sorted page of exchanges in [start, end) matching filters."""
     queryset = _exchange_filtered(start=start, end=end, filters=filters)
@@ -120,7 +124,7 @@ def exchange_rows_by_ids(ids: list[int]) -> list[Exchange]:
 
 
 def _exchange_filtered(
-    *, start: datetime, end: datetime, filters: ExchangeFilter
+    *, start: datetime, end: datetime, filters: RequestsPageFilter
 ) -> QuerySet[Exchange]:
     queryset = Exchange.objects.filter(started_at__gte=start, started_at__lt=end)
     if filters.model:

@@ -12,7 +12,8 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from urllib.parse import unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.http import HttpRequest, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
 from django.utils import timezone
 
 from apps.proxy.models import Exchange
@@ -57,6 +58,14 @@ def zone_from_name(name: str | None) -> tzinfo:
 def zone_from_request(request: HttpRequest) -> tzinfo:
     """Return the browser's time zone remembered in the tz cookie (UTC by default)."""
     return zone_from_name(request.COOKIES.get(TZ_COOKIE))
+
+
+def render_page(
+    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
+) -> HttpResponse:
+    """Render a page with its times in the browser's zone."""
+    with timezone.override(zone):
+        return render(request, template, {**context, "zone": zone})
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ def _custom_range(query: QueryDict, *, zone: tzinfo) -> TimeRange | str:
 
 
 @dataclass(frozen=True)
-class ExchangeFilter:
+class RequestsPageFilter:
     """The request-list filter: every field optional, all from GET parameters."""
 
     model: str = ""
@@ -176,14 +185,14 @@ class ExchangeFilter:
 _STATES = {choice.value for choice in Exchange.State}
 
 
-def filter_from_query(query: QueryDict) -> ExchangeFilter:
+def filter_from_query(query: QueryDict) -> RequestsPageFilter:
     """Return the request-list filter in query; bad values are dropped and reported."""
     problems: list[str] = []
     state = query.get("state", "")
     if state and state not in _STATES:
         problems.append(f"Unknown state {state!r}.")
         state = ""
-    status = _int_or_none(query.get("status", ""), low=100, high=599)
+    status = int_param(query, "status", low=100, high=599)
     if query.get("status") and status is None:
         problems.append("Status must be an HTTP status code (100-599).")
     streaming = {"yes": True, "no": False}.get(query.get("streaming", ""))
@@ -191,8 +200,8 @@ def filter_from_query(query: QueryDict) -> ExchangeFilter:
     if sort.lstrip("-") not in SORTS:
         problems.append(f"Unknown sort {sort!r}.")
         sort = "-time"
-    page = _int_or_none(query.get("page", "1"), low=1, high=1_000_000) or 1
-    return ExchangeFilter(
+    page = int_param(query, "page", low=1, high=1_000_000) or 1
+    return RequestsPageFilter(
         model=query.get("model", "")[:200],
         state=state,
         status=status,
@@ -205,12 +214,20 @@ def filter_from_query(query: QueryDict) -> ExchangeFilter:
     )
 
 
-def _int_or_none(value: str, *, low: int, high: int) -> int | None:
+def int_param(
+    query: QueryDict, name: str, *, low: int, high: int = 10**9
+) -> int | None:
+    """Return GET parameter name as an int in [low, high]; None if absent or not."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        number = int(query.get(name) or "")
+    except ValueError:
         return None
     return number if low <= number <= high else None
+
+
+def flag_param(query: QueryDict, name: str) -> bool:
+    """Return whether GET parameter name is switched on (name=1)."""
+    return query.get(name) == "1"
 
 
 def query_string(**params: str | int | None) -> str:

@@ -10,8 +10,6 @@ from datetime import datetime, tzinfo
 
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.utils import timezone
 from django.utils.dateformat import format as dateformat
 
 from apps.dashboard import (
@@ -21,6 +19,7 @@ from apps.dashboard import (
     selectors,
     session_selectors,
 )
+from apps.dashboard.page_state import render_page
 from apps.dashboard.selectors import reports
 from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.selectors.readiness import data_readiness
@@ -60,7 +59,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "tools": selectors.usage_by_tool(scope=scope)[:12],
         "problems": span.problems,
     }
-    return _render(request, "dashboard/overview.html", context, zone=zone)
+    return render_page(request, "dashboard/overview.html", context, zone=zone)
 
 
 def _usage_chart(series: dict, *, metric: str, zone: tzinfo) -> dict:
@@ -112,7 +111,7 @@ def usage(request: HttpRequest) -> HttpResponse:
         "data": found, "chart": _report_chart(report, found, metric=metric, zone=zone),
         "problems": span.problems,
     }  # fmt: skip
-    return _render(request, "dashboard/usage.html", context, zone=zone)
+    return render_page(request, "dashboard/usage.html", context, zone=zone)
 
 
 def _report(report: str, scope: Scope, zone: tzinfo) -> dict:
@@ -194,7 +193,7 @@ def performance(request: HttpRequest) -> HttpResponse:
         ),
         "problems": span.problems,
     }
-    return _render(request, "dashboard/performance.html", context, zone=zone)
+    return render_page(request, "dashboard/performance.html", context, zone=zone)
 
 
 def _latency_chart(rows: list[dict], *, edges: list[datetime], zone: tzinfo) -> dict:
@@ -236,7 +235,7 @@ def requests_list(request: HttpRequest) -> HttpResponse:
         "export_query": export,
         "problems": span.problems + filters.problems,
     }
-    return _render(request, "dashboard/requests.html", context, zone=zone)
+    return render_page(request, "dashboard/requests.html", context, zone=zone)
 
 
 @login_required
@@ -248,18 +247,19 @@ def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
     tab = request.GET.get("tab", "new")
     if tab not in dict(INSPECTOR_TABS):
         tab = "new"
+    page = page_state.int_param(request.GET, "page", low=1)
     context = {
         "exchange": exchange,
         "tab": tab,
         "tabs": INSPECTOR_TABS,
         "next_id": page_selectors.exchange_next_in_session(exchange=exchange),
-        **_inspector_context(exchange, tab=tab, page=_int_param(request, "page")),
+        **_inspector_context(exchange, tab=tab, page=page),
     }
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/inspector.html", context, zone=zone)
+    return render_page(request, "dashboard/inspector.html", context, zone=zone)
 
 
-def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
+def _inspector_context(exchange: Exchange, *, tab: str, page: int | None) -> dict:
     """Decode bodies (only through body_decode) and shape what the tab shows."""
     request_bytes = _decoded(exchange.request_body)
     body = inspector.json_load(request_bytes)
@@ -284,7 +284,8 @@ def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
     if tab == "response":
         context["response_blocks"] = _response_blocks(exchange)
         if exchange.is_streaming:
-            context["events"] = inspector.sse_events(_decoded(exchange.response_body))
+            stream = _decoded(exchange.response_body)
+            context["events"] = inspector.stream_events(stream)
     if tab == "headers":
         context["request_headers"] = inspector.header_rows(exchange.request_headers)
         context["response_headers"] = inspector.header_rows(exchange.response_headers)
@@ -299,11 +300,11 @@ def _inspector_context(exchange: Exchange, *, tab: str, page: int) -> dict:
     return context
 
 
-def _conversation_page(messages: list[dict], *, page: int, start: int) -> dict:
-    """Return one page of a long conversation (page 0: the one holding the new ones)."""
+def _conversation_page(messages: list[dict], *, page: int | None, start: int) -> dict:
+    """Return one page of a long conversation (by default the one holding the new)."""
     size = CONVERSATION_PAGE
     pages = max(1, -(-len(messages) // size))
-    if not 1 <= page <= pages:
+    if page is None or page > pages:
         page = min(start // size + 1, pages)
     return {
         "messages": messages[(page - 1) * size : page * size],
@@ -312,13 +313,6 @@ def _conversation_page(messages: list[dict], *, page: int, start: int) -> dict:
         "new_page": min(start // size + 1, pages),
         "numbers": range(1, pages + 1),
     }
-
-
-def _int_param(request: HttpRequest, name: str) -> int:
-    try:
-        return int(request.GET.get(name, "0"))
-    except ValueError:
-        return 0
 
 
 def _response_blocks(exchange: Exchange) -> list[dict]:
@@ -347,7 +341,7 @@ def live(request: HttpRequest) -> HttpResponse:
         ),
     }
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/live.html", context, zone=zone)
+    return render_page(request, "dashboard/live.html", context, zone=zone)
 
 
 @login_not_required  # public on purpose: status and a timestamp, no content
@@ -362,11 +356,3 @@ def ready(request: HttpRequest) -> JsonResponse:
     """Say whether the data side can serve: database migrated, workers alive."""
     report = data_readiness()
     return JsonResponse(report, status=200 if report["status"] == "ready" else 503)
-
-
-def _render(
-    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
-) -> HttpResponse:
-    """Render with times in the browser's zone."""
-    with timezone.override(zone):
-        return render(request, template, {**context, "zone": zone})

@@ -7,7 +7,6 @@ request inspector's transforms (apps.dashboard.inspector) and partials.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -15,13 +14,13 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
-from django.utils import timezone
 
 from apps.dashboard import inspector, page_state, selectors, session_selectors
 from apps.dashboard.markdown import markdown_html
+from apps.dashboard.page_state import render_page
 from apps.dashboard.selectors.ledger import ALL_TIME, Scope
 from apps.indexing import selectors as index
+from apps.proxy.bodies import json_pretty
 
 SESSIONS_PER_PAGE = 50
 THREAD_PER_PAGE = 150
@@ -42,8 +41,8 @@ def sessions(request: HttpRequest) -> HttpResponse:
     span = page_state.range_from_query(
         _default_range(request.GET), zone=zone, now=page_state.now_utc()
     )
-    page = _int(request.GET.get("page"), low=1) or 1
-    project = _int(request.GET.get("project"), low=1)
+    page = page_state.int_param(request.GET, "page", low=1) or 1
+    project = page_state.int_param(request.GET, "project", low=1)
     model = request.GET.get("model", "")[:200]
     sort = "cost" if request.GET.get("sort") == "cost" else "last"
     rows, total = session_selectors.session_rows(
@@ -57,7 +56,9 @@ def sessions(request: HttpRequest) -> HttpResponse:
         "model": model, "sort": sort, "projects": index.project_list(),
         "problems": span.problems,
     }  # fmt: skip
-    return _render(request, "dashboard/transcripts/sessions.html", context, zone=zone)
+    return render_page(
+        request, "dashboard/transcripts/sessions.html", context, zone=zone
+    )
 
 
 def _default_range(query: QueryDict) -> QueryDict:
@@ -77,7 +78,7 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
         raise Http404("No such session.")
     per = session_selectors.TURNS_PER_PAGE
     pages = max(1, -(-len(turns) // per))
-    page = min(_int(request.GET.get("page"), low=1) or 1, pages)
+    page = min(page_state.int_param(request.GET, "page", low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
     figures = session_selectors.session_page_figures_of(
         session_id=session_id, session=found
@@ -91,7 +92,9 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
     context["requests_query"] = _requests_query(session_id, found, turns, zone=zone)
-    return _render(request, "dashboard/transcripts/session.html", context, zone=zone)
+    return render_page(
+        request, "dashboard/transcripts/session.html", context, zone=zone
+    )
 
 
 def _requests_query(
@@ -136,7 +139,7 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     total = index.thread_count(session=found)
     pages = max(1, -(-total // THREAD_PER_PAGE))
     target = request.GET.get("entry", "")[:64]
-    page = _int(request.GET.get("page"), low=1)
+    page = page_state.int_param(request.GET, "page", low=1)
     if page is None and target:
         page = _page_of(found, target)
     page = min(page or 1, pages)
@@ -145,14 +148,14 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     )
     # hl is the search that led here; advanced=1 when it was raw FTS5 syntax.
     highlight = request.GET.get("hl", "")[:QUERY_MAX]
-    raw = request.GET.get("advanced") == "1"
+    raw = page_state.flag_param(request.GET, "advanced")
     context = {
         "session": found, "entries": _thread_views(items, target, highlight, raw),
         "page": page, "pages": pages, "total": total, "target": target,
         "hl": highlight, "parent": found.parent,
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/transcripts/thread.html", context, zone=zone)
+    return render_page(request, "dashboard/transcripts/thread.html", context, zone=zone)
 
 
 def _page_of(found: Any, target: str) -> int | None:
@@ -229,9 +232,10 @@ def _entry_view(
                 else {}}  # fmt: skip
     if entry.type == "summary":
         return {**base, "kind": "summary", "text": str(record.get("summary", ""))}
-    raw = json.dumps(record, indent=2, ensure_ascii=False)
+    shown = json_pretty(record)
     return {**base, "subtype": str(record.get("subtype", "")),
-            "json": raw[:OTHER_JSON_MAX], "cut": len(raw) > OTHER_JSON_MAX}  # fmt: skip
+            "json": shown[:OTHER_JSON_MAX],
+            "cut": len(shown) > OTHER_JSON_MAX}  # fmt: skip
 
 
 def _hit_window(text: str, query: str, raw: bool) -> list[tuple[str, bool]]:
@@ -242,9 +246,12 @@ def _hit_window(text: str, query: str, raw: bool) -> list[tuple[str, bool]]:
 def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) -> None:
     """Give the text blocks of the hit entry highlighted parts (escaped in template)."""
     content = message.get("content")
-    raw = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    raw = [b for b in raw if isinstance(b, dict)] if isinstance(raw, list) else []
-    for shaped, block in zip(blocks, raw, strict=False):
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    content = (
+        [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+    )
+    for shaped, block in zip(blocks, content, strict=False):
         if shaped["kind"] == "text":
             text = str(block.get("text", ""))
             shaped["hl"] = index.highlight_parts(text=text, query=query, raw=raw)
@@ -260,7 +267,9 @@ def projects(request: HttpRequest) -> HttpResponse:
     ]
     context = {"rows": rows, "unplaced": figures.get(None)}
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/transcripts/projects.html", context, zone=zone)
+    return render_page(
+        request, "dashboard/transcripts/projects.html", context, zone=zone
+    )
 
 
 @login_required
@@ -278,7 +287,7 @@ def search(request: HttpRequest) -> HttpResponse:
         "projects": index.project_list(), "problems": problems,
         "syntax_url": FTS_SYNTAX, "searched": bool(form["q"] or form["tool"]),
     }  # fmt: skip
-    return _render(request, "dashboard/transcripts/search.html", context, zone=zone)
+    return render_page(request, "dashboard/transcripts/search.html", context, zone=zone)
 
 
 def _hit_row(hit: index.SearchHit) -> dict:
@@ -305,8 +314,8 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
     if role and role not in dict(ROLES):
         problems.append(f"Unknown role {role[:40]!r}: any role is searched.")
     return {
-        "q": text[:QUERY_MAX], "raw": query.get("advanced") == "1",
-        "project": _int(query.get("project"), low=1),
+        "q": text[:QUERY_MAX], "raw": page_state.flag_param(query, "advanced"),
+        "project": page_state.int_param(query, "project", low=1),
         "session": query.get("session", "")[:200].strip(),
         "role": role if role in dict(ROLES) else "",
         "tool": query.get("tool", "")[:200].strip(),
@@ -314,7 +323,7 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
         "to": query.get("to", "") if until else "",
         "since": _at(since, zone), "until": _at(until + timedelta(days=1), zone)
         if until else None,
-        "page": min(_int(query.get("page"), low=1) or 1, MAX_PAGE),
+        "page": min(page_state.int_param(query, "page", low=1) or 1, MAX_PAGE),
     }, problems  # fmt: skip
 
 
@@ -372,20 +381,4 @@ def todos(request: HttpRequest) -> HttpResponse:
         "sessions": [] if session_id else index.todo_sessions(limit=50),
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
-    return _render(request, "dashboard/transcripts/todos.html", context, zone=zone)
-
-
-def _int(value: str | None, *, low: int, high: int = 10**9) -> int | None:
-    try:
-        number = int(value or "")
-    except ValueError:
-        return None
-    return number if low <= number <= high else None
-
-
-def _render(
-    request: HttpRequest, template: str, context: dict, *, zone: tzinfo
-) -> HttpResponse:
-    """Render with times in the browser's zone."""
-    with timezone.override(zone):
-        return render(request, template, {**context, "zone": zone})
+    return render_page(request, "dashboard/transcripts/todos.html", context, zone=zone)

@@ -25,8 +25,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from apps.proxy import services
-from apps.proxy.bodies import body_decode
+from apps.proxy.bodies import body_decode, body_pretty, json_pretty
 from apps.proxy.models import Exchange
+from apps.proxy.sse import sse_events
 
 COUNT_CAP = 10_000
 SHOW_CHARS = 500_000  # a body shown in the page; the full one is in the API
@@ -117,6 +118,11 @@ class ExchangeAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = CappedPaginator
     actions = ["delete_matching"]
+
+    class Media:
+        # A file, not an inline <style>: the data deployment's policy blocks those.
+        css = {"all": ["proxy/css/exchange_admin.css"]}
+
     fieldsets = (
         (None, {"fields": ("overview",)}),
         ("Usage and cost", {"fields": ("usage",)}),
@@ -303,7 +309,7 @@ class ExchangeAdmin(admin.ModelAdmin):
     def message_view(self, obj: Exchange) -> str:
         if obj.response_message is None:
             return "-"
-        return _pre(json.dumps(obj.response_message, indent=2, ensure_ascii=False))
+        return _pre(json_pretty(obj.response_message))
 
 
 def _table(rows: list | tuple) -> str:
@@ -342,28 +348,12 @@ def _body(stored: bytes | memoryview | None, *, sse: bool = False) -> str:
     text = data.decode("utf-8", errors="replace")
     if sse or text.startswith(("event:", "data:")):
         return _events(text)
-    return _pre(_pretty(text))
-
-
-def _pretty(text: str) -> str:
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
-        return text
+    return _pre(body_pretty(text))
 
 
 def _events(text: str) -> str:
     """Show a server-sent event stream as a table of (event, pretty data)."""
-    rows = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip())
-        if data or name != "message":
-            rows.append((name, _pretty("\n".join(data))))
+    rows = [(name, body_pretty(data)) for name, data in sse_events(text)]
     shown = rows[:SHOW_EVENTS]
     body = format_html_join(
         "", '<tr><th>{}</th><td><pre class="claudemon-body">{}</pre></td></tr>', shown

@@ -309,3 +309,27 @@ def _compact_batch(*, ids: list[int]) -> int:
             stored = bodyblock_store(body=body, scope=session_id)
             converted += Exchange.objects.filter(pk=pk).update(request_body=stored)
     return converted
+
+
+# --- bodies as people read them -------------------------------------------------
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_pretty(value: Any) -> str:
+    """Indent a decoded JSON value for a page: two spaces, non-ASCII kept as is.
+
+    JSON may escape a lone UTF-16 surrogate (\\ud800) that no page can encode as
+    UTF-8: it is shown as U+FFFD. Values JSON cannot hold are shown as str().
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def body_pretty(data: bytes | str) -> str:
+    """Return a body as text for a page: indented when it is JSON, else as it is."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    try:
+        return json_pretty(json.loads(text))
+    except (ValueError, RecursionError):  # not JSON, a 4,300-digit int, too deep
+        return text

@@ -218,20 +218,14 @@ class LoopStream(httpcore.AsyncNetworkStream):
         return LoopStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
-        transport = self._transport
+        # What httpcore's connections ask of a stream; nothing of ours asks more.
         if info == "ssl_object":
-            return transport.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return transport.get_extra_info("sockname")
-        if info == "server_addr":
-            return transport.get_extra_info("peername")
-        if info == "socket":
-            return transport.get_extra_info("socket")
+            return self._transport.get_extra_info("ssl_object")
         if info == "is_readable":
             # httpcore asks this of an idle pooled connection: anything to read (or
             # the end of the stream) means the server closed or broke it.
             protocol = self._protocol
-            return bool(protocol.chunks) or protocol.eof or transport.is_closing()
+            return bool(protocol.chunks) or protocol.eof or self._transport.is_closing()
         return None
 
 

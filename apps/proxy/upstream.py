@@ -7,9 +7,11 @@ Invariants:
   `host` (set from the upstream URL) and `content-length` (recomputed by whoever
   frames the message). Every other header passes with its exact name and value bytes,
   in order, duplicates included.
-- Timeouts: connect and pool waits are bounded by CLAUDEMON_CONNECT_TIMEOUT; each
+- Timeouts: connecting (TLS included) is bounded by CLAUDEMON_CONNECT_TIMEOUT; each
   read or write may stay idle up to CLAUDEMON_IDLE_TIMEOUT. There is no total
   timeout, so a stream that runs for an hour is never cut.
+- At most CLAUDEMON_UPSTREAM_CONNECTIONS calls are in flight to the upstream; one
+  more fails at once with PoolFull, never waits (apps.proxy.pool).
 - The relay speaks to the upstream through httpcore (httpx's own transport) on an
   asyncio backend of ours (apps.proxy.transport): no environment lookups (netrc,
   proxy variables), no default headers, no URL re-parsing per call. The upstream
@@ -27,7 +29,7 @@ from collections.abc import Iterable
 import httpcore
 from django.conf import settings
 
-from apps.proxy.pool import UpstreamPool
+from apps.proxy.pool import PoolFull, UpstreamPool
 
 Header = tuple[bytes, bytes]
 
@@ -107,7 +109,7 @@ def upstream_request(
         settings.CLAUDEMON_CONNECT_TIMEOUT,
         settings.CLAUDEMON_IDLE_TIMEOUT,
     )
-    timeouts = {"connect": connect, "read": idle, "write": idle, "pool": connect}
+    timeouts = {"connect": connect, "read": idle, "write": idle}
     return httpcore.Request(
         method.encode("ascii"),
         httpcore.URL(scheme=scheme, host=host, port=port, target=target),
@@ -123,15 +125,19 @@ def url_without_credentials(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return urllib.parse.urlunsplit(
+        (parts.scheme, host, parts.path, parts.query, parts.fragment)
+    )
 
 
-# What a failed upstream exchange raises: httpcore's errors, or the OS's.
+# What a failed upstream exchange raises: httpcore's errors, or a full pool.
+# (UnsupportedProtocol is raised only by httpcore's own pool, which the relay does
+# not use.) OSError stays as a net: transport.py maps the OS's errors it knows of.
 UPSTREAM_ERRORS = (
+    PoolFull,
     httpcore.TimeoutException,
     httpcore.NetworkError,
     httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
     OSError,
 )
 
@@ -142,7 +148,10 @@ def upstream_pool() -> UpstreamPool:
     """Return the process's long-lived pool of upstream connections."""
     global _pool
     if _pool is None:
-        _pool = UpstreamPool(max_idle=100, keepalive_expiry=60)
+        _pool = UpstreamPool(
+            max_connections=settings.CLAUDEMON_UPSTREAM_CONNECTIONS,
+            keepalive_expiry=60,
+        )
     return _pool
 
 

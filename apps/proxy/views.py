@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 import claudemon
 from apps.proxy import selectors
 from apps.proxy.models import Exchange
+from apps.proxy.pool import PoolFull
 from apps.proxy.recorder import Call, header_value
 from apps.proxy.routing.match import route_for
 from apps.proxy.routing.reload import routing_health
@@ -219,7 +220,7 @@ def _error_event(message: str) -> bytes:
 def _failure_response(call: Call, exc: Exception) -> HttpResponse:
     """Answer like Anthropic would when the upstream cannot be reached or times out."""
     if isinstance(exc, UPSTREAM_ERRORS):
-        status = 504 if isinstance(exc, httpcore.TimeoutException) else 502
+        status = _failure_status(exc)
         call.error_type, call.error_message = _describe(exc)
         call.state = State.UPSTREAM_ERROR
     else:
@@ -240,10 +241,23 @@ def _failure_response(call: Call, exc: Exception) -> HttpResponse:
     return HttpResponse(payload, status=status, content_type="application/json")
 
 
+def _failure_status(exc: Exception) -> int:
+    """503 at the pool's bound (Claude Code retries it), 504 on a timeout, else 502."""
+    if isinstance(exc, PoolFull):
+        return 503
+    return 504 if isinstance(exc, httpcore.TimeoutException) else 502
+
+
 def _describe(exc: Exception) -> tuple[str, str]:
     """Name the cause of an upstream failure in words a user can act on."""
     upstream = url_without_credentials(settings.CLAUDEMON_UPSTREAM_URL)
-    if isinstance(exc, (httpcore.ConnectTimeout, httpcore.PoolTimeout)):
+    if isinstance(exc, PoolFull):
+        return "relay_busy", (
+            f"claudemon already has {settings.CLAUDEMON_UPSTREAM_CONNECTIONS} calls "
+            f"in flight to the upstream {upstream} "
+            "(CLAUDEMON_UPSTREAM_CONNECTIONS); try again when some have finished."
+        )
+    if isinstance(exc, httpcore.ConnectTimeout):
         return "upstream_connect_timeout", (
             f"claudemon could not connect to the upstream {upstream} within "
             f"{settings.CLAUDEMON_CONNECT_TIMEOUT:g} s (CLAUDEMON_CONNECT_TIMEOUT)."

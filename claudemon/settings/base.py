@@ -32,6 +32,10 @@ CLAUDEMON_CORE_PORT = env_int("CLAUDEMON_CORE_PORT", 8001, minimum=1, maximum=65
 CLAUDEMON_DATA_PORT = env_int("CLAUDEMON_DATA_PORT", 8002, minimum=1, maximum=65535)
 CLAUDEMON_CONNECT_TIMEOUT = env_float("CLAUDEMON_CONNECT_TIMEOUT", 10.0)
 CLAUDEMON_IDLE_TIMEOUT = env_float("CLAUDEMON_IDLE_TIMEOUT", 600.0)
+# Calls in flight to one upstream (or provider) at once; one more is answered 503.
+CLAUDEMON_UPSTREAM_CONNECTIONS = env_int(
+    "CLAUDEMON_UPSTREAM_CONNECTIONS", 100, minimum=1
+)
 CLAUDEMON_REDACT_HEADERS = env_header_names("CLAUDEMON_REDACT_HEADERS", [])
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 # Routing of chosen calls to other models or providers (apps/proxy/routing).

@@ -17,7 +17,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = None
 FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 TEMPLATES = []  # noqa: F811
 # The request thread never touches the database (recording has its own thread),
-# so apps.proxy drops Django's per-request connection and cache cleanup receivers.
+# so apps.proxy drops Django's request_started receivers (a thread hop each call).
 CLAUDEMON_LEAN_REQUESTS = True
 # The relay only appends rows: a small page cache and no memory map keep its
 # resident memory low and flat (the shared 32 MB cache suits the readers).

@@ -95,6 +95,22 @@ def test_it_shows_a_readable_escaped_detail(admin_client, hostile):
     assert "unified-5h-utilization" in html
 
 
+def test_it_reads_bodies_with_the_one_sse_parser_and_pretty_printer(admin_client):
+    exchange = exchange_create(
+        is_streaming=True,
+        request_body=body_encode(b'{"text": "\\ud800 lone"}'),
+        response_body=body_encode(b'event: ping\rdata: {"type": "ping"}\r\r'),
+    )
+
+    page = admin_client.get(f"/admin/proxy/exchange/{exchange.pk}/change/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<th>ping</th>" in html  # CR-only line ends, as WHATWG allows
+    # The JSON-escaped lone surrogate, which no page can encode as UTF-8:
+    assert "&quot;text&quot;: &quot;\ufffd lone&quot;" in html
+
+
 def test_it_has_no_add_or_edit(admin_client, hostile):
     assert admin_client.get("/admin/proxy/exchange/add/").status_code == 403
     response = admin_client.post(

@@ -272,7 +272,7 @@ def test_it_parses_the_raw_sse_events_of_a_stream():
         b'event: content_block_delta\r\ndata: {"delta":{"text":"Hi"}}\r\n\r\n'
         b"data: not json\n\n"
     )
-    events = inspector.sse_events(body)
+    events = inspector.stream_events(body)
     assert [e["event"] for e in events] == [
         "message_start",
         "ping",

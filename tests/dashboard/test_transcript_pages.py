@@ -356,6 +356,19 @@ def test_it_highlights_the_terms_of_an_advanced_query_in_the_thread(
     assert {"not", "near"} <= set(_marks(plain))  # as words, they are words
 
 
+def test_a_plain_search_highlights_its_landing_entry_as_words(db, tmp_path, client_in):
+    tree = ClaudeTree(tmp_path / "plain")
+    t = tree.transcript(cwd="/home/me/pool", session_id="plain-session")
+    t.user("the deadlock is not flaky")
+    index_sync(roots=[tree.root])
+
+    html = _get(client_in, "thread", "plain-session", entry=t.last_uuid,
+                hl="deadlock NOT flaky")  # fmt: skip
+
+    text = html[html.index('class="prose hl-text"') :][:1000]
+    assert _marks(text[: text.index("</div>")]) == ["deadlock", "not", "flaky"]
+
+
 @pytest.mark.parametrize(
     "query",
     ['"', "NEAR(", "((((" * 500, "{tools}:", "<mark>x</mark>", HOSTILE, "\x00",

@@ -20,6 +20,7 @@ from apps.proxy.bodies import (
     body_decode,
     body_encode,
     body_encode_request,
+    body_pretty,
     body_split,
 )
 from apps.proxy.models import BodyBlock, Exchange
@@ -248,3 +249,18 @@ def test_it_asks_for_blocks_only_when_a_session_can_share_them():
     assert isinstance(body_encode_request(b"x" * 600, session_id="s"), BodyBlocks)
     assert body_encode_request(b"x" * 600, session_id="")[:1] == b"z"
     assert body_block_ids(b"z...") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (b'{"a": [1]}', '{\n  "a": [\n    1\n  ]\n}'),
+        ('{"é": "ü"}', '{\n  "é": "ü"\n}'),  # non-ASCII kept
+        (b'"\\ud800"', '"\ufffd"'),  # a lone surrogate no page could encode
+        (b"not json \xff", "not json \ufffd"),
+        (b"[" * 5000 + b"]" * 5000, "[" * 5000 + "]" * 5000),  # too deep: as it is
+        (b"1" * 5000, "1" * 5000),  # an int beyond Python's digit limit: as it is
+    ],
+)
+def test_it_pretty_prints_a_body_for_people_or_shows_it_as_it_is(data, text):
+    assert body_pretty(data) == text

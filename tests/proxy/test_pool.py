@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+from functools import partial
 
 import httpcore
 import pytest
 
-from apps.proxy.pool import UpstreamPool
+from apps.proxy.pool import PoolFull, UpstreamPool
+from tests.conftest import wait_for_async
 from tests.proxy.test_transport import (
     RESPONSE,
     certificate,
+    closed_by_server,
     read_request,
     request,
     run,
@@ -49,7 +53,7 @@ def test_it_reuses_one_connection_for_calls_one_after_another():
 
     async def scenario():
         server, port = await serve(keep_alive_server(connections))
-        pool = UpstreamPool()
+        pool = UpstreamPool(max_connections=10)
         bodies = [await fetch(pool, port) for _ in range(3)]
         server.close()
         return bodies, pool.opened, pool.idle
@@ -65,7 +69,7 @@ def test_calls_at_the_same_time_get_a_connection_each_and_all_come_back():
 
     async def scenario():
         server, port = await serve(keep_alive_server(connections))
-        pool = UpstreamPool()
+        pool = UpstreamPool(max_connections=10)
         bodies = await asyncio.gather(*(fetch(pool, port) for _ in range(4)))
         server.close()
         return bodies, pool.opened, pool.idle
@@ -81,9 +85,11 @@ def test_a_connection_the_server_closed_is_not_taken_again():
 
     async def scenario():
         server, port = await serve(keep_alive_server(connections, close_after=True))
-        pool = UpstreamPool()
-        first = await fetch(pool, port)
-        await asyncio.sleep(0.2)  # the close reaches the idle connection
+        pool = UpstreamPool(max_connections=10)
+        response = await pool.handle_async_request(request(port))
+        first = await response.aread()
+        await response.aclose()  # back to the pool, idle
+        await wait_for_async(partial(closed_by_server, response))
         second = await fetch(pool, port)
         server.close()
         return [first, second], pool.opened
@@ -110,7 +116,7 @@ def test_a_response_left_before_its_end_closes_its_connection():
         global closed
         closed = asyncio.get_running_loop().create_future()
         server, port = await serve(handler)
-        pool = UpstreamPool()
+        pool = UpstreamPool(max_connections=10)
         response = await pool.handle_async_request(request(port))
         chunks = response.aiter_stream()
         first = await chunks.__anext__()
@@ -132,7 +138,7 @@ def test_a_failed_call_leaves_no_connection_behind():
 
     async def scenario():
         server, port = await serve(handler)
-        pool = UpstreamPool()
+        pool = UpstreamPool(max_connections=10)
         with pytest.raises(httpcore.RemoteProtocolError):
             await pool.handle_async_request(request(port))
         server.close()
@@ -150,11 +156,12 @@ def test_it_speaks_verified_tls_and_reuses_the_connection(tmp_path):
     async def scenario():
         server, port = await serve(keep_alive_server(connections), ssl=server_context)
         trusting = UpstreamPool(
-            ssl_context=ssl.create_default_context(cafile=str(cert_path))
+            max_connections=10,
+            ssl_context=ssl.create_default_context(cafile=str(cert_path)),
         )
         bodies = [await fetch(trusting, port, b"https") for _ in range(2)]
         with pytest.raises(httpcore.ConnectError, match="CERTIFICATE_VERIFY"):
-            await fetch(UpstreamPool(), port, b"https")  # certifi's roots only
+            await fetch(UpstreamPool(max_connections=10), port, b"https")  # certifi's
         server.close()
         return bodies, trusting.opened
 
@@ -162,3 +169,43 @@ def test_it_speaks_verified_tls_and_reuses_the_connection(tmp_path):
 
     assert bodies == [b"hello", b"hello"]
     assert opened == 1
+
+
+def test_a_call_beyond_the_bound_fails_at_once_and_a_closed_call_frees_its_slot():
+    connections = []
+
+    async def scenario():
+        server, port = await serve(keep_alive_server(connections))
+        pool = UpstreamPool(max_connections=2)
+        held = [await pool.handle_async_request(request(port)) for _ in range(2)]
+        with pytest.raises(PoolFull, match="all 2 connections are in use"):
+            await pool.handle_async_request(request(port))
+        for response in held:
+            await response.aread()  # read to its end, so the connection can serve again
+        await held[0].aclose()
+        body = await fetch(pool, port)  # takes the connection held[0] gave back
+        await held[1].aclose()
+        server.close()
+        return body, pool.opened, pool.idle, pool.lent
+
+    body, opened, idle, lent = run(scenario())
+
+    assert body == b"hello"
+    assert (opened, idle, lent) == (2, 2, 0)
+
+
+def test_a_response_dropped_without_closing_gives_its_slot_back():
+    connections = []
+
+    async def scenario():
+        server, port = await serve(keep_alive_server(connections))
+        pool = UpstreamPool(max_connections=1)
+        response = await pool.handle_async_request(request(port))
+        full = pool.lent
+        del response  # as when a client leaves before its response was iterated
+        gc.collect()
+        body = await fetch(pool, port)
+        server.close()
+        return full, body
+
+    assert run(scenario()) == (1, b"hello")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-import time
+import threading
 
 import anthropic
 import httpx
@@ -98,12 +98,12 @@ def test_it_never_cuts_a_stream_that_outlasts_the_timeouts_while_events_flow(
     quick_relay, upstream
 ):
     events = message_events(text="x" * 40, text_parts=40)
-    upstream.enqueue(Reply(events=events, pause=0.06))  # ~3 s in all, 1 s timeouts
+    # The fake sleeps 0.06 s before each event after the first: the stream lasts
+    # over 2.5 s by construction, past both 1 s timeouts.
+    upstream.enqueue(Reply(events=events, pause=0.06))
 
-    started = time.monotonic()
     response = httpx.post(quick_relay.url + "/v1/messages", content=b"{}", timeout=30)
 
-    assert time.monotonic() - started > 2  # really ran past both 1 s timeouts
     assert response.content == b"".join(events)
     [row] = recorded()
     assert row.state == Exchange.State.COMPLETE
@@ -191,3 +191,30 @@ def test_it_cancels_the_upstream_at_once_when_the_client_disconnects(relay, upst
     assert partial.startswith(b"event: message_start") and len(partial) < len(
         b"".join(events)
     )
+
+
+def test_a_call_beyond_the_connection_bound_gets_503_at_once(relay_factory, upstream):
+    relay = relay_factory(
+        CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_UPSTREAM_CONNECTIONS="1"
+    )
+    gate = threading.Event()
+    upstream.enqueue(Reply(events=message_events(text="abc"), gate=gate))
+
+    with httpx.stream("POST", relay.url + "/v1/messages", content=b"{}") as held:
+        lines = held.iter_lines()
+        next(lines)  # the first call holds the one connection
+        refused = httpx.post(relay.url + "/v1/messages", content=b"{}")
+        gate.set()
+        list(lines)
+    after = httpx.post(relay.url + "/v1/messages", content=b"{}")
+
+    assert refused.status_code == 503
+    assert "CLAUDEMON_UPSTREAM_CONNECTIONS" in refused.json()["error"]["message"]
+    assert after.status_code == 200
+    assert len(upstream.requests) == 2  # the refused call never left
+    rows = recorded(3)
+    assert [(r.status_code, r.error_type) for r in rows] == [
+        (200, ""),
+        (503, "relay_busy"),
+        (200, ""),
+    ]

@@ -66,6 +66,11 @@ def test_it_passes_manage_py_check_under_both_deployments(module, tmp_path):
             "soon",
             "CLAUDEMON_IDLE_TIMEOUT='soon' is not valid",
         ),
+        (
+            "CLAUDEMON_UPSTREAM_CONNECTIONS",
+            "0",
+            "CLAUDEMON_UPSTREAM_CONNECTIONS='0' is not valid",
+        ),
         ("CLAUDEMON_UPSTREAM_URL", "api.anthropic.com", "CLAUDEMON_UPSTREAM_URL"),
         ("CLAUDEMON_PRICES_FILE", "/nonexistent/prices.json", "is not a readable file"),
         ("CLAUDEMON_DEBUG", "maybe", "CLAUDEMON_DEBUG='maybe' is not valid"),

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
+from functools import partial
 from pathlib import Path
 
 import httpcore
@@ -24,6 +25,7 @@ from django.test import override_settings
 from apps.proxy import transport
 from apps.proxy.transport import LoopBackend
 from apps.proxy.upstream import upstream_request
+from tests.conftest import wait_for_async
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
 
@@ -54,6 +56,11 @@ def request(port: int, *, scheme: bytes = b"http", timeout: float = 5.0):
         headers=[(b"Host", b"localhost")],
         extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout}},
     )
+
+
+def closed_by_server(response: httpcore.Response) -> bool:
+    """Whether the connection a response came on has seen the server close it."""
+    return response.extensions["network_stream"].get_extra_info("is_readable")
 
 
 def certificate(directory: Path) -> tuple[Path, Path]:
@@ -230,7 +237,7 @@ def test_a_pooled_connection_the_server_closed_is_not_reused():
                 response = await pool.handle_async_request(request(port))
                 bodies.append(await response.aread())
                 await response.aclose()  # back to the pool, idle
-                await asyncio.sleep(0.2)  # the close reaches the idle connection
+                await wait_for_async(partial(closed_by_server, response))
         server.close()
         return bodies
 

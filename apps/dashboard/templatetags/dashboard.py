@@ -117,16 +117,17 @@ def stacked_bars(chart: dict, *, unit: str = "") -> dict:
                         "title": f"{label} · {s['name']}: {_fmt(value, unit)}",
                     }
                 )
-    ticks = [labels[i] for i in range(0, len(labels), max(1, len(labels) // 6))]
-    tick_xs = [
-        {"x": pad + labels.index(t) * slot + slot / 2, "label": t} for t in ticks
+    # By position: a 24 h range in hours starts and ends on the same hour's label.
+    ticks = [
+        {"x": pad + i * slot + slot / 2, "label": labels[i]}
+        for i in range(0, len(labels), max(1, len(labels) // 6))
     ]
     return {
         "width": width,
         "height": height,
         "pad": pad,
         "bars": bars,
-        "ticks": tick_xs,
+        "ticks": ticks,
         "top": _fmt(top, unit),
         "legend": [
             {"name": s["name"], "cls": f"s{i % PALETTE_SIZE}"}

@@ -135,7 +135,10 @@ async def provider_send(target: Target, request: httpcore.Request) -> httpcore.R
     origin = urllib.parse.urlsplit(provider.base_url)._replace(path="").geturl()
     pool = _pools.get(origin)
     if pool is None:
-        pool = _pools[origin] = UpstreamPool(max_idle=16, keepalive_expiry=60)
+        pool = _pools[origin] = UpstreamPool(
+            max_connections=settings.CLAUDEMON_UPSTREAM_CONNECTIONS,
+            keepalive_expiry=60,
+        )
     return await pool.handle_async_request(request)
 
 

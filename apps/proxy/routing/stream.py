@@ -5,7 +5,7 @@ per content block content_block_start, its deltas (text_delta, input_json_delta)
 and content_block_stop, then message_delta (stop reason, cumulative usage) and
 message_stop; an `error` event when the provider's stream fails after its 200.
 Framing follows https://html.spec.whatwg.org/multipage/server-sent-events.html
-(parsed with the relay's one parser, apps.proxy.recorder.sse_events).
+(parsed with the relay's one parser, apps.proxy.sse.sse_events).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from apps.proxy.recorder import sse_events
 from apps.proxy.routing.convert import STOP_REASONS, message_id, usage_from_openai
+from apps.proxy.sse import sse_events
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:

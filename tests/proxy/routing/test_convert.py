@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from apps.proxy.recorder import message_from_events, sse_events
+from apps.proxy.recorder import message_from_events
 from apps.proxy.routing.convert import (
     request_to_openai,
     response_from_openai,
@@ -15,6 +15,7 @@ from apps.proxy.routing.convert import (
 )
 from apps.proxy.routing.providers import error_from_provider
 from apps.proxy.routing.stream import StreamConverter, events_from_message
+from apps.proxy.sse import sse_events
 from tests.fake_openai import Turn, check_request, chunks, completion
 from tests.fake_upstream import Received
 from tests.proxy.routing.conftest import request_shape
