@@ -20,6 +20,7 @@ from apps.dashboard import (
     session_selectors,
 )
 from apps.dashboard.page_state import render_page
+from apps.dashboard.schemas import WEEKDAYS
 from apps.dashboard.selectors import reports
 from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.selectors.readiness import data_readiness
@@ -103,9 +104,15 @@ def usage(request: HttpRequest) -> HttpResponse:
     query.setdefault("range", "1y" if report == "monthly" else "30d")
     span = page_state.range_from_query(query, zone=zone, now=page_state.now_utc())
     metric = "cost" if request.GET.get("metric") == "cost" else "tokens"
-    found = _report(report, Scope(page_state.day_start(span), span.end), zone)
+    week_start = request.GET.get("week_start", "monday")
+    week_start = week_start if week_start in WEEKDAYS else "monday"
+    found = _report(
+        report, Scope(page_state.day_start(span), span.end), zone,
+        week_start=WEEKDAYS.index(week_start),
+    )  # fmt: skip
     context = {
         "span": span, "report": report, "tabs": REPORT_TABS, "metric": metric,
+        "week_start": week_start, "weekdays": WEEKDAYS,
         "command": {"sessions": "session", "projects": "project",
                     "models": "model"}.get(report, report),
         "data": found, "chart": _report_chart(report, found, metric=metric, zone=zone),
@@ -114,9 +121,11 @@ def usage(request: HttpRequest) -> HttpResponse:
     return render_page(request, "dashboard/usage.html", context, zone=zone)
 
 
-def _report(report: str, scope: Scope, zone: tzinfo) -> dict:
+def _report(report: str, scope: Scope, zone: tzinfo, *, week_start: int) -> dict:
     if report in ("daily", "weekly", "monthly"):
-        return reports.report_periods(scope=scope, zone=zone, report=report)
+        return reports.report_periods(
+            scope=scope, zone=zone, report=report, week_start=week_start
+        )
     if report == "sessions":
         return reports.report_sessions(scope=scope, zone=zone, limit=100, offset=0)
     if report == "projects":

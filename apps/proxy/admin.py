@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.proxy import services
 from apps.proxy.bodies import body_decode, body_pretty, json_pretty
-from apps.proxy.models import Exchange
+from apps.proxy.models import ApiCall, Exchange
 from apps.proxy.sse import sse_events
 
 COUNT_CAP = 10_000
@@ -366,3 +366,41 @@ def _events(text: str) -> str:
     return format_html(
         '<table class="claudemon-events">{}</table><p class="help">{}</p>', body, more
     )
+
+
+@admin.register(ApiCall)
+class ApiCallAdmin(admin.ModelAdmin):
+    """The usage ledger, read-only: one row per call and where it was learnt.
+
+    Rows change only through apps.proxy.services (the recorder, the indexer,
+    exchange deletes), which keep the rollups in step; so nothing here writes.
+    """
+
+    list_display = (
+        "at", "kind", "model", "speed", "session_id", "agent_id", "input_tokens",
+        "output_tokens", "cost_usd", "error", "relayed", "transcribed",
+    )  # fmt: skip
+    list_filter = ("kind", "speed", "error")
+    search_fields = ("key", "request_id", "message_id", "session_id")
+    date_hierarchy = "at"
+    list_per_page = 100
+    show_full_result_count = False
+    paginator = CappedPaginator
+    exclude = ("transcript",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(boolean=True)
+    def relayed(self, obj: ApiCall) -> bool:
+        return obj.exchange_id is not None
+
+    @admin.display(boolean=True)
+    def transcribed(self, obj: ApiCall) -> bool:
+        return obj.transcript is not None
