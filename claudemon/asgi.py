@@ -17,5 +17,5 @@ if "channels" in settings.INSTALLED_APPS:  # the data deployment: pages and live
 else:  # the relay: no websocket branch, no per-request thread (apps/proxy/handler.py)
     from apps.proxy.handler import relay_application  # noqa: E402
 
-    routes = {"http": relay_application(django_asgi)}
+    routes = {"http": relay_application()}
 application = ProtocolTypeRouter(routes)
