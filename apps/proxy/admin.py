@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from apps.proxy import services
 from apps.proxy.bodies import body_decode, body_pretty, json_pretty
 from apps.proxy.models import ApiCall, Exchange
+from apps.proxy.selectors import quarantine_list
 from apps.proxy.sse import sse_events
 
 COUNT_CAP = 10_000
@@ -164,6 +165,14 @@ class ExchangeAdmin(admin.ModelAdmin):
         services.exchange_delete(queryset=queryset)
 
     # --- list ------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        """Show above the list the steps the recorder set aside (a permanent
+        database error), newest first: they are in no row, so not in the list."""
+        context = {**(extra_context or {}), "quarantine": quarantine_list(limit=20)}
+        return super().changelist_view(request, extra_context=context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)

@@ -465,3 +465,34 @@ def test_it_lists_the_quarantine_newest_first_for_the_admin(settings, tmp_path):
         ("/first", "start", "IntegrityError: one"),
     ]
     assert [q["path"] for q in quarantine_list(limit=1)] == ["/second"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_what_the_recorder_set_aside(settings, tmp_path, admin_client):
+    settings.CLAUDEMON_VAR_DIR = tmp_path
+    settings.CLAUDEMON_DB_PATH = tmp_path / "claudemon.sqlite3"
+    bad_usage = b'{"type": "message", "usage": {"output_tokens": -5}}'
+    hostile = make_call(path="/v1/messages/<script>x</script>")
+    recording = Recording(capacity=100, files=backlog_files())
+    try:
+        recording.submit("start", hostile)
+        recording.submit("finish", finished(hostile, bad_usage))
+        wait_for(lambda: recording.quarantined == 2)
+    finally:
+        recording.close()
+
+    page = admin_client.get("/admin/proxy/exchange/").content.decode()
+
+    assert 'id="claudemon-quarantine"' in page
+    assert page.count(str(hostile.uid)) == 2  # its start and its finish
+    assert "IntegrityError" in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
+
+
+def test_the_admin_says_nothing_when_nothing_was_set_aside(
+    settings, tmp_path, admin_client
+):
+    settings.CLAUDEMON_VAR_DIR = tmp_path
+    settings.CLAUDEMON_DB_PATH = tmp_path / "claudemon.sqlite3"
+    page = admin_client.get("/admin/proxy/exchange/").content.decode()
+    assert page.count("claudemon-quarantine") == 0
