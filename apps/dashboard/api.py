@@ -18,8 +18,9 @@ from django.utils import timezone
 from ninja import Path, Query, Router
 from ninja.errors import HttpError
 
-from apps.dashboard import schemas, selectors, session_selectors
+from apps.dashboard import schemas, selectors
 from apps.dashboard.selectors import reports
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import scope_of
 
 router = Router(tags=["stats"])

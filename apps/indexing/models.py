@@ -199,7 +199,7 @@ class TranscriptCall(models.Model):
         indexes = [
             models.Index(fields=["session", "turn", "entry_id"], name="call_turn"),
             # A session's figures find the call each relayed exchange stands for
-            # (apps.dashboard.session_selectors.figures).
+            # (apps.dashboard.selectors.sessions.figures).
             # Not partial: SQLite does not use a partial index for a LEFT JOIN.
             models.Index(fields=["request_id"], name="call_request_id"),
         ]

@@ -15,8 +15,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.dashboard import session_selectors
 from apps.dashboard.markdown import markdown_html
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.templatetags.dashboard import usd
 from apps.indexing.services import index_sync
 from apps.proxy import services
@@ -273,7 +273,7 @@ def test_it_renders_the_thread_with_subagent_nested_and_compaction(
 def test_it_pages_a_long_thread_and_opens_the_page_of_a_linked_entry(
     db, tmp_path, client_in
 ):
-    from apps.dashboard.views_transcripts import THREAD_PER_PAGE
+    from apps.dashboard.views.sessions import THREAD_PER_PAGE
 
     tree = ClaudeTree(tmp_path / "long")
     long = tree.transcript(session_id="long-session")
@@ -293,7 +293,7 @@ def test_it_pages_a_long_thread_and_opens_the_page_of_a_linked_entry(
 def test_it_names_the_tool_of_a_result_whose_call_is_on_the_previous_page(
     db, tmp_path, client_in
 ):
-    from apps.dashboard.views_transcripts import THREAD_PER_PAGE
+    from apps.dashboard.views.sessions import THREAD_PER_PAGE
 
     tree = ClaudeTree(tmp_path / "boundary")
     long = tree.transcript(session_id="boundary-session")

@@ -4,7 +4,12 @@
 - usage: totals, series, per model and tool, latency percentiles;
 - reports: daily, weekly, monthly, per session, project and model, 5-hour blocks;
 - exchanges: the relay's raw record (lists, one exchange, exports, limits, health);
-- base: the exchange list's filter.
+- base: the exchange list's filter;
+- requests: what the requests pages show (a page of the list, the inspector's
+  exchange and its neighbours, the live feed);
+- sessions (a package): a session's figures, the sessions list, one session
+  turn by turn;
+- logins, readiness: the login throttle and the data side's readiness.
 """
 
 from apps.dashboard.selectors.base import (

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from apps.dashboard.session_selectors.calls import (
+from apps.dashboard.selectors.sessions.calls import (
     CallRow,
     call_list_by_session,
     calls_by_key,
 )
-from apps.dashboard.session_selectors.figures import (
+from apps.dashboard.selectors.sessions.figures import (
     CALL_ROWS_SQL,
     Figures,
     SessionFigures,

@@ -15,9 +15,10 @@ from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 
-from apps.dashboard import inspector, page_state, selectors, session_selectors
+from apps.dashboard import inspector, page_state, selectors
 from apps.dashboard.markdown import markdown_html
 from apps.dashboard.page_state import render_page
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import ALL_TIME, Scope
 from apps.indexing import selectors as index
 from apps.proxy.bodies import json_pretty
