@@ -223,8 +223,8 @@ def _measure_statusline(*, runs: int, db: Path) -> None:
 
 def _measure_catch_up(*, entries: int, work: Path) -> None:
     from apps.dashboard.services import rollup_refresh
-    from apps.indexing import sessions as index_sessions
     from apps.indexing.services import index_sync
+    from apps.indexing.services import sessions as index_sessions
     from bench.index import tree_generate
 
     root = work / "dot-claude"

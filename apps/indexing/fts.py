@@ -3,7 +3,7 @@
 Invariants:
 - indexing_entry_fts is a contentless FTS5 table (content=''): each entry's text
   lives once, compressed in its Block, and the index holds only postings, rowid =
-  indexing_entry.id. Entries are created only by apps.indexing.batches.
+  indexing_entry.id. Entries are created only by apps.indexing.services.batches.
   entries_insert, which calls fts_insert() for the same rows in the same
   transaction. Their text and tools are never updated (a trigger refuses it).
 - No trigger or view needs a function of ours (migration 0010): a backup script,

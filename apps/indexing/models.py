@@ -172,7 +172,7 @@ class TranscriptCall(models.Model):
     them (tools of all lines, the largest usage, the first line's model, time and
     uuid), the turn it belongs to (prompts before it, selectors.TURN_START_SQL;
     0 before the first) and its list price. Rebuilt with the session's totals by
-    apps.indexing.sessions, so a long session's page reads one row per call
+    apps.indexing.services.sessions, so a long session's page reads one row per call
     rather than every line. The same call in two files has a row in each; the
     usage ledger (apps.proxy's ApiCall, fed from these rows) counts it once.
     """

@@ -12,7 +12,7 @@ from apps.indexing.models import Session, TranscriptCall
 # A turn starts at each prompt typed: a user line with prose that is neither
 # Claude Code's scaffolding (isMeta) nor the summary it writes after compacting.
 # The one definition of a turn: the sessions list counts it (Session.user_count,
-# apps.indexing.sessions) and the session page starts its turns with it.
+# apps.indexing.services.sessions) and the session page starts its turns with it.
 TURN_START_SQL = (
     "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
 )
@@ -48,7 +48,7 @@ def session_turn_marks(*, session: Session) -> list[TurnMark]:
 
     What each turn did is in its calls (TranscriptCall, one row per response).
     A line seen twice (the same file under two config roots) counts once, as
-    the session's user_count does (apps.indexing.sessions).
+    the session's user_count does (apps.indexing.services.sessions).
     """
     # Raw SQL: ORM rows and datetime converters cost more than the read itself
     # ('' || timestamp has no declared type, so sqlite3 does not parse it).

@@ -23,8 +23,8 @@ from apps.indexing.parser import (
     json_parse,
     line_parse,
 )
+from apps.indexing.services.txn import write_retry
 from apps.indexing.sources import FoundFile, transcript_identity
-from apps.indexing.txn import write_retry
 
 _COLUMNS = (
     "source_id",

@@ -25,8 +25,8 @@ from apps.indexing.models import (
 from apps.indexing.parser import title_clean
 from apps.indexing.rawlines import block_records
 from apps.indexing.selectors.turns import TURN_START_SQL
+from apps.indexing.services.txn import write_retry
 from apps.indexing.sources import transcript_folder
-from apps.indexing.txn import write_retry
 from apps.proxy import services as ledger
 from apps.proxy.pricing import Usage, usage_cost
 

@@ -23,10 +23,12 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import connection
 
-from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize, fts_stale_apply, fts_stale_count
 from apps.indexing.models import Block, Entry, Session, SourceFile
-from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
+from apps.indexing.services.batches import Batch, Committer, sessions_ensure
+from apps.indexing.services.sessions import sessions_finalize, sessions_prune_empty
+from apps.indexing.services.txn import write_retry
+from apps.indexing.services.wholefiles import wholefile_ingest
 from apps.indexing.sources import (
     FoundFile,
     config_roots,
@@ -34,8 +36,6 @@ from apps.indexing.sources import (
     lines_read,
     source_open,
 )
-from apps.indexing.txn import write_retry
-from apps.indexing.wholefiles import wholefile_ingest
 
 BATCH_ROWS = 2000
 BATCH_BYTES = 8 * 1024 * 1024
