@@ -8,11 +8,20 @@ from django import template
 from django.http import QueryDict
 
 from apps.dashboard import page_state
+from apps.proxy.services import call_error
 
 register = template.Library()
 
 _DASH = "—"
 PALETTE_SIZE = 8  # series colours s0..s7 are defined in base.css (light and dark)
+
+
+@register.filter
+def error_label(row: Any) -> str:
+    """Return an exchange's error label ("" for none), as the usage figures count it."""
+    return call_error(
+        error_type=row.error_type, status_code=row.status_code, state=row.state
+    )
 
 
 @register.filter

@@ -101,8 +101,9 @@ def call_kind(*, method: str, path: str) -> str:
 def call_error(*, error_type: str, status_code: int | None, state: str) -> str:
     """Return a call's error label ("" for none): the API's error type, else
     http_<status>, else the relay's failed state. A client disconnect is the
-    user's choice, not an error."""
-    if error_type:
+    user's choice, not an error: the relay marks it with an error type of its own
+    (client_disconnected), which is not the call's."""
+    if error_type and state != Exchange.State.CLIENT_DISCONNECTED:
         return error_type
     if status_code is not None and status_code >= 400:
         return f"http_{status_code}"
