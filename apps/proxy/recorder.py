@@ -177,7 +177,7 @@ def _json_loads(data: str | bytes) -> Any:
 
 
 
-def _payloads(events: list[tuple[str, str]]) -> list[Any]:
+def event_payloads(events: list[tuple[str, str]]) -> list[Any]:
     """Decode every event's JSON data, in one call when all of it is valid JSON."""
     try:
         decoded = _json_loads("[" + ",".join(data for _, data in events) + "]")
@@ -252,7 +252,7 @@ def message_from_events(events: list[tuple[str, str]]) -> Assembled:  # noqa: C9
     partial_json: dict[int, list[str]] = {}
     usage: dict[str, Any] = {}
     result = Assembled()
-    for event in _payloads(events):
+    for event in event_payloads(events):
         if not isinstance(event, dict):
             continue
         kind = event.get("type")

@@ -173,7 +173,7 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
     write_retry(lambda: _subagents_link(pks))
     for start in range(0, len(pks), CHUNK):
         chunk = pks[start : start + CHUNK]
-        write_retry(lambda c=chunk: _ledger_merge(c))
+        write_retry(lambda c=chunk: sessions_ledger_merge(c))
 
 
 def _call_row(session_pk: int, message: list) -> tuple:
@@ -210,7 +210,7 @@ ORDER BY s.id, c.entry_id
 """
 
 
-def _ledger_merge(session_pks: list[int]) -> None:
+def sessions_ledger_merge(session_pks: list[int]) -> None:
     """Enter the sessions' calls in the usage ledger (apps.proxy: one row per
     call, whichever files and sessions record it)."""
     marks = ", ".join(["%s"] * len(session_pks))
