@@ -180,14 +180,20 @@ SESSIONS_SELECT = f"""
 SELECT * FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
 SESSIONS_COUNT = f"""
 SELECT COUNT(*) FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
-# The models of each quarter hour of a range (blocks list theirs).
+# The models of each quarter hour of a range (blocks list theirs); {table}: the
+# rollup table that keeps the filter's columns (TABLES).
 QUARTER_MODELS = f"""
-SELECT DISTINCT quarter, model FROM dashboard_usagerollup
+SELECT DISTINCT quarter, model FROM {{table}}
 WHERE quarter >= %s AND quarter < %s
   AND quarter NOT IN (SELECT quarter FROM proxy_apicalldirty){{where}}
 UNION
 SELECT DISTINCT quarter, model FROM proxy_apicall
 WHERE quarter IN ({LIVE_QUARTERS}) AND at >= %s AND at < %s{{where}}
+"""
+# The same from the ledger alone, for filters the rollups do not keep.
+QUARTER_MODELS_SCAN = """
+SELECT DISTINCT quarter, model FROM proxy_apicall
+WHERE at >= %s AND at < %s{where}
 """
 # The newest subscription limits the relay saw within each of some spans
 # ({spans}: a VALUES list of (index, start, end)); one index probe per span on

@@ -271,11 +271,16 @@ def ledger_quarter_models(*, scope: Scope) -> dict[int, set[str]]:
     """Return {quarter hour: the models called in it} for a scope."""
     where, params = _where(scope)
     rolled, live = _bounds(scope)
+    if scope.rollable:  # as ledger_rows: the table that keeps the filter's columns
+        table = sql.TABLES["project" if scope.project_id else "usage"][0]
+        statement = sql.QUARTER_MODELS.format(table=table, where=where)
+        params = [*rolled, *params, *live, *params]
+    else:
+        statement = sql.QUARTER_MODELS_SCAN.format(where=where)
+        params = [*live[-2:], *params]
     found: dict[int, set[str]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.QUARTER_MODELS.format(where=where), [*rolled, *params, *live, *params]
-        )
+        cursor.execute(statement, params)
         for quarter, model in cursor:
             found.setdefault(quarter, set()).add(model)
     return found
