@@ -120,8 +120,13 @@ def _call(rng: random.Random, session: dict, n: int, at: datetime) -> dict:
 
     side = rng.random() < 0.15
     model = SIDE if side else session["main"]
-    usage = (rng.randint(1, 3000), rng.randint(20, 4000),
-             rng.randint(10_000, 180_000), rng.choice([0, rng.randint(100, 8000)]), 0)
+    usage = (
+        rng.randint(1, 3000),
+        rng.randint(20, 4000),
+        rng.randint(10_000, 180_000),
+        rng.choice([0, rng.randint(100, 8000)]),
+        0,
+    )
     return {
         "request_id": f"req_{uuid.UUID(int=rng.getrandbits(128)).hex}",
         "message_id": f"msg_{uuid.UUID(int=rng.getrandbits(128)).hex}",
@@ -181,12 +186,27 @@ def _measure_pages(*, runs: int, now: datetime) -> None:
     month = {"from": (now - timedelta(days=DAYS)).date().isoformat(),
              "to": now.date().isoformat()}  # fmt: skip
     session = ApiCall.objects.order_by("-at").values_list("session_id", flat=True)[0]
-    pages = [(f"/api/usage/{name}", month) for name in
-             ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks")]
-    pages += [("/api/usage/daily", {**month, "tz": "Asia/Kolkata"}),
-              ("/api/stats/summary", month), ("/api/sessions", month)]
-    pages += [("/usage/", {"report": name, "range": "30d"}) for name in
-              ("daily", "monthly", "sessions", "projects", "models", "blocks")]
+    pages = [
+        (f"/api/usage/{name}", month)
+        for name in (
+            "daily",
+            "weekly",
+            "monthly",
+            "sessions",
+            "projects",
+            "models",
+            "blocks",
+        )
+    ]
+    pages += [
+        ("/api/usage/daily", {**month, "tz": "Asia/Kolkata"}),
+        ("/api/stats/summary", month),
+        ("/api/sessions", month),
+    ]
+    pages += [
+        ("/usage/", {"report": name, "range": "30d"})
+        for name in ("daily", "monthly", "sessions", "projects", "models", "blocks")
+    ]
     pages += [("/", {"range": "30d"}), ("/", {}), ("/sessions/", {"range": "30d"}),
               ("/projects/", {}), (f"/sessions/{session}/", {})]  # fmt: skip
     print(f"\n{'page or operation, 30 days':<52} {'p50 ms':>8} {'p95 ms':>8}")
