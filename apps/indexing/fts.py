@@ -306,7 +306,7 @@ def _filter_sql(filters: FtsFilters) -> tuple[str, list]:
     return "".join(f" AND {c}" for c in clauses), params
 
 
-def _db_time(moment: datetime) -> str:
+def _db_time(moment: datetime) -> str | None:
     return connection.ops.adapt_datetimefield_value(moment)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from django.apps import apps
 from django.db import DatabaseError, connection
@@ -14,7 +15,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL
 
 from apps.dashboard.models import ApiToken
-from apps.dashboard.schemas import ExchangeFilter, RangeFilter
+from apps.dashboard.schemas import ExchangeFilter
 from apps.dashboard.selectors.base import (
     LIST_FIELDS,
     exchange_count,
@@ -81,13 +82,24 @@ def exchange_export_chunk(
 
 # --- rate limits ---------------------------------------------------------------
 
+
+class Span(Protocol):
+    """A range [start, end): the API's RangeFilter or a page's TimeRange."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+
 _UNIFIED_FIELDS = (
     "started_at", "unified_status", "unified_5h_utilization", "unified_5h_reset",
     "unified_7d_utilization", "unified_7d_reset", "ratelimits",
 )  # fmt: skip
 
 
-def ratelimit_state(*, filters: RangeFilter, limit: int) -> dict:
+def ratelimit_state(*, filters: Span, limit: int) -> dict:
     """Return the latest subscription limits before `to`, their history in the
     range (newest `limit` points) and the latest standard API-key limits."""
     unified = Exchange.objects.filter(unified_5h_utilization__isnull=False)

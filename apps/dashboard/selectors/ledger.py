@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import overload
 
 import numpy as np
 from django.db import connection
@@ -299,6 +300,10 @@ def ledger_slowest(*, scope: Scope, limit: int) -> list[dict]:
     return rows
 
 
+@overload
+def moment_utc(value: datetime | str) -> datetime: ...
+@overload
+def moment_utc(value: None) -> None: ...
 def moment_utc(value: datetime | str | None) -> datetime | None:
     """Return an aware UTC datetime from what the database hands back."""
     if value is None or isinstance(value, datetime):

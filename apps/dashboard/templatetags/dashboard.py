@@ -110,7 +110,7 @@ def stacked_bars(chart: dict, *, unit: str = "") -> dict:
     slot = (width - pad) / max(len(labels), 1)
     bars = []
     for i, label in enumerate(labels):
-        y = height - pad
+        y: float = height - pad
         for index, s in enumerate(series):
             value = s["values"][i] or 0
             h = value / top * (height - 2 * pad)

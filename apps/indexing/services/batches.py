@@ -242,9 +242,9 @@ class Batch:
                 self.tool_names.clear()
             self.tool_names[use_id] = name
         for result_id in parsed.tool_result_ids:
-            name = self.tool_names.get(result_id)
-            if name and name not in names:
-                names.append(name)
+            known = self.tool_names.get(result_id)
+            if known and known not in names:
+                names.append(known)
         return " ".join(names)[:500]
 
     def _meta_note(self, parsed: ParsedLine) -> None:

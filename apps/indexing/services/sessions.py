@@ -7,6 +7,7 @@ sessions keeps it cheap on a full index of thousands of sessions.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -168,12 +169,12 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
             for session in sessions
             for message in totals[session.pk].messages.values()
         ]
-        write_retry(lambda s=sessions, c=calls: _sessions_save(s, c))
+        write_retry(functools.partial(_sessions_save, sessions, calls))
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
     for start in range(0, len(pks), CHUNK):
         chunk = pks[start : start + CHUNK]
-        write_retry(lambda c=chunk: sessions_ledger_merge(c))
+        write_retry(functools.partial(sessions_ledger_merge, chunk))
 
 
 def _call_row(session_pk: int, message: list) -> tuple:
@@ -351,8 +352,8 @@ def _session_apply(
         "",
     )
     candidates = (
-        ("custom", texts.get(totals.custom, "")),
-        ("ai", texts.get(totals.ai, "")),
+        ("custom", texts.get(totals.custom, "") if totals.custom else ""),
+        ("ai", texts.get(totals.ai, "") if totals.ai else ""),
         ("summary", texts.get(summaries[leaf], "") if leaf else ""),
         ("prompt", prompt),
     )

@@ -205,7 +205,7 @@ def _rekey_by_message(calls: list[dict]) -> None:
 def _project_known(calls: list[dict]) -> None:
     """Give relayed calls the project a transcript already placed their session in."""
     sessions = sorted({c["session_id"] for c in calls if c["session_id"]})
-    known: dict[str, int] = {}
+    known: dict[str, int | None] = {}
     for chunk in _chunks(sessions):
         rows = (
             ApiCall.objects.filter(session_id__in=chunk, project_id__isnull=False)
@@ -309,6 +309,8 @@ def call_unrelay(*, exchange_ids: Iterable[int]) -> None:
         quarters, sessions = _places(rows.values_list("quarter", "session_id"))
         rows.filter(transcript__isnull=True).delete()
         for pk, stored in rows.values_list("pk", "transcript"):
+            if stored is None:  # deleted just above
+                continue
             fields = _from_transcript(json.loads(stored))
             quarters.add(fields["quarter"])
             ApiCall.objects.filter(pk=pk).update(exchange_id=None, **fields)
@@ -363,8 +365,7 @@ def call_dirty_sessions_take(*, limit: int) -> list[str]:
         for chunk in _chunks(sessions):
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
-                "DELETE FROM proxy_apicalldirtysession"
-                f" WHERE session_id IN ({marks})",
+                f"DELETE FROM proxy_apicalldirtysession WHERE session_id IN ({marks})",
                 chunk,
             )
     return sessions

@@ -277,6 +277,7 @@ def _subagents_attach(
     starts = [t.entry_id or 0 for t in turns]
     for child in children:
         entry_id = spawned.get(child.spawn_uuid)
+        turn: Turn | None
         if entry_id is not None and turns:
             turn = turns[max(0, bisect_right(starts, entry_id) - 1)]
         else:
