@@ -53,6 +53,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
 
+from apps.proxy import sql
 from apps.proxy.models import BodyBlock, Exchange
 
 _RAW = b"r"
@@ -121,12 +122,9 @@ def body_decode(stored: bytes | memoryview | None) -> bytes | None:
 
 
 def _body_join(ids: list[int]) -> bytes:
-    # One bound parameter however many blocks: the ORM's IN list of 450 ids cost
-    # half the read time of a 200-call session's body (bench/storage.py).
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # one parameter: sql.BODYBLOCKS_READ says why
         cursor.execute(
-            "SELECT id, data FROM proxy_bodyblock "
-            "WHERE id IN (SELECT value FROM json_each(%s))",
+            sql.BODYBLOCKS_READ,
             [json.dumps(ids)],
         )
         contents = dict(cursor.fetchall())

@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import connection
 
+from apps.proxy import sql
 from apps.proxy.models import ApiCall, Exchange
 from apps.proxy.pricing import Usage, cache_savings
 
@@ -45,41 +46,8 @@ _COLUMNS = (
     "key", "request_id", "message_id", "exchange_id", "session_id", "agent_id",
     "project_id", *_FIGURES, "transcript",
 )  # fmt: skip
-_OLD = "proxy_apicall"  # the row before the upsert, in ON CONFLICT expressions
-_RELAY_SETS = {
-    "request_id": "excluded.request_id",
-    "message_id": f"COALESCE(NULLIF(excluded.message_id, ''), {_OLD}.message_id)",
-    "exchange_id": "excluded.exchange_id",
-    **{name: f"excluded.{name}" for name in _FIGURES},
-    "session_id": f"COALESCE(NULLIF(excluded.session_id, ''), {_OLD}.session_id)",
-    "agent_id": f"CASE WHEN excluded.session_id <> '' THEN excluded.agent_id"
-    f" ELSE {_OLD}.agent_id END",
-    "project_id": f"COALESCE(excluded.project_id, {_OLD}.project_id)",
-}
-_TRANSCRIPT_SETS = {
-    "transcript": "excluded.transcript",
-    "request_id": f"COALESCE(NULLIF({_OLD}.request_id, ''), excluded.request_id)",
-    "message_id": f"COALESCE(NULLIF({_OLD}.message_id, ''), excluded.message_id)",
-    **{
-        name: f"CASE WHEN {_OLD}.exchange_id IS NULL THEN excluded.{name}"
-        f" ELSE {_OLD}.{name} END"
-        for name in _FIGURES
-    },
-    "session_id": f"COALESCE(NULLIF({_OLD}.session_id, ''), excluded.session_id)",
-    "agent_id": f"CASE WHEN {_OLD}.session_id = '' THEN excluded.agent_id"
-    f" ELSE {_OLD}.agent_id END",
-    "project_id": f"CASE WHEN {_OLD}.session_id IN ('', excluded.session_id)"
-    f" THEN excluded.project_id ELSE {_OLD}.project_id END",
-}
-_DIRTY_SQL = (
-    "INSERT INTO proxy_apicalldirty (quarter, touched) VALUES (%s, 1)"
-    " ON CONFLICT (quarter) DO UPDATE SET touched = proxy_apicalldirty.touched + 1"
-)
-_DIRTY_SESSION_SQL = (
-    "INSERT INTO proxy_apicalldirtysession (session_id, touched) VALUES (%s, 1)"
-    " ON CONFLICT (session_id)"
-    " DO UPDATE SET touched = proxy_apicalldirtysession.touched + 1"
-)
+_RELAY_SETS = sql.relay_sets(_FIGURES)
+_TRANSCRIPT_SETS = sql.transcript_sets(_FIGURES)
 _EXCHANGE_FIELDS = (
     "id", "uid", "method", "path", "started_at", "state", "status_code",
     "error_type", "request_id", "message_id", "session_id", "agent_id", "model",
@@ -195,11 +163,7 @@ def _rekey_by_message(calls: list[dict]) -> None:
         if c["request_id"] and c["message_id"]
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(
-            "UPDATE proxy_apicall SET key = %s WHERE key = %s AND NOT EXISTS"
-            " (SELECT 1 FROM proxy_apicall k WHERE k.key = %s)",
-            pairs,
-        )
+        cursor.executemany(sql.CALL_REKEY, pairs)
 
 
 def _project_known(calls: list[dict]) -> None:
@@ -341,33 +305,22 @@ def call_dirty_take(*, limit: int) -> list[int]:
     a writer still holding a mark, and a mark set after them stays for next time.
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT quarter FROM proxy_apicalldirty ORDER BY quarter LIMIT %s", [limit]
-        )
+        cursor.execute(sql.DIRTY_OLDEST, [limit])
         quarters = [row[0] for row in cursor.fetchall()]
         for chunk in _chunks(quarters):
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                f"DELETE FROM proxy_apicalldirty WHERE quarter IN ({marks})", chunk
-            )
+            cursor.execute(sql.DIRTY_FORGET.format(marks=marks), chunk)
     return quarters
 
 
 def call_dirty_sessions_take(*, limit: int) -> list[str]:
     """Take up to `limit` dirty sessions off the list (as call_dirty_take)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id"
-            " LIMIT %s",
-            [limit],
-        )
+        cursor.execute(sql.DIRTY_SESSIONS_FIRST, [limit])
         sessions = [row[0] for row in cursor.fetchall()]
         for chunk in _chunks(sessions):
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                f"DELETE FROM proxy_apicalldirtysession WHERE session_id IN ({marks})",
-                chunk,
-            )
+            cursor.execute(sql.DIRTY_SESSIONS_FORGET.format(marks=marks), chunk)
     return sessions
 
 
@@ -381,22 +334,22 @@ def _upsert(calls: list[dict], *, sets: dict[str, str]) -> None:
         quarters |= old_quarters
         sessions |= old_sessions
     assignments = ", ".join(f"{name} = {expr}" for name, expr in sets.items())
-    sql = (
-        f"INSERT INTO proxy_apicall ({', '.join(_COLUMNS)})"
-        f" VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
-        f" ON CONFLICT (key) DO UPDATE SET {assignments}"
+    statement = sql.CALL_UPSERT.format(
+        columns=", ".join(_COLUMNS),
+        marks=", ".join(["%s"] * len(_COLUMNS)),
+        assignments=assignments,
     )
     adapt = connection.ops.adapt_datetimefield_value
     params = [[adapt(c[n]) if n == "at" else c[n] for n in _COLUMNS] for c in calls]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(statement, params)
     _dirty(quarters, sessions)
 
 
 def _dirty(quarters: Iterable[int], sessions: Iterable[str] = ()) -> None:
     with connection.cursor() as cursor:
-        cursor.executemany(_DIRTY_SQL, [(q,) for q in sorted(quarters)])
-        cursor.executemany(_DIRTY_SESSION_SQL, [(s,) for s in sorted(sessions)])
+        cursor.executemany(sql.DIRTY_MARK, [(q,) for q in sorted(quarters)])
+        cursor.executemany(sql.DIRTY_SESSION_MARK, [(s,) for s in sorted(sessions)])
 
 
 def _chunks(items: list) -> Iterable[list]:
