@@ -13,7 +13,6 @@
 """
 
 from apps.dashboard.selectors.base import (
-    COVER_INDEX,
     LIST_FIELDS,
     MESSAGES_PATH,
     exchange_filter,
@@ -48,7 +47,7 @@ from apps.dashboard.selectors.usage import (
 )
 
 __all__ = [
-    "COVER_INDEX", "LIST_FIELDS", "MESSAGES_PATH", "PERCENTILE_DEFINITION",
+    "LIST_FIELDS", "MESSAGES_PATH", "PERCENTILE_DEFINITION",
     "PERCENTILES", "Scope", "apitoken_find", "apitoken_list", "bucket_edges",
     "data_health", "error_counts", "exchange_detail", "exchange_export_chunk",
     "exchange_filter", "exchange_list", "exchange_models", "figures_of", "index_health",

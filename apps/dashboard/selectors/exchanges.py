@@ -14,6 +14,7 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 
+from apps.dashboard import sql
 from apps.dashboard.models import ApiToken
 from apps.dashboard.schemas import ExchangeFilter
 from apps.dashboard.selectors.base import (
@@ -73,7 +74,7 @@ def exchange_export_chunk(
         moment = connection.ops.adapt_datetimefield_value(after[0])
         qs = qs.filter(
             ExpressionWrapper(
-                RawSQL("(started_at, id) > (%s, %s)", (moment, after[1])),
+                RawSQL(sql.EXCHANGE_AFTER, (moment, after[1])),
                 output_field=BooleanField(),
             )
         )
@@ -142,14 +143,10 @@ def _unified_point(row: dict) -> dict:
 
 
 def _standard_limits(*, end: datetime) -> dict | None:
-    # Literal conditions: they match the partial index exchange_std_limits
-    # (apps/proxy migration), so this is one index probe, not a table scan.
-    sql = (
-        "SELECT id FROM proxy_exchange WHERE unified_5h_utilization IS NULL"
-        " AND ratelimits <> '{}' AND started_at < %s ORDER BY started_at DESC LIMIT 1"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(end)])
+    with connection.cursor() as cursor:  # one index probe: sql.STANDARD_LIMITS
+        cursor.execute(
+            sql.STANDARD_LIMITS, [connection.ops.adapt_datetimefield_value(end)]
+        )
         found = cursor.fetchone()
     if found is None:
         return None
