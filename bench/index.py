@@ -192,13 +192,13 @@ def tree_generate(root: Path, *, files: int, entries: int, seed: int) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         count = per_file if index < files - 1 else entries - written
         start = t0 + timedelta(minutes=index * 37)
-        lines = _session_lines(words, rng, count, session_id, cwd, agent, start)
+        lines = session_lines(words, rng, count, session_id, cwd, agent, start)
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
         written += count
     return written
 
 
-def _session_lines(
+def session_lines(
     words: Words,
     rng: random.Random,
     count: int,
@@ -447,7 +447,7 @@ def _run(work: Path, args: argparse.Namespace) -> int:
     words = Words(rng)
     for path in targets:
         with open(path, "a") as handle:
-            for record in _session_lines(
+            for record in session_lines(
                 words,
                 rng,
                 10,

@@ -50,14 +50,14 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
 
-    from bench.stats import _fill, _rollup_fill  # shared with the stats bench
+    from bench.stats import exchanges_fill, rollup_fill  # shared with the stats bench
 
     call_command("migrate", verbosity=0)
     now = datetime.now(UTC).replace(microsecond=0)
-    _fill(rows=args.rows, now=now)
+    exchanges_fill(rows=args.rows, now=now)
     inspected = _long_conversation(now=now)
     print(f"database: {path} ({path.stat().st_size / 1e6:,.0f} MB)")
-    print(f"rollups built ahead of reads (manage.py rollup): {_rollup_fill():.1f} s")
+    print(f"rollups built ahead of reads (manage.py rollup): {rollup_fill():.1f} s")
     _measure(runs=args.runs, inspected=inspected)
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):

@@ -98,7 +98,7 @@ def _long_session_write(tree: Path, *, entries: int, seed: int) -> int:
     import uuid
     from datetime import UTC, datetime
 
-    from bench.index import Words, _session_lines
+    from bench.index import Words, session_lines
 
     rng = random.Random(seed + 1)
     session_id = str(uuid.uuid4())
@@ -106,7 +106,7 @@ def _long_session_write(tree: Path, *, entries: int, seed: int) -> int:
     folder = tree / "projects" / "".join(c if c.isalnum() else "-" for c in cwd)
     folder.mkdir(parents=True, exist_ok=True)
     start = datetime(2026, 10, 1, tzinfo=UTC)
-    lines = _session_lines(Words(rng), rng, entries, session_id, cwd, "", start)
+    lines = session_lines(Words(rng), rng, entries, session_id, cwd, "", start)
     path = folder / f"{session_id}.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return len(lines)

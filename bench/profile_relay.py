@@ -104,7 +104,7 @@ def main() -> None:
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per kind of thread: the event loop, the recorder (nice 10), others."""
+    """CPU seconds per kind of thread: event loop, recorder (nice 10), others."""
     clock = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = collections.defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():

@@ -544,7 +544,8 @@ def report(results: dict[str, dict[str, float]], mem: dict, recorded: str) -> No
         ("gap between events p50, 20 ms trickle, c=1 (ms)", "trickle_gap_p50"),
     ]
     print(
-        f"\n{'':50} {'direct':>9} {'bare':>9} {'core':>9} {'core/direct':>12} {'core/bare':>10}"
+        f"\n{'':50} {'direct':>9} {'bare':>9} {'core':>9}"
+        f" {'core/direct':>12} {'core/bare':>10}"
     )
     for label, key in rows:
         values = [r.get(key) for r in (direct, bare, core)]

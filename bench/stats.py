@@ -62,7 +62,7 @@ def main() -> int:
 
     call_command("migrate", verbosity=0)
     now = datetime.now(UTC).replace(microsecond=0)
-    _fill(rows=args.rows, now=now)
+    exchanges_fill(rows=args.rows, now=now)
     print(f"database: {path} ({path.stat().st_size / 1e6:,.0f} MB)")
     _measure(runs=args.runs, now=now)
     if not args.keep:
@@ -71,7 +71,7 @@ def main() -> int:
     return 0
 
 
-def _fill(*, rows: int, now: datetime) -> None:
+def exchanges_fill(*, rows: int, now: datetime) -> None:
     from apps.proxy.bodies import body_encode
     from apps.proxy.models import Exchange
     from apps.proxy.pricing import Usage, usage_cost
@@ -278,7 +278,7 @@ def _measure(*, runs: int, now: datetime) -> None:
         ("admin changelist (page 50)", "/admin/proxy/exchange/", {"p": str(page)}),
         ("admin detail", f"/admin/proxy/exchange/{some_id}/change/", {}),
     ]  # fmt: skip
-    print(f"rollups built ahead of reads (manage.py rollup): {_rollup_fill():.1f} s")
+    print(f"rollups built ahead of reads (manage.py rollup): {rollup_fill():.1f} s")
     print(f"\n{'operation':<50} {'p50 ms':>8} {'p95 ms':>8}")
     worst = {"default": 0.0, "30 d": 0.0, "scanned": 0.0}
     for label, path, params in cases:
@@ -315,7 +315,7 @@ def _measure(*, runs: int, now: datetime) -> None:
     )
 
 
-def _rollup_fill() -> float:
+def rollup_fill() -> float:
     """Build the rollups as `manage.py rollup --watch` does beside the dashboard."""
     from apps.dashboard.services import rollup_refresh
 

@@ -120,8 +120,13 @@ def _call(rng: random.Random, session: dict, n: int, at: datetime) -> dict:
 
     side = rng.random() < 0.15
     model = SIDE if side else session["main"]
-    usage = (rng.randint(1, 3000), rng.randint(20, 4000),
-             rng.randint(10_000, 180_000), rng.choice([0, rng.randint(100, 8000)]), 0)
+    usage = (
+        rng.randint(1, 3000),
+        rng.randint(20, 4000),
+        rng.randint(10_000, 180_000),
+        rng.choice([0, rng.randint(100, 8000)]),
+        0,
+    )
     return {
         "request_id": f"req_{uuid.UUID(int=rng.getrandbits(128)).hex}",
         "message_id": f"msg_{uuid.UUID(int=rng.getrandbits(128)).hex}",
@@ -181,12 +186,27 @@ def _measure_pages(*, runs: int, now: datetime) -> None:
     month = {"from": (now - timedelta(days=DAYS)).date().isoformat(),
              "to": now.date().isoformat()}  # fmt: skip
     session = ApiCall.objects.order_by("-at").values_list("session_id", flat=True)[0]
-    pages = [(f"/api/usage/{name}", month) for name in
-             ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks")]
-    pages += [("/api/usage/daily", {**month, "tz": "Asia/Kolkata"}),
-              ("/api/stats/summary", month), ("/api/sessions", month)]
-    pages += [("/usage/", {"report": name, "range": "30d"}) for name in
-              ("daily", "monthly", "sessions", "projects", "models", "blocks")]
+    pages = [
+        (f"/api/usage/{name}", month)
+        for name in (
+            "daily",
+            "weekly",
+            "monthly",
+            "sessions",
+            "projects",
+            "models",
+            "blocks",
+        )
+    ]
+    pages += [
+        ("/api/usage/daily", {**month, "tz": "Asia/Kolkata"}),
+        ("/api/stats/summary", month),
+        ("/api/sessions", month),
+    ]
+    pages += [
+        ("/usage/", {"report": name, "range": "30d"})
+        for name in ("daily", "monthly", "sessions", "projects", "models", "blocks")
+    ]
     pages += [("/", {"range": "30d"}), ("/", {}), ("/sessions/", {"range": "30d"}),
               ("/projects/", {}), (f"/sessions/{session}/", {})]  # fmt: skip
     print(f"\n{'page or operation, 30 days':<52} {'p50 ms':>8} {'p95 ms':>8}")
@@ -223,21 +243,22 @@ def _measure_statusline(*, runs: int, db: Path) -> None:
 
 def _measure_catch_up(*, entries: int, work: Path) -> None:
     from apps.dashboard.services import rollup_refresh
-    from apps.indexing import sessions as index_sessions
     from apps.indexing.services import index_sync
+    from apps.indexing.services import sessions as index_sessions
     from bench.index import tree_generate
 
     root = work / "dot-claude"
     written = tree_generate(root, files=2000, entries=entries, seed=7)
     spent = [0.0]
-    merge = index_sessions._ledger_merge
+    merge = index_sessions.sessions_ledger_merge
 
     def timed(pks: list[int]) -> None:
         started = time.perf_counter()
         merge(pks)
         spent[0] += time.perf_counter() - started
 
-    index_sessions._ledger_merge = timed  # measure the ledger's share of a reindex
+    # Measure the ledger's share of a reindex.
+    index_sessions.sessions_ledger_merge = timed
     started = time.perf_counter()
     report = index_sync(roots=[root], full=True)
     total = time.perf_counter() - started

@@ -206,6 +206,8 @@ _MAX_PAUSE = 30.0
 class Child:
     """One supervised process: how to start it, and when to start it again."""
 
+    process: subprocess.Popen  # set by start(), which the launcher calls first
+
     def __init__(self, name: str, command: list[str], deployment: str) -> None:
         self.name = name
         if command[0] != sys.executable:
@@ -216,7 +218,6 @@ class Child:
         self.env = dict(
             os.environ, DJANGO_SETTINGS_MODULE=f"claudemon.settings.{deployment}"
         )
-        self.process: subprocess.Popen | None = None
         self.started = 0.0
         self.failures = 0
         self.restart_at: float | None = None

@@ -57,7 +57,10 @@ def exchange_build(**overrides: Any) -> Exchange:
             cache_write_1h=fields["cache_write_1h_tokens"],
         )
         fields["cost_usd"] = usage_cost(
-            model=fields["model"], usage=usage, at=started, speed=fields.get("speed", "")
+            model=fields["model"],
+            usage=usage,
+            at=started,
+            speed=fields.get("speed", ""),
         )
     return Exchange(**fields)
 

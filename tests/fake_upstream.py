@@ -154,7 +154,7 @@ def _block_events(
 
 
 def message_json(events: list[bytes]) -> dict[str, Any]:
-    """Rebuild the non-streaming Message equivalent of a list of events (for replies)."""
+    """Rebuild the non-streaming Message a list of events amounts to (for replies)."""
     message: dict[str, Any] = {}
     content: list[dict[str, Any]] = []
     for raw in events:
@@ -184,7 +184,7 @@ def message_json(events: list[bytes]) -> dict[str, Any]:
 
 @dataclass
 class Reply:
-    """One programmed answer. Either `events` (SSE, chunked) or `body` (content-length)."""
+    """One programmed answer: `events` (SSE, chunked) or `body` (content-length)."""
 
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -470,7 +470,7 @@ def _compress_whole(body: bytes, encoding: str) -> bytes:
 
 
 def _incremental(encoding: str | None):
-    """Return (compress, finish): each event flushed at once, as a real SSE server must."""
+    """Return (compress, finish): each event flushed at once, as SSE servers must."""
     if encoding is None:
         return None, None
     if encoding == "gzip":

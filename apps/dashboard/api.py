@@ -18,8 +18,9 @@ from django.utils import timezone
 from ninja import Path, Query, Router
 from ninja.errors import HttpError
 
-from apps.dashboard import schemas, selectors, session_selectors
+from apps.dashboard import schemas, selectors
 from apps.dashboard.selectors import reports
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import scope_of
 
 router = Router(tags=["stats"])
@@ -28,7 +29,7 @@ _MAX_ID = 2**63 - 1
 EXPORT_CHUNK = 1000
 
 
-@router.get("/exchanges", response=schemas.ExchangeListOut)
+@router.get("/exchanges", response=schemas.answers(schemas.ExchangeListOut))
 def exchange_list(
     request: HttpRequest,
     filters: Query[schemas.ExchangeFilter],
@@ -40,7 +41,7 @@ def exchange_list(
     )
 
 
-@router.get("/exchanges/export", response={200: None})
+@router.get("/exchanges/export", response=schemas.answers(None))
 def exchange_export(
     request: HttpRequest,
     filters: Query[schemas.ExchangeFilter],
@@ -102,7 +103,10 @@ def _csv_line(values: list | tuple) -> str:
     return buffer.getvalue()
 
 
-@router.get("/exchanges/{exchange_id}", response=schemas.ExchangeDetailOut)
+@router.get(
+    "/exchanges/{exchange_id}",
+    response=schemas.answers(schemas.ExchangeDetailOut, not_found=True),
+)
 def exchange_detail(
     request: HttpRequest, exchange_id: int = Path(..., ge=1, le=_MAX_ID)
 ) -> dict:
@@ -113,13 +117,15 @@ def exchange_detail(
     return exchange
 
 
-@router.get("/stats/summary", response=schemas.SummaryOut, by_alias=True)
+@router.get(
+    "/stats/summary", response=schemas.answers(schemas.SummaryOut), by_alias=True
+)
 def stats_summary(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> dict:
     """Totals over a range: requests, errors, tokens, cost, cache, latency."""
     return selectors.usage_summary(scope=scope_of(filters))
 
 
-@router.get("/stats/timeseries", response=schemas.TimeseriesOut)
+@router.get("/stats/timeseries", response=schemas.answers(schemas.TimeseriesOut))
 def stats_timeseries(
     request: HttpRequest, filters: Query[schemas.TimeseriesFilter]
 ) -> HttpResponse:
@@ -135,19 +141,19 @@ def stats_timeseries(
     return HttpResponse(body, content_type="application/json; charset=utf-8")
 
 
-@router.get("/stats/models", response=list[schemas.ModelStatsOut])
+@router.get("/stats/models", response=schemas.answers(list[schemas.ModelStatsOut]))
 def stats_models(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> list:
     """Per model: requests, errors, tokens, cost, cache hit rate, mean latency."""
     return selectors.usage_by_model(scope=scope_of(filters))
 
 
-@router.get("/stats/tools", response=list[schemas.ToolStatsOut])
+@router.get("/stats/tools", response=schemas.answers(list[schemas.ToolStatsOut]))
 def stats_tools(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> list:
     """Tools the model actually called, with call counts."""
     return selectors.usage_by_tool(scope=scope_of(filters))
 
 
-@router.get("/stats/performance", response=schemas.PerformanceOut)
+@router.get("/stats/performance", response=schemas.answers(schemas.PerformanceOut))
 def stats_performance(
     request: HttpRequest, filters: Query[schemas.UsageFilter]
 ) -> dict:
@@ -155,7 +161,7 @@ def stats_performance(
     return selectors.performance_stats(scope=scope_of(filters))
 
 
-@router.get("/sessions", response=schemas.SessionListOut)
+@router.get("/sessions", response=schemas.answers(schemas.SessionListOut))
 def session_list(
     request: HttpRequest,
     filters: Query[schemas.UsageFilter],
@@ -171,14 +177,16 @@ def session_list(
     return {"count": total, "limit": page.limit, "offset": page.offset, "items": items}
 
 
-@router.get("/projects", response=list[schemas.ProjectUsageOut])
+@router.get(
+    "/projects", response=schemas.answers(list[schemas.ProjectUsageOut], params=False)
+)
 def projects(request: HttpRequest) -> list:
     """Projects (real paths), most recently active first, with every call of their
     sessions (from the usage ledger)."""
     return reports.project_list()
 
 
-@router.get("/limits", response=schemas.LimitsOut)
+@router.get("/limits", response=schemas.answers(schemas.LimitsOut))
 def limits(
     request: HttpRequest,
     filters: Query[schemas.RangeFilter],
@@ -192,7 +200,10 @@ def limits(
 
 
 @router.get(
-    "/usage/daily", response=schemas.PeriodReportOut, by_alias=True, tags=["usage"]
+    "/usage/daily",
+    response=schemas.answers(schemas.PeriodReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_daily(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per local day of `tz`, split by model."""
@@ -200,7 +211,10 @@ def usage_daily(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> d
 
 
 @router.get(
-    "/usage/weekly", response=schemas.PeriodReportOut, by_alias=True, tags=["usage"]
+    "/usage/weekly",
+    response=schemas.answers(schemas.PeriodReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_weekly(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per week (starting on `week_start`), by model."""
@@ -208,7 +222,10 @@ def usage_weekly(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> 
 
 
 @router.get(
-    "/usage/monthly", response=schemas.PeriodReportOut, by_alias=True, tags=["usage"]
+    "/usage/monthly",
+    response=schemas.answers(schemas.PeriodReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_monthly(request: HttpRequest, filters: Query[schemas.MonthlyFilter]) -> dict:
     """Calls, tokens and cost per calendar month in `tz`, by model."""
@@ -223,7 +240,10 @@ def _periods(filters: schemas.ReportFilter, report: str) -> dict:
 
 
 @router.get(
-    "/usage/sessions", response=schemas.SessionReportOut, by_alias=True, tags=["usage"]
+    "/usage/sessions",
+    response=schemas.answers(schemas.SessionReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_sessions(
     request: HttpRequest,
@@ -238,7 +258,10 @@ def usage_sessions(
 
 
 @router.get(
-    "/usage/projects", response=schemas.ProjectReportOut, by_alias=True, tags=["usage"]
+    "/usage/projects",
+    response=schemas.answers(schemas.ProjectReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_projects(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per project over the range."""
@@ -246,7 +269,10 @@ def usage_projects(request: HttpRequest, filters: Query[schemas.ReportFilter]) -
 
 
 @router.get(
-    "/usage/models", response=schemas.ModelReportOut, by_alias=True, tags=["usage"]
+    "/usage/models",
+    response=schemas.answers(schemas.ModelReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_models(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per model over the range."""
@@ -254,7 +280,10 @@ def usage_models(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> 
 
 
 @router.get(
-    "/usage/blocks", response=schemas.BlocksReportOut, by_alias=True, tags=["usage"]
+    "/usage/blocks",
+    response=schemas.answers(schemas.BlocksReportOut),
+    by_alias=True,
+    tags=["usage"],
 )
 def usage_blocks(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """5-hour blocks: calls, tokens, cost, gaps, the active block's burn rate and

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from importlib import import_module
-from types import SimpleNamespace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -27,12 +26,17 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from apps.dashboard import services
 from apps.dashboard.selectors.logins import login_throttled
+
+# Set in a request's META when the login throttle refused it (an extension key,
+# as WSGI reserves lower-case dotted names for them).
+THROTTLED = "claudemon.login_throttled"
 
 _API_NAMESPACE = "api"
 # The API root only raises 404 (ninja's placeholder); treat it like a page.
@@ -48,7 +52,7 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
         view_func: Callable,
         view_args: Any,
         view_kwargs: Any,
-    ) -> HttpResponse | None:
+    ) -> HttpResponseBase | None:
         match = request.resolver_match
         if (
             match is not None
@@ -111,7 +115,7 @@ class ThrottledModelBackend(ModelBackend):
         address = request.META.get("REMOTE_ADDR", "") if request else ""
         if login_throttled(username=name, address=address):
             if request is not None:
-                request.login_throttled = True  # for LoginForm's message
+                request.META[THROTTLED] = True  # for LoginForm's message
             return None
         user = super().authenticate(request, username, password, **kwargs)
         if user is None:
@@ -146,7 +150,7 @@ class LoginForm(AuthenticationForm):
         try:
             return super().clean()
         except ValidationError:
-            if getattr(self.request, "login_throttled", False):
+            if self.request is not None and self.request.META.get(THROTTLED):
                 raise ValidationError(
                     self.error_messages["throttled"], code="throttled"
                 ) from None
@@ -160,7 +164,9 @@ def session_login_valid(*, session_key: str | None, user: Any) -> bool:
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     # get_user reads the session's user id and backend, loads the user and checks
     # the session's password hash: logged out, expired or re-passworded is anonymous.
-    current = get_user(SimpleNamespace(session=store))
+    reading = HttpRequest()
+    reading.session = store
+    current = get_user(reading)
     return current.is_authenticated and current.pk == user.pk
 
 

@@ -18,8 +18,9 @@ from django.db import DatabaseError
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from apps.dashboard import page_selectors, page_state
+from apps.dashboard import page_state
 from apps.dashboard.auth import session_login_valid
+from apps.dashboard.selectors import requests as request_selectors
 from apps.indexing.schemas import ID_MAX
 from apps.proxy.models import Exchange
 
@@ -75,7 +76,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _changes(self) -> list[dict]:
         """Read changed rows and render them (in a worker thread: ORM + templates)."""
-        changed = page_selectors.exchange_live_changes(
+        changed = request_selectors.exchange_live_changes(
             after_id=self.after_id, watch_ids=self.watch_ids
         )
         if not changed:

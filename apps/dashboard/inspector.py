@@ -46,7 +46,7 @@ def request_view(body: Any) -> dict:
     """Return the system blocks, tools and messages of a Messages API request body."""
     if not isinstance(body, dict):
         return {"system": [], "tools": [], "messages": [], "params": []}
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    messages = _list(body.get("messages"))
     names = tool_names_by_id(messages)
     return {
         "system": system_blocks(body.get("system")),
@@ -289,7 +289,7 @@ def _edit_view(args: dict) -> dict:
 
 
 def _multi_edit_view(args: dict) -> dict:
-    edits = args.get("edits") if isinstance(args.get("edits"), list) else []
+    edits = _list(args.get("edits"))
     return {
         "view": "edit",
         "path": str(args.get("file_path", "")),
@@ -351,7 +351,7 @@ def _glob_view(args: dict) -> dict:
 
 
 def _todo_view(args: dict) -> dict:
-    todos = args.get("todos") if isinstance(args.get("todos"), list) else []
+    todos = _list(args.get("todos"))
     items = []
     for todo in todos:
         if isinstance(todo, dict):
@@ -497,3 +497,7 @@ def header_rows(headers: Any) -> list[tuple[str, str]]:
         for pair in headers
         if isinstance(pair, (list, tuple)) and len(pair) == 2
     ]
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []

@@ -67,12 +67,12 @@ def markdown_html(text: str) -> SafeString:
             flush()
             level = len(heading.group(1))
             out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
-        elif bullet or numbered:
+        elif item := bullet or numbered:
             tag = "ul" if bullet else "ol"
             if paragraph or (list_tag and list_tag != tag):
                 flush()
             list_tag = tag
-            items.append((bullet or numbered).group(1))
+            items.append(item.group(1))
         elif not line.strip():
             flush()
         elif items and line.startswith((" ", "\t")):

@@ -44,7 +44,7 @@ PER_PAGE = 50
 MAX_CUSTOM_DAYS = 1990
 
 
-def zone_from_name(name: str | None) -> tzinfo:
+def zone_from_name(name: str | None) -> ZoneInfo:
     """Return the IANA zone called name, or UTC when it is missing or unknown."""
     name = unquote(name or "")  # a cookie value may arrive percent-encoded
     if not name or len(name) > 64 or ".." in name or name.startswith("/"):
@@ -55,7 +55,7 @@ def zone_from_name(name: str | None) -> tzinfo:
         return ZoneInfo("UTC")
 
 
-def zone_from_request(request: HttpRequest) -> tzinfo:
+def zone_from_request(request: HttpRequest) -> ZoneInfo:
     """Return the browser's time zone remembered in the tz cookie (UTC by default)."""
     return zone_from_name(request.COOKIES.get(TZ_COOKIE))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,9 +20,16 @@ from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from apps.proxy.models import Exchange
 
-_STATUS = re.compile(r"^[1-5](\d\d|xx)$")
+STATUS_PATTERN = r"^[1-5](\d\d|xx)$"
 DEFAULT_SPAN = timedelta(hours=24)
 _YEARS = (1970, 2999)  # beyond this, date arithmetic would overflow
+# What the schema says of the inputs that instant_parse and zone_parse check.
+# A date or date-time of the years 1970-2999 (JSON Schema's format cannot bound
+# a year, a pattern on its first digits can):
+YEAR_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-"
+# An IANA zone name's characters (the tz database's rule); the name must also
+# be a zone this machine knows, which no pattern can say.
+TZ_PATTERN = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
 WEEKDAYS = (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
 )  # fmt: skip
@@ -58,15 +64,24 @@ def instant_parse(text: str, *, zone: ZoneInfo, name: str) -> datetime:
 class RangeFilter(Schema):
     """A time range [from, to) and the time zone naive values and buckets use."""
 
-    tz: str = Field("UTC", description="IANA time zone name, e.g. Europe/Paris")
+    tz: str = Field(
+        "UTC",
+        max_length=64,
+        pattern=TZ_PATTERN,
+        description="IANA time zone name known to the server, e.g. Europe/Paris",
+    )
     from_: datetime | None = Field(
         None,
         alias="from",
-        description="ISO 8601 start (inclusive); a date or a naive time is local "
-        "to tz; default: to - 24 h (bucket=day: 7 days)",
+        description="ISO 8601 start (inclusive), years 1970-2999; a date or a naive "
+        "time is local to tz; default: to - 24 h (bucket=day: 7 days); must be "
+        "earlier than to",
+        json_schema_extra={"pattern": YEAR_PATTERN},
     )
     to: datetime | None = Field(
-        None, description="ISO 8601 end (exclusive); default now"
+        None,
+        description="ISO 8601 end (exclusive), years 1970-2999; default now",
+        json_schema_extra={"pattern": YEAR_PATTERN},
     )
 
     _zone: ZoneInfo = PrivateAttr()
@@ -133,7 +148,9 @@ class ExchangeFilter(RangeFilter):
     )
     state: Exchange.State | None = None
     status: str | None = Field(
-        None, description="HTTP status, e.g. 429, or a class: 5xx"
+        None,
+        pattern=STATUS_PATTERN,
+        description="HTTP status, e.g. 429, or a class: 5xx",
     )
     session: str | None = Field(None, max_length=100, description="session id")
     tool: str | None = Field(
@@ -143,15 +160,6 @@ class ExchangeFilter(RangeFilter):
     kind: Literal["messages", "other"] | None = Field(
         None, description="messages: /v1/messages calls; other: every other path"
     )
-
-    @field_validator("status")
-    @classmethod
-    def _check_status(cls, value: str | None) -> str | None:
-        if value is not None and not _STATUS.match(value):
-            raise ValueError(
-                "'status' must be a status code like 429 or a class like 5xx"
-            )
-        return value
 
 
 class UsageFilter(RangeFilter):
@@ -180,7 +188,10 @@ MAX_BUCKETS = 2000
 
 
 class TimeseriesFilter(UsageFilter):
-    bucket: Literal["hour", "day"] = "hour"
+    bucket: Literal["hour", "day"] = Field(
+        "hour",
+        description=f"bucket width; from..to spans at most {MAX_BUCKETS - 2} of them",
+    )
 
     def default_span(self) -> timedelta:
         return timedelta(days=7) if self.bucket == "day" else DEFAULT_SPAN
@@ -203,6 +214,23 @@ class LimitsIn(Schema):
 
 
 # --- outputs ----------------------------------------------------------------
+
+
+class ErrorOut(Schema):
+    """Why a request was refused: 401 not logged in, 404 no such id, 422 bad
+    parameters (one item per invalid parameter, or the reason as text)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def answers(ok: Any, *, params: bool = True, not_found: bool = False) -> dict:
+    """Return an operation's `response=`: its 200 schema and each refusal it makes."""
+    refusals = {401: ErrorOut}  # the NinjaAPI's auth, before any parameter is read
+    if params:
+        refusals[422] = ErrorOut
+    if not_found:
+        refusals[404] = ErrorOut
+    return {200: ok, **refusals}
 
 
 class ExchangeOut(Schema):

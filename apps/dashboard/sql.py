@@ -180,14 +180,20 @@ SESSIONS_SELECT = f"""
 SELECT * FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
 SESSIONS_COUNT = f"""
 SELECT COUNT(*) FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
-# The models of each quarter hour of a range (blocks list theirs).
+# The models of each quarter hour of a range (blocks list theirs); {table}: the
+# rollup table that keeps the filter's columns (TABLES).
 QUARTER_MODELS = f"""
-SELECT DISTINCT quarter, model FROM dashboard_usagerollup
+SELECT DISTINCT quarter, model FROM {{table}}
 WHERE quarter >= %s AND quarter < %s
   AND quarter NOT IN (SELECT quarter FROM proxy_apicalldirty){{where}}
 UNION
 SELECT DISTINCT quarter, model FROM proxy_apicall
 WHERE quarter IN ({LIVE_QUARTERS}) AND at >= %s AND at < %s{{where}}
+"""
+# The same from the ledger alone, for filters the rollups do not keep.
+QUARTER_MODELS_SCAN = """
+SELECT DISTINCT quarter, model FROM proxy_apicall
+WHERE at >= %s AND at < %s{where}
 """
 # The newest subscription limits the relay saw within each of some spans
 # ({spans}: a VALUES list of (index, start, end)); one index probe per span on
@@ -211,6 +217,80 @@ SELECT id, exchange_id, at, model, session_id, ttfb_ms, duration_ms, error
 FROM proxy_apicall
 WHERE duration_ms IS NOT NULL AND +at >= %s AND +at < %s{where}
 ORDER BY duration_ms DESC LIMIT %s
+"""
+
+# --- the exchange lists (selectors.base, selectors.requests) -----------------------
+# Every column the exchange lists filter and sort on is in this index (apps/proxy
+# migration 0002), so counting and sorting a month never reads the wide rows.
+# INDEXED BY pins it: with ANALYZE statistics SQLite otherwise prefers a
+# skip-scan of the (model, started_at) index plus a row lookup per exchange.
+COVER_INDEX = "exchange_stats_cover"
+# {where}: a queryset's compiled WHERE (selectors.base.where_sql).
+EXCHANGE_COUNT = (
+    f"SELECT COUNT(*) FROM proxy_exchange INDEXED BY {COVER_INDEX} WHERE {{where}}"
+)
+# {order}: covered columns only (selectors.requests checks them).
+EXCHANGE_PAGE_IDS = (
+    f"SELECT id FROM proxy_exchange INDEXED BY {COVER_INDEX} WHERE {{where}}"
+    " ORDER BY {order} LIMIT %s OFFSET %s"
+)
+# The export's keyset: rows after a (started_at, id) pair.
+EXCHANGE_AFTER = "(started_at, id) > (%s, %s)"
+# The newest standard (API-key) limits: literal conditions that match the partial
+# index exchange_std_limits (apps/proxy migration), so one index probe.
+STANDARD_LIMITS = (
+    "SELECT id FROM proxy_exchange WHERE unified_5h_utilization IS NULL"
+    " AND ratelimits <> '{}' AND started_at < %s ORDER BY started_at DESC LIMIT 1"
+)
+
+# --- a session's calls and turns (selectors.sessions) -----------------------------
+# {columns}, {where}: CallRow's columns and conditions on the ledger.
+SESSION_CALLS = (
+    "SELECT {columns} FROM proxy_apicall WHERE {where} ORDER BY at, id LIMIT %s"
+)
+_SENT = (
+    "a.input_tokens + a.cache_read_tokens + a.cache_write_5m_tokens"
+    " + a.cache_write_1h_tokens"
+)
+# The ledger key of a transcript call (apps.proxy.services.calls' rule).
+_KEY = (
+    "CASE WHEN c.request_id <> '' THEN c.request_id"
+    " WHEN c.message_id <> '' THEN 'msg:' || c.message_id"
+    " ELSE 'uuid:' || c.uuid END"
+)
+# Each call of one transcript file's session counted in the session it belongs
+# to (the first parameter: the session id the ledger knows it by), with the
+# ledger's figures; a call the ledger gives another session (the same response
+# in a forked session's file) is not this one's.
+CALL_ROWS = f"""
+SELECT c.turn, c.entry_id, a.exchange_id AS xid, {_SENT} AS sent,
+       a.output_tokens AS output, a.cache_read_tokens AS cache_read,
+       a.cost_usd AS cost
+FROM indexing_transcriptcall c
+JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s
+WHERE c.session_id = %s
+"""
+# A session's figures per agent, from the ledger.
+SESSION_FIGURES = f"""
+SELECT agent_id, COUNT(*), COUNT(exchange_id), SUM({_SENT} + a.output_tokens),
+       SUM(a.cost_usd), SUM(CASE WHEN a.cost_usd IS NULL AND {_SENT}
+                                      + a.output_tokens > 0 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN a.transcript IS NULL THEN 1 ELSE 0 END)
+FROM proxy_apicall a WHERE a.session_id = %s AND a.kind = 'messages'
+GROUP BY agent_id
+"""
+# Per turn: calls, relayed calls, tokens, prompt tokens, cache reads, cost, and
+# the prompt tokens of its last call, each call with the ledger's figures
+# (CALL_ROWS), as the session's header counts it.
+TURN_SUMS = f"""
+SELECT turn, COUNT(*), COUNT(xid), SUM(sent + output), SUM(sent), SUM(cache_read),
+       SUM(cost), MAX(CASE WHEN later = 0 THEN sent END)
+FROM (
+    SELECT r.*, ROW_NUMBER() OVER (PARTITION BY turn ORDER BY entry_id DESC) - 1
+               AS later
+    FROM ({CALL_ROWS}) r
+)
+GROUP BY turn ORDER BY turn
 """
 
 # --- the statusline (apps.dashboard.statusline): plain sqlite3, no Django ----

@@ -1,31 +1,35 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from apps.dashboard import views, views_transcripts
 from apps.dashboard.auth import LoginForm
+from apps.dashboard.views import health, requests, sessions, usage
 
 app_name = "dashboard"
 urlpatterns = [
-    path("health", views.health, name="health"),
-    path("ready", views.ready, name="ready"),
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
     path(
         "login/",
         auth_views.LoginView.as_view(authentication_form=LoginForm),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("live/", views.live, name="live"),
-    path("requests/", views.requests_list, name="exchange-list"),
-    path("requests/<int:exchange_id>/", views.exchange_detail, name="exchange-detail"),
-    path("performance/", views.performance, name="performance"),
-    path("usage/", views.usage, name="usage"),
-    path("sessions/", views_transcripts.sessions, name="sessions"),
-    path("sessions/<str:session_id>/", views_transcripts.session, name="session"),
-    path("sessions/<str:session_id>/thread/", views_transcripts.thread, name="thread"),
-    path("projects/", views_transcripts.projects, name="projects"),
-    path("search/", views_transcripts.search, name="search"),
-    path("todos/", views_transcripts.todos, name="todos"),
+    path("live/", requests.live, name="live"),
+    path("requests/", requests.requests_list, name="exchange-list"),
+    path(
+        "requests/<int:exchange_id>/",
+        requests.exchange_detail,
+        name="exchange-detail",
+    ),
+    path("performance/", usage.performance, name="performance"),
+    path("usage/", usage.usage, name="usage"),
+    path("sessions/", sessions.sessions, name="sessions"),
+    path("sessions/<str:session_id>/", sessions.session, name="session"),
+    path("sessions/<str:session_id>/thread/", sessions.thread, name="thread"),
+    path("projects/", sessions.projects, name="projects"),
+    path("search/", sessions.search, name="search"),
+    path("todos/", sessions.todos, name="todos"),
     # "home" kept as an alias so older links and reverses keep working.
-    path("", views.overview, name="overview"),
-    path("", views.overview, name="home"),
+    path("", usage.overview, name="overview"),
+    path("", usage.overview, name="home"),
 ]

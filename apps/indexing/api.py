@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.errors import HttpError
 
+from apps.dashboard.schemas import answers
 from apps.indexing import selectors
 from apps.indexing.models import Entry, Session
 from apps.indexing.schemas import (
@@ -26,7 +27,7 @@ from apps.indexing.schemas import (
 router = Router(tags=["transcripts"])
 
 
-@router.get("/search", response=SearchOut)
+@router.get("/search", response=answers(SearchOut))
 def search(request: HttpRequest, filters: Query[SearchFilter]) -> dict:
     """Search entries: all words, "phrases", word* prefixes; mode=raw for FTS5."""
     try:
@@ -73,7 +74,7 @@ def _hit(hit: selectors.SearchHit) -> dict:
     }
 
 
-@router.get("/transcripts", response=list[TranscriptSessionOut])
+@router.get("/transcripts", response=answers(list[TranscriptSessionOut]))
 def transcripts(request: HttpRequest, filters: Query[SessionFilter]) -> list[dict]:
     """List sessions, most recently active first."""
     sessions = selectors.session_list(
@@ -88,7 +89,9 @@ def transcripts(request: HttpRequest, filters: Query[SessionFilter]) -> list[dic
     return [_session(s) for s in sessions]
 
 
-@router.get("/transcripts/{session_id}", response=TranscriptOut)
+@router.get(
+    "/transcripts/{session_id}", response=answers(TranscriptOut, not_found=True)
+)
 def transcript(
     request: HttpRequest, session_id: str, filters: Query[ThreadFilter]
 ) -> dict:
@@ -107,7 +110,7 @@ def transcript(
     }
 
 
-@router.get("/todos", response=TodosOut)
+@router.get("/todos", response=answers(TodosOut))
 def todos(request: HttpRequest, filters: Query[TodoFilter]) -> dict:
     """List todo and task items with counts by status."""
     items = selectors.todo_list(
@@ -133,7 +136,7 @@ def todos(request: HttpRequest, filters: Query[TodoFilter]) -> dict:
     }
 
 
-@router.get("/plans", response=list[PlanOut])
+@router.get("/plans", response=answers(list[PlanOut]))
 def plans(request: HttpRequest, filters: Query[PlanFilter]) -> list:
     """List plan-mode plans, most recently modified first."""
     return selectors.plan_list(limit=filters.limit, offset=filters.offset)

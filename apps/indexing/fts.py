@@ -3,7 +3,7 @@
 Invariants:
 - indexing_entry_fts is a contentless FTS5 table (content=''): each entry's text
   lives once, compressed in its Block, and the index holds only postings, rowid =
-  indexing_entry.id. Entries are created only by apps.indexing.batches.
+  indexing_entry.id. Entries are created only by apps.indexing.services.batches.
   entries_insert, which calls fts_insert() for the same rows in the same
   transaction. Their text and tools are never updated (a trigger refuses it).
 - No trigger or view needs a function of ours (migration 0010): a backup script,
@@ -306,7 +306,7 @@ def _filter_sql(filters: FtsFilters) -> tuple[str, list]:
     return "".join(f" AND {c}" for c in clauses), params
 
 
-def _db_time(moment: datetime) -> str:
+def _db_time(moment: datetime) -> str | None:
     return connection.ops.adapt_datetimefield_value(moment)
 
 

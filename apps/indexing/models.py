@@ -172,7 +172,7 @@ class TranscriptCall(models.Model):
     them (tools of all lines, the largest usage, the first line's model, time and
     uuid), the turn it belongs to (prompts before it, selectors.TURN_START_SQL;
     0 before the first) and its list price. Rebuilt with the session's totals by
-    apps.indexing.sessions, so a long session's page reads one row per call
+    apps.indexing.services.sessions, so a long session's page reads one row per call
     rather than every line. The same call in two files has a row in each; the
     usage ledger (apps.proxy's ApiCall, fed from these rows) counts it once.
     """
@@ -199,7 +199,7 @@ class TranscriptCall(models.Model):
         indexes = [
             models.Index(fields=["session", "turn", "entry_id"], name="call_turn"),
             # A session's figures find the call each relayed exchange stands for
-            # (apps.dashboard.session_selectors.figures).
+            # (apps.dashboard.selectors.sessions.figures).
             # Not partial: SQLite does not use a partial index for a LEFT JOIN.
             models.Index(fields=["request_id"], name="call_request_id"),
         ]

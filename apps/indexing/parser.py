@@ -130,7 +130,7 @@ def _depth(value: Any) -> int:
 def record_parse(data: dict) -> ParsedLine:
     """Return the entry fields of one decoded transcript record."""
     kind = _str(data.get("type"))
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    message = _dict(data.get("message"))
     parsed = ParsedLine(
         type=kind[:40],
         uuid=_str(data.get("uuid"))[:64],

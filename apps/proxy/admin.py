@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -47,7 +48,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return min(self.object_list[: COUNT_CAP + 1].count(), COUNT_CAP)
+        rows = cast(QuerySet, self.object_list)  # the admin pages a QuerySet
+        return min(rows[: COUNT_CAP + 1].count(), COUNT_CAP)
 
 
 class ModelFilter(admin.SimpleListFilter):
@@ -99,8 +101,9 @@ class OlderThanFilter(admin.SimpleListFilter):
         return [(str(days), f"{days} days") for days in (1, 7, 30, 90, 365)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() and self.value().isdigit():
-            cutoff = timezone.now() - timedelta(days=int(self.value()))
+        value = self.value()
+        if value and value.isdigit():
+            cutoff = timezone.now() - timedelta(days=int(value))
             return queryset.filter(started_at__lt=cutoff)
         return queryset
 
@@ -238,7 +241,7 @@ class ExchangeAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
                 "count": queryset.order_by().count(),
-                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
                 "select_across": request.POST.get("select_across", "0"),
                 "action": "delete_matching",
                 "title": "Delete exchanges?",

@@ -46,13 +46,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import zstandard
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
 
+from apps.proxy import sql
 from apps.proxy.models import BodyBlock, Exchange
 
 _RAW = b"r"
@@ -92,6 +93,10 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 # --- formats -------------------------------------------------------------------
 
 
+@overload
+def body_encode(data: bytes) -> bytes: ...
+@overload
+def body_encode(data: None) -> None: ...
 def body_encode(data: bytes | None) -> bytes | None:
     """Return the stored form of a body that stands alone."""
     if data is None:
@@ -117,12 +122,9 @@ def body_decode(stored: bytes | memoryview | None) -> bytes | None:
 
 
 def _body_join(ids: list[int]) -> bytes:
-    # One bound parameter however many blocks: the ORM's IN list of 450 ids cost
-    # half the read time of a 200-call session's body (bench/storage.py).
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # one parameter: sql.BODYBLOCKS_READ says why
         cursor.execute(
-            "SELECT id, data FROM proxy_bodyblock "
-            "WHERE id IN (SELECT value FROM json_each(%s))",
+            sql.BODYBLOCKS_READ,
             [json.dumps(ids)],
         )
         contents = dict(cursor.fetchall())
@@ -297,10 +299,12 @@ def _compact_batch(*, ids: list[int]) -> int:
     )
     pending = {}  # cut outside the transaction: it is the slow, CPU-bound part
     for pk, session_id, stored in rows:
-        if body_block_ids(stored) is None:
-            body = body_encode_request(body_decode(stored), session_id=session_id)
-            if isinstance(body, BodyBlocks):
-                pending[pk] = (session_id, body)
+        if body_block_ids(stored) is not None:
+            continue  # stored as blocks already
+        data = body_decode(stored)
+        body = body_encode_request(data, session_id=session_id) if data else None
+        if isinstance(body, BodyBlocks):
+            pending[pk] = (session_id, body)
     converted = 0
     with transaction.atomic():
         alive = Exchange.objects.filter(pk__in=pending).values_list("pk", flat=True)

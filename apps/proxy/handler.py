@@ -24,7 +24,7 @@ without a copy. Nothing else of the handler is replaced.
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,7 +38,9 @@ ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 class RelayHandler(ASGIHandler):
     """Django's ASGI handler, reading the request body into one bytes object."""
 
-    async def read_body(self, receive: Callable[[], Awaitable[dict]]) -> io.BytesIO:
+    async def read_body(
+        self, receive: Callable[[], Awaitable[Mapping[str, Any]]]
+    ) -> io.BytesIO:
         """Return the request's body; raise RequestAborted if the client left."""
         chunks = []
         while True:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ssl
 import weakref
 from collections.abc import AsyncIterator
+from typing import Protocol, cast
 
 import certifi
 import httpcore
@@ -79,7 +80,9 @@ class UpstreamPool:
         except BaseException:
             await self.release(lease, reuse=False)
             raise
-        lease.stream = response.stream
+        # httpcore types a response's stream loosely; an HTTP/1.1 connection's is
+        # an async byte stream with aclose.
+        lease.stream = cast(_Body, response.stream)
         response.stream = lease
         return response
 
@@ -95,7 +98,8 @@ class UpstreamPool:
         url = request.url
         timeout = request.extensions.get("timeout", {}).get("connect")
         host = url.host.decode("ascii")
-        stream = await self._backend.connect_tcp(host, url.port, timeout=timeout)
+        port = url.port or (443 if url.scheme == b"https" else 80)
+        stream = await self._backend.connect_tcp(host, port, timeout=timeout)
         if url.scheme == b"https":
             stream = await stream.start_tls(
                 self._ssl_context or tls_context(),
@@ -128,6 +132,14 @@ class UpstreamPool:
         return len(self._lent)
 
 
+class _Body(Protocol):
+    """A response body as httpcore's HTTP/1.1 connection hands it over."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class _Lease:
     """One call's hold on a connection; as the response body, it gives the
     connection back (or closes it) when the body is closed."""
@@ -135,9 +147,11 @@ class _Lease:
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool: UpstreamPool | None = pool
         self.connection: httpcore.AsyncHTTP11Connection | None = None
-        self.stream: AsyncIterator[bytes] | None = None
+        self.stream: _Body | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.stream is None:
+            raise RuntimeError("no response body: the request did not complete")
         return self.stream.__aiter__()
 
     async def aclose(self) -> None:

@@ -109,9 +109,10 @@ def price_rate(
         if candidate["from"] <= day:
             rate = candidate
     if speed == "fast":
-        rate = rate.get("fast")
-        if rate is None:
+        fast = rate.get("fast")
+        if fast is None:
             return None
+        rate = fast
     for tier in rate.get("tiers", []):
         if usage.prompt > tier["above_prompt_tokens"]:
             rate = tier

@@ -175,9 +175,7 @@ def _json_loads(data: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply to parse") from None
 
 
-
-
-def _payloads(events: list[tuple[str, str]]) -> list[Any]:
+def event_payloads(events: list[tuple[str, str]]) -> list[Any]:
     """Decode every event's JSON data, in one call when all of it is valid JSON."""
     try:
         decoded = _json_loads("[" + ",".join(data for _, data in events) + "]")
@@ -252,7 +250,7 @@ def message_from_events(events: list[tuple[str, str]]) -> Assembled:  # noqa: C9
     partial_json: dict[int, list[str]] = {}
     usage: dict[str, Any] = {}
     result = Assembled()
-    for event in _payloads(events):
+    for event in event_payloads(events):
         if not isinstance(event, dict):
             continue
         kind = event.get("type")
@@ -350,7 +348,8 @@ def request_facts(body: bytes) -> dict[str, Any]:
         return {"request_body_note": f"not parsed as JSON: {exc}"[:500]}
     if not isinstance(payload, dict):
         return {}
-    tools = payload.get("tools") if isinstance(payload.get("tools"), list) else []
+    offered = payload.get("tools")
+    tools = offered if isinstance(offered, list) else []
     facts: dict[str, Any] = {
         "model_requested": str(payload.get("model") or "")[:200],
         "is_streaming": payload.get("stream") is True,
@@ -452,13 +451,14 @@ def call_start_row(
     headers = call.request_headers
     size = len(call.request_body) if call.request_size is None else call.request_size
     body = call.request_body[:max_body] if max_body is not None else call.request_body
+    session_id = header_value(headers, b"x-claude-code-session-id")[:100]
     row = {
         "uid": call.uid,
         "started_at": call.started_at,
         "method": call.method[:16],
         "path": call.path,
         "query": query_redact(call.query),
-        "session_id": header_value(headers, b"x-claude-code-session-id")[:100],
+        "session_id": session_id,
         "agent_id": header_value(headers, b"x-claude-code-agent-id")[:100],
         "user_agent": header_value(headers, b"user-agent")[:500],
         "request_headers": headers_redact(headers, extra=redact),
@@ -473,7 +473,7 @@ def call_start_row(
         facts.pop("session_id", None)
     row.update(facts)
     # Cut here, off the write transaction; services stores the session's blocks.
-    row["request_body"] = body_encode_request(body, session_id=row["session_id"])
+    row["request_body"] = body_encode_request(body, session_id=session_id)
     return row
 
 

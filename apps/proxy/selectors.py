@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.proxy import sql
 from apps.proxy.models import Exchange
 from apps.proxy.spill import backlog_files, lines_read
 
@@ -20,7 +21,7 @@ def database_status() -> str:
     uri = f"file:{settings.CLAUDEMON_DB_PATH}?mode=ro"
     try:
         with sqlite3.connect(uri, uri=True, timeout=0.5) as db:
-            db.execute("SELECT 1 FROM proxy_exchange LIMIT 1").fetchall()
+            db.execute(sql.EXCHANGE_ANY).fetchall()
     except sqlite3.Error as exc:
         return f"error: {exc}"
     return "ok"

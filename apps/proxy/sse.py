@@ -37,7 +37,7 @@ def sse_events(text: str) -> list[tuple[str, str]]:
 
 def _sse_lines(lines: list[str]) -> list[tuple[str, str]]:
     events: list[tuple[str, str]] = []
-    name, data = "", []
+    name, data = "", list[str]()
     for line in lines:
         if not line:
             if data:

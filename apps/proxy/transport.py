@@ -39,8 +39,9 @@ _SLICE = 1024 * 1024
 class _Protocol(asyncio.Protocol):
     """Buffers incoming bytes and wakes the one reader waiting for them."""
 
+    transport: asyncio.Transport  # set by connection_made, before any byte arrives
+
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.eof = False
@@ -50,6 +51,7 @@ class _Protocol(asyncio.Protocol):
         self.writable: asyncio.Future[None] | None = None  # set while writing is paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio types it BaseTransport; a stream connection hands a Transport.
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -212,6 +214,10 @@ class LoopStream(httpcore.AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             self._transport.abort()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if transport is None:  # the connection closed during the handshake
+            raise httpcore.ConnectError(
+                "the connection closed during the TLS handshake"
+            )
         # Flow control now goes through the TLS transport: pausing the TCP one
         # underneath it would leave the TLS layer's own buffering out of step.
         self._protocol.transport = transport

@@ -70,7 +70,7 @@ def _origin(upstream: str) -> tuple[bytes, bytes, int, bytes, bytes]:
     scheme = parts.scheme.encode("ascii")
     default_port = 443 if scheme == b"https" else 80
     port = parts.port or default_port
-    host = parts.hostname.encode("idna")
+    host = (parts.hostname or "").encode("idna")  # settings refuse a URL without one
     host_header = b"[" + host + b"]" if b":" in host else host
     if parts.port and parts.port != default_port:
         host_header += b":%d" % parts.port
@@ -109,13 +109,13 @@ def upstream_request(
         settings.CLAUDEMON_CONNECT_TIMEOUT,
         settings.CLAUDEMON_IDLE_TIMEOUT,
     )
-    timeouts = {"connect": connect, "read": idle, "write": idle}
+    phases = {"connect": connect, "read": idle, "write": idle}
     return httpcore.Request(
         method.encode("ascii"),
         httpcore.URL(scheme=scheme, host=host, port=port, target=target),
         headers=outgoing,
         content=body,
-        extensions={"timeout": timeouts},
+        extensions={"timeout": phases},
     )
 
 

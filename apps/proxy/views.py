@@ -11,12 +11,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 import claudemon
 from apps.proxy import selectors
@@ -35,6 +36,9 @@ from apps.proxy.upstream import (
     url_without_credentials,
 )
 from apps.proxy.writer import recording, recording_submit
+
+if TYPE_CHECKING:  # only handler.py imports Django's handler modules at run time
+    from django.core.handlers.asgi import ASGIRequest
 
 State = Exchange.State
 log = logging.getLogger("apps.proxy.views")
@@ -64,7 +68,7 @@ class RelayResponse(StreamingHttpResponse):
         return self._relay_chunks
 
 
-async def relay(request: HttpRequest) -> HttpResponse:
+async def relay(request: ASGIRequest) -> HttpResponseBase:
     """Forward one call upstream and stream the answer back as it arrives."""
     refused = _refusal(request)
     if refused is not None:
@@ -132,7 +136,7 @@ def _forbidden(message: str) -> HttpResponse:
     return JsonResponse({"type": "error", "error": error}, status=403)
 
 
-def _call_open(request: HttpRequest) -> Call:
+def _call_open(request: ASGIRequest) -> Call:
     scope = request.scope
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
     return Call(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -130,7 +131,7 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("CLAUDEMON_DEBUG", False)
 ALLOWED_HOSTS = CLAUDEMON_ALLOWED_HOSTS
 
-DATABASES = {
+DATABASES: dict[str, dict[str, Any]] = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(CLAUDEMON_DB_PATH),

@@ -74,6 +74,7 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
+
 # Access from other machines: both deployments bind CLAUDEMON_BIND (default
 # 127.0.0.1). To serve the dashboard to other hosts, set CLAUDEMON_BIND=0.0.0.0
 # and name every host users type in CLAUDEMON_ALLOWED_HOSTS (e.g.

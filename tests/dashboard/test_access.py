@@ -47,7 +47,7 @@ def _route(pattern: URLPattern | URLResolver) -> str:
     return text
 
 
-def _all_urls() -> list[str]:
+def data_urls() -> list[str]:
     return sorted(
         {"/" + url for url in _walk(get_resolver("claudemon.urls_data").url_patterns)}
     )
@@ -60,7 +60,7 @@ def _is_api(url: str) -> bool:
 
 
 def test_it_walks_a_meaningful_number_of_urls():
-    urls = _all_urls()
+    urls = data_urls()
     wanted = ["/admin/", "/api/exchanges", "/api/stats/summary", "/api/limits",
                 "/api/openapi.json", "/api/docs", "/health", "/login/"]  # fmt: skip
     for expected in wanted:
@@ -69,7 +69,7 @@ def test_it_walks_a_meaningful_number_of_urls():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", _all_urls())
+@pytest.mark.parametrize("url", data_urls())
 def test_it_refuses_anonymous_on_every_url(url):
     client = Client()
     for method in ("get", "post"):

@@ -8,9 +8,12 @@ pages. Real requests through Django's client, real files indexed.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
+from apps.dashboard import page_state
+from apps.dashboard.selectors import requests as request_selectors
 from apps.indexing.services import index_sync
 from apps.proxy.bodies import body_encode
 from tests.factories import exchange_create
@@ -143,3 +146,18 @@ def test_it_reports_a_search_date_out_of_range(
     response = user_client.get("/search/", {"q": "alembic", **dates})
     assert response.status_code == 200
     assert problem.replace("'", "&#x27;") in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_sort_column_outside_the_covering_index_with_a_value_error(
+    monkeypatch,
+):
+    # The guard keeps column names out of the raw ORDER BY unless the covering
+    # index holds them; an assert would vanish under `python -O`.
+    monkeypatch.setitem(page_state.SORTS, "body", "request_body")
+    filters = page_state.RequestsPageFilter(sort="-body")
+    now = page_state.now_utc()
+    with pytest.raises(ValueError, match="request_body"):
+        request_selectors.exchange_page(
+            start=now - timedelta(days=1), end=now, filters=filters
+        )

@@ -19,7 +19,7 @@ from django.urls import reverse
 from apps.dashboard import services as data
 from apps.dashboard.selectors import figures_of, ledger_sums
 from apps.dashboard.selectors.ledger import Scope
-from apps.dashboard.session_selectors import session_figures
+from apps.dashboard.selectors.sessions import session_figures
 from apps.indexing.services import index_sync
 from apps.proxy.models import ApiCall, Exchange
 from tests.factories import exchange_create

@@ -174,6 +174,21 @@ def test_it_chains_blocks_from_before_the_range(db):
     assert starts == [at("2026-11-20T06:00:00"), at("2026-11-20T11:00:00")]
 
 
+@pytest.mark.parametrize(
+    ("params", "calls"), [({"session": "s-a"}, [1]), ({"project": "1"}, [])]
+)
+def test_it_reports_blocks_of_one_session_or_project(db, api, params, calls):
+    # The rollups keep neither: the blocks' models come from the ledger then.
+    call("2026-11-20T09:10:00", session_id="s-a")
+    call("2026-11-20T09:20:00", session_id="s-b")
+    span = {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
+    response = api("/api/usage/blocks", **span, **params)
+    assert response.status_code == 200, response.content[:300]
+    rows = response.json()["rows"]
+    assert [row["calls"] for row in rows] == calls
+    assert all(row["models"] == ["claude-sonnet-4-5-20250929"] for row in rows)
+
+
 # --- the command ---------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.dashboard import session_selectors
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.indexing.services import index_sync
 from tests.factories import exchange_create
 from tests.indexing.conftest import T0, ClaudeTree

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from ninja.responses import NinjaJSONEncoder
 
-from apps.dashboard import schemas, selectors, session_selectors
+from apps.dashboard import schemas, selectors
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import scope_of
 from apps.proxy import services
 from apps.proxy.models import Exchange

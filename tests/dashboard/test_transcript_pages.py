@@ -15,8 +15,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.dashboard import session_selectors
 from apps.dashboard.markdown import markdown_html
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.templatetags.dashboard import usd
 from apps.indexing.services import index_sync
 from apps.proxy import services
@@ -273,7 +273,7 @@ def test_it_renders_the_thread_with_subagent_nested_and_compaction(
 def test_it_pages_a_long_thread_and_opens_the_page_of_a_linked_entry(
     db, tmp_path, client_in
 ):
-    from apps.dashboard.views_transcripts import THREAD_PER_PAGE
+    from apps.dashboard.views.sessions import THREAD_PER_PAGE
 
     tree = ClaudeTree(tmp_path / "long")
     long = tree.transcript(session_id="long-session")
@@ -293,7 +293,7 @@ def test_it_pages_a_long_thread_and_opens_the_page_of_a_linked_entry(
 def test_it_names_the_tool_of_a_result_whose_call_is_on_the_previous_page(
     db, tmp_path, client_in
 ):
-    from apps.dashboard.views_transcripts import THREAD_PER_PAGE
+    from apps.dashboard.views.sessions import THREAD_PER_PAGE
 
     tree = ClaudeTree(tmp_path / "boundary")
     long = tree.transcript(session_id="boundary-session")
@@ -322,7 +322,7 @@ def test_it_highlights_the_hit_entry_with_escaping(seeded, client_in):
     html = _get(client_in, "search", q=f'"{PHRASE}"')
     assert "<mark>flaky</mark> <mark>websocket</mark> <mark>fixture</mark>" in html
     link = re.search(r'class="hit-link" href="([^"]+)"', html).group(1)
-    assert link.endswith("#entry-" + _first_prompt_uuid(first))
+    assert link.endswith("#entry-" + first_prompt_uuid(first))
     thread = client_in.get(link.replace("&amp;", "&").split("#")[0]).content.decode()
     entry = thread[thread.index('class="entry entry-message is-hit"') :]
     assert "<mark>websocket</mark>" in entry[:3000]
@@ -375,13 +375,13 @@ def test_a_plain_search_highlights_its_landing_entry_as_words(db, tmp_path, clie
      '"<script>" OR x*', "x" * 10_000, "*:^-+,"],
 )  # fmt: skip
 def test_it_opens_the_thread_for_any_advanced_highlight(seeded, client_in, query):
-    first = _first_prompt_uuid(seeded["main"])
+    first = first_prompt_uuid(seeded["main"])
     html = _get(client_in, "thread", RELAYED, entry=first, hl=query, advanced="1")
     assert HOSTILE not in html and "<mark>x</mark>" not in html
     assert 'class="entry entry-message is-hit"' in html
 
 
-def _first_prompt_uuid(transcript) -> str:
+def first_prompt_uuid(transcript) -> str:
     import json
 
     for line in transcript.path.read_text().splitlines():

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.dashboard import page_selectors, selectors
+from apps.dashboard import selectors
+from apps.dashboard.selectors import requests as request_selectors
 from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.bodies import body_encode
 from apps.proxy.models import Exchange
@@ -154,15 +155,17 @@ def test_it_pages_with_a_fixed_number_of_queries(
 def test_it_finds_new_and_finished_exchanges_for_the_live_feed(db):
     done = exchange_create()
     flying = exchange_create(state=Exchange.State.IN_PROGRESS, ended_at=None)
-    assert page_selectors.exchange_live_changes(after_id=done.pk, watch_ids=[]) == [
+    assert request_selectors.exchange_live_changes(after_id=done.pk, watch_ids=[]) == [
         flying
     ]
     assert (
-        page_selectors.exchange_live_changes(after_id=flying.pk, watch_ids=[flying.pk])
+        request_selectors.exchange_live_changes(
+            after_id=flying.pk, watch_ids=[flying.pk]
+        )
         == []
     )
     Exchange.objects.filter(pk=flying.pk).update(state=Exchange.State.COMPLETE)
-    changed = page_selectors.exchange_live_changes(
+    changed = request_selectors.exchange_live_changes(
         after_id=flying.pk, watch_ids=[flying.pk]
     )
     assert [(row.pk, row.state) for row in changed] == [(flying.pk, "complete")]

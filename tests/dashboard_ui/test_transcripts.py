@@ -20,7 +20,7 @@ from tests.dashboard.test_transcript_pages import (
     RELAYED,
     SUB_COST,
     SUB_PHRASE,
-    _first_prompt_uuid,
+    first_prompt_uuid,
     transcripts_seed,
 )
 from tests.dashboard_ui.conftest import login, screenshot
@@ -52,7 +52,7 @@ def test_it_lands_a_phrase_search_on_the_highlighted_thread_entry(page, member, 
     )
     screenshot(page, "search-results")
     hits.first.locator("a.hit-link").click()
-    prompt_uuid = _first_prompt_uuid(seeded["main"])
+    prompt_uuid = first_prompt_uuid(seeded["main"])
     page.wait_for_url(f"**/sessions/{RELAYED}/thread/?*#entry-{prompt_uuid}")
     entry = page.locator(f"#entry-{prompt_uuid}")
     expect(entry).to_be_in_viewport()
@@ -87,7 +87,7 @@ def test_it_lands_an_advanced_search_on_its_terms_in_the_thread(page, member, se
     expect(hits).to_have_count(1)
     expect(hits.first.locator(".snippet mark")).to_have_text(["flaky", "fixture"])
     hits.first.locator("a.hit-link").click()
-    prompt_uuid = _first_prompt_uuid(seeded["main"])
+    prompt_uuid = first_prompt_uuid(seeded["main"])
     page.wait_for_url(f"**/sessions/{RELAYED}/thread/?*advanced=1*")
     entry = page.locator(f"#entry-{prompt_uuid}")
     expect(entry).to_be_in_viewport()

@@ -33,23 +33,42 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _pins() -> dict[str, str]:
-    pins = {}
-    for line in ROOT.joinpath("requirements.txt").read_text().splitlines():
+def _pins(name: str = "requirements.txt") -> dict[str, str]:
+    pins = _pins() if name != "requirements.txt" else {}  # dev includes run
+    for line in ROOT.joinpath(name).read_text().splitlines():
         match = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==(\S+)", line)
         if match:
             pins[_normal(match[1])] = match[3]
     return pins
 
 
-def _imports() -> set[str]:
-    """Top-level modules that our code imports."""
-    return {module for path in SOURCES for module in _imports_of(path)}
+def _imports(*, typing_only: bool = False) -> set[str]:
+    """Modules that our code imports (at run time, or for the type checker only)."""
+    return {
+        module
+        for path in SOURCES
+        for module in _imports_of(_tree(path), typing_only=typing_only)
+    }
 
 
-def _imports_of(path: Path) -> set[str]:
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
+def _imports_of(tree: ast.AST, *, typing_only: bool = False) -> set[str]:
+    """Return the modules a tree imports, or those under `if TYPE_CHECKING:`."""
+    checking = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    if typing_only:
+        return {m for node in checking for m in _imports_of(ast.Module(node.body, []))}
+    hidden = {id(n) for node in checking for n in ast.walk(node) if n is not node}
     modules = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -77,11 +96,25 @@ def test_every_package_our_code_imports_is_pinned():
     assert not unpinned, f"import without a pin in requirements.txt: {unpinned}"
 
 
+def test_every_package_imported_for_the_type_checker_is_a_pinned_dev_package():
+    distributions = metadata.packages_distributions()
+    dev = _pins("requirements-dev.txt")
+    unpinned = {
+        distribution
+        for module in _imports(typing_only=True)
+        if module.split(".")[0] not in {"apps", "claudemon", *sys.stdlib_module_names}
+        for distribution in distributions.get(module.split(".")[0], [module])
+        if _normal(distribution) not in dev
+    }
+    assert _imports(typing_only=True), "no typing-only import: the test tests nothing"
+    assert not unpinned, f"typing import without a pin: {unpinned}"
+
+
 def test_no_module_of_ours_imports_a_private_module_or_djangos_handlers():
     offending = {
         module
         for path in SOURCES
-        for module in _imports_of(path)
+        for module in _imports_of(_tree(path))
         if any(part.startswith("_") for part in module.split(".")[1:])
         or (
             module.startswith("django.core.handlers")

@@ -196,9 +196,9 @@ _FAST = [
 @pytest.mark.parametrize(("model", "usage", "expected"), _FAST)
 def test_it_prices_fast_mode_with_the_familys_own_rates(model, usage, expected):
     at = date(2026, 11, 1)
-    assert usage_cost(
-        model=model, usage=usage, at=at, speed="fast"
-    ) == pytest.approx(expected)
+    assert usage_cost(model=model, usage=usage, at=at, speed="fast") == pytest.approx(
+        expected
+    )
     assert usage_cost(model=model, usage=usage, at=at) < expected
 
 

@@ -16,10 +16,10 @@ from apps.proxy.bodies import body_decode
 from apps.proxy.pricing import Usage
 from apps.proxy.recorder import (
     Call,
-    _payloads,
     call_finish_row,
     call_start_row,
     content_decode,
+    event_payloads,
     headers_redact,
     message_from_events,
     message_from_json,
@@ -290,8 +290,10 @@ def test_it_parses_rate_limit_headers():
         ),
         (
             b"not json",
-            {"request_body_note": "not parsed as JSON: Expecting value: "
-             "line 1 column 1 (char 0)"},
+            {
+                "request_body_note": "not parsed as JSON: Expecting value: "
+                "line 1 column 1 (char 0)"
+            },
         ),
         (b"[]", {}),
         (b"", {}),
@@ -304,7 +306,7 @@ def test_it_reads_request_facts_without_failing(body, facts):
 def test_it_decodes_events_one_by_one_when_one_is_not_json():
     events = [("a", '{"type": "ping"}'), ("b", "not json"), ("c", "1,2"), ("d", "[3]")]
 
-    assert _payloads(events) == [{"type": "ping"}, None, None, [3]]
+    assert event_payloads(events) == [{"type": "ping"}, None, None, [3]]
 
 
 @pytest.mark.parametrize(
@@ -341,7 +343,7 @@ def test_it_notes_a_request_body_it_cannot_parse_and_keeps_going():
     assert "nested too deeply" in request_facts(deep)["request_body_note"]
     assert "not parsed as JSON" in request_facts(b"not json")["request_body_note"]
     assert message_from_json(deep).message is None
-    assert _payloads([("a", "[" * 100_000)]) == [None]
+    assert event_payloads([("a", "[" * 100_000)]) == [None]
 
 
 def test_it_stores_a_body_over_the_cap_cut_with_its_size_and_a_note():

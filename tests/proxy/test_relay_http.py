@@ -103,7 +103,8 @@ def test_it_passes_every_response_header_back(relay, upstream):
     upstream.enqueue(
         Reply(
             status=429,
-            body=b'{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}',
+            body=b'{"type":"error","error":'
+            b'{"type":"rate_limit_error","message":"slow down"}}',
             headers=[
                 ("request-id", "req_429"),
                 ("retry-after", "17"),

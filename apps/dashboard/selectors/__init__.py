@@ -4,11 +4,15 @@
 - usage: totals, series, per model and tool, latency percentiles;
 - reports: daily, weekly, monthly, per session, project and model, 5-hour blocks;
 - exchanges: the relay's raw record (lists, one exchange, exports, limits, health);
-- base: the exchange list's filter.
+- base: the exchange list's filter;
+- requests: what the requests pages show (a page of the list, the inspector's
+  exchange and its neighbours, the live feed);
+- sessions (a package): a session's figures, the sessions list, one session
+  turn by turn;
+- logins, readiness: the login throttle and the data side's readiness.
 """
 
 from apps.dashboard.selectors.base import (
-    COVER_INDEX,
     LIST_FIELDS,
     MESSAGES_PATH,
     exchange_filter,
@@ -43,7 +47,7 @@ from apps.dashboard.selectors.usage import (
 )
 
 __all__ = [
-    "COVER_INDEX", "LIST_FIELDS", "MESSAGES_PATH", "PERCENTILE_DEFINITION",
+    "LIST_FIELDS", "MESSAGES_PATH", "PERCENTILE_DEFINITION",
     "PERCENTILES", "Scope", "apitoken_find", "apitoken_list", "bucket_edges",
     "data_health", "error_counts", "exchange_detail", "exchange_export_chunk",
     "exchange_filter", "exchange_list", "exchange_models", "figures_of", "index_health",

@@ -6,6 +6,7 @@ from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from apps.dashboard import sql
 from apps.dashboard.schemas import ExchangeFilter
 from apps.proxy.models import Exchange
 
@@ -19,11 +20,6 @@ LIST_FIELDS = (
     "unified_5h_utilization", "unified_7d_utilization", "request_size",
     "response_size",
 )  # fmt: skip
-# Every column the exchange lists filter and sort on is in this index (apps/proxy
-# migration 0002), so counting and sorting a month never reads the wide rows.
-# INDEXED BY pins it: with ANALYZE statistics SQLite otherwise prefers a
-# skip-scan of the (model, started_at) index plus a row lookup per exchange.
-COVER_INDEX = "exchange_stats_cover"
 
 
 def exchange_filter(*, filters: ExchangeFilter) -> QuerySet[Exchange]:
@@ -72,7 +68,6 @@ def where_sql(queryset: QuerySet) -> tuple[str, list]:
 def exchange_count(*, queryset: QuerySet[Exchange]) -> int:
     """Return how many exchanges a filtered queryset holds (from the covering index)."""
     where, params = where_sql(queryset)
-    sql = f"SELECT COUNT(*) FROM proxy_exchange INDEXED BY {COVER_INDEX} WHERE {where}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql.EXCHANGE_COUNT.format(where=where), params)
         return cursor.fetchone()[0]

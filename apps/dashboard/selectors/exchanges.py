@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from django.apps import apps
 from django.db import DatabaseError, connection
@@ -13,8 +14,9 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 
+from apps.dashboard import sql
 from apps.dashboard.models import ApiToken
-from apps.dashboard.schemas import ExchangeFilter, RangeFilter
+from apps.dashboard.schemas import ExchangeFilter
 from apps.dashboard.selectors.base import (
     LIST_FIELDS,
     exchange_count,
@@ -72,7 +74,7 @@ def exchange_export_chunk(
         moment = connection.ops.adapt_datetimefield_value(after[0])
         qs = qs.filter(
             ExpressionWrapper(
-                RawSQL("(started_at, id) > (%s, %s)", (moment, after[1])),
+                RawSQL(sql.EXCHANGE_AFTER, (moment, after[1])),
                 output_field=BooleanField(),
             )
         )
@@ -81,13 +83,24 @@ def exchange_export_chunk(
 
 # --- rate limits ---------------------------------------------------------------
 
+
+class Span(Protocol):
+    """A range [start, end): the API's RangeFilter or a page's TimeRange."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+
 _UNIFIED_FIELDS = (
     "started_at", "unified_status", "unified_5h_utilization", "unified_5h_reset",
     "unified_7d_utilization", "unified_7d_reset", "ratelimits",
 )  # fmt: skip
 
 
-def ratelimit_state(*, filters: RangeFilter, limit: int) -> dict:
+def ratelimit_state(*, filters: Span, limit: int) -> dict:
     """Return the latest subscription limits before `to`, their history in the
     range (newest `limit` points) and the latest standard API-key limits."""
     unified = Exchange.objects.filter(unified_5h_utilization__isnull=False)
@@ -130,14 +143,10 @@ def _unified_point(row: dict) -> dict:
 
 
 def _standard_limits(*, end: datetime) -> dict | None:
-    # Literal conditions: they match the partial index exchange_std_limits
-    # (apps/proxy migration), so this is one index probe, not a table scan.
-    sql = (
-        "SELECT id FROM proxy_exchange WHERE unified_5h_utilization IS NULL"
-        " AND ratelimits <> '{}' AND started_at < %s ORDER BY started_at DESC LIMIT 1"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(end)])
+    with connection.cursor() as cursor:  # one index probe: sql.STANDARD_LIMITS
+        cursor.execute(
+            sql.STANDARD_LIMITS, [connection.ops.adapt_datetimefield_value(end)]
+        )
         found = cursor.fetchone()
     if found is None:
         return None

@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import overload
 
 import numpy as np
 from django.db import connection
@@ -271,11 +272,16 @@ def ledger_quarter_models(*, scope: Scope) -> dict[int, set[str]]:
     """Return {quarter hour: the models called in it} for a scope."""
     where, params = _where(scope)
     rolled, live = _bounds(scope)
+    if scope.rollable:  # as ledger_rows: the table that keeps the filter's columns
+        table = sql.TABLES["project" if scope.project_id else "usage"][0]
+        statement = sql.QUARTER_MODELS.format(table=table, where=where)
+        params = [*rolled, *params, *live, *params]
+    else:
+        statement = sql.QUARTER_MODELS_SCAN.format(where=where)
+        params = [*live[-2:], *params]
     found: dict[int, set[str]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.QUARTER_MODELS.format(where=where), [*rolled, *params, *live, *params]
-        )
+        cursor.execute(statement, params)
         for quarter, model in cursor:
             found.setdefault(quarter, set()).add(model)
     return found
@@ -294,6 +300,10 @@ def ledger_slowest(*, scope: Scope, limit: int) -> list[dict]:
     return rows
 
 
+@overload
+def moment_utc(value: datetime | str) -> datetime: ...
+@overload
+def moment_utc(value: None) -> None: ...
 def moment_utc(value: datetime | str | None) -> datetime | None:
     """Return an aware UTC datetime from what the database hands back."""
     if value is None or isinstance(value, datetime):

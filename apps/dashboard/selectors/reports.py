@@ -22,8 +22,8 @@ from apps.dashboard.selectors.ledger import (
     ledger_sums,
     moment_utc,
 )
+from apps.dashboard.selectors.sessions.listing import session_out, session_rows
 from apps.dashboard.selectors.usage import TOKEN_KINDS, figures_of, usage_in_buckets
-from apps.dashboard.session_selectors.listing import session_out, session_rows
 from apps.indexing import selectors as index
 
 PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}

@@ -72,7 +72,7 @@ def hit_rate(tokens: dict[str, int]) -> float | None:
 
 
 def _mean(total: float | None, count: int | None) -> float | None:
-    return float(total) / count if count else None
+    return float(total or 0) / count if count else None
 
 
 def usage_summary(*, scope: Scope) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ def apitoken_hash(*, raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def apitoken_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
+def apitoken_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """Create a token for a user; return it with the raw value (shown only once)."""
     token = ApiToken(user=user, name=name)
     raw = apitoken_fill(token=token)
@@ -48,7 +48,7 @@ def apitoken_revoke(*, token: ApiToken) -> None:
         token.save(update_fields=["revoked_at"])
 
 
-def apitoken_authenticate(*, raw: str) -> AbstractBaseUser | None:
+def apitoken_authenticate(*, raw: str) -> User | None:
     """Return the active user owning a live token, or None."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None

@@ -18,7 +18,8 @@ quarters and sessions from the ledger, in the same transaction, so reads
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from django.db import connection, transaction
 
@@ -34,6 +35,7 @@ from apps.dashboard.selectors.ledger import moment_utc, tools_count
 from apps.proxy import services as ledger
 
 _BATCH = 200  # quarters per transaction: short write locks beside the relay
+_Rollup = TypeVar("_Rollup", UsageRollup, ProjectRollup)
 _TOKENS = (
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
     "cache_write_1h_tokens",
@@ -92,15 +94,21 @@ def _rebuild(quarters: list[int]) -> None:
         cursor.execute(sql.QUARTER_CALLS.format(marks=marks), quarters)
         names = [column[0] for column in cursor.description]
         calls = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    for table, model in (("usage", UsageRollup), ("project", ProjectRollup)):
-        keys = sql.TABLES[table][1]
-        rows = [
-            model(**dict(zip(keys, key, strict=True)), **_sums(members))
-            for key, members in _grouped(calls, keys).items()
-        ]
-        model.objects.bulk_create(rows, batch_size=500)
+    usage = _sum_rows(UsageRollup, sql.TABLES["usage"][1], calls)
+    UsageRollup.objects.bulk_create(usage, batch_size=500)
+    project = _sum_rows(ProjectRollup, sql.TABLES["project"][1], calls)
+    ProjectRollup.objects.bulk_create(project, batch_size=500)
     LatencyRollup.objects.bulk_create(_latency_rows(calls), batch_size=500)
     ToolRollup.objects.bulk_create(_tool_rows(calls), batch_size=500)
+
+
+def _sum_rows(
+    model: type[_Rollup], keys: tuple[str, ...], calls: list
+) -> list[_Rollup]:
+    return [
+        model(**dict(zip(keys, key, strict=True)), **_sums(members))
+        for key, members in _grouped(calls, keys).items()
+    ]
 
 
 def _tool_rows(calls: list[dict]) -> list[ToolRollup]:
@@ -124,10 +132,10 @@ def _grouped(calls: Iterable[dict], keys: tuple[str, ...]) -> dict[tuple, list]:
 def _sums(calls: list[dict]) -> dict:
     """Return the sum columns of a group of ledger rows (a rollup row's)."""
 
-    def count(test: object) -> int:
-        return sum(1 for call in calls if test(call))  # type: ignore[operator]
+    def count(test: Callable[[dict], object]) -> int:
+        return sum(1 for call in calls if test(call))
 
-    times = [moment_utc(call["at"]) for call in calls]
+    times = [t for call in calls if (t := moment_utc(call["at"])) is not None]
     ttfbs = [c["ttfb_ms"] for c in calls if c["ttfb_ms"] is not None]
     durations = [c["duration_ms"] for c in calls if c["duration_ms"] is not None]
     sums = dict(

@@ -8,11 +8,20 @@ from django import template
 from django.http import QueryDict
 
 from apps.dashboard import page_state
+from apps.proxy.services import call_error
 
 register = template.Library()
 
 _DASH = "—"
 PALETTE_SIZE = 8  # series colours s0..s7 are defined in base.css (light and dark)
+
+
+@register.filter
+def error_label(row: Any) -> str:
+    """Return an exchange's error label ("" for none), as the usage figures count it."""
+    return call_error(
+        error_type=row.error_type, status_code=row.status_code, state=row.state
+    )
 
 
 @register.filter
@@ -101,7 +110,7 @@ def stacked_bars(chart: dict, *, unit: str = "") -> dict:
     slot = (width - pad) / max(len(labels), 1)
     bars = []
     for i, label in enumerate(labels):
-        y = height - pad
+        y: float = height - pad
         for index, s in enumerate(series):
             value = s["values"][i] or 0
             h = value / top * (height - 2 * pad)

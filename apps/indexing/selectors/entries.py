@@ -50,7 +50,7 @@ def session_thread(
             "first_at", "id"
         )
     ]
-    child_entries: dict[int, list[Entry]] = {s.pk: [] for s in children}
+    child_entries: dict[int | None, list[Entry]] = {s.pk: [] for s in children}
     for entry in Entry.objects.filter(session__in=children).order_by("id"):
         child_entries[entry.session_id].append(entry)
     exchanges = exchange_ids_by_request_id(
@@ -72,7 +72,9 @@ def session_thread(
     return [item(e, spawned.get(e.uuid, []) if e.uuid else []) for e in page]
 
 
-def _entries_unpack(entries: list[Entry]) -> dict[int, tuple[bytes, str]]:
+def _entries_unpack(
+    entries: list[Entry] | list[TurnMark],
+) -> dict[int, tuple[bytes, str]]:
     """Return {entry id: (original line, searchable text)}, one query for all."""
     wanted = {e.block_id for e in entries}
     blocks = dict(Block.objects.filter(id__in=wanted).values_list("id", "data"))

@@ -155,7 +155,7 @@ def snippet_parts(text: str, pattern: re.Pattern[str] | None) -> list[tuple[str,
     """Return a window of text around the first match as (text, is_match) parts."""
     first = pattern.search(text) if pattern else None
     start = max(0, first.start() - SNIPPET_BEFORE) if first else 0
-    if start:
+    if first and start:
         space = text.find(" ", start, first.start())
         start = space + 1 if space >= 0 else start
     window = " ".join(text[start : start + SNIPPET_CHARS].split())

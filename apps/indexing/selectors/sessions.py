@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Count, Max, Q, Sum
 
 from apps.indexing.models import Entry, Project, Session
 
+if TYPE_CHECKING:  # django-stubs' helper: a dev dependency, read by the checker only
+    from django_stubs_ext import WithAnnotations
 
-def project_list() -> list[Project]:
+
+class ProjectFigures(TypedDict):
+    session_count: int
+    last_at: datetime | None
+    cost_usd: float | None
+
+
+def project_list() -> list[WithAnnotations[Project, ProjectFigures]]:
     """Return projects with session count, last activity and cost, most recent first."""
     return list(
         Project.objects.annotate(

@@ -7,16 +7,15 @@ from typing import NamedTuple
 
 from django.db import connection
 
+from apps.indexing import sql
 from apps.indexing.models import Session, TranscriptCall
 
-# A turn starts at each prompt typed: a user line with prose that is neither
-# Claude Code's scaffolding (isMeta) nor the summary it writes after compacting.
-# The one definition of a turn: the sessions list counts it (Session.user_count,
-# apps.indexing.sessions) and the session page starts its turns with it.
-TURN_START_SQL = (
-    "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
+# The one definition of a turn (sql.TURN_START_SQL), offered with the selectors.
+TURN_START_SQL, TURN_PROMPT, TURN_SUMMARY = (
+    sql.TURN_START_SQL,
+    sql.TURN_PROMPT,
+    sql.TURN_SUMMARY,
 )
-TURN_PROMPT, TURN_SUMMARY = 0, 1
 
 
 class TurnMark(NamedTuple):
@@ -34,26 +33,17 @@ class TurnMark(NamedTuple):
     slot: int
 
 
-_TURN_MARKS_SQL = f"""
-SELECT id, CASE WHEN is_compact_summary THEN {TURN_SUMMARY} ELSE {TURN_PROMPT} END,
-       uuid, '' || timestamp, block_id, slot
-FROM indexing_entry
-WHERE session_id = %s AND (is_compact_summary OR ({TURN_START_SQL}))
-ORDER BY id
-"""
-
-
 def session_turn_marks(*, session: Session) -> list[TurnMark]:
     """Return a session's prompts and compaction summaries in order, without texts.
 
     What each turn did is in its calls (TranscriptCall, one row per response).
     A line seen twice (the same file under two config roots) counts once, as
-    the session's user_count does (apps.indexing.sessions).
+    the session's user_count does (apps.indexing.services.sessions).
     """
     # Raw SQL: ORM rows and datetime converters cost more than the read itself
     # ('' || timestamp has no declared type, so sqlite3 does not parse it).
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_MARKS_SQL, [session.pk])
+        cursor.execute(sql.TURN_MARKS, [session.pk])
         rows = cursor.fetchall()
     seen: set[str] = set()
     marks = []

@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 BUILTIN = "anthropic"  # the relay's own upstream, with the caller's credentials
@@ -25,6 +25,7 @@ _RULE_FIELDS = {"name", "model", "agent", "main", "path", "to", "fallback"}
 _TOP_FIELDS = {"providers", "routes", "access", "agent_dirs", "reload_interval"}
 _ACCESS_FIELDS = {"callers", "loopback"}
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{12}$")
+_Default = TypeVar("_Default", float, None)
 
 
 class RoutesError(ValueError):
@@ -189,12 +190,12 @@ def _typed(
 
 
 def _number(
-    table: dict, key: str, default: float | None, where: _Locator, section: str,
+    table: dict, key: str, default: _Default, where: _Locator, section: str,
     label: str,
-) -> float | None:  # fmt: skip
+) -> float | _Default:  # fmt: skip
     value = table.get(key, default)
-    if value is None:
-        return None
+    if value is None:  # absent, with no default (TOML has no null)
+        return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise where.error(section, label, key, "must be a number of seconds > 0")
     return float(value)

@@ -380,7 +380,7 @@ def response_from_openai(payload: dict[str, Any], *, model: str) -> dict[str, An
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
+        "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
         "stop_sequence": None,
         "usage": usage_from_openai(payload.get("usage")),
     }

@@ -71,7 +71,7 @@ class RoutesFile:
         if any(rule.agent not in (None, "*") for rule in self.routes.rules):
             for folder in self.routes.agent_dirs:
                 files += sorted(folder.glob("*.md")) if folder.is_dir() else []
-        stamps = []
+        stamps: list[tuple[str, int | None, int | None]] = []
         for file in files:
             try:
                 stat = file.stat()
@@ -95,7 +95,13 @@ def routes_start(path_setting: str) -> None:
     except RoutesError as exc:
         raise ImproperlyConfigured(f"CLAUDEMON_ROUTES_FILE: {exc}") from exc
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGHUP, lambda signum, frame: _live and _live.hangup())
+        signal.signal(signal.SIGHUP, _hangup)
+
+
+def _hangup(signum: int, frame: object) -> None:
+    """Re-read the routes at the next check (kill -HUP)."""
+    if _live is not None:
+        _live.hangup()
 
 
 def routes_live() -> RoutesFile | None:

@@ -14,11 +14,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, TypeVar
 
 import httpcore
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from apps.proxy.models import Exchange
 from apps.proxy.recorder import Call, Header, header_value
@@ -53,9 +54,10 @@ log = logging.getLogger("apps.proxy.routing")
 _PING = sse("ping", {"type": "ping"})
 _ERROR_BODY_LIMIT = 1 << 20  # an error page is never worth more than this
 _DRAIN_SECONDS = 1.0
+_Response = TypeVar("_Response", bound=HttpResponseBase)
 
 
-async def route_serve(call: Call, route: Route, *, client: Any) -> HttpResponse:
+async def route_serve(call: Call, route: Route, *, client: Any) -> HttpResponseBase:
     """Serve a routed call; never raises (a bug of ours answers 500 and is logged)."""
     call.routing = RoutedCall(route=route.rule.name, agent=route.agent)
     try:
@@ -66,7 +68,7 @@ async def route_serve(call: Call, route: Route, *, client: Any) -> HttpResponse:
         return _error(call, 500, "api_error", message, state=State.PROXY_ERROR)
 
 
-async def _serve(call: Call, route: Route, client: Any) -> HttpResponse:
+async def _serve(call: Call, route: Route, client: Any) -> HttpResponseBase:
     targets = provider_targets_allowed(call, route, client)
     if not targets:
         return _error(
@@ -145,7 +147,7 @@ def _outgoing_body(call: Call, target: Target, body: dict) -> bytes:
 
 async def _answer(
     call: Call, target: Target, response: httpcore.Response, *, stream: bool
-) -> HttpResponse:
+) -> HttpResponseBase:
     call.ttfb_ms = (time.perf_counter() - call.t0) * 1000
     if target.provider.kind == "anthropic":
         call.routing.passthrough = True
@@ -173,7 +175,7 @@ async def _answer(
 
 async def _whole(
     call: Call, target: Target, response: httpcore.Response, *, stream: bool
-) -> HttpResponse:
+) -> HttpResponseBase:
     """A provider that answered in one piece (or was asked to)."""
     payload = await _read(response)
     call.routing.chunks = [payload]
@@ -203,11 +205,11 @@ async def _read(response: httpcore.Response) -> bytes:
     return b"".join(chunks)
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
-async def _passthrough(response: httpcore.Response) -> AsyncIterator[bytes]:
+async def _passthrough(response: httpcore.Response) -> AsyncGenerator[bytes, None]:
     try:
         async for chunk in response.aiter_stream():
             yield chunk
@@ -217,7 +219,7 @@ async def _passthrough(response: httpcore.Response) -> AsyncIterator[bytes]:
 
 async def _converted(
     call: Call, response: httpcore.Response, converter: StreamConverter, interval: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Anthropic events from the provider's chunks, with pings while it is quiet."""
     yield converter.start()
     chunks = response.aiter_stream()
@@ -235,7 +237,7 @@ async def _provider_events(
     chunks: AsyncIterator[bytes],
     converter: StreamConverter,
     interval: float,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     record: RoutedCall = call.routing
     ticks = chunks_with_pings(chunks, interval)
     try:
@@ -298,22 +300,24 @@ def _request_id() -> bytes:
     return f"req_routed_{uuid.uuid4().hex}".encode()
 
 
-def _response(response: HttpResponse, headers: list[Header]) -> HttpResponse:
+def _response(response: _Response, headers: list[Header]) -> _Response:
     for name, value in headers:
         response[name.decode("latin-1")] = value.decode("latin-1")
     return response
 
 
 def _stream(
-    call: Call, status: int, headers: list[Header], pieces: AsyncIterator[bytes]
-) -> HttpResponse:
+    call: Call, status: int, headers: list[Header], pieces: AsyncGenerator[bytes, None]
+) -> HttpResponseBase:
     call.status_code = status
     call.response_headers = _headers(call, headers)
     body = _relayed(call, pieces)
     return _response(StreamingHttpResponse(body, status=status), call.response_headers)
 
 
-async def _relayed(call: Call, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _relayed(
+    call: Call, pieces: AsyncGenerator[bytes, None]
+) -> AsyncGenerator[bytes, None]:
     """Send each piece at once, keep it for the record; end like the relay does."""
     try:
         async for piece in pieces:
@@ -342,8 +346,8 @@ async def _relayed(call: Call, pieces: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 def _json(
-    call: Call, status: int, payload: dict, *, state: str, extra: list[Header] = ()
-) -> HttpResponse:
+    call: Call, status: int, payload: dict, *, state: str, extra: Sequence[Header] = ()
+) -> HttpResponseBase:
     body = json.dumps(payload).encode()
     headers = _headers(call, [(b"content-type", b"application/json"), *extra])
     call.status_code, call.response_headers, call.chunks = status, headers, [body]
@@ -355,14 +359,14 @@ def _json(
 
 def _error(
     call: Call, status: int, kind: str, message: str, *, state: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     if state != State.COMPLETE:
         call.error_type, call.error_message = kind, message
     payload = {"type": "error", "error": {"type": kind, "message": message}}
     return _json(call, status, payload, state=state)
 
 
-def _estimate(call: Call, target: Target, body: dict) -> HttpResponse:
+def _estimate(call: Call, target: Target, body: dict) -> HttpResponseBase:
     """count_tokens where the provider has none: an estimate, and a header says so."""
     record: RoutedCall = call.routing
     record.provider, record.model, record.estimate = (
@@ -378,7 +382,7 @@ def _estimate(call: Call, target: Target, body: dict) -> HttpResponse:
     return _json(call, 200, payload, state=State.COMPLETE, extra=extra)
 
 
-def _unreachable(call: Call, failure: Exception | None) -> HttpResponse:
+def _unreachable(call: Call, failure: Exception | None) -> HttpResponseBase:
     """Every target failed before answering: 504 for a timeout, else 502."""
     record: RoutedCall = call.routing
     tried = ", ".join(f"{a['provider']} ({a['outcome']})" for a in record.attempts)

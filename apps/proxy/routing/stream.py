@@ -14,7 +14,7 @@ import asyncio
 import codecs
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from apps.proxy.routing.convert import STOP_REASONS, message_id, usage_from_openai
@@ -52,7 +52,7 @@ class StreamConverter:
         self._id = message_id(None)
 
     def start(self) -> bytes:
-        message = {
+        message: dict[str, Any] = {
             "id": self._id,
             "type": "message",
             "role": "assistant",
@@ -124,7 +124,7 @@ class StreamConverter:
         tool_index = call.get("index", position)
         function = call.get("function") or {}
         if tool_index not in self._tools:
-            block = {
+            block: dict[str, Any] = {
                 "type": "tool_use",
                 "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
                 "name": function.get("name") or "",
@@ -205,6 +205,7 @@ def events_from_message(message: dict[str, Any]) -> bytes:
                 {"type": "content_block_start", "index": index, "content_block": empty},
             )
         )
+        delta: dict[str, Any]
         if block["type"] == "tool_use":
             delta = {
                 "type": "input_json_delta",
@@ -234,7 +235,7 @@ def events_from_message(message: dict[str, Any]) -> bytes:
 
 async def chunks_with_pings(
     chunks: AsyncIterator[bytes], interval: float
-) -> AsyncIterator[bytes | None]:
+) -> AsyncGenerator[bytes | None, None]:
     """Yield each chunk as it comes, and None whenever `interval` passes without one:
     a local model can think for minutes, and Claude Code gives up on a quiet stream."""
     iterator = chunks.__aiter__()

@@ -3,6 +3,7 @@
 from apps.proxy.services.calls import (
     call_dirty_sessions_take,
     call_dirty_take,
+    call_error,
     call_merge_transcripts,
     call_record_exchanges,
     call_unrelay,
@@ -16,8 +17,8 @@ from apps.proxy.services.exchanges import (
 )
 
 __all__ = [
-    "call_dirty_sessions_take", "call_dirty_take", "call_merge_transcripts",
-    "call_record_exchanges",
+    "call_dirty_sessions_take", "call_dirty_take", "call_error",
+    "call_merge_transcripts", "call_record_exchanges",
     "call_unrelay", "call_untranscribe", "exchange_abandon_stale", "exchange_delete",
     "exchange_finish", "exchange_record",
 ]  # fmt: skip

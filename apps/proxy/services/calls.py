@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import connection
 
+from apps.proxy import sql
 from apps.proxy.models import ApiCall, Exchange
 from apps.proxy.pricing import Usage, cache_savings
 
@@ -45,41 +46,8 @@ _COLUMNS = (
     "key", "request_id", "message_id", "exchange_id", "session_id", "agent_id",
     "project_id", *_FIGURES, "transcript",
 )  # fmt: skip
-_OLD = "proxy_apicall"  # the row before the upsert, in ON CONFLICT expressions
-_RELAY_SETS = {
-    "request_id": "excluded.request_id",
-    "message_id": f"COALESCE(NULLIF(excluded.message_id, ''), {_OLD}.message_id)",
-    "exchange_id": "excluded.exchange_id",
-    **{name: f"excluded.{name}" for name in _FIGURES},
-    "session_id": f"COALESCE(NULLIF(excluded.session_id, ''), {_OLD}.session_id)",
-    "agent_id": f"CASE WHEN excluded.session_id <> '' THEN excluded.agent_id"
-    f" ELSE {_OLD}.agent_id END",
-    "project_id": f"COALESCE(excluded.project_id, {_OLD}.project_id)",
-}
-_TRANSCRIPT_SETS = {
-    "transcript": "excluded.transcript",
-    "request_id": f"COALESCE(NULLIF({_OLD}.request_id, ''), excluded.request_id)",
-    "message_id": f"COALESCE(NULLIF({_OLD}.message_id, ''), excluded.message_id)",
-    **{
-        name: f"CASE WHEN {_OLD}.exchange_id IS NULL THEN excluded.{name}"
-        f" ELSE {_OLD}.{name} END"
-        for name in _FIGURES
-    },
-    "session_id": f"COALESCE(NULLIF({_OLD}.session_id, ''), excluded.session_id)",
-    "agent_id": f"CASE WHEN {_OLD}.session_id = '' THEN excluded.agent_id"
-    f" ELSE {_OLD}.agent_id END",
-    "project_id": f"CASE WHEN {_OLD}.session_id IN ('', excluded.session_id)"
-    f" THEN excluded.project_id ELSE {_OLD}.project_id END",
-}
-_DIRTY_SQL = (
-    "INSERT INTO proxy_apicalldirty (quarter, touched) VALUES (%s, 1)"
-    " ON CONFLICT (quarter) DO UPDATE SET touched = proxy_apicalldirty.touched + 1"
-)
-_DIRTY_SESSION_SQL = (
-    "INSERT INTO proxy_apicalldirtysession (session_id, touched) VALUES (%s, 1)"
-    " ON CONFLICT (session_id)"
-    " DO UPDATE SET touched = proxy_apicalldirtysession.touched + 1"
-)
+_RELAY_SETS = sql.relay_sets(_FIGURES)
+_TRANSCRIPT_SETS = sql.transcript_sets(_FIGURES)
 _EXCHANGE_FIELDS = (
     "id", "uid", "method", "path", "started_at", "state", "status_code",
     "error_type", "request_id", "message_id", "session_id", "agent_id", "model",
@@ -101,8 +69,9 @@ def call_kind(*, method: str, path: str) -> str:
 def call_error(*, error_type: str, status_code: int | None, state: str) -> str:
     """Return a call's error label ("" for none): the API's error type, else
     http_<status>, else the relay's failed state. A client disconnect is the
-    user's choice, not an error."""
-    if error_type:
+    user's choice, not an error: the relay marks it with an error type of its own
+    (client_disconnected), which is not the call's."""
+    if error_type and state != Exchange.State.CLIENT_DISCONNECTED:
         return error_type
     if status_code is not None and status_code >= 400:
         return f"http_{status_code}"
@@ -194,17 +163,13 @@ def _rekey_by_message(calls: list[dict]) -> None:
         if c["request_id"] and c["message_id"]
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(
-            "UPDATE proxy_apicall SET key = %s WHERE key = %s AND NOT EXISTS"
-            " (SELECT 1 FROM proxy_apicall k WHERE k.key = %s)",
-            pairs,
-        )
+        cursor.executemany(sql.CALL_REKEY, pairs)
 
 
 def _project_known(calls: list[dict]) -> None:
     """Give relayed calls the project a transcript already placed their session in."""
     sessions = sorted({c["session_id"] for c in calls if c["session_id"]})
-    known: dict[str, int] = {}
+    known: dict[str, int | None] = {}
     for chunk in _chunks(sessions):
         rows = (
             ApiCall.objects.filter(session_id__in=chunk, project_id__isnull=False)
@@ -308,6 +273,8 @@ def call_unrelay(*, exchange_ids: Iterable[int]) -> None:
         quarters, sessions = _places(rows.values_list("quarter", "session_id"))
         rows.filter(transcript__isnull=True).delete()
         for pk, stored in rows.values_list("pk", "transcript"):
+            if stored is None:  # deleted just above
+                continue
             fields = _from_transcript(json.loads(stored))
             quarters.add(fields["quarter"])
             ApiCall.objects.filter(pk=pk).update(exchange_id=None, **fields)
@@ -338,34 +305,22 @@ def call_dirty_take(*, limit: int) -> list[int]:
     a writer still holding a mark, and a mark set after them stays for next time.
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT quarter FROM proxy_apicalldirty ORDER BY quarter LIMIT %s", [limit]
-        )
+        cursor.execute(sql.DIRTY_OLDEST, [limit])
         quarters = [row[0] for row in cursor.fetchall()]
         for chunk in _chunks(quarters):
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                f"DELETE FROM proxy_apicalldirty WHERE quarter IN ({marks})", chunk
-            )
+            cursor.execute(sql.DIRTY_FORGET.format(marks=marks), chunk)
     return quarters
 
 
 def call_dirty_sessions_take(*, limit: int) -> list[str]:
     """Take up to `limit` dirty sessions off the list (as call_dirty_take)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id"
-            " LIMIT %s",
-            [limit],
-        )
+        cursor.execute(sql.DIRTY_SESSIONS_FIRST, [limit])
         sessions = [row[0] for row in cursor.fetchall()]
         for chunk in _chunks(sessions):
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                "DELETE FROM proxy_apicalldirtysession"
-                f" WHERE session_id IN ({marks})",
-                chunk,
-            )
+            cursor.execute(sql.DIRTY_SESSIONS_FORGET.format(marks=marks), chunk)
     return sessions
 
 
@@ -379,22 +334,22 @@ def _upsert(calls: list[dict], *, sets: dict[str, str]) -> None:
         quarters |= old_quarters
         sessions |= old_sessions
     assignments = ", ".join(f"{name} = {expr}" for name, expr in sets.items())
-    sql = (
-        f"INSERT INTO proxy_apicall ({', '.join(_COLUMNS)})"
-        f" VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
-        f" ON CONFLICT (key) DO UPDATE SET {assignments}"
+    statement = sql.CALL_UPSERT.format(
+        columns=", ".join(_COLUMNS),
+        marks=", ".join(["%s"] * len(_COLUMNS)),
+        assignments=assignments,
     )
     adapt = connection.ops.adapt_datetimefield_value
     params = [[adapt(c[n]) if n == "at" else c[n] for n in _COLUMNS] for c in calls]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(statement, params)
     _dirty(quarters, sessions)
 
 
 def _dirty(quarters: Iterable[int], sessions: Iterable[str] = ()) -> None:
     with connection.cursor() as cursor:
-        cursor.executemany(_DIRTY_SQL, [(q,) for q in sorted(quarters)])
-        cursor.executemany(_DIRTY_SESSION_SQL, [(s,) for s in sorted(sessions)])
+        cursor.executemany(sql.DIRTY_MARK, [(q,) for q in sorted(quarters)])
+        cursor.executemany(sql.DIRTY_SESSION_MARK, [(s,) for s in sorted(sessions)])
 
 
 def _chunks(items: list) -> Iterable[list]:

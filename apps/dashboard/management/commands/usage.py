@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from pydantic import BaseModel
 
 from apps.dashboard import schemas
 from apps.dashboard.selectors import reports
@@ -21,7 +22,7 @@ from apps.dashboard.terminal import report_table, zone_local_name
 from apps.indexing import selectors as index
 from apps.indexing.services import IndexBusy, index_sync
 
-REPORTS = {
+REPORTS: dict[str, type[BaseModel]] = {
     "daily": schemas.PeriodReportOut, "weekly": schemas.PeriodReportOut,
     "monthly": schemas.PeriodReportOut, "session": schemas.SessionReportOut,
     "project": schemas.ProjectReportOut, "model": schemas.ModelReportOut,

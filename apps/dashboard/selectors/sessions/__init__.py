@@ -6,20 +6,20 @@ ledger has them (calls), the sessions list (listing) and one session turn by
 turn (turns).
 """
 
-from apps.dashboard.session_selectors.calls import CallRow, call_list_by_session
-from apps.dashboard.session_selectors.figures import (
+from apps.dashboard.selectors.sessions.calls import CallRow, call_list_by_session
+from apps.dashboard.selectors.sessions.figures import (
     Figures,
     SessionFigures,
     session_figures,
     session_page_figures,
     session_page_figures_of,
 )
-from apps.dashboard.session_selectors.listing import (
+from apps.dashboard.selectors.sessions.listing import (
     SessionRow,
     session_out,
     session_rows,
 )
-from apps.dashboard.session_selectors.turns import (
+from apps.dashboard.selectors.sessions.turns import (
     TURNS_PER_PAGE,
     Turn,
     TurnCall,

@@ -11,6 +11,7 @@ only from the value it started from, so even two unlocked runs cannot double-ind
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import time
@@ -23,10 +24,12 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import connection
 
-from apps.indexing.batches import Batch, Committer, sessions_ensure
 from apps.indexing.fts import fts_optimize, fts_stale_apply, fts_stale_count
 from apps.indexing.models import Block, Entry, Session, SourceFile
-from apps.indexing.sessions import sessions_finalize, sessions_prune_empty
+from apps.indexing.services.batches import Batch, Committer, sessions_ensure
+from apps.indexing.services.sessions import sessions_finalize, sessions_prune_empty
+from apps.indexing.services.txn import write_retry
+from apps.indexing.services.wholefiles import wholefile_ingest
 from apps.indexing.sources import (
     FoundFile,
     config_roots,
@@ -34,8 +37,6 @@ from apps.indexing.sources import (
     lines_read,
     source_open,
 )
-from apps.indexing.txn import write_retry
-from apps.indexing.wholefiles import wholefile_ingest
 
 BATCH_ROWS = 2000
 BATCH_BYTES = 8 * 1024 * 1024
@@ -352,7 +353,7 @@ def _entries_delete(*, source_pk: int, chunk: int = 5000) -> int:
         if not ids:
             write_retry(lambda: Block.objects.filter(source_id=source_pk).delete())
             return deleted
-        write_retry(lambda ids=ids: _entries_remove(ids))
+        write_retry(functools.partial(_entries_remove, ids))
         deleted += len(ids)
 
 
@@ -382,7 +383,7 @@ def _missing_mark(
     touched = set(sessions.values_list("session_id", flat=True))
     for source_pk in gone:
         _entries_delete(source_pk=source_pk)
-        write_retry(lambda pk=source_pk: SourceFile.objects.filter(pk=pk).delete())
+        write_retry(SourceFile.objects.filter(pk=source_pk).delete)
     report.files_pruned, report.files_missing = len(gone), 0
     # Totals and calls of sessions that kept other files, and the ledger's
     # transcript side of the calls that went with the pruned ones.

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 from django.db import connection
 
+from apps.dashboard import sql
+
 _CHUNK = 900
 
 
@@ -54,7 +56,7 @@ def _rows(where: str, params: list, *, limit: int = 50_000) -> list[CallRow]:
         {"at": "'' || at", "transcribed": "transcript IS NOT NULL"}.get(name, name)
         for name in CallRow._fields
     )
-    sql = f"SELECT {columns} FROM proxy_apicall WHERE {where} ORDER BY at, id LIMIT %s"
+    statement = sql.SESSION_CALLS.format(columns=columns, where=where)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit])
+        cursor.execute(statement, [*params, limit])
         return [CallRow._make(row) for row in cursor.fetchall()]

@@ -1,7 +1,7 @@
 """One session turn by turn, each call's figures the ledger's (the relay's when
 it saw the call, else the transcript's).
 
-The turns' figures come from one statement (_TURN_SUMS_SQL) that sums the
+The turns' figures come from one statement (sql.TURN_SUMS) that sums the
 index's calls joined to their ledger rows, so the session page of a long session
 reads one row per turn; the calls themselves are read only for the turns shown.
 """
@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from apps.dashboard.session_selectors.calls import (
+from apps.dashboard import sql
+from apps.dashboard.selectors.sessions.calls import (
     CallRow,
     call_list_by_session,
     calls_by_key,
 )
-from apps.dashboard.session_selectors.figures import (
-    CALL_ROWS_SQL,
+from apps.dashboard.selectors.sessions.figures import (
     Figures,
     SessionFigures,
     billing_session_id,
@@ -214,24 +214,9 @@ def _sums_apply(turns: list[Turn], sums: list[tuple]) -> None:
         del turns[0]
 
 
-# Per turn: calls, relayed calls, tokens, prompt tokens, cache reads, cost, and
-# the prompt tokens of its last call, each call with the ledger's figures
-# (figures.CALL_ROWS_SQL), as the session's header counts it.
-_TURN_SUMS_SQL = f"""
-SELECT turn, COUNT(*), COUNT(xid), SUM(sent + output), SUM(sent), SUM(cache_read),
-       SUM(cost), MAX(CASE WHEN later = 0 THEN sent END)
-FROM (
-    SELECT r.*, ROW_NUMBER() OVER (PARTITION BY turn ORDER BY entry_id DESC) - 1
-               AS later
-    FROM ({CALL_ROWS_SQL}) r
-)
-GROUP BY turn ORDER BY turn
-"""
-
-
 def _turn_sums(session: Session) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_SUMS_SQL, [billing_session_id(session), session.pk])
+        cursor.execute(sql.TURN_SUMS, [billing_session_id(session), session.pk])
         return cursor.fetchall()
 
 
@@ -277,6 +262,7 @@ def _subagents_attach(
     starts = [t.entry_id or 0 for t in turns]
     for child in children:
         entry_id = spawned.get(child.spawn_uuid)
+        turn: Turn | None
         if entry_id is not None and turns:
             turn = turns[max(0, bisect_right(starts, entry_id) - 1)]
         else:

@@ -7,6 +7,7 @@ sessions keeps it cheap on a full index of thousands of sessions.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 
+from apps.indexing import sql
 from apps.indexing.models import (
     Block,
     Entry,
@@ -24,23 +26,13 @@ from apps.indexing.models import (
 )
 from apps.indexing.parser import title_clean
 from apps.indexing.rawlines import block_records
-from apps.indexing.selectors.turns import TURN_START_SQL
+from apps.indexing.services.txn import write_retry
 from apps.indexing.sources import transcript_folder
-from apps.indexing.txn import write_retry
 from apps.proxy import services as ledger
 from apps.proxy.pricing import Usage, usage_cost
 
 CHUNK = 200
 _PROMPTS_TRIED = 5  # the first prompts may all be slash-command scaffolding
-_ROWS_SQL = f"""
-SELECT session_id, id, type, ({TURN_START_SQL}) AS is_prompt, '' || timestamp, uuid,
-       message_id, request_id, model, tools, input_tokens, output_tokens,
-       cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, speed,
-       block_id, slot
-FROM indexing_entry WHERE session_id IN ({{marks}})
-  AND type NOT IN ('todo', 'task', 'plan', 'history')
-ORDER BY session_id, id
-"""
 _FIELDS = [
     "title",
     "title_source",
@@ -152,7 +144,9 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
         chunk = pks[start : start + CHUNK]
         totals = {pk: _Totals() for pk in chunk}
         with connection.cursor() as cursor:
-            cursor.execute(_ROWS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
+            cursor.execute(
+                sql.SESSION_ENTRIES.format(marks=",".join(["%s"] * len(chunk))), chunk
+            )
             for row in cursor:
                 totals[row[0]].add(row)
         refs = {r for t in totals.values() for r in (t.custom, t.ai, *t.prompts) if r}
@@ -168,12 +162,12 @@ def sessions_finalize(*, session_pks: set[int]) -> None:
             for session in sessions
             for message in totals[session.pk].messages.values()
         ]
-        write_retry(lambda s=sessions, c=calls: _sessions_save(s, c))
+        write_retry(functools.partial(_sessions_save, sessions, calls))
     write_retry(lambda: _projects_fill(pks))
     write_retry(lambda: _subagents_link(pks))
     for start in range(0, len(pks), CHUNK):
         chunk = pks[start : start + CHUNK]
-        write_retry(lambda c=chunk: _ledger_merge(c))
+        write_retry(functools.partial(sessions_ledger_merge, chunk))
 
 
 def _call_row(session_pk: int, message: list) -> tuple:
@@ -184,38 +178,12 @@ def _call_row(session_pk: int, message: list) -> tuple:
             speed, tools, *usage, price)  # fmt: skip
 
 
-_CALL_COLUMNS = (
-    "session_id, entry_id, uuid, turn, timestamp, request_id, message_id, model,"
-    " speed, tools, input_tokens, output_tokens, cache_read_tokens,"
-    " cache_write_5m_tokens, cache_write_1h_tokens, cost_usd"
-)
-_CALL_INSERT = (
-    f"INSERT INTO indexing_transcriptcall ({_CALL_COLUMNS})"
-    f" VALUES ({', '.join(['%s'] * 16)})"
-)
-
-
-# The sessions' calls as the ledger takes them: a subagent's belong to its main
-# session (the relay records them under that id too), in the subagent's project.
-_LEDGER_SQL = """
-SELECT c.request_id, c.message_id, c.uuid, '' || c.timestamp, c.model, c.speed,
-       c.input_tokens, c.output_tokens, c.cache_read_tokens,
-       c.cache_write_5m_tokens, c.cache_write_1h_tokens, c.cost_usd, c.tools,
-       CASE WHEN s.is_subagent AND s.parent_key <> '' THEN s.parent_key
-            ELSE s.session_id END,
-       CASE WHEN s.is_subagent THEN s.agent_id ELSE '' END, s.project_id
-FROM indexing_transcriptcall c JOIN indexing_session s ON s.id = c.session_id
-WHERE c.session_id IN ({marks}) AND c.model <> ''
-ORDER BY s.id, c.entry_id
-"""
-
-
-def _ledger_merge(session_pks: list[int]) -> None:
+def sessions_ledger_merge(session_pks: list[int]) -> None:
     """Enter the sessions' calls in the usage ledger (apps.proxy: one row per
     call, whichever files and sessions record it)."""
     marks = ", ".join(["%s"] * len(session_pks))
     with connection.cursor() as cursor:
-        cursor.execute(_LEDGER_SQL.format(marks=marks), session_pks)
+        cursor.execute(sql.LEDGER_CALLS.format(marks=marks), session_pks)
         rows = cursor.fetchall()
     ledger.call_merge_transcripts(
         rows=[
@@ -280,9 +248,7 @@ def _sessions_save(sessions: list[Session], calls: list[tuple]) -> None:
         )
     assignments = ", ".join(f"{name} = %s" for name in _FIELDS)
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE indexing_session SET {assignments} WHERE id = %s", rows
-        )
+        cursor.executemany(sql.SESSION_UPDATE.format(assignments=assignments), rows)
         _calls_save(cursor, [session.pk for session in sessions], calls)
 
 
@@ -291,19 +257,14 @@ def _calls_save(cursor: CursorWrapper, session_pks: list[int], calls: list) -> N
     session gains a line at a time, and rewriting its thousands of calls on
     every sync cost a third of its finalizing."""
     marks = ", ".join(["%s"] * len(session_pks))
-    columns = _CALL_COLUMNS.replace("timestamp", "'' || timestamp")
+    columns = sql.CALL_COLUMNS.replace("timestamp", "'' || timestamp")
     cursor.execute(
-        f"SELECT id, {columns} FROM indexing_transcriptcall"
-        f" WHERE session_id IN ({marks})",
-        session_pks,
+        sql.CALLS_OF_SESSIONS.format(columns=columns, marks=marks), session_pks
     )
     stored = {tuple(row): pk for pk, *row in cursor.fetchall()}
     fresh = [row for row in calls if stored.pop(row, None) is None]
-    cursor.executemany(
-        "DELETE FROM indexing_transcriptcall WHERE id = %s",
-        [(pk,) for pk in stored.values()],
-    )
-    cursor.executemany(_CALL_INSERT, fresh)
+    cursor.executemany(sql.CALL_DELETE, [(pk,) for pk in stored.values()])
+    cursor.executemany(sql.CALL_INSERT, fresh)
     # Calls a session no longer records (a file shrank or was replaced).
     _ledger_forget({_call_key(row[5], row[6], row[2]) for row in stored})
 
@@ -351,8 +312,8 @@ def _session_apply(
         "",
     )
     candidates = (
-        ("custom", texts.get(totals.custom, "")),
-        ("ai", texts.get(totals.ai, "")),
+        ("custom", texts.get(totals.custom, "") if totals.custom else ""),
+        ("ai", texts.get(totals.ai, "") if totals.ai else ""),
         ("summary", texts.get(summaries[leaf], "") if leaf else ""),
         ("prompt", prompt),
     )

@@ -3,7 +3,7 @@
 Usage figures (totals, series, per model, per tool, performance, slowest
 calls, top sessions) come from apps.dashboard.selectors, over the usage ledger,
 the same functions the API uses. Lists never load bodies or headers: they
-select LIST_FIELDS only.
+select ROW_FIELDS only.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from apps.dashboard import sql
 from apps.dashboard.page_state import PER_PAGE, RequestsPageFilter
-from apps.dashboard.selectors.base import COVER_INDEX, exchange_count, where_sql
+from apps.dashboard.selectors.base import exchange_count, where_sql
 from apps.proxy.models import Exchange
 
 # The columns a row of a list (requests table, live feed) shows.
-LIST_FIELDS = (
+ROW_FIELDS = (
     "id",
     "started_at",
     "ended_at",
@@ -103,23 +104,21 @@ def _cover_ids(
     exchange_stats_cover (apps/proxy migration 0002), so the index suffices.
     """
     columns = {"started_at", "id", *(c.lstrip("-") for c in order_by)}
-    assert columns <= _COVERED, columns - _COVERED
+    if not columns <= _COVERED:  # names reach the SQL text: only known columns
+        raise ValueError(f"cannot sort by {sorted(columns - _COVERED)}")
     where, params = where_sql(queryset)
     order = ", ".join(
         f"{c.lstrip('-')} {'DESC' if c.startswith('-') else 'ASC'}" for c in order_by
     )
-    sql = (
-        f"SELECT id FROM proxy_exchange INDEXED BY {COVER_INDEX} WHERE {where}"
-        f" ORDER BY {order} LIMIT %s OFFSET %s"
-    )
+    statement = sql.EXCHANGE_PAGE_IDS.format(where=where, order=order)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit, offset])
+        cursor.execute(statement, [*params, limit, offset])
         return [row[0] for row in cursor.fetchall()]
 
 
 def exchange_rows_by_ids(ids: list[int]) -> list[Exchange]:
     """Return the list columns of these exchanges, in the order of ids."""
-    found = Exchange.objects.only(*LIST_FIELDS).in_bulk(ids)
+    found = Exchange.objects.only(*ROW_FIELDS).in_bulk(ids)
     return [found[pk] for pk in ids if pk in found]
 
 
@@ -193,9 +192,9 @@ def exchange_next_in_session(*, exchange: Exchange) -> int | None:
 
 def exchange_live_recent(*, limit: int = _LIVE_RECENT) -> list[Exchange]:
     """Return the newest exchanges plus every one still in flight, newest first."""
-    recent = list(Exchange.objects.only(*LIST_FIELDS).order_by("-id")[:limit])
+    recent = list(Exchange.objects.only(*ROW_FIELDS).order_by("-id")[:limit])
     seen = {row.pk for row in recent}
-    in_flight = Exchange.objects.only(*LIST_FIELDS).filter(
+    in_flight = Exchange.objects.only(*ROW_FIELDS).filter(
         state=Exchange.State.IN_PROGRESS
     )
     extra = [
@@ -215,4 +214,4 @@ def exchange_live_changes(*, after_id: int, watch_ids: list[int]) -> list[Exchan
     condition = Q(pk__gt=after_id) | (
         Q(pk__in=watched) & ~Q(state=Exchange.State.IN_PROGRESS)
     )
-    return list(Exchange.objects.only(*LIST_FIELDS).filter(condition).order_by("id"))
+    return list(Exchange.objects.only(*ROW_FIELDS).filter(condition).order_by("id"))

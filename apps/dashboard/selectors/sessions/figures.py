@@ -5,7 +5,7 @@ thread's and its subagents' (the relay records both under the main session's
 id, and the index gives subagent transcripts the same), each counted once
 however many files record it. The sessions list, the session page's header, the
 projects page and the reports all read these sums; the session page's turns
-join the transcript's calls to the same ledger rows (CALL_ROWS_SQL), so the
+join the transcript's calls to the same ledger rows (sql.CALL_ROWS), so the
 parts add up to the header.
 """
 
@@ -21,36 +21,6 @@ from apps.dashboard.selectors.ledger import moment_utc
 from apps.indexing.models import Session
 
 _CHUNK = 500
-_SENT = (
-    "a.input_tokens + a.cache_read_tokens + a.cache_write_5m_tokens"
-    " + a.cache_write_1h_tokens"
-)
-# The ledger key of a transcript call (apps.proxy.services.calls' rule).
-_KEY = (
-    "CASE WHEN c.request_id <> '' THEN c.request_id"
-    " WHEN c.message_id <> '' THEN 'msg:' || c.message_id"
-    " ELSE 'uuid:' || c.uuid END"
-)
-# Each call of one transcript file's session counted in the session it belongs
-# to (the first parameter: the session id the ledger knows it by), with the
-# ledger's figures; a call the ledger gives another session (the same response
-# in a forked session's file) is not this one's.
-CALL_ROWS_SQL = f"""
-SELECT c.turn, c.entry_id, a.exchange_id AS xid, {_SENT} AS sent,
-       a.output_tokens AS output, a.cache_read_tokens AS cache_read,
-       a.cost_usd AS cost
-FROM indexing_transcriptcall c
-JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s
-WHERE c.session_id = %s
-"""
-_FIGURES_SQL = f"""
-SELECT agent_id, COUNT(*), COUNT(exchange_id), SUM({_SENT} + a.output_tokens),
-       SUM(a.cost_usd), SUM(CASE WHEN a.cost_usd IS NULL AND {_SENT}
-                                      + a.output_tokens > 0 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN a.transcript IS NULL THEN 1 ELSE 0 END)
-FROM proxy_apicall a WHERE a.session_id = %s AND a.kind = 'messages'
-GROUP BY agent_id
-"""
 
 
 @dataclass(slots=True)
@@ -172,7 +142,7 @@ def session_page_figures(*, session_id: str) -> SessionFigures:
     subagent, for its page (the same sums as session_figures())."""
     figures = session_figures(session_ids=[session_id])[session_id]
     with connection.cursor() as cursor:
-        cursor.execute(_FIGURES_SQL, [session_id])
+        cursor.execute(sql.SESSION_FIGURES, [session_id])
         rows = cursor.fetchall()
     for agent_id, calls, relayed, tokens, cost, unpriced, relay_only in rows:
         part = figures.main if not agent_id else Figures()

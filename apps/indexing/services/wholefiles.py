@@ -14,11 +14,11 @@ from typing import BinaryIO
 from django.utils import timezone as dj_timezone
 
 from apps.indexing import rawlines
-from apps.indexing.batches import entries_insert, entry_row
 from apps.indexing.models import Plan, Session, SourceFile, Todo
 from apps.indexing.parser import LineError, ParsedLine, json_parse, todos_parse
+from apps.indexing.services.batches import entries_insert, entry_row
+from apps.indexing.services.txn import write_retry
 from apps.indexing.sources import FoundFile, task_session, todo_identity
-from apps.indexing.txn import write_retry
 
 MAX_BYTES = 32 * 1024 * 1024
 

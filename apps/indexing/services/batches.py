@@ -13,7 +13,7 @@ from pathlib import Path
 from django.db import connection
 from django.utils import timezone
 
-from apps.indexing import rawlines
+from apps.indexing import rawlines, sql
 from apps.indexing.fts import fts_insert
 from apps.indexing.models import Entry, Project, Session, SourceFile
 from apps.indexing.parser import (
@@ -23,8 +23,8 @@ from apps.indexing.parser import (
     json_parse,
     line_parse,
 )
+from apps.indexing.services.txn import write_retry
 from apps.indexing.sources import FoundFile, transcript_identity
-from apps.indexing.txn import write_retry
 
 _COLUMNS = (
     "source_id",
@@ -53,9 +53,8 @@ _COLUMNS = (
     "block_id",
     "slot",
 )
-INSERT_SQL = (
-    f"INSERT INTO indexing_entry (id, {', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 1))})"
+_ENTRY_INSERT = sql.ENTRY_INSERT.format(
+    columns=", ".join(_COLUMNS), marks=", ".join(["%s"] * (len(_COLUMNS) + 1))
 )
 _TOOL_MAP_MAX = 5000
 
@@ -109,19 +108,19 @@ def entries_insert(*, blocks: list[tuple[int, bytes]], rows: list[tuple]) -> Non
     if not rows:
         return
     with connection.cursor() as cursor:
-        cursor.execute(_NEXT_ID_SQL.format(table="indexing_block"))
+        cursor.execute(sql.NEXT_ID.format(table="indexing_block"))
         first_block = cursor.fetchone()[0] + 1
         cursor.executemany(
-            "INSERT INTO indexing_block (id, source_id, data) VALUES (%s, %s, %s)",
+            sql.BLOCK_INSERT,
             [
                 (first_block + n, source, data)
                 for n, (source, data) in enumerate(blocks)
             ],
         )
-        cursor.execute(_NEXT_ID_SQL.format(table="indexing_entry"))
+        cursor.execute(sql.NEXT_ID.format(table="indexing_entry"))
         first = cursor.fetchone()[0] + 1
         cursor.executemany(
-            INSERT_SQL,
+            _ENTRY_INSERT,
             [
                 (
                     first + n,
@@ -135,11 +134,6 @@ def entries_insert(*, blocks: list[tuple[int, bytes]], rows: list[tuple]) -> Non
     fts_insert(rows=[(first + n, row[-1], row[_TOOLS]) for n, row in enumerate(rows)])
 
 
-# AUTOINCREMENT semantics: never reuse an id, even of a deleted last row.
-_NEXT_ID_SQL = (
-    "SELECT max(coalesce(max(id), 0), coalesce((SELECT seq FROM sqlite_sequence "
-    "WHERE name = '{table}'), 0)) FROM {table}"
-)
 _BLOCK = _COLUMNS.index("block_id")
 _TOOLS = _COLUMNS.index("tools")
 
@@ -242,9 +236,9 @@ class Batch:
                 self.tool_names.clear()
             self.tool_names[use_id] = name
         for result_id in parsed.tool_result_ids:
-            name = self.tool_names.get(result_id)
-            if name and name not in names:
-                names.append(name)
+            known = self.tool_names.get(result_id)
+            if known and known not in names:
+                names.append(known)
         return " ".join(names)[:500]
 
     def _meta_note(self, parsed: ParsedLine) -> None:
@@ -284,14 +278,6 @@ class _Pending:
     blocks: list[tuple[int, bytes]]
     meta: dict[str, str]
     uuids: dict[str, int]
-
-
-_SOURCE_MOVE_SQL = (
-    'UPDATE indexing_sourcefile SET "offset" = %s, lines = %s, size = %s, '
-    "mtime_ns = %s, device = %s, inode = %s, missing = 0, session_id = %s, "
-    "head = %s, bad_lines = bad_lines + %s, indexed_at = %s "
-    'WHERE id = %s AND "offset" = %s'
-)
 
 
 class Committer:
@@ -352,7 +338,7 @@ class Committer:
             found = item.found
             # Raw SQL: thousands of small files make the ORM's per-call cost count.
             cursor.execute(
-                _SOURCE_MOVE_SQL,
+                sql.SOURCE_MOVE,
                 [
                     item.offset_end,
                     item.lines,
@@ -451,22 +437,13 @@ def _session_meta_save(
         if fields:
             assignments = ", ".join(f"{name} = %s" for name in fields)
             cursor.execute(
-                f"UPDATE indexing_session SET {assignments} WHERE id = %s",
+                sql.SESSION_UPDATE.format(assignments=assignments),
                 [*fields.values(), session_pk],
             )
         if meta.get("parent_key"):
-            cursor.execute(
-                "UPDATE indexing_session SET parent_key = %s "
-                "WHERE id = %s AND is_subagent AND parent_key = ''",
-                [meta["parent_key"], session_pk],
-            )
+            cursor.execute(sql.SESSION_PARENT_SET, [meta["parent_key"], session_pk])
         if meta.get("cwd"):
             if meta["cwd"] not in projects:
                 project, _ = Project.objects.get_or_create(path=meta["cwd"])
                 projects[meta["cwd"]] = project.pk
-            cursor.execute(
-                "UPDATE indexing_session SET project_id = %s WHERE id = %s AND ("
-                "project_id IS NULL OR project_id IN "
-                "(SELECT id FROM indexing_project WHERE NOT path_known))",
-                [projects[meta["cwd"]], session_pk],
-            )
+            cursor.execute(sql.SESSION_PROJECT_SET, [projects[meta["cwd"]], session_pk])

@@ -15,9 +15,10 @@ from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 
-from apps.dashboard import inspector, page_state, selectors, session_selectors
+from apps.dashboard import inspector, page_state, selectors
 from apps.dashboard.markdown import markdown_html
 from apps.dashboard.page_state import render_page
+from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import ALL_TIME, Scope
 from apps.indexing import selectors as index
 from apps.proxy.bodies import json_pretty
@@ -160,6 +161,7 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
 
 def _page_of(found: Any, target: str) -> int | None:
     """Return the thread page holding an entry named by uuid or e<id>."""
+    entry_id: int | None
     if target.startswith("e") and target[1:].isdigit():
         entry_id = int(target[1:])
     else:
@@ -277,7 +279,8 @@ def search(request: HttpRequest) -> HttpResponse:
     """Search transcripts: one box, filters, ranked hits linking into threads."""
     zone = page_state.zone_from_request(request)
     form, problems = _search_form(request.GET, zone=zone)
-    hits, error = [], ""
+    hits: list[index.SearchHit] = []
+    error = ""
     if form["q"] or form["tool"]:
         hits, error = _search_run(form)
     context = {

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from apps.dashboard.session_selectors.figures import (
+from apps.dashboard.selectors.sessions.figures import (
     SessionFigures,
     session_count,
     session_figures_fill,

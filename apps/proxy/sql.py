@@ -1,0 +1,87 @@
+"""The relay app's hand-written SQL: one home for its fragments.
+
+Plain strings, no Django import. The usage ledger (proxy_apicall) is written
+with upserts whose merge rules are SQL expressions (the relay's figures win;
+apps.proxy.services.calls states the invariants); every write marks the
+quarter hours and sessions it touched (proxy_apicalldirty,
+proxy_apicalldirtysession) for the rollups.
+"""
+
+from __future__ import annotations
+
+# --- the ledger ------------------------------------------------------------------
+# {columns}, {marks}: the row's columns and one %s each; {assignments}: the
+# merge rule of each column (RELAY_SETS or TRANSCRIPT_SETS, joined).
+CALL_UPSERT = (
+    "INSERT INTO proxy_apicall ({columns}) VALUES ({marks})"
+    " ON CONFLICT (key) DO UPDATE SET {assignments}"
+)
+OLD = "proxy_apicall"  # the row before the upsert, in ON CONFLICT expressions
+
+
+def relay_sets(figures: tuple[str, ...]) -> dict[str, str]:
+    """Return the merge rule of each column when the relay records a call."""
+    return {
+        "request_id": "excluded.request_id",
+        "message_id": f"COALESCE(NULLIF(excluded.message_id, ''), {OLD}.message_id)",
+        "exchange_id": "excluded.exchange_id",
+        **{name: f"excluded.{name}" for name in figures},
+        "session_id": f"COALESCE(NULLIF(excluded.session_id, ''), {OLD}.session_id)",
+        "agent_id": f"CASE WHEN excluded.session_id <> '' THEN excluded.agent_id"
+        f" ELSE {OLD}.agent_id END",
+        "project_id": f"COALESCE(excluded.project_id, {OLD}.project_id)",
+    }
+
+
+def transcript_sets(figures: tuple[str, ...]) -> dict[str, str]:
+    """Return the merge rule of each column when a transcript records a call."""
+    return {
+        "transcript": "excluded.transcript",
+        "request_id": f"COALESCE(NULLIF({OLD}.request_id, ''), excluded.request_id)",
+        "message_id": f"COALESCE(NULLIF({OLD}.message_id, ''), excluded.message_id)",
+        **{
+            name: f"CASE WHEN {OLD}.exchange_id IS NULL THEN excluded.{name}"
+            f" ELSE {OLD}.{name} END"
+            for name in figures
+        },
+        "session_id": f"COALESCE(NULLIF({OLD}.session_id, ''), excluded.session_id)",
+        "agent_id": f"CASE WHEN {OLD}.session_id = '' THEN excluded.agent_id"
+        f" ELSE {OLD}.agent_id END",
+        "project_id": f"CASE WHEN {OLD}.session_id IN ('', excluded.session_id)"
+        f" THEN excluded.project_id ELSE {OLD}.project_id END",
+    }
+
+
+# A transcript's "msg:" row takes the request-id the relay now knows for it.
+CALL_REKEY = (
+    "UPDATE proxy_apicall SET key = %s WHERE key = %s AND NOT EXISTS"
+    " (SELECT 1 FROM proxy_apicall k WHERE k.key = %s)"
+)
+
+# --- what the rollups must rebuild -------------------------------------------------
+DIRTY_MARK = (
+    "INSERT INTO proxy_apicalldirty (quarter, touched) VALUES (%s, 1)"
+    " ON CONFLICT (quarter) DO UPDATE SET touched = proxy_apicalldirty.touched + 1"
+)
+DIRTY_SESSION_MARK = (
+    "INSERT INTO proxy_apicalldirtysession (session_id, touched) VALUES (%s, 1)"
+    " ON CONFLICT (session_id)"
+    " DO UPDATE SET touched = proxy_apicalldirtysession.touched + 1"
+)
+DIRTY_OLDEST = "SELECT quarter FROM proxy_apicalldirty ORDER BY quarter LIMIT %s"
+DIRTY_FORGET = "DELETE FROM proxy_apicalldirty WHERE quarter IN ({marks})"
+DIRTY_SESSIONS_FIRST = (
+    "SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id LIMIT %s"
+)
+DIRTY_SESSIONS_FORGET = (
+    "DELETE FROM proxy_apicalldirtysession WHERE session_id IN ({marks})"
+)
+
+# --- bodies and health -------------------------------------------------------------
+# One bound parameter however many blocks (a JSON array of ids): the ORM's IN
+# list of 450 ids cost half the read time of a 200-call session's body
+# (bench/storage.py).
+BODYBLOCKS_READ = (
+    "SELECT id, data FROM proxy_bodyblock WHERE id IN (SELECT value FROM json_each(%s))"
+)
+EXCHANGE_ANY = "SELECT 1 FROM proxy_exchange LIMIT 1"
