@@ -153,6 +153,12 @@ def stats_tools(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> li
     return selectors.usage_by_tool(scope=scope_of(filters))
 
 
+@router.get("/stats/routes", response=schemas.answers(list[schemas.RouteStatsOut]))
+def stats_routes(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> list:
+    """Per provider and route: the calls a rule of the routes file sent elsewhere."""
+    return selectors.usage_by_route(scope=scope_of(filters))
+
+
 @router.get("/stats/performance", response=schemas.answers(schemas.PerformanceOut))
 def stats_performance(
     request: HttpRequest, filters: Query[schemas.UsageFilter]

@@ -153,6 +153,7 @@ class RequestsPageFilter:
     status: int | None = None
     session: str = ""
     tool: str = ""
+    provider: str = ""  # routed calls served by this provider
     streaming: bool | None = None
     sort: str = "-time"
     page: int = 1
@@ -177,6 +178,7 @@ class RequestsPageFilter:
             "status": "" if self.status is None else str(self.status),
             "session": self.session,
             "tool": self.tool,
+            "provider": self.provider,
             "streaming": {None: "", True: "yes", False: "no"}[self.streaming],
         }
         return {key: value for key, value in values.items() if value}
@@ -207,6 +209,7 @@ def filter_from_query(query: QueryDict) -> RequestsPageFilter:
         status=status,
         session=query.get("session", "")[:100],
         tool=query.get("tool", "")[:200],
+        provider=query.get("provider", "")[:100],
         streaming=streaming,
         sort=sort,
         page=page,

@@ -156,6 +156,9 @@ class ExchangeFilter(RangeFilter):
     tool: str | None = Field(
         None, max_length=200, description="a tool the model called, e.g. Edit"
     )
+    provider: str | None = Field(
+        None, max_length=100, description="routed calls served by this provider"
+    )
     streaming: bool | None = None
     kind: Literal["messages", "other"] | None = Field(
         None, description="messages: /v1/messages calls; other: every other path"
@@ -385,6 +388,18 @@ class ModelStatsOut(ModelPointOut):
     unpriced_requests: int = Field(description="calls with usage but no known price")
     fast_calls: int
     cache_hit_rate: float | None
+    avg_ttfb_ms: float | None
+    avg_duration_ms: float | None
+
+
+class RouteStatsOut(BaseModel):
+    provider: str = Field(description="the provider that served the calls")
+    route: str = Field(description="the routing rule that took them (its name)")
+    requests: int
+    errors: int
+    tokens: TokensOut
+    cost_usd: float
+    unpriced_requests: int = Field(description="calls with usage but no known price")
     avg_ttfb_ms: float | None
     avg_duration_ms: float | None
 

@@ -102,6 +102,24 @@ FROM (
 ) AS u
 {{group_by}}
 """
+# The sums of routed calls per provider and route: the ledger's figures of the
+# calls whose exchange a routing rule took (exchange_provider_time finds them).
+# params: the range twice (exchanges, then calls), then {where}'s.
+ROUTE_SUMS = f"""
+SELECT e.provider, e.route,
+       {", ".join(f"SUM(u.{c}) AS {c}" for c in SUM_COLUMNS)},
+       MIN(u.first_at) AS first_at, MAX(u.last_at) AS last_at
+FROM (
+    SELECT exchange_id, {_CALL_AS_ROLLUP}
+    FROM proxy_apicall
+    WHERE exchange_id IN (
+        SELECT id FROM proxy_exchange
+        WHERE provider <> '' AND started_at >= %s AND started_at < %s
+    ) AND at >= %s AND at < %s{{where}}
+) AS u
+JOIN proxy_exchange e ON e.id = u.exchange_id
+GROUP BY e.provider, e.route
+"""
 # Sorted latency arrays of rolled quarters beside single values of live ones.
 LATENCIES = f"""
 SELECT quarter, kind, model, ttfb, duration, NULL AS ttfb_ms, NULL AS duration_ms

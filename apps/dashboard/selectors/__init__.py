@@ -41,6 +41,7 @@ from apps.dashboard.selectors.usage import (
     performance_stats,
     usage_by_model,
     usage_by_project,
+    usage_by_route,
     usage_by_tool,
     usage_summary,
     usage_timeseries,
@@ -53,6 +54,6 @@ __all__ = [
     "exchange_filter", "exchange_list", "exchange_models", "figures_of", "index_health",
     "latency_by_bucket", "latency_percentiles", "ledger_slowest", "ledger_sums",
     "percentile_rank", "performance_stats", "ratelimit_state",
-    "usage_by_model", "usage_by_project", "usage_by_tool", "usage_summary",
-    "usage_timeseries",
+    "usage_by_model", "usage_by_project", "usage_by_route", "usage_by_tool",
+    "usage_summary", "usage_timeseries",
 ]  # fmt: skip

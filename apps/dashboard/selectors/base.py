@@ -32,6 +32,7 @@ def exchange_filter(*, filters: ExchangeFilter) -> QuerySet[Exchange]:
         "model__startswith": filters.family,
         "state": filters.state,
         "session_id": filters.session,
+        "provider": filters.provider,
         "is_streaming": filters.streaming,
     }
     qs = qs.filter(**{key: value for key, value in exact.items() if value is not None})

@@ -179,6 +179,18 @@ def ledger_sums(
     return found
 
 
+def ledger_route_sums(*, scope: Scope) -> list[dict]:
+    """Return the sums (sql.SUM_COLUMNS, first_at, last_at) of the routed calls
+    per provider and route (a rule of CLAUDEMON_ROUTES_FILE took them)."""
+    where, params = _where(scope)
+    adapt = connection.ops.adapt_datetimefield_value
+    bounds = [adapt(scope.start), adapt(scope.end)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql.ROUTE_SUMS.format(where=where), [*bounds, *bounds, *params])
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def ledger_latencies(
     *, scope: Scope, by: tuple[str, ...] = (), edges: list[datetime] | None = None
 ) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:

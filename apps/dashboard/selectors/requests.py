@@ -138,6 +138,8 @@ def _exchange_filtered(
         queryset = queryset.filter(is_streaming=filters.streaming)
     if filters.tool:
         queryset = queryset.filter(tools_called__has_key=filters.tool)
+    if filters.provider:
+        queryset = queryset.filter(provider=filters.provider)
     return queryset
 
 

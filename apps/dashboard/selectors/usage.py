@@ -21,6 +21,7 @@ import numpy as np
 from apps.dashboard.selectors.ledger import (
     Scope,
     ledger_latencies,
+    ledger_route_sums,
     ledger_rows,
     ledger_sums,
     ledger_tools,
@@ -126,6 +127,16 @@ def usage_by_model(*, scope: Scope) -> list[dict]:
     rows = ledger_sums(scope=scope, by=("model",))
     models = [{"model": row["model"], **figures_of(row)} for row in rows]
     return sorted(models, key=lambda item: (-item["cost_usd"], item["model"]))
+
+
+def usage_by_route(*, scope: Scope) -> list[dict]:
+    """Return per provider and route (routed calls only): the figures of
+    figures_of, most expensive first, then most used."""
+    rows = [
+        {"provider": row["provider"], "route": row["route"], **figures_of(row)}
+        for row in ledger_route_sums(scope=scope)
+    ]
+    return sorted(rows, key=lambda r: (-r["cost_usd"], -r["requests"], r["route"]))
 
 
 def usage_by_tool(*, scope: Scope) -> list[dict]:

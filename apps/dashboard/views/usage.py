@@ -36,6 +36,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "summary": selectors.usage_summary(scope=scope),
         "chart": _usage_chart(series, metric=metric, zone=zone),
         "models": selectors.usage_by_model(scope=scope),
+        "routes": selectors.usage_by_route(scope=scope),
         "limits": limits,
         "sessions": session_selectors.session_rows(
             start=span.start, end=span.end, sort="cost", limit=10

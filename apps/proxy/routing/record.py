@@ -15,7 +15,7 @@ class RoutedCall:
 
     route: str
     agent: str = ""
-    provider: str = ""  # the provider that served the call (after any fallback)
+    provider: str = ""  # the provider that served the call, or the last one tried
     model: str = ""  # the model it was asked for
     provider_model: str = ""  # the model the provider says answered
     provider_status: int | None = None

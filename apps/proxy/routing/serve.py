@@ -114,7 +114,8 @@ async def _try(
         record.attempt(
             provider=name, model=model, outcome=type(exc).__name__, status=None
         )
-        return exc
+        record.provider, record.model = name, model  # the last one tried, unless
+        return exc  # a fallback serves the call
     provider_note(name, status=response.status)
     if not last and (response.status == 429 or response.status >= 500):
         await response.aclose()

@@ -330,6 +330,7 @@ def test_a_provider_that_is_down_answers_502_at_once(routed, openai_fake):
     [row] = recorded()
     assert row.state == Exchange.State.UPSTREAM_ERROR
     assert row.error_type == "provider_unreachable"
+    assert (row.provider, row.provider_status) == ("down", None)
     health = httpx.get(f"{routed.url}/health").json()
     down = next(p for p in health["providers"] if p["name"] == "down")
     assert down["last_call"]["answered"] is False
@@ -490,3 +491,29 @@ def test_health_lists_the_routes_and_each_providers_last_call(routed, openai_fak
     assert providers["fake"]["last_call"]["answered"] is True
     assert providers["keyed"]["key"] == "env ROUTING_TEST_PROVIDER_KEY"
     recorded()
+
+
+def test_the_stats_and_the_overview_show_each_route_and_provider(
+    routed, openai_fake, upstream, admin_client
+):
+    haiku = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": HI}
+    for _ in range(2):
+        assert post(routed, haiku).status_code == 200
+    down = {"model": "down-only-1", "max_tokens": 8, "messages": HI}
+    assert post(routed, down).status_code == 502
+    unrouted = {"model": "claude-sonnet-4-6", "max_tokens": 8, "messages": HI}
+    assert post(routed, unrouted).status_code == 200
+    recorded(4)
+
+    rows = admin_client.get("/api/stats/routes").json()
+
+    by_route = {(r["route"], r["provider"]): r for r in rows}
+    assert set(by_route) == {("haiku to fake", "fake"), ("routes[5]", "down")}
+    fake = by_route["haiku to fake", "fake"]
+    assert (fake["requests"], fake["errors"], fake["tokens"]["input"]) == (2, 0, 200)
+    assert fake["cost_usd"] == pytest.approx(2 * (100 + 20 * 0.5 + 15 * 2.0) / 1e6)
+    assert by_route["routes[5]", "down"]["errors"] == 1
+    page = admin_client.get("/").content.decode()
+    assert 'id="routes-table"' in page and "haiku to fake" in page
+    listed = admin_client.get("/requests/", {"provider": "fake"}).content.decode()
+    assert listed.count("via fake") == 2
