@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import json
-import threading
 import types
 import typing
 import uuid
@@ -31,7 +30,7 @@ import typing_extensions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat import completion_create_params as params
 
-from tests.fake_upstream import Received, read_request, response_head
+from tests.fake_upstream import LoopServer, Received, read_request, response_head
 
 
 @dataclass
@@ -52,40 +51,19 @@ class Turn:
     mid_stream_error: str = ""  # send an error chunk after the first chunk
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopServer):
     """Run the fake in a background thread; `url` is its base URL (…/v1)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Received] = []
         self.rejected: list[str] = []
         self.turns: deque[Turn] = deque()
         self.connections = 0  # connections accepted (a pooled client reuses one)
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.port = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> FakeOpenAI:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            self._server.close()
-            current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._loop.stop()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
-        self._thread.join(5)
 
     def enqueue(self, *turns: Turn) -> None:
         self.turns.extend(turns)
@@ -98,15 +76,6 @@ class FakeOpenAI:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.body) for r in self.requests]
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port, limit=2**26)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
 
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

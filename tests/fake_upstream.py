@@ -21,7 +21,7 @@ import uuid
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import brotli
 import zstandard
@@ -213,23 +213,17 @@ class Received:
         return None
 
 
-class FakeAnthropic:
-    """Run the fake API in a background thread; `url` is where it listens."""
+class LoopServer:
+    """A loopback server on an event loop of its own, in a background thread:
+    subclasses answer connections in `_handle`."""
 
     def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.replies: deque[Reply] = deque()
-        self.disconnects = 0  # connections the client closed while we were sending
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeAnthropic:
+    def start(self) -> Self:
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -247,14 +241,6 @@ class FakeAnthropic:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(5)
 
-    def enqueue(self, *replies: Reply) -> None:
-        self.replies.extend(replies)
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.replies.clear()
-        self.disconnects = 0
-
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = server = self._loop.run_until_complete(
@@ -265,6 +251,33 @@ class FakeAnthropic:
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        raise NotImplementedError
+
+
+class FakeAnthropic(LoopServer):
+    """Run the fake API in a background thread; `url` is where it listens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Received] = []
+        self.replies: deque[Reply] = deque()
+        self.disconnects = 0  # connections the client closed while we were sending
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def enqueue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.replies.clear()
+        self.disconnects = 0
 
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
