@@ -24,25 +24,30 @@ def error_label(row: Any) -> str:
     )
 
 
+def _number(value: Any) -> float | None:
+    """Return value as a float, or None for an empty or unreadable one (shown _DASH)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 @register.filter
 def num(value: Any) -> str:
     """Format an integer count with thousands separators."""
-    if value is None or value == "":
-        return _DASH
-    try:
-        return f"{int(value):,}"
-    except (TypeError, ValueError):
-        return _DASH
+    if isinstance(value, int):
+        return f"{value:,}"  # exact past 2**53
+    count = _number(value)
+    return _DASH if count is None else f"{int(count):,}"
 
 
 @register.filter
 def usd(value: Any) -> str:
     """Format dollars: four decimals below $10 (one call costs fractions of a cent)."""
-    if value is None or value == "":
-        return _DASH
-    try:
-        amount = float(value)
-    except (TypeError, ValueError):
+    amount = _number(value)
+    if amount is None:
         return _DASH
     return f"${amount:,.4f}" if abs(amount) < 10 else f"${amount:,.2f}"
 
@@ -50,11 +55,8 @@ def usd(value: Any) -> str:
 @register.filter
 def ms(value: Any) -> str:
     """Format a duration in milliseconds: '412 ms' or '2.35 s'."""
-    if value is None or value == "":
-        return _DASH
-    try:
-        millis = float(value)
-    except (TypeError, ValueError):
+    millis = _number(value)
+    if millis is None:
         return _DASH
     return f"{millis:,.0f} ms" if millis < 1000 else f"{millis / 1000:,.2f} s"
 
@@ -62,12 +64,8 @@ def ms(value: Any) -> str:
 @register.filter
 def pct(value: Any) -> str:
     """Format a ratio (0..1) as a percentage with one decimal."""
-    if value is None or value == "":
-        return _DASH
-    try:
-        return f"{float(value) * 100:.1f}%"
-    except (TypeError, ValueError):
-        return _DASH
+    ratio = _number(value)
+    return _DASH if ratio is None else f"{ratio * 100:.1f}%"
 
 
 @register.filter
