@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from apps.dashboard import consumers
+from apps.dashboard import consumers, routing
 from apps.proxy.models import Exchange
 from tests.conftest import RedisServer, Relay
 from tests.dashboard.test_live_feed import WAIT, live_feed
@@ -164,3 +165,20 @@ def test_it_returns_to_push_once_redis_is_back(user_client, pushed, redis):
     assert polling == []
     pushed.settle()
     assert watch.finished == _recorded() != {}
+
+
+def test_it_closes_a_pushed_feed_once_the_session_logs_out(user_client, pushed):
+    async def run() -> tuple[list[dict[str, str]], dict]:
+        watch = FeedWatch(live_feed(user_client, "after=0"))
+        assert (await watch.feed.connect())[0]
+        await watch.until(lambda: watch.modes)
+        await database_sync_to_async(user_client.post)("/logout/")
+        # Nothing is published: the feed's own heartbeat notices the logout.
+        message = await watch.feed.receive_output(timeout=WAIT)
+        await watch.feed.wait()
+        return watch.modes, message
+
+    modes, message = async_to_sync(run)()
+
+    assert modes == [PUSH]
+    assert message == {"type": "websocket.close", "code": routing.CLOSE_UNAUTHORIZED}
