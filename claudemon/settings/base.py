@@ -18,6 +18,7 @@ from claudemon.settings.env import (
     env_int,
     env_ip,
     env_origins,
+    env_redis_url,
     env_str,
     env_url,
 )
@@ -65,6 +66,27 @@ CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 CLAUDEMON_ALLOWED_HOSTS = env_hosts(
     "CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]
 )
+# The live feed across processes: with Redis, the relay's recorder publishes each
+# exchange it writes and the dashboard's feed is pushed (apps/proxy/services/feed.py);
+# unset, the feed polls the database, which needs nothing beyond the SQLite file.
+CLAUDEMON_REDIS_URL = env_redis_url("CLAUDEMON_REDIS_URL")
+if CLAUDEMON_REDIS_URL:
+    # channels_redis is the channels project's own Redis layer. Connecting fails
+    # within a second when Redis is away; reads wait longer than the layer's 5 s
+    # BZPOPMIN, which would otherwise time out while a feed merely idles.
+    _redis_host = {
+        "address": CLAUDEMON_REDIS_URL,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 10,
+    }
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [_redis_host], "prefix": "claudemon"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 if CLAUDEMON_CORE_PORT == CLAUDEMON_DATA_PORT:
     raise ImproperlyConfigured(

@@ -98,7 +98,6 @@ CSRF_TRUSTED_ORIGINS = _trusted_origins(CLAUDEMON_ALLOWED_HOSTS, CLAUDEMON_DATA_
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Transcript index
 # Config roots to index (comma list); when set, replaces the discovery of

@@ -92,6 +92,17 @@ def env_url(name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def env_redis_url(name: str) -> str:
+    """Return a redis:// or rediss:// URL setting, or '' when unset."""
+    value = _raw(name)
+    if value is None:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise _fail(name, value, "a URL such as redis://127.0.0.1:6379/0")
+    return value
+
+
 def env_ip(name: str, default: str) -> str:
     """Return an IP address setting (IPv4 or IPv6, no brackets)."""
     value = _raw(name) or default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import sqlite3
 import subprocess
@@ -85,6 +86,11 @@ def test_it_passes_manage_py_check_under_both_deployments(module, tmp_path):
         ("CLAUDEMON_REDACT_HEADERS", "x token", "expected header names"),
         ("CLAUDEMON_VAR_DIR", "/proc/claudemon", "CLAUDEMON_VAR_DIR='/proc/claudemon'"),
         ("CLAUDEMON_DB_PATH", "/proc/x/db.sqlite3", "CLAUDEMON_DB_PATH="),
+        (
+            "CLAUDEMON_REDIS_URL",
+            "127.0.0.1:6379",
+            "CLAUDEMON_REDIS_URL='127.0.0.1:6379'",
+        ),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(name, value, message, tmp_path):
@@ -95,6 +101,32 @@ def test_it_refuses_to_start_with_a_bad_value(name, value, message, tmp_path):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1  # one line, naming it
+
+
+@pytest.mark.parametrize(
+    "module", ["claudemon.settings.core", "claudemon.settings.data"]
+)
+@pytest.mark.parametrize(
+    ("redis_url", "backend"),
+    [
+        ("", "channels.layers.InMemoryChannelLayer"),
+        ("redis://127.0.0.1:6390/2", "channels_redis.core.RedisChannelLayer"),
+    ],
+)
+def test_it_takes_the_channel_layer_from_claudemon_redis_url(
+    module, redis_url, backend, tmp_path
+):
+    show = "from django.conf import settings; print(settings.CHANNEL_LAYERS)"
+    env = {"CLAUDEMON_VAR_DIR": str(tmp_path), "CLAUDEMON_REDIS_URL": redis_url}
+    result = run_manage(
+        "shell", "--no-imports", "-c", show, settings_module=module, **env
+    )
+
+    assert result.returncode == 0, result.stderr
+    layers = ast.literal_eval(result.stdout.strip())
+    assert layers["default"]["BACKEND"] == backend
+    hosts = layers["default"].get("CONFIG", {}).get("hosts", [{}])
+    assert hosts[0].get("address", "") == redis_url
 
 
 def test_the_launcher_refuses_a_bad_value_in_one_line(tmp_path):
