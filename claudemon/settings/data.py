@@ -9,7 +9,7 @@ from claudemon.settings.base import (
     CLAUDEMON_DATA_PORT,
     CLAUDEMON_VAR_DIR,
 )
-from claudemon.settings.env import env_int, env_list
+from claudemon.settings.env import env_int, env_list, env_path_prefix
 
 INSTALLED_APPS = [
     "daphne",
@@ -41,7 +41,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-STATIC_URL = "/static/"
+# Behind the front door (deploy/Caddyfile) the data side lives under a path prefix
+# ("/claudemon"): every path outside it belongs to the relays and Anthropic's API.
+# FORCE_SCRIPT_NAME puts it on every URL Django makes (links, redirects, static,
+# the API) and strips it from requests that carry it; requests without it, straight
+# to CLAUDEMON_DATA_PORT, are served as well. Unset: no prefix, as before.
+CLAUDEMON_DATA_PREFIX = env_path_prefix("CLAUDEMON_DATA_PREFIX", "")
+FORCE_SCRIPT_NAME = CLAUDEMON_DATA_PREFIX or None
+STATIC_URL = f"{CLAUDEMON_DATA_PREFIX}/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = CLAUDEMON_VAR_DIR / "staticfiles"
 # WhiteNoise warns at every start when STATIC_ROOT is missing, even though it serves
