@@ -77,9 +77,10 @@ CLAUDEMON_LOGIN_FAILURES = env_int("CLAUDEMON_LOGIN_FAILURES", 5, minimum=1)
 CLAUDEMON_LOGIN_WINDOW_MINUTES = env_int(
     "CLAUDEMON_LOGIN_WINDOW_MINUTES", 15, minimum=1
 )
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/login/"
+# URL names, not paths: reversed, they carry the prefix.
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "dashboard:login"
 
 
 # Access from other machines: both deployments bind CLAUDEMON_BIND (default
@@ -106,6 +107,13 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# `python -m claudemon team` (make team): relays x N behind Caddy on one machine.
+CLAUDEMON_FRONT_PORT = env_int("CLAUDEMON_FRONT_PORT", 8000, minimum=1, maximum=65535)
+CLAUDEMON_TEAM_RELAYS = env_int("CLAUDEMON_TEAM_RELAYS", 3, minimum=1, maximum=64)
+CLAUDEMON_TEAM_RELAY_PORT = env_int(
+    "CLAUDEMON_TEAM_RELAY_PORT", 8101, minimum=1, maximum=65535 - 64
+)
 
 # Transcript index
 # Config roots to index (comma list); when set, replaces the discovery of
