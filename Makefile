@@ -1,4 +1,5 @@
-# Two commands matter: `make run` (everything) and `make test` (the whole suite).
+# Two commands matter: `make run` (everything) and `make test` (the whole suite,
+# on SQLite, then its database tests on PostgreSQL when a server is reachable).
 # `make team`: relays x N behind Caddy on one machine, for a team's trial (README).
 PYTHON ?= python3
 VENV := .venv
@@ -28,6 +29,7 @@ team: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	bash tests/setup_browser.sh
 	$(PY) -m pytest
+	$(PY) -m tests.on_postgres
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -27,19 +28,55 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def database_env() -> dict[str, str]:
+    """The environment that points a child process at the test database."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"CLAUDEMON_DB_PATH": str(db["NAME"]), "CLAUDEMON_DATABASE_URL": ""}
+    user = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    url = f"postgres://{user}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {"CLAUDEMON_DATABASE_URL": url}
+
+
+ON_POSTGRES = os.environ.get("CLAUDEMON_DATABASE_URL", "") != ""
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """On PostgreSQL (the suite's second run) only tests that use the database run,
+    and those marked sqlite_only are skipped: everything else ran on SQLite."""
+    if not ON_POSTGRES:
+        return
+    kept = []
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") or (
+            "django_db_setup" in getattr(item, "fixturenames", ())
+        )
+        if not uses_db:
+            continue
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "about SQLite itself"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+        kept.append(item)
+    config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+    items[:] = kept
+
+
 class Relay:
     """A real core deployment under daphne, in its own process."""
 
-    def __init__(self, *, db_path: str, var_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, *, var_dir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = var_dir / f"daphne-{self.port}.log"
         environment = dict(
             os.environ,
             DJANGO_SETTINGS_MODULE="claudemon.settings.core",
-            CLAUDEMON_DB_PATH=db_path,
             CLAUDEMON_VAR_DIR=str(var_dir),
             PYTHONUNBUFFERED="1",
+            **database_env(),
         )
         environment.update(env)
         self._log = open(self.log_path, "wb")
@@ -126,10 +163,9 @@ def relay_factory(
 ) -> Iterator[Callable[..., Relay]]:
     """Start relays (real daphne processes) writing into the test database."""
     started: list[Relay] = []
-    db_path = connection.settings_dict["NAME"]
 
     def start(**env: str) -> Relay:
-        relay = Relay(db_path=db_path, var_dir=tmp_path_factory.mktemp("var"), env=env)
+        relay = Relay(var_dir=tmp_path_factory.mktemp("var"), env=env)
         started.append(relay)
         return relay
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from claudemon.settings.env import (
     env_bool,
+    env_database,
     env_float,
     env_header_names,
     env_hosts,
@@ -76,7 +77,7 @@ if CLAUDEMON_PRICES_FILE and not Path(CLAUDEMON_PRICES_FILE).is_file():
     )
 
 
-def _owner_only(var_dir: Path, database: Path) -> None:
+def _owner_only(var_dir: Path, database: Path | None) -> None:
     """Keep prompts and tool output to the user: the var folder 0700, the database
     and its -wal and -shm 0600 (SQLite gives those two the database's own mode, so
     the database is created before SQLite does it with the umask's)."""
@@ -87,6 +88,8 @@ def _owner_only(var_dir: Path, database: Path) -> None:
             var_dir.chmod(0o700)
     except OSError as exc:
         raise _unusable("CLAUDEMON_VAR_DIR", var_dir, exc) from None
+    if database is None:
+        return
     try:
         database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -104,7 +107,11 @@ def _unusable(name: str, path: Path, exc: OSError) -> ImproperlyConfigured:
     )
 
 
-_owner_only(CLAUDEMON_VAR_DIR, CLAUDEMON_DB_PATH)
+# A team's shared PostgreSQL (postgres://…); unset means the SQLite file.
+CLAUDEMON_DATABASE = env_database("CLAUDEMON_DATABASE_URL")
+_owner_only(
+    CLAUDEMON_VAR_DIR, CLAUDEMON_DB_PATH if CLAUDEMON_DATABASE is None else None
+)
 
 
 def _secret_key() -> str:
@@ -131,25 +138,24 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("CLAUDEMON_DEBUG", False)
 ALLOWED_HOSTS = CLAUDEMON_ALLOWED_HOSTS
 
-DATABASES: dict[str, dict[str, Any]] = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(CLAUDEMON_DB_PATH),
-        "OPTIONS": {
-            # Both deployments, the indexer and the relay's writer share this file:
-            # WAL lets readers run beside the one writer; IMMEDIATE takes the write
-            # lock at BEGIN so a busy database waits (timeout) instead of failing
-            # halfway through a transaction.
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 5,
-            "init_command": (
-                "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
-                "PRAGMA temp_store=MEMORY;PRAGMA mmap_size=268435456;"
-                "PRAGMA cache_size=-32000"
-            ),
-        },
-    }
+_SQLITE: dict[str, Any] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": str(CLAUDEMON_DB_PATH),
+    "OPTIONS": {
+        # Both deployments, the indexer and the relay's writer share this file:
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write
+        # lock at BEGIN so a busy database waits (timeout) instead of failing
+        # halfway through a transaction.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 5,
+        "init_command": (
+            "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
+            "PRAGMA temp_store=MEMORY;PRAGMA mmap_size=268435456;"
+            "PRAGMA cache_size=-32000"
+        ),
+    },
 }
+DATABASES: dict[str, dict[str, Any]] = {"default": CLAUDEMON_DATABASE or _SQLITE}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

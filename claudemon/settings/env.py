@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -156,3 +156,38 @@ def env_header_names(name: str, default: list[str]) -> list[str]:
         if not _TOKEN.match(header):
             raise _fail(name, header, "header names such as X-Team-Token")
     return names
+
+
+def env_database(name: str) -> dict[str, object] | None:
+    """Return Django's DATABASES entry for a postgres:// URL, or None when unset.
+
+    postgres://user:password@host:port/name?sslmode=require — every query parameter
+    is a libpq connection option passed through to psycopg."""
+    value = _raw(name)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    expected = "a URL such as postgres://user:password@127.0.0.1:5432/claudemon"
+    if parts.scheme not in ("postgres", "postgresql") or not parts.path.strip("/"):
+        raise _fail(name, _without_password(value), expected)
+    try:
+        port = parts.port
+    except ValueError:
+        raise _fail(name, _without_password(value), expected) from None
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.strip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(port or ""),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

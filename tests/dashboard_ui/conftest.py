@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 from django.utils import timezone
 
+from tests.conftest import database_env
 from tests.dashboard_ui.seed import world_seed
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -76,15 +76,15 @@ def _free_port() -> int:
 class DataServer:
     """The data deployment under daphne, on a fixed port so it can be restarted."""
 
-    def __init__(self, *, db_path: str, var_dir: Path) -> None:
+    def __init__(self, *, var_dir: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.var_dir = var_dir
         self.env = dict(
             os.environ,
             DJANGO_SETTINGS_MODULE="claudemon.settings.data",
-            CLAUDEMON_DB_PATH=db_path,
             CLAUDEMON_VAR_DIR=str(var_dir),
+            **database_env(),
         )
         self.process: subprocess.Popen | None = None
 
@@ -119,10 +119,7 @@ def data_server(
     django_db_setup, django_db_blocker, tmp_path_factory
 ) -> Iterator[DataServer]:
     """Run the data deployment on the pytest test database file."""
-    server = DataServer(
-        db_path=str(settings.DATABASES["default"]["NAME"]),
-        var_dir=tmp_path_factory.mktemp("data-var"),
-    )
+    server = DataServer(var_dir=tmp_path_factory.mktemp("data-var"))
     try:
         server.start()
         yield server

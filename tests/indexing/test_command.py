@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
-from tests.conftest import wait_for
+from tests.conftest import database_env, wait_for
 from tests.indexing.conftest import conversation_write
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +63,7 @@ def test_it_watches_and_picks_up_new_directories(claude_tree) -> None:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "claudemon.settings.data",
-        "CLAUDEMON_DB_PATH": connection.settings_dict["NAME"],
+        **database_env(),
         "CLAUDEMON_CLAUDE_DIRS": str(claude_tree.root),
     }
     watcher = subprocess.Popen(

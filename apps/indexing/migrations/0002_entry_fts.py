@@ -6,6 +6,8 @@ https://www.sqlite.org/fts5.html#external_content_tables
 
 from django.db import migrations
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 CREATE = [
     """
     CREATE VIRTUAL TABLE indexing_entry_fts USING fts5(
@@ -53,5 +55,5 @@ class Migration(migrations.Migration):
     dependencies = [("indexing", "0001_initial")]
 
     operations = [
-        migrations.RunSQL(sql=CREATE, reverse_sql=DROP),
+        ByVendor(sqlite=[migrations.RunSQL(sql=CREATE, reverse_sql=DROP)]),
     ]

@@ -12,6 +12,8 @@ https://www.sqlite.org/fts5.html#external_content_tables
 import zstandard
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 OLD_FTS = [
     "DROP TRIGGER IF EXISTS indexing_entry_fts_au",
     "DROP TRIGGER IF EXISTS indexing_entry_fts_ad",
@@ -122,7 +124,7 @@ class Migration(migrations.Migration):
     carries = {"entry.text": "entry.text_packed"}
 
     operations = [
-        migrations.RunSQL(sql=OLD_FTS, reverse_sql=_old_fts()),
+        ByVendor(sqlite=[migrations.RunSQL(sql=OLD_FTS, reverse_sql=_old_fts())]),
         migrations.AddField(
             model_name="entry",
             name="text_packed",
@@ -130,6 +132,10 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(_texts_pack, _texts_unpack),
         migrations.RemoveField(model_name="entry", name="text"),
-        migrations.RunSQL(sql=NEW_FTS, reverse_sql=DROP_NEW),
-        migrations.RunPython(_index_rebuild, migrations.RunPython.noop),
+        ByVendor(
+            sqlite=[
+                migrations.RunSQL(sql=NEW_FTS, reverse_sql=DROP_NEW),
+                migrations.RunPython(_index_rebuild, migrations.RunPython.noop),
+            ]
+        ),
     ]

@@ -8,6 +8,8 @@ triggers stay, so the index follows any other change.
 
 from django.db import migrations
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 INSERT_TRIGGER = """
 CREATE TRIGGER indexing_entry_fts_ai AFTER INSERT ON indexing_entry BEGIN
     INSERT INTO indexing_entry_fts(rowid, text, tools)
@@ -20,8 +22,12 @@ class Migration(migrations.Migration):
     dependencies = [("indexing", "0003_entry_text_packed")]
 
     operations = [
-        migrations.RunSQL(
-            sql="DROP TRIGGER IF EXISTS indexing_entry_fts_ai",
-            reverse_sql=INSERT_TRIGGER,
+        ByVendor(
+            sqlite=[
+                migrations.RunSQL(
+                    sql="DROP TRIGGER IF EXISTS indexing_entry_fts_ai",
+                    reverse_sql=INSERT_TRIGGER,
+                )
+            ]
         ),
     ]

@@ -17,6 +17,8 @@ import django.db.models.deletion
 import zstandard
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 DROP_OLD = [
     "DROP TRIGGER IF EXISTS indexing_entry_fts_au",
     "DROP TRIGGER IF EXISTS indexing_entry_fts_ad",
@@ -190,7 +192,7 @@ class Migration(migrations.Migration):
     carries = {"entry.raw": "block.data", "entry.text_packed": "block.data"}
 
     operations = [
-        migrations.RunSQL(sql=DROP_OLD, reverse_sql=_previous_fts()),
+        ByVendor(sqlite=[migrations.RunSQL(sql=DROP_OLD, reverse_sql=_previous_fts())]),
         migrations.CreateModel(
             name="Block",
             fields=[
@@ -235,6 +237,10 @@ class Migration(migrations.Migration):
         migrations.RemoveField(model_name="entry", name="raw"),
         migrations.RemoveField(model_name="entry", name="text_packed"),
         migrations.DeleteModel(name="Dictionary"),
-        migrations.RunSQL(sql=CREATE_NEW, reverse_sql=DROP_NEW),
-        migrations.RunPython(_index_rebuild, migrations.RunPython.noop),
+        ByVendor(
+            sqlite=[
+                migrations.RunSQL(sql=CREATE_NEW, reverse_sql=DROP_NEW),
+                migrations.RunPython(_index_rebuild, migrations.RunPython.noop),
+            ]
+        ),
     ]

@@ -11,6 +11,8 @@ https://www.sqlite.org/fts5.html#external_content_tables
 
 from django.db import migrations
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 ENTRY_DELETE_OLD = """
 CREATE TRIGGER indexing_entry_fts_ad AFTER DELETE ON indexing_entry BEGIN
     INSERT INTO indexing_entry_fts(indexing_entry_fts, rowid, text, tools)
@@ -43,7 +45,7 @@ class Migration(migrations.Migration):
     dependencies = [("indexing", "0005_entry_blocks")]
 
     operations = [
-        migrations.RunSQL(
+        ByVendor(sqlite=[migrations.RunSQL(
             sql=[
                 "DROP TRIGGER IF EXISTS indexing_entry_fts_ad",
                 ENTRY_DELETE,
@@ -54,5 +56,5 @@ class Migration(migrations.Migration):
                 "DROP TRIGGER IF EXISTS indexing_entry_fts_ad",
                 ENTRY_DELETE_OLD,
             ],
-        ),
+        )]),
     ]

@@ -15,6 +15,8 @@ import struct
 import zstandard
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import columns_added
+
 TURN_START = (
     "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
 )
@@ -83,8 +85,8 @@ class Migration(migrations.Migration):
     dependencies = [("indexing", "0006_fts_block_delete_trigger")]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
+        columns_added(
+            sqlite=[
                 migrations.RunSQL(
                     sql="ALTER TABLE indexing_entry ADD COLUMN"
                     " is_compact_summary bool NOT NULL DEFAULT 0",
@@ -92,7 +94,7 @@ class Migration(migrations.Migration):
                     " is_compact_summary",
                 ),
             ],
-            state_operations=[
+            fields=[
                 migrations.AddField(
                     model_name="entry",
                     name="is_compact_summary",

@@ -18,6 +18,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 TURN_START = (
     "type = 'user' AND role = 'user' AND NOT is_meta AND NOT is_compact_summary"
 )
@@ -187,5 +189,6 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        migrations.RunPython(_calls_fill, migrations.RunPython.noop),
+        # Fills the new table from entries already indexed: an archive only SQLite has.
+        ByVendor(sqlite=[migrations.RunPython(_calls_fill, migrations.RunPython.noop)]),
     ]

@@ -10,6 +10,8 @@ message ids and speeds, and the ledger its transcript calls, from
 
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import columns_added
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -18,15 +20,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
+        columns_added(
+            sqlite=[
                 migrations.RunSQL(
                     sql="ALTER TABLE indexing_entry ADD COLUMN"
                     " speed varchar(16) NOT NULL DEFAULT ''",
                     reverse_sql="ALTER TABLE indexing_entry DROP COLUMN speed",
                 ),
             ],
-            state_operations=[
+            fields=[
                 migrations.AddField(
                     model_name="entry",
                     name="speed",

@@ -24,6 +24,8 @@ import struct
 import zstandard
 from django.db import migrations
 
+from apps.proxy.migrations._by_vendor import ByVendor
+
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 DROP_OLD = [
@@ -199,6 +201,10 @@ class Migration(migrations.Migration):
     dependencies = [("indexing", "0010_ledger")]
 
     operations = [
-        migrations.RunSQL(sql=DROP_OLD + CREATE_NEW, reverse_sql=DROP_NEW + CREATE_OLD),
-        migrations.RunPython(_index_fill, _old_function_register),
+        ByVendor(
+            sqlite=[
+                migrations.RunSQL(sql=DROP_OLD + CREATE_NEW, reverse_sql=DROP_NEW + CREATE_OLD),
+                migrations.RunPython(_index_fill, _old_function_register),
+            ]
+        ),
     ]

@@ -7,6 +7,8 @@ the ledger is empty) derives it from the exchanges and the transcript index.
 
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import columns_added
+
 
 class Migration(migrations.Migration):
 
@@ -54,15 +56,15 @@ class Migration(migrations.Migration):
         ),
         # ALTER TABLE: Django's SQLite AddField would copy the whole table, bodies
         # and all, to add a column with a default.
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
+        columns_added(
+            sqlite=[
                 migrations.RunSQL(
                     sql="ALTER TABLE proxy_exchange ADD COLUMN"
                     " speed varchar(16) NOT NULL DEFAULT ''",
                     reverse_sql="ALTER TABLE proxy_exchange DROP COLUMN speed",
                 ),
             ],
-            state_operations=[
+            fields=[
                 migrations.AddField(
                     model_name='exchange',
                     name='speed',

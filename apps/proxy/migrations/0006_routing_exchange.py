@@ -8,6 +8,8 @@ default, copying a table of many gigabytes and dropping the indexes migration
 
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import columns_added
+
 COLUMNS = [
     ("route", "varchar(200) NOT NULL DEFAULT ''"),
     ("provider", "varchar(100) NOT NULL DEFAULT ''"),
@@ -31,9 +33,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[_column(name, sql) for name, sql in COLUMNS],
-            state_operations=[
+        columns_added(
+            sqlite=[_column(name, sql) for name, sql in COLUMNS],
+            fields=[
                 migrations.AddField(
                     model_name="exchange",
                     name="route",

@@ -8,6 +8,8 @@ RunSQL (exchange_status_time, the dashboard's covering indexes).
 
 from django.db import migrations, models
 
+from apps.proxy.migrations._by_vendor import columns_added
+
 COLUMNS = ("request_body_note", "response_body_note")
 
 
@@ -15,8 +17,8 @@ class Migration(migrations.Migration):
     dependencies = [("proxy", "0006_routing_exchange")]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
+        columns_added(
+            sqlite=[
                 migrations.RunSQL(
                     f"ALTER TABLE proxy_exchange ADD COLUMN {column} text "
                     "NOT NULL DEFAULT ''",
@@ -24,7 +26,7 @@ class Migration(migrations.Migration):
                 )
                 for column in COLUMNS
             ],
-            state_operations=[
+            fields=[
                 migrations.AddField(
                     model_name="exchange",
                     name=column,
