@@ -1,6 +1,6 @@
 # Two commands matter: `make run` (everything) and `make test` (the whole suite,
 # on SQLite, then its database tests on PostgreSQL when a server is reachable).
-# `make team`: relays x N behind Caddy on one machine, for a team's trial (README).
+# `make team`: relays x N behind HAProxy on one machine, for a team's trial (README).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -9,8 +9,8 @@ data side.
 
 `python -m claudemon team` (what `make team` calls) is the same on one machine for
 a team's trial: CLAUDEMON_TEAM_RELAYS relays on 127.0.0.1 from port
-CLAUDEMON_TEAM_RELAY_PORT on, the data side under CLAUDEMON_DATA_PREFIX, and Caddy
-(deploy/Caddyfile) in front on CLAUDEMON_FRONT_PORT: one address for Claude Code
+CLAUDEMON_TEAM_RELAY_PORT on, the data side under CLAUDEMON_DATA_PREFIX, and HAProxy
+(deploy/haproxy.cfg) in front on CLAUDEMON_FRONT_PORT: one address for Claude Code
 and the dashboard. Migrations run once, before any of them starts.
 
 It starts nothing when a setting is bad (one line naming it), when another
@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from claudemon.processes import Child, port_free, port_holder, supervise
+from claudemon.processes import (
+    Child,
+    front_config,
+    port_free,
+    port_holder,
+    supervise,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 USAGE = "usage: python -m claudemon [team]"
@@ -105,26 +111,25 @@ def _workers(manage: list[str]) -> list[Child]:
 
 
 def _team(settings: Any, manage: list[str]) -> list[Child]:
-    """Relays x N and the data side on loopback, the workers, Caddy in front."""
+    """Relays x N and the data side on loopback, the workers, HAProxy in front."""
     daphne = [sys.executable, "-m", "claudemon.serve", "-b", "127.0.0.1"]
+    ports = _relay_ports(settings)
     relays = [
         Child(f"relay-{number}", daphne + ["-p", str(port)], "core")
-        for number, port in enumerate(_relay_ports(settings), start=1)
+        for number, port in enumerate(ports, start=1)
     ]
     data = Child("data", daphne + ["-p", str(settings.CLAUDEMON_DATA_PORT)], "data")
-    caddy = [shutil.which("caddy") or "caddy", "run", "--adapter", "caddyfile"]
-    front = Child("front", caddy + ["--config", str(ROOT / "deploy" / "Caddyfile")])
+    config = front_config(
+        relays=[f"127.0.0.1:{port}" for port in ports],
+        path=settings.CLAUDEMON_VAR_DIR / "haproxy.cfg",
+    )
+    haproxy = shutil.which("haproxy") or "haproxy"
+    front = Child("front", [haproxy, "-db", "-f", str(config)])
     front.env.update(
-        CLAUDEMON_RELAY_UPSTREAMS=" ".join(
-            f"127.0.0.1:{port}" for port in _relay_ports(settings)
-        ),
+        CLAUDEMON_BIND=settings.CLAUDEMON_BIND,
+        CLAUDEMON_FRONT_PORT=str(settings.CLAUDEMON_FRONT_PORT),
         CLAUDEMON_DATA_UPSTREAM=f"127.0.0.1:{settings.CLAUDEMON_DATA_PORT}",
         CLAUDEMON_DATA_PREFIX=settings.CLAUDEMON_DATA_PREFIX,
-        CLAUDEMON_FRONT_PORT=str(settings.CLAUDEMON_FRONT_PORT),
-        CLAUDEMON_BIND=settings.CLAUDEMON_BIND,
-        # Caddy keeps its state under XDG folders: ours, not the user's home.
-        XDG_DATA_HOME=str(settings.CLAUDEMON_VAR_DIR / "caddy"),
-        XDG_CONFIG_HOME=str(settings.CLAUDEMON_VAR_DIR / "caddy"),
     )
     return [*relays, data, *_workers(manage), front]
 
@@ -191,7 +196,7 @@ _instance_lock = None  # held open, and locked, for as long as this launcher run
 
 def _already_running(settings: Any, *, team: bool) -> str:
     """Say why starting would be pointless: another launcher on this database, the
-    ports taken (by a claudemon or any other program), or no Caddy for a team;
+    ports taken (by a claudemon or any other program), or no HAProxy for a team;
     '' if it is not."""
     global _instance_lock
     listeners = _listeners(settings, team=team)
@@ -211,8 +216,8 @@ def _already_running(settings: Any, *, team: bool) -> str:
     for url, bind, port, name in listeners:
         if not port_free(bind, port):
             return port_holder(url, port, name)
-    if team and not shutil.which("caddy"):
-        return "caddy is not installed (Debian: apt-get install caddy); see README."
+    if team and not shutil.which("haproxy"):
+        return "haproxy is not installed (Debian: apt-get install haproxy); see README."
     return ""
 
 

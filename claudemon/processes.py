@@ -17,6 +17,20 @@ from pathlib import Path
 from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
+FRONT_CONFIG = ROOT / "deploy" / "haproxy.cfg"
+
+
+def front_config(*, relays: list[str], path: Path) -> Path:
+    """Write deploy/haproxy.cfg to `path` with one server line per relay (host:port).
+
+    HAProxy reads the rest from CLAUDEMON_* variables itself; a variable number of
+    servers is the one thing it cannot take from its environment.
+    """
+    servers = "".join(f"    server {relay} {relay}\n" for relay in relays)
+    text = FRONT_CONFIG.read_text()
+    marker = next(line for line in text.splitlines(True) if "# @relays" in line)
+    path.write_text(text.replace(marker, servers))
+    return path
 
 
 def port_free(bind: str, port: int) -> bool:
