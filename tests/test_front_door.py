@@ -281,3 +281,60 @@ def _live_feed_frame(front: FrontDoor, cookies: httpx.Cookies) -> str:
         elif size == 127:
             size = int.from_bytes(reader.read(8), "big")
         return reader.read(size).decode()
+
+
+def _claude_cli() -> str:
+    """The real Claude Code CLI (tests/setup_browser.sh installs the pinned one)."""
+    for path in (
+        os.environ.get("CLAUDEMON_TEST_CLAUDE", ""),
+        shutil.which("claude") or "",
+        "/tmp/cc/node_modules/.bin/claude",
+    ):
+        if path and os.access(path, os.X_OK):
+            return path
+    missing = "the Claude Code CLI is not installed (tests/setup_browser.sh)"
+    if IN_CI:
+        pytest.fail(f"{missing}; its test cannot be skipped in CI")
+    pytest.skip(missing)
+
+
+def test_it_carries_claude_code_and_its_dashboard_page_on_one_origin(
+    front: FrontDoor, upstream: FakeAnthropic, tmp_path: Path
+) -> None:
+    cli = _claude_cli()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": front.url,
+        "ANTHROPIC_API_KEY": "sk-ant-test-front-door",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    done = subprocess.run(
+        [cli, "-p", "run echo front-door-ok", "--allowedTools", "Bash(echo:*)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    # The fake answers a tool_result with what the command printed: the tool ran
+    # on this machine and its result went back through the front door.
+    assert "The command printed: front-door-ok" in done.stdout
+
+    http = httpx.Client(base_url=front.url, timeout=10)
+    _login(http)
+    called = wait_for(
+        lambda: [
+            e
+            for e in Exchange.objects.exclude(state=Exchange.State.IN_PROGRESS)
+            if "Bash" in e.tools_called
+        ]
+    )
+    page = http.get(f"{PREFIX}/requests/{called[0].pk}/")
+    assert page.status_code == 200 and "echo front-door-ok" in page.text
+    session = http.get(f"{PREFIX}/sessions/{called[0].session_id}/")
+    assert session.status_code == 200 and called[0].session_id
