@@ -138,6 +138,25 @@ def env_origins(name: str, default: list[str]) -> list[str]:
     return origins
 
 
+_PREFIX = re.compile(r"(/[A-Za-z0-9][A-Za-z0-9._~-]*)+\Z")
+# First segments a front door sends to the relays: Anthropic's API (/v1/..., a later
+# /v2/..., /api/event_logging/...) and the relay's probes.
+_RELAY_SEGMENT = re.compile(r"(v[0-9]+|api|health|ready)\Z", re.IGNORECASE)
+
+
+def env_path_prefix(name: str, default: str) -> str:
+    """Return a URL path prefix ("/claudemon"), or "" for none; never one that would
+    shadow an Anthropic API path such as /v1/... or /api/..."""
+    value = (_raw(name) or default).rstrip("/")
+    if not value:
+        return ""
+    if not _PREFIX.match(value) or _RELAY_SEGMENT.match(value.split("/")[1]):
+        raise _fail(
+            name, value, "a path such as /claudemon, not under /v1, /api or /health"
+        )
+    return value
+
+
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
 
 

@@ -14,7 +14,14 @@ from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.proxy.checks import check_database_path, check_upstream_scheme
-from claudemon.settings.env import env_bool, env_float, env_int, env_list, env_url
+from claudemon.settings.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path_prefix,
+    env_url,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -202,6 +209,10 @@ def test_it_refuses_a_core_port_equal_to_the_data_port(tmp_path):
             "http://127.0.0.1:9/p/",
             "http://127.0.0.1:9/p",
         ),
+        (lambda: env_path_prefix("T_X", ""), None, ""),
+        (lambda: env_path_prefix("T_X", ""), "/claudemon/", "/claudemon"),
+        (lambda: env_path_prefix("T_X", ""), "/team/monitor", "/team/monitor"),
+        (lambda: env_path_prefix("T_X", ""), "/apis", "/apis"),
     ],
 )
 def test_it_reads_typed_values(monkeypatch, reader, raw, expected):
@@ -219,6 +230,16 @@ def test_it_reads_typed_values(monkeypatch, reader, raw, expected):
         (lambda: env_float("T_X", 1.0), "0"),
         (lambda: env_url("T_X", "https://a.example"), "ftp://x"),
         (lambda: env_url("T_X", "https://a.example"), "https://x/?q=1"),
+        # A front door's data prefix may never take Anthropic's or the relay's paths.
+        (lambda: env_path_prefix("T_X", ""), "/v1"),
+        (lambda: env_path_prefix("T_X", ""), "/V2/x"),
+        (lambda: env_path_prefix("T_X", ""), "/api"),
+        (lambda: env_path_prefix("T_X", ""), "/api/event_logging"),
+        (lambda: env_path_prefix("T_X", ""), "/health"),
+        (lambda: env_path_prefix("T_X", ""), "/ready"),
+        (lambda: env_path_prefix("T_X", ""), "claudemon"),
+        (lambda: env_path_prefix("T_X", ""), "/.."),
+        (lambda: env_path_prefix("T_X", ""), "/a b"),
     ],
 )
 def test_it_fails_loudly_on_bad_values(monkeypatch, reader, raw):

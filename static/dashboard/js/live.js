@@ -59,7 +59,7 @@
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var url = scheme + location.host + "/ws/live/?after=" + after +
+    var url = scheme + location.host + body.dataset.socket + "?after=" + after +
       "&watch=" + encodeURIComponent(inFlightIds().join(","));
     var socket = new WebSocket(url);
     socket.onopen = function () {
