@@ -118,6 +118,8 @@ def _team(settings: Any, manage: list[str]) -> list[Child]:
         Child(f"relay-{number}", daphne + ["-p", str(port)], "core")
         for number, port in enumerate(ports, start=1)
     ]
+    for relay, port in zip(relays, ports, strict=True):
+        relay.env["CLAUDEMON_CORE_PORT"] = str(port)  # and so its name, host:port
     data = Child("data", daphne + ["-p", str(settings.CLAUDEMON_DATA_PORT)], "data")
     config = front_config(
         relays=[f"127.0.0.1:{port}" for port in ports],

@@ -76,6 +76,7 @@ class Relay:
             os.environ,
             DJANGO_SETTINGS_MODULE="claudemon.settings.core",
             CLAUDEMON_VAR_DIR=str(var_dir),
+            CLAUDEMON_CORE_PORT=str(self.port),  # its name in the record, host:port
             PYTHONUNBUFFERED="1",
             **database_env(),
         )

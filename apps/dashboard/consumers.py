@@ -5,8 +5,11 @@ CLAUDEMON_REDIS_URL its recorder publishes each exchange it has written
 (apps.proxy.services.feed) and the feed, subscribed to that group, reads what
 changed when told; while Redis does not answer it polls the database instead and
 tells the page so. Without Redis it polls, as the single-user default always has.
-Every read is "the rows after the last one sent, and the rows shown in flight
-that have finished", so a lost message or a change of mode loses no row.
+Every read is "the rows after the last one sent, the rows shown in flight that
+have finished, and rows below the last one sent that committed late", so a lost
+message or a change of mode loses no row. Late commits happen with several
+writers (relays on PostgreSQL): a row takes its id when inserted but shows when
+its transaction commits, possibly after a higher id of another relay was sent.
 Rows are rendered with the same partial as the live page.
 """
 
@@ -38,6 +41,9 @@ POLL_TASK = "live-feed-poll"  # the name of the polling task, while it runs
 RETRY_SECONDS = 2.0  # while polling, how often Redis is tried again
 HEARTBEAT_SECONDS = 5.0  # while pushed, how often the login and Redis are checked
 REDIS_TIMEOUT = 2.0
+# How far below the last id sent a row may still appear: ids other writers took
+# while one writer's transaction was open (batches of a few hundred rows at most).
+LATE_WINDOW = 2000
 logger = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 
@@ -58,6 +64,9 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         self.watch_ids = [v for v in self.watch_ids if v > 0][-500:]
         self.zone = page_state.zone_from_name(self.scope.get("cookies", {}).get("tz"))
         self.mode = ""
+        # Ids at most LATE_WINDOW below after_id that the page has: None until the
+        # first read takes those the page was rendered with.
+        self.shown: set[int] | None = None
         redis = settings.CLAUDEMON_REDIS_URL
         self.layer: Any = get_channel_layer() if redis else None
         if self.layer is not None:
@@ -168,12 +177,22 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _changes(self) -> list[dict]:
         """Read changed rows and render them (in a worker thread: ORM + templates)."""
-        changed = request_selectors.exchange_live_changes(
-            after_id=self.after_id, watch_ids=self.watch_ids
+        below = request_selectors.exchange_ids_between(
+            above=max(0, self.after_id - LATE_WINDOW), upto=self.after_id
         )
+        if self.shown is None:
+            self.shown = set(below)
+        late = [pk for pk in below if pk not in self.shown]
+        changed = request_selectors.exchange_live_changes(
+            after_id=self.after_id, watch_ids=self.watch_ids, late_ids=late
+        )
+        # A late id that is not returned is not the viewer's: never ask again.
+        self.shown.update(late, (row.pk for row in changed))
         if not changed:
             return []
         self.after_id = max([self.after_id, *(row.pk for row in changed)])
+        floor = self.after_id - LATE_WINDOW
+        self.shown = {pk for pk in self.shown if pk > floor}
         flying = [row.pk for row in changed if row.state == Exchange.State.IN_PROGRESS]
         finished = {row.pk for row in changed} - set(flying)
         self.watch_ids = [v for v in self.watch_ids if v not in finished] + flying

@@ -287,7 +287,9 @@ class Recording:
         started = self._started_at
         try:
             self._write_with_retry(
-                lambda: services.exchange_abandon_stale(before_ts=started)
+                lambda: services.exchange_abandon_stale(
+                    before_ts=started, relay=settings.CLAUDEMON_RELAY_NAME
+                )
             )
         except _Permanent:
             log.exception("could not close the exchanges of an earlier process")
@@ -331,6 +333,7 @@ class Recording:
             items,
             redact=settings.CLAUDEMON_REDACT_HEADERS,
             max_body=settings.CLAUDEMON_RECORD_MAX_BODY,
+            relay=settings.CLAUDEMON_RELAY_NAME,
         )
         for steps, reason in failed:
             self._set_aside(steps, reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ CLAUDEMON_REDACT_HEADERS = env_header_names("CLAUDEMON_REDACT_HEADERS", [])
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 # Routing of chosen calls to other models or providers (apps/proxy/routing).
 CLAUDEMON_ROUTES_FILE = env_str("CLAUDEMON_ROUTES_FILE", "")
+# This relay's name in the record (Exchange.relay): several relays on one database
+# each close at start only the calls their own earlier process left open.
+CLAUDEMON_RELAY_NAME = env_str(
+    "CLAUDEMON_RELAY_NAME", f"{socket.gethostname()}:{CLAUDEMON_CORE_PORT}"
+)[:100]
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
 # Bytes of each body the recording keeps (the relay forwards bodies whole). The
 # Messages API refuses requests over 32 MB, so every request it takes is kept whole.

@@ -86,3 +86,39 @@ def test_it_polls_and_says_nothing_of_redis_when_none_is_configured(user_client)
     assert list(message) == ["rows"]  # no "feed" mode: the page shows "live"
     assert message["rows"][0]["id"] == created
     assert len(polling) == 1
+
+
+def test_it_shows_a_row_that_commits_after_a_higher_id_was_sent(user_client):
+    """Two relays on PostgreSQL: a row takes its id at INSERT and shows at COMMIT,
+    so id 7 can appear after id 8 was sent. Modelled by writing the ids in that
+    order; the feed, past 8 already, must still send 7."""
+
+    async def run() -> list[int]:
+        feed = live_feed(user_client, "after=0")
+        assert (await feed.connect())[0]
+        create = database_sync_to_async(exchange_create)
+        first = await create()
+        assert await _next_row_id(feed) == first.pk
+        await create(pk=first.pk + 2)
+        assert await _next_row_id(feed) == first.pk + 2
+        await create(pk=first.pk + 1)
+        late = await _next_row_id(feed)
+        await feed.disconnect()
+        return [first.pk + 1, late]
+
+    expected, received = async_to_sync(run)()
+    assert received == expected
+
+
+def test_it_does_not_resend_rows_the_page_was_rendered_with(user_client):
+    async def run() -> int:
+        older = await database_sync_to_async(exchange_create)()
+        feed = live_feed(user_client, f"after={older.pk}")
+        assert (await feed.connect())[0]
+        newer = await database_sync_to_async(exchange_create)()
+        message = await feed.receive_json_from(timeout=WAIT)
+        await feed.disconnect()
+        assert [row["id"] for row in message["rows"]] == [newer.pk]
+        return newer.pk
+
+    async_to_sync(run)()
