@@ -194,9 +194,8 @@ def team_start(database: Database, fake_port: int, work: Path) -> Team:
     command = ["haproxy", "-db", "-f", str(config)]
     front = start(command, env=front_env, cpu=1, port=front_port)
     team = Team(relays, ports, front, front_port, database)
-    # Each relay's recorder starts now, before any call: a recorder that starts
-    # closes every exchange in progress in the database as abandoned, the other
-    # relays' included, and their finishes are then set aside.
+    # Each relay's recorder starts now (its first /health), so its start-up
+    # clean-up is not among the measured calls.
     team.settle()
     return team
 
