@@ -419,26 +419,24 @@ def measure_database(
     kind: str, fake_port: int, sessions: Sessions, args: argparse.Namespace
 ) -> dict[str, dict[str, float]]:
     """Both entries and both drains on one database, in a fresh team."""
-    work = Path(tempfile.mkdtemp(prefix=f"claudemon-scale-{kind.lower()}-"))
-    database = Database(kind, work, args.postgres)
-    team = None
-    try:
-        team = team_start(database, fake_port, work)
-        out = {
-            "one relay": measure_entry(team, team.ports[0], [0], sessions, args.quick),
-            "two relays": measure_entry(
-                team, team.front_port, [0, 1], sessions, args.quick
-            ),
-        }
-        # Last: HAProxy takes relays whose writes wait over a second out of service.
-        out["drain, one relay"] = drain(team, [0], sessions)
-        out["drain, two relays"] = drain(team, [0, 1], sessions)
-        out["two relays"]["quarantined"] = team.quarantined()
-        return out
-    finally:
-        if team is not None:
-            team.stop()
-        database.drop()
+    with tempfile.TemporaryDirectory(prefix=f"claudemon-scale-{kind.lower()}-") as tmp:
+        database = Database(kind, Path(tmp), args.postgres)
+        team = None
+        try:
+            team = team_start(database, fake_port, Path(tmp))
+            one = measure_entry(team, team.ports[0], [0], sessions, args.quick)
+            two = measure_entry(team, team.front_port, [0, 1], sessions, args.quick)
+            # Last: HAProxy takes relays whose writes wait over a second out of
+            # service, and puts them back only after their next check.
+            out = {"one relay": one, "two relays": two}
+            out["drain, one relay"] = drain(team, [0], sessions)
+            out["drain, two relays"] = drain(team, [0, 1], sessions)
+            two["quarantined"] = team.quarantined()
+            return out
+        finally:
+            if team is not None:
+                team.stop()
+            database.drop()
 
 
 def main() -> None:
