@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from apps.indexing import fts
 from apps.indexing.fts import FtsQueryError, fts_integrity_check, fts_query_escape
@@ -158,14 +159,55 @@ def test_it_highlights_the_match_in_the_snippet(claude_tree) -> None:
     assert "billing service" in hit.snippet
 
 
+# Queries excluding a word, and with either of two, in each engine's raw syntax.
+EXCLUDING = {"sqlite": "alembic NOT downgrade", "postgresql": "alembic -downgrade"}
+EITHER = {
+    "sqlite": '"alembic downgrade" OR invoices',
+    "postgresql": '"alembic downgrade" or invoices',
+}
+
+
 @pytest.mark.django_db
 def test_it_runs_raw_syntax_only_when_asked(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    assert len(entry_search(query="alembic NOT downgrade", raw=True)) == 2
-    assert len(entry_search(query="alembic NOT downgrade")) == 0
+    excluding = EXCLUDING[connection.vendor]
+    raw = entry_search(query=excluding, raw=True)
+    assert len(raw) == 2
+    # Read as words, the operator excludes nothing: what it finds is not in raw.
+    words = entry_search(query=excluding)
+    assert {h.entry_id for h in words}.isdisjoint({h.entry_id for h in raw})
+    either = entry_search(query=EITHER[connection.vendor], raw=True)
+    phrase, word = (
+        entry_search(query='"alembic downgrade"'),
+        entry_search(query="invoices"),
+    )
+    assert {h.entry_id for h in either} == {h.entry_id for h in phrase + word}
+    assert phrase and word
+
+
+@pytest.mark.sqlite_only("FTS5's syntax errors; websearch_to_tsquery has none")
+@pytest.mark.django_db
+def test_it_reports_raw_syntax_errors(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
     with pytest.raises(FtsQueryError, match="syntax error"):
         entry_search(query="NEAR(", raw=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", HOSTILE)
+def test_it_never_fails_on_hostile_raw_input_but_with_a_syntax_error(
+    claude_tree, query: str
+) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    try:
+        results = entry_search(query=query, raw=True, limit=5)
+    except FtsQueryError:
+        assert connection.vendor == "sqlite"  # only FTS5's syntax can be wrong
+    else:
+        assert isinstance(results, list)
 
 
 @pytest.mark.django_db
