@@ -111,12 +111,14 @@ def entries_insert(*, blocks: list[tuple[int, bytes]], rows: list[tuple]) -> Non
         return
     with connection.cursor() as cursor:
         block_ids = _ids_take(cursor, "indexing_block", len(blocks))
-        cursor.executemany(
+        _rows_insert(
+            cursor,
             sql.BLOCK_INSERT,
             [(block_ids[n], source, data) for n, (source, data) in enumerate(blocks)],
         )
         ids = _ids_take(cursor, "indexing_entry", len(rows))
-        cursor.executemany(
+        _rows_insert(
+            cursor,
             _ENTRY_INSERT,
             [
                 (
@@ -134,6 +136,18 @@ def entries_insert(*, blocks: list[tuple[int, bytes]], rows: list[tuple]) -> Non
             for n, row in enumerate(rows)
         ]
     )
+
+
+def _rows_insert(cursor: CursorWrapper, insert: str, rows: list[tuple]) -> None:
+    """Run an INSERT ... VALUES for each row: executemany on SQLite, one COPY on
+    PostgreSQL, where a statement per row cost three times the COPY's time."""
+    if connection.vendor == "sqlite":
+        cursor.executemany(insert, rows)
+        return
+    table_columns = insert.split(" VALUES ")[0].removeprefix("INSERT INTO ")
+    with cursor.cursor.copy(f"COPY {table_columns} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _ids_take(cursor: CursorWrapper, table: str, count: int) -> Sequence[int]:
