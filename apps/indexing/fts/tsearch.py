@@ -53,7 +53,7 @@ SYNTAX = (
 )
 # ts_rank's order is {D, C, B, A}: tool output, replies, prompts, tool names.
 WEIGHTS = "{0.1, 0.4, 1.0, 0.2}"
-HEADLINE_CHARS = 20_000
+HEADLINE_CHARS = 4_000
 _HEADLINE = (
     "StartSel=\x02, StopSel=\x03, MinWords=15, MaxWords=35, "
     "ShortWord=2, HighlightAll=false, MaxFragments=0"
@@ -175,18 +175,21 @@ def search(
     join = "JOIN indexing_entry e ON e.id = s.entry_id" if where else ""
     # The most recent `window` matches are ranked (as on FTS5): ts_rank reads
     # each match's whole tsvector, a cost to bound for a word found everywhere.
+    # The tsquery is written out twice, not shared through a CTE: as a constant
+    # (Django binds on the client) the planner can read its selectivity and walk
+    # the primary key backwards for a common word (3.6 ms instead of 49 ms for
+    # "the" in 43,000 of 60,000 entries) or take the GIN index for a rare one.
     sql = f"""
-    WITH q AS MATERIALIZED (SELECT {tsquery} AS q)
-    SELECT m.entry_id, -ts_rank('{WEIGHTS}', m.document, q.q) AS rank
-    FROM q, (
-        SELECT s.entry_id, s.document FROM q, {TABLE} s {join}
-        WHERE s.document @@ q.q {where}
+    SELECT m.entry_id, -ts_rank('{WEIGHTS}', m.document, {tsquery}) AS rank
+    FROM (
+        SELECT s.entry_id, s.document FROM {TABLE} s {join}
+        WHERE s.document @@ ({tsquery}) {where}
         ORDER BY s.entry_id DESC LIMIT %s
     ) m
     ORDER BY rank, m.entry_id DESC LIMIT %s OFFSET %s
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *filter_params, window, limit, offset])
+        cursor.execute(sql, [*params, *params, *filter_params, window, limit, offset])
         return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
