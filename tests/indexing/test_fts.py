@@ -270,3 +270,44 @@ def test_it_follows_orm_deletes_of_sources_and_sessions(claude_tree, model) -> N
     assert models.Entry.objects.count() == 0
     assert fts.fts_row_count() == 0
     fts_integrity_check()
+
+
+@pytest.mark.django_db
+def test_it_ranks_a_prompt_above_tool_output_with_the_word_as_often(claude_tree):
+    t = claude_tree.transcript()
+    t.tool_result("toolu_1", "log: the kafka consumer lagged " + "ok " * 40)
+    t.user("why does the kafka consumer lag?")
+    t.assistant(
+        [{"type": "text", "text": "the kafka consumer lags because " + "so " * 20}],
+        message_id="m1",
+        request_id="r1",
+    )
+    index_sync()
+    hits = entry_search(query="kafka")
+    assert [h.role for h in hits] == ["user", "assistant", "tool"]
+    assert [h.rank for h in hits] == sorted(h.rank for h in hits)  # lower is better
+
+
+@pytest.mark.django_db
+def test_it_keeps_markup_paths_and_control_characters_in_snippets_as_text(
+    claude_tree,
+) -> None:
+    t = claude_tree.transcript()
+    t.user("see <b>billing</b> in /srv/billing/app.py \x02 and \x03 <script>x</script>")
+    index_sync()
+    (hit,) = entry_search(query="billing")
+    assert [text for text, match in hit.snippet_parts if match] == ["billing"] * 2
+    assert hit.snippet == (
+        "see <b>billing</b> in /srv/billing/app.py \x02 and \x03 <script>x</script>"
+    )
+    assert len(entry_search(query="app py")) == 1  # words of a path are words
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["the", "not", "if not", '"is not"'])
+def test_it_finds_words_other_engines_drop_as_stop_words(claude_tree, query) -> None:
+    t = claude_tree.transcript()
+    t.user("this is not the answer")
+    t.user("zebra")
+    index_sync()
+    assert len(entry_search(query=query)) == (0 if query == "if not" else 1)
