@@ -14,6 +14,7 @@ from apps.indexing.fts import (
 )
 from apps.indexing.models import Entry, Session
 from apps.indexing.selectors.entries import entry_records
+from apps.indexing.selectors.sessions import findable
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ def entry_search(
 ) -> list[SearchHit]:
     """Return one page of entries matching the query, best rank first."""
     session_pk = None
+    if session_id and not findable(session_id):
+        return []
     if session_id:
         session_pk = (
             Session.objects.filter(session_id=session_id)
