@@ -374,10 +374,12 @@ SELECT
 
 def match_count(*, query: str) -> int:
     """Return how many live entries a plain query finds (for checks, tests)."""
+    match = fts_query_escape(query)
+    if not match:
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*) FROM {TABLE} f WHERE {TABLE} MATCH %s {_LIVE}",
-            [fts_query_escape(query)],
+            f"SELECT count(*) FROM {TABLE} f WHERE {TABLE} MATCH %s {_LIVE}", [match]
         )
         return cursor.fetchone()[0]
 

@@ -250,10 +250,14 @@ def _headline_parts(
         position += len(piece)
         if chunk:
             shown = chunk if matching else re.sub(r"\s+", " ", chunk)
-            parts.append((shown, matching))
+            parts.append(
+                (shown.lstrip() if position == len(chunk) else shown, matching)
+            )
+    if parts and not parts[-1][1]:
+        parts[-1] = (parts[-1][0].rstrip(), False)
     if start + at + len(plain) < len(text):
         parts.append(("…", False))
-    return parts
+    return [part for part in parts if part[0]]
 
 
 def stale_count() -> int:
