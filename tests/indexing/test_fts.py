@@ -311,3 +311,13 @@ def test_it_finds_words_other_engines_drop_as_stop_words(claude_tree, query) -> 
     t.user("zebra")
     index_sync()
     assert len(entry_search(query=query)) == (0 if query == "if not" else 1)
+
+
+@pytest.mark.django_db
+def test_it_searches_the_same_after_optimizing(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    before = [(h.entry_id, h.rank) for h in entry_search(query="alembic")]
+    fts.fts_optimize()
+    assert [(h.entry_id, h.rank) for h in entry_search(query="alembic")] == before
+    fts_integrity_check()

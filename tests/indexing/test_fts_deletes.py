@@ -9,9 +9,11 @@ vacuum it without any function of ours.
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -200,3 +202,47 @@ def test_it_reports_an_entry_missing_from_the_index(claude_tree):
             )
     with pytest.raises(DatabaseError, match="1 entries not indexed"):
         fts_integrity_check()
+
+
+# The quickest way each engine has to empty the tables: no row trigger fires.
+EMPTY_ALL = {
+    "sqlite": ["DELETE FROM indexing_entry", "DELETE FROM indexing_block"],
+    "postgresql": ["TRUNCATE indexing_entry, indexing_block"],
+}
+
+
+def test_it_follows_the_tables_emptied_at_once(claude_tree):
+    conversation_write(claude_tree)
+    index_sync()
+    with _other_connection() as other:
+        for statement in EMPTY_ALL[connection.vendor]:
+            other.execute(statement)
+    assert (fts_row_count(), fts_match_count(query="rollback")) == (0, 0)
+    assert entry_search(query="rollback") == []
+    index_sync(full=True)
+    assert len(entry_search(query="rollback")) > 0
+    fts_integrity_check()
+
+
+# The migration that filled each engine's index from the blocks (frozen copies).
+FILLED_BY = {"sqlite": "0011_fts_plain_sql", "postgresql": "0012_entry_tsv"}
+EMPTY_INDEX = {
+    "sqlite": "INSERT INTO indexing_entry_fts(indexing_entry_fts)"
+    " VALUES ('delete-all')",
+    "postgresql": "DELETE FROM indexing_entry_tsv",
+}
+
+
+def test_it_fills_the_index_from_the_blocks_as_the_writer_does(claude_tree):
+    conversation_write(claude_tree)
+    index_sync()
+    before = [(h.entry_id, h.rank) for h in entry_search(query="alembic rollback*")]
+    with connection.cursor() as cursor:
+        cursor.execute(EMPTY_INDEX[connection.vendor])
+    migration = importlib.import_module(
+        f"apps.indexing.migrations.{FILLED_BY[connection.vendor]}"
+    )
+    migration._index_fill(None, SimpleNamespace(connection=connection))
+    fts_integrity_check()
+    after = [(h.entry_id, h.rank) for h in entry_search(query="alembic rollback*")]
+    assert after == before and before
