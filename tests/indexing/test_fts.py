@@ -321,3 +321,31 @@ def test_it_searches_the_same_after_optimizing(claude_tree) -> None:
     fts.fts_optimize()
     assert [(h.entry_id, h.rank) for h in entry_search(query="alembic")] == before
     fts_integrity_check()
+
+
+# Each engine's raw syntax for a word without another.
+WITHOUT = {"sqlite": "cafe NOT zebra", "postgresql": "cafe -zebra"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["cafe muller", "Café MÜLLER", "raw"])
+def test_it_finds_words_with_or_without_their_accents(claude_tree, query):
+    t = claude_tree.transcript()
+    t.user("the café at Müllerstraße, run by Herr Müller")
+    index_sync()
+    raw = query == "raw"
+    (hit,) = entry_search(query=WITHOUT[connection.vendor] if raw else query, raw=raw)
+    if query == "Café MÜLLER":  # highlighted as written (on SQLite, in Python)
+        assert {"café", "Müller"} <= {
+            text for text, match in hit.snippet_parts if match
+        }
+
+
+@pytest.mark.django_db
+def test_it_reads_a_dotted_or_hyphenated_raw_word_as_a_phrase(claude_tree) -> None:
+    t = claude_tree.transcript()
+    t.user("edit app.py, then python")
+    index_sync()
+    raw = connection.vendor != "sqlite"  # FTS5's raw syntax has no dotted word
+    assert len(entry_search(query="app.py", raw=raw)) == 1
+    assert entry_search(query="py.app", raw=raw) == []

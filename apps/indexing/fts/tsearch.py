@@ -13,7 +13,8 @@ Invariants:
   digits. Everything else becomes a space before PostgreSQL's parser reads the
   text, which would otherwise take `/usr/bin/python`, `a.py` or `<div>` as one
   path, host or tag token that no word search finds. The configuration
-  claudemon_english stems like FTS5's porter and, like it, drops no stop words.
+  claudemon_english removes accents and stems like FTS5's remove_diacritics and
+  porter and, like it, drops no stop words.
 - Weights: A tool names, B prompts and titles, C replies and other lines, D tool
   output; ts_rank weighs them WEIGHTS and ranks the `window` most recent matches,
   as the FTS5 form does. Ranks are negated: lower is better on both forms.
@@ -122,9 +123,11 @@ def _websearch_clean(query: str) -> str:
     tokens = []
     for negated, phrase, dash, word in _WEB_TOKEN.findall(no_nul(query)):
         if word:
-            cleaned = " ".join(w[:MAX_TERM_CHARS] for w in words_only(word).split())
-            if cleaned:
-                tokens.append(dash + cleaned)
+            words = [w[:MAX_TERM_CHARS] for w in words_only(word).split()]
+            if len(words) > 1:  # app.py, foo-bar: a phrase, as the text has it
+                tokens.append(f'{dash}"{" ".join(words)}"')
+            elif words:
+                tokens.append(dash + words[0])
         else:
             tokens.append(f'{negated}"{words_only(phrase)[:MAX_TERM_CHARS]}"')
         if len(tokens) == MAX_TERMS:

@@ -2,8 +2,10 @@
 
 SQLite keeps its FTS5 table (0011); on any other database 0002-0011 created no
 index, and this migration creates PostgreSQL's (apps.indexing.fts.tsearch):
-- claudemon_english: English snowball stems without a stop-word list, so that,
-  as on FTS5 (porter, no stop words), "the" or "if not" can be searched for;
+- claudemon_english: accents removed (the unaccent extension, trusted since
+  PostgreSQL 13, in Debian's server package), then English snowball stems without
+  a stop-word list, so that, as on FTS5 (porter, remove_diacritics, no stop
+  words), "cafe" finds "café" and "the" or "if not" can be searched for;
 - indexing_entry_tsv (entry_id, document) with the GIN index indexing_entry_tsv_gin;
   the text is not stored again: it lives compressed in the entry's block;
 - triggers: a deleted entry's row goes with it (statement-level, through a
@@ -23,6 +25,8 @@ from django.db import migrations
 from apps.proxy.migrations._by_vendor import ByVendor
 
 CREATE = [
+    # Left installed on the way back: other objects of the database may use it.
+    "CREATE EXTENSION IF NOT EXISTS unaccent",
     """
     CREATE TEXT SEARCH DICTIONARY claudemon_english_stem
         (TEMPLATE = snowball, Language = english)
@@ -31,7 +35,7 @@ CREATE = [
     """
     ALTER TEXT SEARCH CONFIGURATION claudemon_english
         ALTER MAPPING FOR asciiword, word, asciihword, hword, hword_asciipart,
-        hword_part WITH claudemon_english_stem
+        hword_part WITH unaccent, claudemon_english_stem
     """,
     """
     CREATE TABLE indexing_entry_tsv (
