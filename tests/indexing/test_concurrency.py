@@ -9,10 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 
 from apps.indexing.models import Entry, Session
 from apps.indexing.services import IndexBusy, index_lock, index_sync
+from apps.indexing.services.txn import write_retry
 from tests.indexing.conftest import conversation_write
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,3 +129,32 @@ def test_it_exits_clearly_when_told_not_to_wait(claude_tree) -> None:
         release.set()
         thread.join()
     assert index_sync(wait=False).entries_added == 11
+
+
+@pytest.mark.parametrize(
+    ("message", "retried"),
+    [
+        ("database is locked", True),
+        ("deadlock detected", True),
+        ("could not serialize access due to concurrent update", True),
+        ("no such table: x", False),
+    ],
+)
+def test_it_retries_a_write_only_when_another_writer_was_in_the_way(
+    message: str, retried: bool
+) -> None:
+    calls = []
+
+    def operation() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError(message)
+        return "written"
+
+    if retried:
+        assert write_retry(operation) == "written"
+        assert len(calls) == 2
+    else:
+        with pytest.raises(OperationalError, match=message):
+            write_retry(operation)
+        assert len(calls) == 1
