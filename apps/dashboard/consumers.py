@@ -21,6 +21,7 @@ from django.utils import timezone
 from apps.dashboard import page_state
 from apps.dashboard.auth import session_login_valid
 from apps.dashboard.selectors import requests as request_selectors
+from apps.dashboard.selectors.claims import viewer_of
 from apps.indexing.schemas import ID_MAX
 from apps.proxy.models import Exchange
 
@@ -40,6 +41,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         self.watch_ids = [_int(v) for v in query.get("watch", [""])[0].split(",") if v]
         self.watch_ids = [v for v in self.watch_ids if v > 0][-500:]
         self.zone = page_state.zone_from_name(self.scope.get("cookies", {}).get("tz"))
+        self.person = query.get("user", [""])[0][:150]  # staff: one person's calls
         await self.accept()
         self.poller = asyncio.create_task(self._poll_forever())
 
@@ -76,8 +78,10 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _changes(self) -> list[dict]:
         """Read changed rows and render them (in a worker thread: ORM + templates)."""
+        # Whose calls, read every tick: a claim made or given up shows at once.
+        viewer = viewer_of(user=self.scope["user"], person=self.person)
         changed = request_selectors.exchange_live_changes(
-            after_id=self.after_id, watch_ids=self.watch_ids
+            after_id=self.after_id, watch_ids=self.watch_ids, viewer=viewer
         )
         if not changed:
             return []

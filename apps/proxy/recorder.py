@@ -76,6 +76,23 @@ def secret_fingerprint(value: str) -> str:
     )
 
 
+def credential_fingerprint(headers: Iterable[Header]) -> str:
+    """Return the fingerprint of the API key or OAuth token a call was sent with
+    (x-api-key, else an Authorization bearer), or "" when it carries neither.
+
+    Headers read back from a spill file were fingerprinted before they were
+    written, and keep their fingerprint; a claim always hashes what is pasted
+    (secret_fingerprint), so nobody claims a credential by its fingerprint.
+    """
+    for name in (b"x-api-key", b"authorization"):
+        value = header_value(headers, name).strip()
+        if value.lower().startswith("bearer "):
+            value = value[7:].strip()
+        if value:
+            return _fingerprinted(value)
+    return ""
+
+
 def headers_redact(
     headers: Iterable[Header], *, extra: Iterable[str] = ()
 ) -> list[list[str]]:
@@ -461,6 +478,7 @@ def call_start_row(
         "session_id": session_id,
         "agent_id": header_value(headers, b"x-claude-code-agent-id")[:100],
         "user_agent": header_value(headers, b"user-agent")[:500],
+        "credential": credential_fingerprint(headers),
         "request_headers": headers_redact(headers, extra=redact),
         "request_size": size,
     }

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from apps.dashboard import sql
 from apps.dashboard.schemas import ExchangeFilter
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import Viewer, exchange_visible
 
 MESSAGES_PATH = "/v1/messages"
 LIST_FIELDS = (
@@ -22,9 +23,10 @@ LIST_FIELDS = (
 )  # fmt: skip
 
 
-def exchange_filter(*, filters: ExchangeFilter) -> QuerySet[Exchange]:
-    """Return the exchanges in a filter's range matching its attribute filters."""
-    qs = Exchange.objects.filter(
+def exchange_filter(*, filters: ExchangeFilter, viewer: Viewer) -> QuerySet[Exchange]:
+    """Return the exchanges a viewer sees in a filter's range matching its
+    attribute filters."""
+    qs = exchange_visible(viewer=viewer).filter(
         started_at__gte=filters.start, started_at__lt=filters.end
     )
     exact = {

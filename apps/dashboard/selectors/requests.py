@@ -18,6 +18,7 @@ from apps.dashboard import sql
 from apps.dashboard.page_state import PER_PAGE, RequestsPageFilter
 from apps.dashboard.selectors.base import exchange_count, where_sql
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import Viewer, exchange_visible
 
 # The columns a row of a list (requests table, live feed) shows.
 ROW_FIELDS = (
@@ -79,10 +80,12 @@ def exchange_page(
     start: datetime,
     end: datetime,
     filters: RequestsPageFilter,
+    viewer: Viewer,
     per_page: int = PER_PAGE,
 ) -> ExchangePage:
-    """Return one sorted page of exchanges in [start, end) matching filters."""
-    queryset = _exchange_filtered(start=start, end=end, filters=filters)
+    """Return one sorted page of the exchanges a viewer sees in [start, end)
+    matching filters."""
+    queryset = _exchange_filtered(start=start, end=end, filters=filters, viewer=viewer)
     total = exchange_count(queryset=queryset)
     number = min(filters.page, max(1, -(-total // per_page)))
     offset = (number - 1) * per_page
@@ -123,9 +126,11 @@ def exchange_rows_by_ids(ids: list[int]) -> list[Exchange]:
 
 
 def _exchange_filtered(
-    *, start: datetime, end: datetime, filters: RequestsPageFilter
+    *, start: datetime, end: datetime, filters: RequestsPageFilter, viewer: Viewer
 ) -> QuerySet[Exchange]:
-    queryset = Exchange.objects.filter(started_at__gte=start, started_at__lt=end)
+    queryset = exchange_visible(viewer=viewer).filter(
+        started_at__gte=start, started_at__lt=end
+    )
     if filters.model:
         queryset = queryset.filter(model=filters.model)
     if filters.state:
@@ -143,23 +148,30 @@ def _exchange_filtered(
     return queryset
 
 
-def exchange_model_names() -> list[str]:
+def exchange_model_names(*, viewer: Viewer) -> list[str]:
     """Return every model name seen, for the filter menu (an index-only scan)."""
-    names = Exchange.objects.order_by("model").values_list("model", flat=True)
+    names = (
+        exchange_visible(viewer=viewer)
+        .order_by("model")
+        .values_list("model", flat=True)
+    )
     return [name for name in names.distinct() if name]
 
 
-def exchange_detail(*, exchange_id: int) -> Exchange | None:
+def exchange_detail(*, exchange_id: int, viewer: Viewer) -> Exchange | None:
     """Return one exchange with everything (bodies included), or None."""
-    return Exchange.objects.filter(pk=exchange_id).first()
+    return exchange_visible(viewer=viewer).filter(pk=exchange_id).first()
 
 
-def exchange_previous_in_session(*, exchange: Exchange) -> Exchange | None:
+def exchange_previous_in_session(
+    *, exchange: Exchange, viewer: Viewer
+) -> Exchange | None:
     """Return the same session and agent's previous messages call, bodies included."""
     if not exchange.session_id:
         return None
     return (
-        Exchange.objects.filter(
+        exchange_visible(viewer=viewer)
+        .filter(
             session_id=exchange.session_id,
             agent_id=exchange.agent_id,
             path=exchange.path,
@@ -173,12 +185,13 @@ def exchange_previous_in_session(*, exchange: Exchange) -> Exchange | None:
     )
 
 
-def exchange_next_in_session(*, exchange: Exchange) -> int | None:
+def exchange_next_in_session(*, exchange: Exchange, viewer: Viewer) -> int | None:
     """Return the id of the same session and agent's next messages call, or None."""
     if not exchange.session_id:
         return None
     return (
-        Exchange.objects.filter(
+        exchange_visible(viewer=viewer)
+        .filter(
             session_id=exchange.session_id,
             agent_id=exchange.agent_id,
             path=exchange.path,
@@ -192,20 +205,23 @@ def exchange_next_in_session(*, exchange: Exchange) -> int | None:
     )
 
 
-def exchange_live_recent(*, limit: int = _LIVE_RECENT) -> list[Exchange]:
+def exchange_live_recent(
+    *, viewer: Viewer, limit: int = _LIVE_RECENT
+) -> list[Exchange]:
     """Return the newest exchanges plus every one still in flight, newest first."""
-    recent = list(Exchange.objects.only(*ROW_FIELDS).order_by("-id")[:limit])
+    visible = exchange_visible(viewer=viewer).only(*ROW_FIELDS)
+    recent = list(visible.order_by("-id")[:limit])
     seen = {row.pk for row in recent}
-    in_flight = Exchange.objects.only(*ROW_FIELDS).filter(
-        state=Exchange.State.IN_PROGRESS
-    )
+    in_flight = visible.filter(state=Exchange.State.IN_PROGRESS)
     extra = [
         row for row in in_flight.order_by("-started_at")[:limit] if row.pk not in seen
     ]
     return sorted(recent + extra, key=lambda row: row.pk, reverse=True)
 
 
-def exchange_live_changes(*, after_id: int, watch_ids: list[int]) -> list[Exchange]:
+def exchange_live_changes(
+    *, after_id: int, watch_ids: list[int], viewer: Viewer
+) -> list[Exchange]:
     """Return exchanges inserted after after_id, and watched ones that have finished.
 
     New rows are found by primary key (rows are inserted when a call starts, or
@@ -216,4 +232,5 @@ def exchange_live_changes(*, after_id: int, watch_ids: list[int]) -> list[Exchan
     condition = Q(pk__gt=after_id) | (
         Q(pk__in=watched) & ~Q(state=Exchange.State.IN_PROGRESS)
     )
-    return list(Exchange.objects.only(*ROW_FIELDS).filter(condition).order_by("id"))
+    visible = exchange_visible(viewer=viewer).only(*ROW_FIELDS)
+    return list(visible.filter(condition).order_by("id"))

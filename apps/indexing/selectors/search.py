@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import QuerySet
+
 from apps.indexing.fts import (
     FtsFilters,
     fts_query_escape,
@@ -13,8 +15,9 @@ from apps.indexing.fts import (
     fts_search,
     fts_tool_filter,
 )
-from apps.indexing.models import Entry, Session
+from apps.indexing.models import Entry
 from apps.indexing.selectors.entries import entry_records
+from apps.indexing.selectors.sessions import session_visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class SearchHit:
 
 def entry_search(
     *,
+    visible: QuerySet | None,
     query: str,
     raw: bool = False,
     project_id: int | None = None,
@@ -58,17 +62,19 @@ def entry_search(
     if not match:
         return []
     session_pk = None
+    # A reader who does not see every session searches only theirs (few).
+    mine = session_visible(visible=visible)
+    session_pks = None if visible is None else tuple(mine.values_list("pk", flat=True))
     if session_id:
         session_pk = (
-            Session.objects.filter(session_id=session_id)
-            .values_list("pk", flat=True)
-            .first()
+            mine.filter(session_id=session_id).values_list("pk", flat=True).first()
         )
         if session_pk is None:
             return []
     filters = FtsFilters(
         project_id=project_id,
         session_pk=session_pk,
+        session_pks=session_pks,
         role=role,
         since=since,
         until=until,

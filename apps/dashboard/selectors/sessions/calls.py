@@ -7,6 +7,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from apps.dashboard import sql
+from apps.proxy.selectors import Viewer, viewer_sql
 
 _CHUNK = 900
 
@@ -43,11 +44,14 @@ def calls_by_key(*, keys: list[str], session_id: str) -> dict[str, CallRow]:
     return found
 
 
-def call_list_by_session(*, session_id: str, limit: int = 5000) -> list[CallRow]:
-    """Return a session's calls (figures only) in time order."""
+def call_list_by_session(
+    *, session_id: str, viewer: Viewer, limit: int = 5000
+) -> list[CallRow]:
+    """Return a session's calls a viewer sees (figures only) in time order."""
     if not session_id:
         return []
-    return _rows("session_id = %s", [session_id], limit=limit)
+    whose, credentials = viewer_sql(viewer=viewer)
+    return _rows("session_id = %s" + whose, [session_id, *credentials], limit=limit)
 
 
 def _rows(where: str, params: list, *, limit: int = 50_000) -> list[CallRow]:

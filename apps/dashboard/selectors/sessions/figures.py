@@ -19,6 +19,7 @@ from django.db import connection
 from apps.dashboard import sql
 from apps.dashboard.selectors.ledger import moment_utc
 from apps.indexing.models import Session
+from apps.proxy.selectors import Viewer, viewer_sql
 
 _CHUNK = 500
 
@@ -77,20 +78,24 @@ _KINDS = {
 }
 
 
-def session_figures(*, session_ids: list[str]) -> dict[str, SessionFigures]:
-    """Return {session id: its whole figures} (every call, whenever made)."""
+def session_figures(
+    *, session_ids: list[str], viewer: Viewer
+) -> dict[str, SessionFigures]:
+    """Return {session id: its whole figures} (every call a viewer sees,
+    whenever made)."""
     found = {key: SessionFigures() for key in session_ids}
     keys = sorted(k for k in found if k)
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
         where = f"session_id IN ({', '.join(['%s'] * len(chunk))})"
-        for row in session_totals(where=where, params=chunk):
+        for row in session_totals(viewer=viewer, where=where, params=chunk):
             session_figures_fill(found[row["session_id"]], row)
     return found
 
 
 def session_totals(
     *,
+    viewer: Viewer,
     where: str = "",
     params: list | tuple = (),
     order: str = "",
@@ -99,8 +104,9 @@ def session_totals(
 ) -> list[dict]:
     """Return sessions' whole figures (sql.SESSIONS) matching a condition on
     sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them."""
-    statement = sql.SESSIONS_SELECT.format(where=f" AND {where}" if where else "")
-    params = list(params)
+    statement, params = _sessions_sql(
+        viewer, sql.SESSIONS_SELECT, sql.SESSIONS_MINE_SELECT, where, params
+    )
     if order:
         statement += f" ORDER BY {order} LIMIT %s OFFSET %s"
         params += [limit, offset]
@@ -110,12 +116,25 @@ def session_totals(
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def session_count(*, where: str = "", params: list | tuple = ()) -> int:
+def session_count(*, viewer: Viewer, where: str = "", params: list | tuple = ()) -> int:
     """Return how many sessions match a condition (as session_totals)."""
-    statement = sql.SESSIONS_COUNT.format(where=f" AND {where}" if where else "")
+    statement, values = _sessions_sql(
+        viewer, sql.SESSIONS_COUNT, sql.SESSIONS_MINE_COUNT, where, params
+    )
     with connection.cursor() as cursor:
-        cursor.execute(statement, list(params))
+        cursor.execute(statement, values)
         return cursor.fetchone()[0]
+
+
+def _sessions_sql(
+    viewer: Viewer, everyone: str, mine: str, where: str, params: list | tuple
+) -> tuple[str, list]:
+    """Return the sessions statement for a viewer (kept totals serve everyone's)."""
+    condition = f" AND {where}" if where else ""
+    if viewer.sees_all:
+        return everyone.format(where=condition), list(params)
+    whose, credentials = viewer_sql(viewer=viewer)
+    return mine.format(mine=whose, where=condition), [*credentials, *params]
 
 
 def session_figures_fill(figures: SessionFigures, row: dict) -> None:
@@ -137,12 +156,15 @@ def session_figures_fill(figures: SessionFigures, row: dict) -> None:
     figures.project_id = row["project_id"]
 
 
-def session_page_figures(*, session_id: str) -> SessionFigures:
+def session_page_figures(*, session_id: str, viewer: Viewer) -> SessionFigures:
     """Return a session's whole figures, split into its main thread and each
     subagent, for its page (the same sums as session_figures())."""
-    figures = session_figures(session_ids=[session_id])[session_id]
+    figures = session_figures(session_ids=[session_id], viewer=viewer)[session_id]
+    whose, credentials = viewer_sql(viewer=viewer, column="a.credential")
     with connection.cursor() as cursor:
-        cursor.execute(sql.SESSION_FIGURES, [session_id])
+        cursor.execute(
+            sql.SESSION_FIGURES.format(where=whose), [session_id, *credentials]
+        )
         rows = cursor.fetchall()
     for agent_id, calls, relayed, tokens, cost, unpriced, relay_only in rows:
         part = figures.main if not agent_id else Figures()
@@ -162,13 +184,13 @@ def billing_session_id(session: Session) -> str:
 
 
 def session_page_figures_of(
-    *, session_id: str, session: Session | None
+    *, session_id: str, session: Session | None, viewer: Viewer
 ) -> SessionFigures:
     """Return the figures a session page heads with: a subagent's own are its
     part of its main session's (the ledger counts its calls under that id)."""
     if session is None or not session.is_subagent or not session.parent_key:
-        return session_page_figures(session_id=session_id)
-    whole = session_page_figures(session_id=session.parent_key)
+        return session_page_figures(session_id=session_id, viewer=viewer)
+    whole = session_page_figures(session_id=session.parent_key, viewer=viewer)
     own = whole.subagents.get(session.agent_id, Figures())
     return SessionFigures(
         own.calls, own.relayed, own.tokens, own.cost_usd, own.unpriced, main=own

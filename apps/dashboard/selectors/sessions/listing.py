@@ -21,6 +21,7 @@ from apps.dashboard.selectors.sessions.figures import (
 )
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
+from apps.proxy.selectors import Viewer
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ _ORDERS = {
 
 def session_rows(
     *,
+    viewer: Viewer,
     start: datetime,
     end: datetime,
     project_id: int | None = None,
@@ -95,7 +97,8 @@ def session_rows(
         params.append("%," + re.sub(r"([\\%_])", r"\\\1", model) + ",%")
     condition = " AND ".join(where)
     totals = session_totals(
-        where=condition, params=params, order=_ORDERS.get(sort, _ORDERS["last"]),
+        viewer=viewer, where=condition, params=params,
+        order=_ORDERS.get(sort, _ORDERS["last"]),
         limit=limit, offset=offset,
     )  # fmt: skip
     rows = []
@@ -104,7 +107,7 @@ def session_rows(
         session_figures_fill(figures, total)
         rows.append(_row(total["session_id"], figures))
     _index_fill(rows)
-    return rows, session_count(where=condition, params=params)
+    return rows, session_count(viewer=viewer, where=condition, params=params)
 
 
 def _row(key: str, figures: SessionFigures) -> SessionRow:

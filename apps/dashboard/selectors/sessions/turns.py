@@ -29,6 +29,7 @@ from apps.dashboard.selectors.sessions.figures import (
 from apps.indexing import selectors as index
 from apps.indexing.models import Session, TranscriptCall
 from apps.indexing.selectors import TurnMark
+from apps.proxy.selectors import Viewer, call_session_ids
 
 TURNS_PER_PAGE = 50
 
@@ -121,7 +122,9 @@ class Turn:
             self.cost_usd = (self.cost_usd or 0.0) + cost
 
 
-def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
+def session_turns(
+    *, session_id: str, viewer: Viewer
+) -> tuple[Session | None, list[Turn]]:
     """Return a session (None if only relayed) and its turns in order, summed.
 
     From the transcript when indexed (a turn starts at each prompt, as
@@ -129,9 +132,10 @@ def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
     ledger's calls of the session alone. turn_details_fill() completes
     the turns a page shows.
     """
-    session = index.session_get(session_id=session_id)
+    visible = call_session_ids(viewer=viewer)
+    session = index.session_get(session_id=session_id, visible=visible)
     if session is None:
-        return None, _relay_turns(session_id=session_id)
+        return None, _relay_turns(session_id=session_id, viewer=viewer)
     turns = _turns_build(index.session_turn_marks(session=session))
     _sums_apply(turns, _turn_sums(session))
     _subagents_attach(session, turns, index.session_subagent_list(session=session))
@@ -276,13 +280,13 @@ def _turn_at(turns: list[Turn], moment: datetime | None) -> Turn | None:
     return started[-1] if started else (turns[0] if turns else None)
 
 
-def _relay_turns(*, session_id: str) -> list[Turn]:
+def _relay_turns(*, session_id: str, viewer: Viewer) -> list[Turn]:
     """Turns of a session no transcript records: one per main-agent call.
 
     Subagent calls and token counts join the turn they ran in.
     """
     turns: list[Turn] = []
-    for row in call_list_by_session(session_id=session_id):
+    for row in call_list_by_session(session_id=session_id, viewer=viewer):
         if row.kind != "messages":  # token counts are listed apart, not calls
             continue
         starts = not row.agent_id and row.kind == "messages"

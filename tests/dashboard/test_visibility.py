@@ -1,0 +1,164 @@
+"""Who sees what (issue 15 §4): every page and API operation of the data
+deployment, walked as test_access.py walks them, as user B with user A's calls
+seeded, shows B none of A's calls, sessions, figures or exports, and B's own.
+
+A's world is the transcript pages' (a relayed, indexed session with a search
+phrase, a project, a plan and a subagent), its calls sent with A's key; a
+transcript-only session (no credential) and an unclaimed call are staff-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from apps.dashboard import services
+from apps.dashboard.models import CredentialClaim
+from apps.proxy.models import ApiCall, Exchange
+from apps.proxy.recorder import secret_fingerprint
+from tests.dashboard.conftest import PASSWORD
+from tests.dashboard.test_access import data_urls
+from tests.dashboard.test_reads_never_write import API_DAYS, DAYS, _concrete
+from tests.dashboard.test_transcript_pages import (
+    ORPHAN,
+    PHRASE,
+    RELAYED,
+    transcripts_seed,
+)
+from tests.factories import exchange_create
+from tests.indexing.conftest import T0
+
+KEY_A, KEY_B, KEY_NOBODY = "sk-ant-key-of-anna", "sk-ant-key-of-ben", "sk-ant-nobody"
+B_SESSION = "b0b0b0b0-eeee-4000-8000-00000000000b"
+B_MODEL = "claude-bens-model-beta"
+NOBODY_SESSION = "00000000-ffff-4000-8000-00000000000f"
+# What only A's calls, sessions and transcripts hold (the index's project path,
+# the search phrase, the plan under A's session's slug, A's request ids).
+A_MARKS = (RELAYED, PHRASE, "/home/me/billing", "req_t1a", "Rollback plan")
+STAFF_ONLY = (ORPHAN, NOBODY_SESSION, "/home/me/ledger")
+
+
+@pytest.fixture
+def world(db, tmp_path) -> dict:
+    seeded = transcripts_seed(tmp_path / "dot-claude")
+    people = get_user_model().objects
+    anna = people.create_user(username="anna", password=PASSWORD)
+    ben = people.create_user(username="ben", password=PASSWORD)
+    services.claim_add(user=anna, secret=KEY_A)
+    services.claim_add(user=ben, secret=f"Bearer {KEY_B}")  # as pasted from a header
+    # A's relayed calls were sent with A's key (the recorder's column, tested
+    # through the relay in test_it_records_the_credential_of_each_call).
+    Exchange.objects.update(credential=secret_fingerprint(KEY_A))
+    ApiCall.objects.exclude(exchange_id=None).update(
+        credential=secret_fingerprint(KEY_A)
+    )
+    mine = exchange_create(
+        started_at=T0, session_id=B_SESSION, model=B_MODEL, request_id="req_bens",
+        credential=secret_fingerprint(KEY_B), input_tokens=4242,
+    )  # fmt: skip
+    exchange_create(
+        started_at=T0, session_id=NOBODY_SESSION, request_id="req_nobody",
+        credential=secret_fingerprint(KEY_NOBODY),
+    )  # fmt: skip
+    a_exchange = next(iter(seeded["exchanges"].values()))
+    client = Client()
+    client.force_login(ben)
+    return {"ben": client, "a_exchange": str(a_exchange.pk), "b_exchange": mine}
+
+
+def _body(client: Client, url: str, params: dict) -> tuple[int, str]:
+    response = client.get(url, params)
+    if response.streaming:
+        content = async_to_sync(_drain)(response.streaming_content)
+    else:
+        content = response.content
+    return response.status_code, content.decode("utf-8", "replace")
+
+
+async def _drain(content: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in content])
+
+
+def _assert_hidden(status: int, body: str, url: str) -> None:
+    assert status != 500, url
+    for mark in A_MARKS + STAFF_ONLY:
+        assert mark not in body, (url, mark)
+
+
+@pytest.mark.parametrize(
+    "url", [u for u in data_urls() if not u.startswith("/api/")]
+)
+def test_it_shows_b_no_page_of_as_calls(world, url):
+    client = world["ben"]
+    # The sample ids filled with A's exchange and A's session: B gets 404 there.
+    concrete = _concrete(url, world["a_exchange"])
+    for params in ({}, DAYS):
+        status, body = _body(client, concrete, params)
+        _assert_hidden(status, body, concrete)
+    if concrete != url and "/login" not in url:
+        assert status in (302, 404), (concrete, status)
+
+
+def test_it_shows_b_no_api_operation_of_as_calls(world):
+    client = world["ben"]
+    schema = client.get("/api/openapi.json").json()
+    walked = 0
+    for path, operations in schema["paths"].items():
+        if "get" not in operations:
+            continue
+        names = {p["name"] for p in operations["get"].get("parameters", [])}
+        params = {k: v for k, v in API_DAYS.items() if k in names}
+        params.update({"q": "fixture"} if "q" in names else {})
+        for session_id in (RELAYED, ORPHAN):
+            url = path.replace("{exchange_id}", world["a_exchange"])
+            url = url.replace("{session_id}", session_id)
+            status, body = _body(client, url, params)
+            _assert_hidden(status, body, url)
+            if "{" in path:
+                assert status == 404, (url, status)
+        walked += 1
+    assert walked >= 20
+
+
+def test_it_shows_b_their_own_calls_and_figures(world):
+    client = world["ben"]
+    listed = client.get("/api/exchanges", API_DAYS).json()
+    assert [item["request_id"] for item in listed["items"]] == ["req_bens"]
+    summary = client.get("/api/stats/summary", API_DAYS).json()
+    assert (summary["requests"], summary["tokens"]["input"]) == (1, 4242)
+    sessions = client.get("/api/sessions", API_DAYS).json()
+    assert [row["session_id"] for row in sessions["items"]] == [B_SESSION]
+    b_exchange = world["b_exchange"].pk
+    assert client.get(f"/api/exchanges/{b_exchange}").status_code == 200
+    assert client.get(f"/requests/{b_exchange}/").status_code == 200
+    page = client.get("/requests/", DAYS).content.decode()
+    assert B_MODEL in page and "req_bens" not in A_MARKS
+    export = _body(client, "/api/exchanges/export", {**API_DAYS, "format": "jsonl"})
+    assert export[1].count("\n") == 1 and "req_bens" in export[1]
+
+
+def test_it_shows_staff_everyone_and_one_person_on_request(world, user_client):
+    everyone = user_client.get("/api/exchanges", API_DAYS).json()
+    ids = {item["request_id"] for item in everyone["items"]}
+    assert {"req_bens", "req_nobody", "req_t1a"} <= ids
+    bens = user_client.get("/api/exchanges", {**API_DAYS, "user": "ben"}).json()
+    assert [item["request_id"] for item in bens["items"]] == ["req_bens"]
+    summary = user_client.get("/api/stats/summary", {**API_DAYS, "user": "ben"})
+    assert summary.json()["requests"] == 1
+    page = user_client.get("/requests/", {**DAYS, "user": "anna"}).content.decode()
+    assert B_MODEL not in page and "req_t1a" in user_client.get(
+        "/api/exchanges", {**API_DAYS, "user": "anna"}
+    ).content.decode()
+
+
+def test_it_keeps_a_claim_to_one_user_and_never_the_key(world):
+    carl = get_user_model().objects.create_user(username="carl", password=PASSWORD)
+    with pytest.raises(services.ClaimError):
+        services.claim_add(user=carl, secret=KEY_A)
+    claims = list(CredentialClaim.objects.all())
+    assert len(claims) == 2
+    assert all(KEY_A not in str(vars(claim)) for claim in claims)
