@@ -89,9 +89,7 @@ def _assert_hidden(status: int, body: str, url: str) -> None:
         assert mark not in body, (url, mark)
 
 
-@pytest.mark.parametrize(
-    "url", [u for u in data_urls() if not u.startswith("/api/")]
-)
+@pytest.mark.parametrize("url", [u for u in data_urls() if not u.startswith("/api/")])
 def test_it_shows_b_no_page_of_as_calls(world, url):
     client = world["ben"]
     # The sample ids filled with A's exchange and A's session: B gets 404 there.
@@ -150,9 +148,13 @@ def test_it_shows_staff_everyone_and_one_person_on_request(world, user_client):
     summary = user_client.get("/api/stats/summary", {**API_DAYS, "user": "ben"})
     assert summary.json()["requests"] == 1
     page = user_client.get("/requests/", {**DAYS, "user": "anna"}).content.decode()
-    assert B_MODEL not in page and "req_t1a" in user_client.get(
-        "/api/exchanges", {**API_DAYS, "user": "anna"}
-    ).content.decode()
+    assert (
+        B_MODEL not in page
+        and "req_t1a"
+        in user_client.get(
+            "/api/exchanges", {**API_DAYS, "user": "anna"}
+        ).content.decode()
+    )
 
 
 def test_it_keeps_a_claim_to_one_user_and_never_the_key(world):

@@ -8,6 +8,7 @@ calls they see if they are not staff (apps.proxy.selectors.Viewer).
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
@@ -20,14 +21,16 @@ from apps.dashboard.selectors.claims import claim_list
 def profile(request: HttpRequest) -> HttpResponse:
     """List the user's claims; POST claims a pasted credential or drops a claim."""
     problems: list[str] = []
+    user = request.user
+    assert isinstance(user, User)  # login_required: never anonymous here
     if request.method == "POST":
         remove = page_state.int_param(request.POST, "remove", low=1)
         if remove is not None:
-            services.claim_remove(user=request.user, claim_id=remove)
+            services.claim_remove(user=user, claim_id=remove)
             return HttpResponseRedirect(reverse("dashboard:profile"))
         try:
             services.claim_add(
-                user=request.user,
+                user=user,
                 secret=request.POST.get("secret", ""),
                 label=request.POST.get("label", ""),
             )
