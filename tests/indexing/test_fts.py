@@ -130,7 +130,7 @@ def test_it_reads_raw_words_of_any_input_without_failing(query: str) -> None:
 def test_it_never_fails_on_hostile_input(claude_tree, query: str) -> None:
     conversation_write(claude_tree)
     index_sync()
-    results = entry_search(query=query, limit=5)
+    results = entry_search(visible=None, query=query, limit=5)
     assert isinstance(results, list)
 
 
@@ -138,22 +138,26 @@ def test_it_never_fails_on_hostile_input(claude_tree, query: str) -> None:
 def test_it_finds_words_phrases_and_prefixes(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    assert [h.type for h in entry_search(query="migration rollback")] == ["user"]
-    assert len(entry_search(query='"alembic downgrade"')) == 1
-    assert len(entry_search(query='"downgrade alembic"')) == 0
+    assert [h.type for h in entry_search(visible=None, query="migration rollback")] == [
+        "user"
+    ]
+    assert len(entry_search(visible=None, query='"alembic downgrade"')) == 1
+    assert len(entry_search(visible=None, query='"downgrade alembic"')) == 0
     # Porter stemming: "rolled" and "rollback" do not share a stem, "inspecting" does.
-    assert len(entry_search(query="inspecting")) == 1
-    assert len(entry_search(query="alemb*")) == 3  # text, tool input, downgrade reply
-    assert len(entry_search(query="alembic", tool="Bash")) == 1
-    assert entry_search(query="alembic", role="tool") == []
-    assert len(entry_search(query="invoices", role="tool")) == 1
+    assert len(entry_search(visible=None, query="inspecting")) == 1
+    assert (
+        len(entry_search(visible=None, query="alemb*")) == 3
+    )  # text, tool input, downgrade reply
+    assert len(entry_search(visible=None, query="alembic", tool="Bash")) == 1
+    assert entry_search(visible=None, query="alembic", role="tool") == []
+    assert len(entry_search(visible=None, query="invoices", role="tool")) == 1
 
 
 @pytest.mark.django_db
 def test_it_highlights_the_match_in_the_snippet(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    (hit,) = entry_search(query="billing")
+    (hit,) = entry_search(visible=None, query="billing")
     assert ("billing", True) in hit.snippet_parts
     assert "billing service" in hit.snippet
 
@@ -162,10 +166,10 @@ def test_it_highlights_the_match_in_the_snippet(claude_tree) -> None:
 def test_it_runs_raw_syntax_only_when_asked(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    assert len(entry_search(query="alembic NOT downgrade", raw=True)) == 2
-    assert len(entry_search(query="alembic NOT downgrade")) == 0
+    assert len(entry_search(visible=None, query="alembic NOT downgrade", raw=True)) == 2
+    assert len(entry_search(visible=None, query="alembic NOT downgrade")) == 0
     with pytest.raises(FtsQueryError, match="syntax error"):
-        entry_search(query="NEAR(", raw=True)
+        entry_search(visible=None, query="NEAR(", raw=True)
 
 
 @pytest.mark.django_db
@@ -175,7 +179,7 @@ def test_it_keeps_the_index_in_step_with_entries(claude_tree) -> None:
     t.path.write_text("")  # truncated: its entries are dropped and re-read (none)
     index_sync()
     fts_integrity_check()
-    assert entry_search(query="alembic") == []
+    assert entry_search(visible=None, query="alembic") == []
 
 
 @pytest.mark.django_db
@@ -187,8 +191,12 @@ def test_it_ranks_among_the_most_recent_matches_of_a_common_word(
     for number in range(6):
         t.user(f"needle number {number}")
     index_sync()
-    assert {h.line_no for h in entry_search(query="needle", limit=2)} <= {4, 5, 6}
-    assert len(entry_search(query="needle", limit=6)) == 6
+    assert {h.line_no for h in entry_search(visible=None, query="needle", limit=2)} <= {
+        4,
+        5,
+        6,
+    }
+    assert len(entry_search(visible=None, query="needle", limit=6)) == 6
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_it_keeps_the_index_consistent_when_blocks_go_first_or_last(claude_tree,
 def test_it_lets_plain_sqlite_read_delete_and_vacuum_the_file(claude_tree):
     conversation_write(claude_tree)
     index_sync()
-    [hit] = entry_search(query="downgrade")
+    [hit] = entry_search(visible=None, query="downgrade")
 
     other = sqlite3.connect(connection.settings_dict["NAME"])  # no Django at all
     try:
@@ -67,7 +67,7 @@ def test_it_lets_plain_sqlite_read_delete_and_vacuum_the_file(claude_tree):
     finally:
         other.close()
 
-    assert entry_search(query="downgrade") == []  # gone at once
+    assert entry_search(visible=None, query="downgrade") == []  # gone at once
     assert (Entry.objects.count(), fts_row_count()) == (10, 10)
     fts_integrity_check()
     index_sync()  # the next pass takes its postings out of the index
@@ -96,7 +96,7 @@ def test_it_follows_plain_sqlite_deleting_everything(claude_tree, order):
     assert fts_stale_count() == 0
     fts_integrity_check()
     index_sync(full=True)
-    assert len(entry_search(query="rollback")) > 0
+    assert len(entry_search(visible=None, query="rollback")) > 0
     fts_integrity_check()
 
 
