@@ -5,15 +5,21 @@ seeded, shows B none of A's calls, sessions, figures or exports, and B's own.
 A's world is the transcript pages' (a relayed, indexed session with a search
 phrase, a project, a plan and a subagent), its calls sent with A's key; a
 transcript-only session (no credential) and an unclaimed call are staff-only.
+The last test sends calls with the official SDK through a real relay (two API
+keys, an OAuth token) and claims one on the profile page.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import anthropic
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from apps.dashboard import services
@@ -164,3 +170,74 @@ def test_it_keeps_a_claim_to_one_user_and_never_the_key(world):
     claims = list(CredentialClaim.objects.all())
     assert len(claims) == 2
     assert all(KEY_A not in str(vars(claim)) for claim in claims)
+
+
+# --- through a real relay: the recorder's column, then a claim on the profile page
+
+RELAY_KEY_A, RELAY_KEY_B = "sk-ant-relay-anna-0001", "sk-ant-relay-ben-0002"
+RELAY_TOKEN = "sk-ant-oat01-relay-anna-oauth"  # an OAuth bearer token
+
+
+def _sdk_call(relay, session: str, **credential: str) -> str:
+    """Send one Messages call with the official SDK; return its request id."""
+    client = anthropic.Anthropic(
+        base_url=relay.url, max_retries=0,
+        default_headers={"x-claude-code-session-id": session}, **credential,
+    )  # fmt: skip
+    reply = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=16,
+        messages=[{"role": "user", "content": f"hello from {session}"}],
+    )  # fmt: skip
+    return reply.headers["request-id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_records_the_credential_of_each_call(relay, upstream, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)  # the SDK's fallback
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    relay.settle()
+    sent = {
+        RELAY_KEY_A: [_sdk_call(relay, f"{i}aaa0000-0000-4000-8000-00000000000a",
+                                api_key=RELAY_KEY_A) for i in range(2)],
+        RELAY_KEY_B: [_sdk_call(relay, "bbbb0000-0000-4000-8000-00000000000b",
+                                api_key=RELAY_KEY_B)],
+        RELAY_TOKEN: [_sdk_call(relay, "cccc0000-0000-4000-8000-00000000000c",
+                                auth_token=RELAY_TOKEN)],
+    }  # fmt: skip
+    assert upstream.requests[-1].header("authorization") == f"Bearer {RELAY_TOKEN}"
+    relay.settle()
+    for secret, request_ids in sent.items():
+        whose = secret_fingerprint(secret)
+        exchanges = Exchange.objects.filter(request_id__in=request_ids)
+        calls = ApiCall.objects.filter(exchange_id__in=exchanges.values("pk"))
+        for rows in (exchanges, calls):  # the exchange and its ledger row
+            credentials = list(rows.values_list("credential", flat=True))
+            assert credentials == [whose] * len(request_ids), secret
+    _assert_never_stored(RELAY_KEY_A, RELAY_KEY_B, RELAY_TOKEN)
+    anna = get_user_model().objects.create_user(username="anna", password=PASSWORD)
+    client = Client()
+    client.force_login(anna)
+    assert client.get("/api/exchanges").json()["count"] == 0  # nothing claimed yet
+    claimed = client.post("/profile/", {"secret": RELAY_KEY_A, "label": "laptop"})
+    assert claimed.status_code == 302
+    listed = client.get("/api/exchanges").json()["items"]
+    assert sorted(item["request_id"] for item in listed) == sorted(sent[RELAY_KEY_A])
+    assert client.get("/api/stats/summary").json()["requests"] == 2
+    sessions = client.get("/api/sessions").json()["items"]
+    assert {row["session_id"][:4] for row in sessions} == {"0aaa", "1aaa"}
+    page = client.get("/requests/").content.decode()
+    shown = {int(pk) for pk in re.findall(r'<tr data-id="(\d+)"', page)}
+    assert shown == {item["id"] for item in listed}
+    _assert_never_stored(RELAY_KEY_A)  # the claim keeps only the fingerprint
+
+
+def _assert_never_stored(*secrets: str) -> None:
+    """Assert no secret is anywhere in the database's files (WAL included)."""
+    database = Path(connection.settings_dict["NAME"])
+    stored = b"".join(
+        path.read_bytes()
+        for path in database.parent.glob(database.name + "*")
+        if path.is_file()
+    )
+    for secret in secrets:
+        assert secret.encode() not in stored, secret
