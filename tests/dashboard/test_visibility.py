@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import anthropic
@@ -24,8 +25,10 @@ from django.test import Client
 
 from apps.dashboard import services
 from apps.dashboard.models import CredentialClaim
+from apps.dashboard.selectors.sessions import session_page_figures
 from apps.proxy.models import ApiCall, Exchange
 from apps.proxy.recorder import secret_fingerprint
+from apps.proxy.selectors import Viewer
 from tests.dashboard.conftest import PASSWORD
 from tests.dashboard.test_access import data_urls
 from tests.dashboard.test_reads_never_write import API_DAYS, DAYS, _concrete
@@ -143,6 +146,27 @@ def test_it_shows_b_their_own_calls_and_figures(world):
     assert B_MODEL in page and "req_bens" not in A_MARKS
     export = _body(client, "/api/exchanges/export", {**API_DAYS, "format": "jsonl"})
     assert export[1].count("\n") == 1 and "req_bens" in export[1]
+
+
+def test_it_sums_a_shared_session_from_bs_calls_alone(world):
+    # One session holding calls of both (a key passed around): B's row counts
+    # B's calls, whenever made; a session whose last call of B's is before the
+    # range is not B's in the range, however recent A's calls in it are.
+    shared, stale = "5a5a5a5a-0000-4000-8000-000000000005", "57a1e000-0000-4000-8000-0"
+    a, b = secret_fingerprint(KEY_A), secret_fingerprint(KEY_B)
+    for session, at, whose, tokens in (
+        (shared, T0 - timedelta(days=3), b, 10), (shared, T0, b, 20),
+        (shared, T0, a, 1000), (stale, T0 - timedelta(days=3), b, 1), (stale, T0, a, 1),
+    ):  # fmt: skip
+        exchange_create(
+            started_at=at, session_id=session, credential=whose, input_tokens=tokens
+        )
+    rows = world["ben"].get("/api/sessions", API_DAYS).json()["items"]
+    found = {row["session_id"]: row for row in rows}
+    assert set(found) == {B_SESSION, shared}
+    assert (found[shared]["requests"], found[shared]["tokens"]["input"]) == (2, 30)
+    heading = session_page_figures(session_id=shared, viewer=Viewer(credentials=(b,)))
+    assert (heading.calls, heading.main.calls) == (2, 2)  # its page's, the same
 
 
 def test_it_shows_staff_everyone_and_one_person_on_request(world, user_client):

@@ -37,7 +37,7 @@ def exchange_list(
     items = list(
         qs.order_by("-started_at", "-id").values(*LIST_FIELDS)[offset : offset + limit]
     )
-    count = exchange_count(queryset=qs)
+    count = exchange_count(queryset=qs, viewer=viewer)
     return {"count": count, "limit": limit, "offset": offset, "items": items}
 
 

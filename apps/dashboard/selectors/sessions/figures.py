@@ -17,7 +17,7 @@ from datetime import datetime
 from django.db import connection
 
 from apps.dashboard import sql
-from apps.dashboard.selectors.ledger import moment_utc
+from apps.dashboard.selectors.ledger import ALL_TIME, moment_utc
 from apps.indexing.models import Session
 from apps.proxy.selectors import Viewer, viewer_sql
 
@@ -87,8 +87,12 @@ def session_figures(
     keys = sorted(k for k in found if k)
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        where = f"session_id IN ({', '.join(['%s'] * len(chunk))})"
-        for row in session_totals(viewer=viewer, where=where, params=chunk):
+        marks = ", ".join(["%s"] * len(chunk))
+        rows = session_totals(
+            viewer=viewer, where=f"session_id IN ({marks})", params=chunk,
+            among=(marks, chunk),
+        )  # fmt: skip
+        for row in rows:
             session_figures_fill(found[row["session_id"]], row)
     return found
 
@@ -101,11 +105,14 @@ def session_totals(
     order: str = "",
     limit: int = 0,
     offset: int = 0,
+    among: tuple[str, list] | None = None,
 ) -> list[dict]:
     """Return sessions' whole figures (sql.SESSIONS) matching a condition on
-    sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them."""
+    sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them. For a
+    viewer who sees some calls, `among` (SQL, params) names the sessions to sum:
+    ids, or sessions_since() (all of the viewer's when None)."""
     statement, params = _sessions_sql(
-        viewer, sql.SESSIONS_SELECT, sql.SESSIONS_MINE_SELECT, where, params
+        viewer, sql.SESSIONS_SELECT, sql.SESSIONS_MINE_SELECT, where, params, among
     )
     if order:
         statement += f" ORDER BY {order} LIMIT %s OFFSET %s"
@@ -116,25 +123,47 @@ def session_totals(
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def session_count(*, viewer: Viewer, where: str = "", params: list | tuple = ()) -> int:
+def session_count(
+    *,
+    viewer: Viewer,
+    where: str = "",
+    params: list | tuple = (),
+    among: tuple[str, list] | None = None,
+) -> int:
     """Return how many sessions match a condition (as session_totals)."""
     statement, values = _sessions_sql(
-        viewer, sql.SESSIONS_COUNT, sql.SESSIONS_MINE_COUNT, where, params
+        viewer, sql.SESSIONS_COUNT, sql.SESSIONS_MINE_COUNT, where, params, among
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, values)
         return cursor.fetchone()[0]
 
 
+def sessions_since(*, viewer: Viewer, moment: datetime) -> tuple[str, list]:
+    """Return session_totals' `among` for the sessions holding a call of the
+    viewer's at or after a moment (those whose last_at can be in a range
+    starting then)."""
+    whose, credentials = viewer_sql(viewer=viewer)
+    adapt = connection.ops.adapt_datetimefield_value
+    return sql.SESSIONS_MINE_SINCE.format(mine=whose), [adapt(moment), *credentials]
+
+
 def _sessions_sql(
-    viewer: Viewer, everyone: str, mine: str, where: str, params: list | tuple
+    viewer: Viewer,
+    everyone: str,
+    mine: str,
+    where: str,
+    params: list | tuple,
+    among: tuple[str, list] | None,
 ) -> tuple[str, list]:
     """Return the sessions statement for a viewer (kept totals serve everyone's)."""
     condition = f" AND {where}" if where else ""
     if viewer.sees_all:
         return everyone.format(where=condition), list(params)
     whose, credentials = viewer_sql(viewer=viewer)
-    return mine.format(mine=whose, where=condition), [*credentials, *params]
+    among = among or sessions_since(viewer=viewer, moment=ALL_TIME[0])
+    statement = mine.format(mine=whose, among=among[0], where=condition)
+    return statement, [*credentials, *among[1], *params]
 
 
 def session_figures_fill(figures: SessionFigures, row: dict) -> None:

@@ -18,6 +18,7 @@ from apps.dashboard.selectors.sessions.figures import (
     session_count,
     session_figures_fill,
     session_totals,
+    sessions_since,
 )
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
@@ -96,10 +97,11 @@ def session_rows(
         where.append("',' || model_list || ',' LIKE %s ESCAPE '\\'")
         params.append("%," + re.sub(r"([\\%_])", r"\\\1", model) + ",%")
     condition = " AND ".join(where)
+    among = sessions_since(viewer=viewer, moment=start)  # last_at >= start
     totals = session_totals(
         viewer=viewer, where=condition, params=params,
         order=_ORDERS.get(sort, _ORDERS["last"]),
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, among=among,
     )  # fmt: skip
     rows = []
     for total in totals:
@@ -107,7 +109,8 @@ def session_rows(
         session_figures_fill(figures, total)
         rows.append(_row(total["session_id"], figures))
     _index_fill(rows)
-    return rows, session_count(viewer=viewer, where=condition, params=params)
+    count = session_count(viewer=viewer, where=condition, params=params, among=among)
+    return rows, count
 
 
 def _row(key: str, figures: SessionFigures) -> SessionRow:
