@@ -302,13 +302,13 @@ _KEY = (
 # Each call of one transcript file's session counted in the session it belongs
 # to (the first parameter: the session id the ledger knows it by), with the
 # ledger's figures; a call the ledger gives another session (the same response
-# in a forked session's file) is not this one's.
+# in a forked session's file) is not this one's. {where}: the viewer's.
 CALL_ROWS = f"""
 SELECT c.turn, c.entry_id, a.exchange_id AS xid, {_SENT} AS sent,
        a.output_tokens AS output, a.cache_read_tokens AS cache_read,
        a.cost_usd AS cost
 FROM indexing_transcriptcall c
-JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s
+JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s{{where}}
 WHERE c.session_id = %s
 """
 # A session's figures per agent, from the ledger ({where}: the viewer's).

@@ -26,6 +26,7 @@ from django.test import Client
 from apps.dashboard import services
 from apps.dashboard.models import CredentialClaim
 from apps.dashboard.selectors.sessions import session_page_figures
+from apps.dashboard.templatetags.dashboard import usd
 from apps.proxy.models import ApiCall, Exchange
 from apps.proxy.recorder import secret_fingerprint
 from apps.proxy.selectors import Viewer
@@ -33,6 +34,7 @@ from tests.dashboard.conftest import PASSWORD
 from tests.dashboard.test_access import data_urls
 from tests.dashboard.test_reads_never_write import API_DAYS, DAYS, _concrete
 from tests.dashboard.test_transcript_pages import (
+    COSTS,
     ORPHAN,
     PHRASE,
     RELAYED,
@@ -167,6 +169,20 @@ def test_it_sums_a_shared_session_from_bs_calls_alone(world):
     assert (found[shared]["requests"], found[shared]["tokens"]["input"]) == (2, 30)
     heading = session_page_figures(session_id=shared, viewer=Viewer(credentials=(b,)))
     assert (heading.calls, heading.main.calls) == (2, 2)  # its page's, the same
+
+
+def test_it_shows_b_none_of_as_calls_in_a_session_they_share(world):
+    # B's call in A's indexed session: B sees the session, but its turns count
+    # and link B's calls alone (its transcript is the session's whole: README).
+    b = secret_fingerprint(KEY_B)
+    exchange_create(started_at=T0, session_id=RELAYED, credential=b)
+    page = world["ben"].get(f"/sessions/{RELAYED}/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    for exchange in Exchange.objects.filter(session_id=RELAYED).exclude(credential=b):
+        assert f"/requests/{exchange.pk}/" not in body
+    turn_one = COSTS["req_t1a"] + COSTS["req_t1b"]
+    assert not any(usd(cost) in body for cost in [turn_one, *COSTS.values()])
 
 
 def test_it_shows_staff_everyone_and_one_person_on_request(world, user_client):

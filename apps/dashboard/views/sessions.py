@@ -91,7 +91,9 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     figures = session_selectors.session_page_figures_of(
         session_id=session_id, session=found, viewer=viewer
     )
-    session_selectors.turn_details_fill(session=found, turns=shown, figures=figures)
+    session_selectors.turn_details_fill(
+        session=found, turns=shown, figures=figures, viewer=viewer
+    )
     context = {
         "session_id": session_id, "session": found, "turns": shown,
         "turn_count": session_selectors.turn_count(turns), "page": page, "pages": pages,

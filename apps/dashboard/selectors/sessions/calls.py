@@ -32,15 +32,20 @@ class CallRow(NamedTuple):
     transcribed: bool
 
 
-def calls_by_key(*, keys: list[str], session_id: str) -> dict[str, CallRow]:
-    """Return {ledger key: figures} for the keys the ledger counts in a session."""
+def calls_by_key(
+    *, keys: list[str], session_id: str, viewer: Viewer
+) -> dict[str, CallRow]:
+    """Return {ledger key: figures} for the keys the ledger counts in a session,
+    of the calls a viewer sees."""
     wanted = sorted({k for k in keys if k})
     found: dict[str, CallRow] = {}
+    whose, credentials = viewer_sql(viewer=viewer)
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
-        where = f"session_id = %s AND key IN ({marks})"
-        found.update((row.key, row) for row in _rows(where, [session_id, *chunk]))
+        where = f"session_id = %s AND key IN ({marks}){whose}"
+        rows = _rows(where, [session_id, *chunk, *credentials])
+        found.update((row.key, row) for row in rows)
     return found
 
 
