@@ -167,6 +167,11 @@ def test_it_sums_a_shared_session_from_bs_calls_alone(world):
     found = {row["session_id"]: row for row in rows}
     assert set(found) == {B_SESSION, shared}
     assert (found[shared]["requests"], found[shared]["tokens"]["input"]) == (2, 30)
+    paged = world["ben"].get("/api/sessions", {**API_DAYS, "limit": 1, "offset": 1})
+    assert paged.json()["count"] == 2  # the count is of all, the page of one
+    assert [row["session_id"] for row in paged.json()["items"]] == [
+        rows[1]["session_id"]
+    ]
     heading = session_page_figures(session_id=shared, viewer=Viewer(credentials=(b,)))
     assert (heading.calls, heading.main.calls) == (2, 2)  # its page's, the same
 

@@ -108,14 +108,17 @@ def session_totals(
     among: tuple[str, list] | None = None,
 ) -> list[dict]:
     """Return sessions' whole figures (sql.SESSIONS) matching a condition on
-    sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them. For a
-    viewer who sees some calls, `among` (SQL, params) names the sessions to sum:
-    ids, or sessions_since() (all of the viewer's when None)."""
+    sql.SESSION_COLUMNS; with an order (fixed SQL) sorted, with a limit one
+    page of them. For a viewer who sees some calls, `among` (SQL, params)
+    names the sessions to sum: ids, or sessions_since() (all of the viewer's
+    when None)."""
     statement, params = _sessions_sql(
         viewer, sql.SESSIONS_SELECT, sql.SESSIONS_MINE_SELECT, where, params, among
     )
     if order:
-        statement += f" ORDER BY {order} LIMIT %s OFFSET %s"
+        statement += f" ORDER BY {order}"
+    if limit:
+        statement += " LIMIT %s OFFSET %s"
         params += [limit, offset]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
