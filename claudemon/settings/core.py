@@ -21,6 +21,13 @@ TEMPLATES = []  # noqa: F811
 CLAUDEMON_LEAN_REQUESTS = True
 # The relay only appends rows: a small page cache and no memory map keep its
 # resident memory low and flat (the shared 32 MB cache suits the readers).
-DATABASES["default"]["OPTIONS"]["init_command"] = (
-    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA cache_size=-4000"
-)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["OPTIONS"]["init_command"] = (
+        "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA cache_size=-4000"
+    )
+else:
+    # As SQLite's 5 s busy timeout: a write that waits longer for a lock (a
+    # migration, a VACUUM FULL) fails, and the recorder says so and retries.
+    _options = DATABASES["default"]["OPTIONS"]
+    _options["options"] = f"{_options.get('options', '')} -c lock_timeout=5000".strip()
+    _options.setdefault("connect_timeout", 5)
