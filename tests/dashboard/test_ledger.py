@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
+from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from apps.dashboard import services as data
+from apps.dashboard.models import UsageRollup
 from apps.dashboard.selectors import figures_of, ledger_sums
 from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.selectors.sessions import session_figures
 from apps.indexing.services import index_sync
 from apps.proxy.models import ApiCall, Exchange
-from tests.factories import exchange_create
+from apps.proxy.services import call_merge_transcripts, call_record_exchanges
+from apps.proxy.services import calls as calls_module
+from tests.factories import exchange_build, exchange_create
 from tests.indexing.conftest import T0, ClaudeTree
 
 SONNET = "claude-sonnet-4-5-20250929"
@@ -274,3 +280,78 @@ def test_it_shows_a_change_at_once_whether_rolled_up_or_not(world, api):
     s1 = next(s for s in before if s["session_id"] == S1)
     assert after[S1]["requests"] == s1["requests"] + 1
     assert after[S1]["cost_usd"] == pytest.approx(s1["cost_usd"] + cost(1000, 0))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_rolls_up_what_concurrent_writers_leave_in_the_ledger(monkeypatch):
+    # The relay reads a call's old quarter (none yet), then writes it. Meanwhile
+    # the indexer enters the same call from its transcript, two hours later, and
+    # the rollups take that quarter in. On PostgreSQL (read committed, many
+    # writers) the relay's write would then move the call without marking the
+    # quarter it left: that quarter's rollup would count it twice. Ledger writes
+    # run one at a time, so the indexer waits for the relay instead.
+    paused, resume = threading.Event(), threading.Event()
+    places = calls_module._places
+
+    def pausing_places(rows):
+        found = places(rows)
+        if threading.current_thread().name == "relay" and not paused.is_set():
+            paused.set()
+            resume.wait(2)  # the indexer's write, if it does not wait for this one
+        return found
+
+    monkeypatch.setattr(calls_module, "_places", pausing_places)
+    exchange = exchange_build(request_id="req_race", started_at=T0)
+    exchange.save()
+
+    def closing(work):
+        def run() -> None:
+            try:
+                work()
+            finally:
+                connection.close()
+
+        return run
+
+    relay = threading.Thread(
+        name="relay",
+        target=closing(lambda: call_record_exchanges(uids=[exchange.uid])),
+    )
+    relay.start()
+    paused.wait(10)
+    indexer = threading.Thread(
+        target=closing(
+            lambda: call_merge_transcripts(
+                rows=[
+                    {
+                        "request_id": "req_race",
+                        "message_id": "",
+                        "uuid": "u1",
+                        "at": T0 + timedelta(hours=2),
+                        "model": SONNET,
+                        "speed": "",
+                        "usage": (10, 1, 0, 0, 0),
+                        "cost_usd": 0.001,
+                        "tools": "",
+                        "session_id": "",
+                        "agent_id": "",
+                        "project_id": None,
+                    }
+                ]
+            )  # fmt: skip
+        )
+    )
+    indexer.start()
+    indexer.join(1)  # done at once unless it waits for the relay's write
+    data.rollup_refresh()
+    resume.set()
+    relay.join()
+    indexer.join()
+    data.rollup_refresh()
+
+    ledger = Counter(ApiCall.objects.values_list("quarter", flat=True))
+    rolled: Counter[int] = Counter()
+    for quarter, calls in UsageRollup.objects.values_list("quarter", "calls"):
+        rolled[quarter] += calls
+    assert ledger == {int(T0.timestamp()) // 900: 1}
+    assert rolled == ledger

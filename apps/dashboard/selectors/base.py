@@ -70,5 +70,7 @@ def exchange_count(*, queryset: QuerySet[Exchange]) -> int:
     """Return how many exchanges a filtered queryset holds (from the covering index)."""
     where, params = where_sql(queryset)
     with connection.cursor() as cursor:
-        cursor.execute(sql.EXCHANGE_COUNT.format(where=where), params)
+        cursor.execute(
+            sql.on(connection.vendor).EXCHANGE_COUNT.format(where=where), params
+        )
         return cursor.fetchone()[0]

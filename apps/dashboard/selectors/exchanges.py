@@ -74,7 +74,7 @@ def exchange_export_chunk(
         moment = connection.ops.adapt_datetimefield_value(after[0])
         qs = qs.filter(
             ExpressionWrapper(
-                RawSQL(sql.EXCHANGE_AFTER, (moment, after[1])),
+                RawSQL(sql.on(connection.vendor).EXCHANGE_AFTER, (moment, after[1])),
                 output_field=BooleanField(),
             )
         )
@@ -145,7 +145,8 @@ def _unified_point(row: dict) -> dict:
 def _standard_limits(*, end: datetime) -> dict | None:
     with connection.cursor() as cursor:  # one index probe: sql.STANDARD_LIMITS
         cursor.execute(
-            sql.STANDARD_LIMITS, [connection.ops.adapt_datetimefield_value(end)]
+            sql.on(connection.vendor).STANDARD_LIMITS,
+            [connection.ops.adapt_datetimefield_value(end)],
         )
         found = cursor.fetchone()
     if found is None:

@@ -266,7 +266,9 @@ def limits_in_spans(*, spans: list[tuple[datetime, datetime]]) -> dict[int, dict
         value for i, (lo, hi) in enumerate(spans) for value in (i, adapt(lo), adapt(hi))
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql.LIMITS_IN_SPANS.format(spans=values), params)
+        cursor.execute(
+            sql.on(connection.vendor).LIMITS_IN_SPANS.format(spans=values), params
+        )
         rows = cursor.fetchall()
     return {
         i: {

@@ -99,7 +99,9 @@ def session_totals(
 ) -> list[dict]:
     """Return sessions' whole figures (sql.SESSIONS) matching a condition on
     sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them."""
-    statement = sql.SESSIONS_SELECT.format(where=f" AND {where}" if where else "")
+    statement = sql.on(connection.vendor).SESSIONS_SELECT.format(
+        where=f" AND {where}" if where else ""
+    )
     params = list(params)
     if order:
         statement += f" ORDER BY {order} LIMIT %s OFFSET %s"
@@ -112,7 +114,9 @@ def session_totals(
 
 def session_count(*, where: str = "", params: list | tuple = ()) -> int:
     """Return how many sessions match a condition (as session_totals)."""
-    statement = sql.SESSIONS_COUNT.format(where=f" AND {where}" if where else "")
+    statement = sql.on(connection.vendor).SESSIONS_COUNT.format(
+        where=f" AND {where}" if where else ""
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, list(params))
         return cursor.fetchone()[0]
@@ -142,7 +146,7 @@ def session_page_figures(*, session_id: str) -> SessionFigures:
     subagent, for its page (the same sums as session_figures())."""
     figures = session_figures(session_ids=[session_id])[session_id]
     with connection.cursor() as cursor:
-        cursor.execute(sql.SESSION_FIGURES, [session_id])
+        cursor.execute(sql.on(connection.vendor).SESSION_FIGURES, [session_id])
         rows = cursor.fetchall()
     for agent_id, calls, relayed, tokens, cost, unpriced, relay_only in rows:
         part = figures.main if not agent_id else Figures()

@@ -216,7 +216,10 @@ def _sums_apply(turns: list[Turn], sums: list[tuple]) -> None:
 
 def _turn_sums(session: Session) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(sql.TURN_SUMS, [billing_session_id(session), session.pk])
+        cursor.execute(
+            sql.on(connection.vendor).TURN_SUMS,
+            [billing_session_id(session), session.pk],
+        )
         return cursor.fetchall()
 
 
