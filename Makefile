@@ -1,12 +1,13 @@
 # Two commands matter: `make run` (everything) and `make test` (the whole suite,
 # on SQLite, then its database tests on PostgreSQL when a server is reachable).
+# `make team`: relays x N behind HAProxy on one machine, for a team's trial (README).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-deps
 DEV_STAMP := $(VENV)/.dev-deps
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run team test lint typecheck bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
 
 run: $(RUN_STAMP)
 	$(PY) -m claudemon
+
+team: $(RUN_STAMP)
+	$(PY) -m claudemon team
 
 test: $(DEV_STAMP)
 	bash tests/setup_browser.sh

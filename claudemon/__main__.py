@@ -7,6 +7,12 @@ exits on its own is started again (after a pause that grows while it keeps
 failing) and the others go on: the relay keeps relaying whatever happens to the
 data side.
 
+`python -m claudemon team` (what `make team` calls) is the same on one machine for
+a team's trial: CLAUDEMON_TEAM_RELAYS relays on 127.0.0.1 from port
+CLAUDEMON_TEAM_RELAY_PORT on, the data side under CLAUDEMON_DATA_PREFIX, and HAProxy
+(deploy/haproxy.cfg) in front on CLAUDEMON_FRONT_PORT: one address for Claude Code
+and the dashboard. Migrations run once, before any of them starts.
+
 It starts nothing when a setting is bad (one line naming it), when another
 launcher runs on the same database (a lock beside the database file), or when a
 port is taken (naming the claudemon or the process that holds it).
@@ -15,24 +21,36 @@ port is taken (naming the claudemon or the process that holds it).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from urllib.request import urlopen
+
+from claudemon.processes import (
+    Child,
+    front_config,
+    port_free,
+    port_holder,
+    supervise,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
+USAGE = "usage: python -m claudemon [team]"
 
 
 def main() -> int:
+    if sys.argv[1:] not in ([], ["team"]):
+        print(USAGE, file=sys.stderr)
+        return 2
+    team = sys.argv[1:] == ["team"]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "claudemon.settings.data")
+    if team:  # the data side behind the front door; the launcher's own settings too
+        os.environ.setdefault("CLAUDEMON_DATA_PREFIX", "/claudemon")
     _stop_on_signals()  # from here on Ctrl-C and SIGTERM stop us cleanly
     import django
     from django.conf import settings
@@ -43,11 +61,12 @@ def main() -> int:
     except ImproperlyConfigured as exc:  # a bad setting: one line, no traceback
         print(f"claudemon: {exc}", file=sys.stderr)
         return 2
-    refusal = _already_running(settings)
+    refusal = _already_running(settings, team=team)
     if refusal:
         print(f"claudemon: {refusal}", file=sys.stderr)
         return 1
     manage = [sys.executable, str(ROOT / "manage.py")]
+    # Once, here, before any process that uses the database starts.
     for step in (
         ["migrate", "--noinput", "-v", "0"],
         ["ensure_admin"],
@@ -56,11 +75,11 @@ def main() -> int:
     ):
         if _stop.is_set() or subprocess.call(manage + step, cwd=ROOT) != 0:
             return 0 if _stop.is_set() else 1
-    children = _children(settings, manage)
+    children = (_team if team else _children)(settings, manage)
     for child in children:
         child.start()
-    _announce(settings, children)
-    return _supervise(children)
+    (_announce_team if team else _announce)(settings, children)
+    return supervise(children, _stop)
 
 
 _stop = threading.Event()  # set by Ctrl-C or SIGTERM, whenever they come
@@ -79,36 +98,96 @@ def _children(settings: Any, manage: list[str]) -> list[Child]:
     return [
         Child("relay", daphne + ["-p", str(settings.CLAUDEMON_CORE_PORT)], "core"),
         Child("data", daphne + ["-p", str(settings.CLAUDEMON_DATA_PORT)], "data"),
+        *_workers(manage),
+    ]
+
+
+def _workers(manage: list[str]) -> list[Child]:
+    return [
         Child("indexer", manage[1:] + ["reindex", "--watch", "--quiet"], "data"),
         # Stats rollups built ahead of reads: no page pays for a first fill.
         Child("rollups", manage[1:] + ["rollup", "--watch"], "data"),
     ]
 
 
+def _team(settings: Any, manage: list[str]) -> list[Child]:
+    """Relays x N and the data side on loopback, the workers, HAProxy in front."""
+    daphne = [sys.executable, "-m", "claudemon.serve", "-b", "127.0.0.1"]
+    ports = _relay_ports(settings)
+    relays = [
+        Child(f"relay-{number}", daphne + ["-p", str(port)], "core")
+        for number, port in enumerate(ports, start=1)
+    ]
+    for relay, port in zip(relays, ports, strict=True):
+        relay.env["CLAUDEMON_CORE_PORT"] = str(port)  # and so its name, host:port
+    data = Child("data", daphne + ["-p", str(settings.CLAUDEMON_DATA_PORT)], "data")
+    config = front_config(
+        relays=[f"127.0.0.1:{port}" for port in ports],
+        path=settings.CLAUDEMON_VAR_DIR / "haproxy.cfg",
+    )
+    haproxy = shutil.which("haproxy") or "haproxy"
+    front = Child("front", [haproxy, "-db", "-f", str(config)])
+    front.env.update(
+        CLAUDEMON_BIND=settings.CLAUDEMON_BIND,
+        CLAUDEMON_FRONT_PORT=str(settings.CLAUDEMON_FRONT_PORT),
+        CLAUDEMON_DATA_UPSTREAM=f"127.0.0.1:{settings.CLAUDEMON_DATA_PORT}",
+        CLAUDEMON_DATA_PREFIX=settings.CLAUDEMON_DATA_PREFIX,
+    )
+    return [*relays, data, *_workers(manage), front]
+
+
+def _relay_ports(settings: Any) -> list[int]:
+    first = settings.CLAUDEMON_TEAM_RELAY_PORT
+    return list(range(first, first + settings.CLAUDEMON_TEAM_RELAYS))
+
+
 def _announce(settings: Any, children: list[Child]) -> None:
     relay, dashboard = _urls(settings)
-    upstream = urlsplit(settings.CLAUDEMON_UPSTREAM_URL)
-    upstream = upstream._replace(netloc=upstream.netloc.rpartition("@")[2]).geturl()
     print(
         f"\nclaudemon is running.\n"
-        f"  relay      {relay}  -> {upstream}\n"
+        f"  relay      {relay}  -> {_upstream(settings)}\n"
         f"  dashboard  {dashboard}/\n\n"
         f"Point Claude Code at the relay:\n"
-        f"  ANTHROPIC_BASE_URL={relay} claude\n\n"
-        f"Processes: "
-        + ", ".join(f"{child.name} (pid {child.process.pid})" for child in children)
-        + "\nPress Ctrl-C to stop.\n",
+        f"  ANTHROPIC_BASE_URL={relay} claude\n\n" + _processes(children),
         flush=True,
     )
+
+
+def _announce_team(settings: Any, children: list[Child]) -> None:
+    front = _url(settings.CLAUDEMON_BIND, settings.CLAUDEMON_FRONT_PORT)
+    ports = _relay_ports(settings)
+    print(
+        f"\nclaudemon (team) is running.\n"
+        f"  front door {front}  -> {len(ports)} relays on 127.0.0.1:"
+        f"{ports[0]}-{ports[-1]} -> {_upstream(settings)}\n"
+        f"  dashboard  {front}{settings.CLAUDEMON_DATA_PREFIX}/\n\n"
+        f"Point every developer's Claude Code at the front door:\n"
+        f"  ANTHROPIC_BASE_URL={front} claude\n\n" + _processes(children),
+        flush=True,
+    )
+
+
+def _upstream(settings: Any) -> str:
+    upstream = urlsplit(settings.CLAUDEMON_UPSTREAM_URL)
+    return upstream._replace(netloc=upstream.netloc.rpartition("@")[2]).geturl()
+
+
+def _processes(children: list[Child]) -> str:
+    started = (f"{child.name} (pid {child.process.pid})" for child in children)
+    return "Processes: " + ", ".join(started) + "\nPress Ctrl-C to stop.\n"
+
+
+def _url(bind: str, port: int) -> str:
+    host = f"[{bind}]" if ":" in bind else bind
+    return f"http://{host}:{port}"
 
 
 def _urls(settings: Any) -> tuple[str, str]:
     """Return the relay's and the dashboard's base URLs."""
     bind = settings.CLAUDEMON_BIND
-    host = f"[{bind}]" if ":" in bind else bind
     return (
-        f"http://{host}:{settings.CLAUDEMON_CORE_PORT}",
-        f"http://{host}:{settings.CLAUDEMON_DATA_PORT}",
+        _url(bind, settings.CLAUDEMON_CORE_PORT),
+        _url(bind, settings.CLAUDEMON_DATA_PORT),
     )
 
 
@@ -117,11 +196,12 @@ def _urls(settings: Any) -> tuple[str, str]:
 _instance_lock = None  # held open, and locked, for as long as this launcher runs
 
 
-def _already_running(settings: Any) -> str:
-    """Say why starting would be pointless: another launcher on this database, or
-    the ports taken (by a claudemon or any other program); '' if it is not."""
+def _already_running(settings: Any, *, team: bool) -> str:
+    """Say why starting would be pointless: another launcher on this database, the
+    ports taken (by a claudemon or any other program), or no HAProxy for a team;
+    '' if it is not."""
     global _instance_lock
-    relay, dashboard = _urls(settings)
+    listeners = _listeners(settings, team=team)
     path = Path(f"{settings.CLAUDEMON_DB_PATH}-launcher.lock")
     handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
     try:
@@ -131,155 +211,37 @@ def _already_running(settings: Any) -> str:
         handle.close()
         return f"claudemon is already running {running}, on the same database."
     handle.truncate()
-    handle.write(f"on {relay} and {dashboard} (launcher pid {os.getpid()})")
+    urls = " and ".join(url for url, *_ in listeners[:2])
+    handle.write(f"on {urls} (launcher pid {os.getpid()})")
     handle.flush()
     _instance_lock = handle
+    for url, bind, port, name in listeners:
+        if not port_free(bind, port):
+            return port_holder(url, port, name)
+    if team and not shutil.which("haproxy"):
+        return "haproxy is not installed (Debian: apt-get install haproxy); see README."
+    return ""
+
+
+def _listeners(settings: Any, *, team: bool) -> list[tuple[str, str, int, str]]:
+    """Return (url, bind, port, setting) for every port this launch will listen on."""
     bind = settings.CLAUDEMON_BIND
-    for url, port, name in (
-        (relay, settings.CLAUDEMON_CORE_PORT, "CLAUDEMON_CORE_PORT"),
-        (dashboard, settings.CLAUDEMON_DATA_PORT, "CLAUDEMON_DATA_PORT"),
-    ):
-        if not _port_free(bind, port):
-            return _port_holder(url, port, name)
-    return ""
-
-
-def _port_free(bind: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    with socket.socket(family) as probe:
-        # As daphne binds: a port left in TIME_WAIT by a stopped run is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((bind, port))
-        except OSError:
-            return False
-    return True
-
-
-def _port_holder(url: str, port: int, setting: str) -> str:
-    """Name what holds a port: a claudemon (it answers /health), else the process."""
-    probe = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
-    try:
-        with urlopen(f"{probe}/health", timeout=2) as answer:
-            health = json.loads(answer.read())
-        if isinstance(health, dict) and "version" in health and "database" in health:
-            return f"claudemon is already running on {url}; stop it first."
-    except (OSError, ValueError):
-        pass
-    holder = _listener(port)
-    return (
-        f"port {port} ({setting}) is in use by {holder or 'another program'}; "
-        f"stop it or set {setting} to a free port."
-    )
-
-
-def _listener(port: int) -> str:
-    """Return 'pid N (command)' of the process listening on a TCP port ('' if that
-    cannot be seen: not Linux, or another user's process)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for fields in (line.split() for line in lines):
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
-        try:
-            if os.readlink(fd) in inodes:
-                pid = fd.parent.parent.name
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-                words = command.replace(b"\0", b" ").decode(errors="replace")
-                return f"pid {pid} ({words.strip()[:80]})"
-        except OSError:
-            continue
-    return ""
-
-
-# A child that ran this long before exiting is restarted at once; one that keeps
-# failing sooner waits 1, 2, 4 ... up to 30 s between attempts.
-_HEALTHY_AFTER = 60.0
-_MAX_PAUSE = 30.0
-
-
-class Child:
-    """One supervised process: how to start it, and when to start it again."""
-
-    process: subprocess.Popen  # set by start(), which the launcher calls first
-
-    def __init__(self, name: str, command: list[str], deployment: str) -> None:
-        self.name = name
-        if command[0] != sys.executable:
-            command = [sys.executable, *command]
-        if "claudemon.serve" in command:
-            command = [*command, "claudemon.asgi:application"]
-        self.command = command
-        self.env = dict(
-            os.environ, DJANGO_SETTINGS_MODULE=f"claudemon.settings.{deployment}"
-        )
-        self.started = 0.0
-        self.failures = 0
-        self.restart_at: float | None = None
-
-    def start(self) -> None:
-        # Own process group: Ctrl-C reaches us once and we stop the children.
-        self.process = subprocess.Popen(
-            self.command, cwd=ROOT, env=self.env, start_new_session=True
-        )
-        self.started = time.monotonic()
-        self.restart_at = None
-
-    def tend(self) -> None:
-        """Notice an exit and schedule, or perform, the restart."""
-        now = time.monotonic()
-        if self.restart_at is not None:
-            if now >= self.restart_at:
-                self.start()
-                print(
-                    f"claudemon: {self.name} started again (pid {self.process.pid}).",
-                    flush=True,
-                )
-            return
-        if self.process.poll() is None:
-            return
-        ran = now - self.started
-        self.failures = 0 if ran >= _HEALTHY_AFTER else self.failures + 1
-        pause = min(_MAX_PAUSE, 2 ** (self.failures - 1)) if self.failures else 0.0
-        self.restart_at = now + pause
-        print(
-            f"claudemon: the {self.name} process exited "
-            f"({self.process.returncode}) after {ran:.0f} s; starting it again"
-            + (f" in {pause:.0f} s" if pause else "")
-            + "; the others go on.",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def stop(self) -> None:
-        if self.restart_at is None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait(self, deadline: float) -> None:
-        try:
-            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _supervise(children: list[Child]) -> int:
-    while not _stop.is_set():
-        for child in children:
-            child.tend()
-        time.sleep(0.2)
-    for child in children:
-        child.stop()
-    deadline = time.monotonic() + 10
-    for child in children:
-        child.wait(deadline)
-    print("claudemon stopped.", flush=True)
-    return 0
+    if not team:
+        relay, dashboard = _urls(settings)
+        return [
+            (relay, bind, settings.CLAUDEMON_CORE_PORT, "CLAUDEMON_CORE_PORT"),
+            (dashboard, bind, settings.CLAUDEMON_DATA_PORT, "CLAUDEMON_DATA_PORT"),
+        ]
+    front = settings.CLAUDEMON_FRONT_PORT
+    data = settings.CLAUDEMON_DATA_PORT
+    return [
+        (_url(bind, front), bind, front, "CLAUDEMON_FRONT_PORT"),
+        (_url("127.0.0.1", data), "127.0.0.1", data, "CLAUDEMON_DATA_PORT"),
+        *(
+            (_url("127.0.0.1", port), "127.0.0.1", port, "CLAUDEMON_TEAM_RELAY_PORT")
+            for port in _relay_ports(settings)
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,6 +76,7 @@ class Relay:
             os.environ,
             DJANGO_SETTINGS_MODULE="claudemon.settings.core",
             CLAUDEMON_VAR_DIR=str(var_dir),
+            CLAUDEMON_CORE_PORT=str(self.port),  # its name in the record, host:port
             PYTHONUNBUFFERED="1",
             **database_env(),
         )
@@ -179,6 +181,60 @@ def relay_factory(
 def relay(relay_factory: Callable[..., Relay], fake: FakeAnthropic) -> Relay:
     """The default relay in front of the fake upstream."""
     return relay_factory(CLAUDEMON_UPSTREAM_URL=fake.url)
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port (never the shared one)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        """Start it (again, on the same port) unless it runs; wait for PONG."""
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+                + ["--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        wait_for(self.answers)
+        return self
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 1) as probe:
+                probe.sendall(b"PING\r\n")
+                return probe.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Kill it by its PID, as a crash would: its connections just drop."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A private Redis per test module; a test that stops it need not restart it."""
+    if shutil.which("redis-server") is None:
+        missing = "redis-server is not installed (apt install redis-server)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{missing}; the Redis tests cannot be skipped in CI")
+        pytest.skip(f"{missing}: the Redis live-feed tests need it")
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> RedisServer:
+    """The module's private Redis, running."""
+    return redis_server.start()
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0) -> Any:

@@ -13,15 +13,21 @@ from typing import Any
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
+from django.conf import settings
 from django.urls import path
 
 from apps.dashboard.consumers import LiveFeedConsumer
 
 CLOSE_UNAUTHORIZED = 4401
 
-websocket_urlpatterns: list = [
-    path("ws/live/", LiveFeedConsumer.as_asgi(), name="live-feed"),
-]
+_live_feed = LiveFeedConsumer.as_asgi()
+websocket_urlpatterns: list = [path("ws/live/", _live_feed, name="live-feed")]
+if settings.FORCE_SCRIPT_NAME:
+    # Behind the front door pages open the feed under the prefix (CLAUDEMON_DATA_PREFIX,
+    # FORCE_SCRIPT_NAME); channels, unlike Django's HTTP handler, strips only an ASGI
+    # root_path, which neither daphne nor the front door sets.
+    prefix = settings.FORCE_SCRIPT_NAME.strip("/")
+    websocket_urlpatterns.append(path(f"{prefix}/ws/live/", _live_feed))
 
 
 class WebsocketLoginRequired:

@@ -96,6 +96,8 @@ class Exchange(models.Model):
     provider_request_body = models.BinaryField(null=True, blank=True)
     provider_response_body = models.BinaryField(null=True, blank=True)
     routing = models.JSONField(default=dict, blank=True)
+    # The relay process that carried the call (CLAUDEMON_RELAY_NAME).
+    relay = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         ordering = ["-started_at"]

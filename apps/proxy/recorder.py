@@ -441,7 +441,11 @@ def _unified_columns(limits: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_start_row(
-    call: Call, *, redact: Iterable[str] = (), max_body: int | None = None
+    call: Call,
+    *,
+    redact: Iterable[str] = (),
+    max_body: int | None = None,
+    relay: str = "",
 ) -> dict[str, Any]:
     """Return the fields known when a call starts (its in-progress row).
 
@@ -463,6 +467,7 @@ def call_start_row(
         "user_agent": header_value(headers, b"user-agent")[:500],
         "request_headers": headers_redact(headers, extra=redact),
         "request_size": size,
+        "relay": relay,
     }
     if len(body) < size:
         row["request_body"] = body_encode(body)

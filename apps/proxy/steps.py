@@ -39,7 +39,11 @@ class Row:
 
 
 def steps_rows(
-    items: list[Item], *, redact: list[str], max_body: int | None = None
+    items: list[Item],
+    *,
+    redact: list[str],
+    max_body: int | None = None,
+    relay: str = "",
 ) -> tuple[list[Row], list[tuple[list[Item], str]]]:
     """Build the rows of a batch, and the steps whose row could not be built.
 
@@ -59,19 +63,21 @@ def steps_rows(
         if item.kind == "finish" and item.call.uid in starts:
             steps = [starts[item.call.uid], item]
         try:
-            rows.append(_row(steps, redact=redact, max_body=max_body))
+            rows.append(_row(steps, redact=redact, max_body=max_body, relay=relay))
         except Exception as exc:  # confined to this call, whatever it is
             failed.append((steps, f"row not built: {type(exc).__name__}: {exc}"))
     return rows, failed
 
 
-def _row(steps: list[Item], *, redact: list[str], max_body: int | None) -> Row:
+def _row(
+    steps: list[Item], *, redact: list[str], max_body: int | None, relay: str
+) -> Row:
     call = steps[-1].call
     options: dict[str, Any] = {"redact": redact, "max_body": max_body}
+    start = partial(call_start_row, call, relay=relay, **options)
     if steps[-1].kind == "start":
-        return Row(steps, insert=call_start_row(call, **options))
+        return Row(steps, insert=start())
     if len(steps) == 2:
-        whole = call_start_row(call, **options) | call_finish_row(call, **options)
-        return Row(steps, insert=whole)
+        return Row(steps, insert=start() | call_finish_row(call, **options))
     outcome = {"uid": call.uid} | call_finish_row(call, **options)
-    return Row(steps, finish=Finish(outcome, partial(call_start_row, call, **options)))
+    return Row(steps, finish=Finish(outcome, start))

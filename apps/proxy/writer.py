@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from apps.proxy import services
+from apps.proxy.models import Exchange
 from apps.proxy.recorder import Call
 from apps.proxy.spill import (
     BacklogFiles,
@@ -54,6 +55,7 @@ from apps.proxy.spill import (
 from apps.proxy.steps import Item, Row, steps_rows
 
 log = logging.getLogger("apps.proxy.writer")
+_OPEN = Exchange.State.IN_PROGRESS
 
 _BATCH = 256
 # A start waits this long for its finish so that short calls are written once,
@@ -286,7 +288,9 @@ class Recording:
         started = self._started_at
         try:
             self._write_with_retry(
-                lambda: services.exchange_abandon_stale(before_ts=started)
+                lambda: services.exchange_abandon_stale(
+                    before_ts=started, relay=settings.CLAUDEMON_RELAY_NAME
+                )
             )
         except _Permanent:
             log.exception("could not close the exchanges of an earlier process")
@@ -330,6 +334,7 @@ class Recording:
             items,
             redact=settings.CLAUDEMON_REDACT_HEADERS,
             max_body=settings.CLAUDEMON_RECORD_MAX_BODY,
+            relay=settings.CLAUDEMON_RELAY_NAME,
         )
         for steps, reason in failed:
             self._set_aside(steps, reason)
@@ -351,6 +356,10 @@ class Recording:
         self._write_with_retry(
             lambda: services.exchange_record(inserts=inserts, finishes=finishes)
         )
+        # Committed: the live feed may read these rows now.
+        changes = [_change(row) for row in inserts]
+        changes += [_change(finish.outcome) for finish in finishes]
+        services.exchange_publish(changes=changes)
 
     def _write_with_retry(self, write: Callable[[], Any]) -> None:
         """Run a write; retry transient errors (locked, busy, gone) with capped
@@ -455,6 +464,11 @@ class Recording:
         if writer is not None and writer.is_alive():  # stuck in a busy wait
             left = self._in_hand + left
         self._spill(left)
+
+
+def _change(row: dict[str, Any]) -> dict[str, Any]:
+    """Return what the live feed is told of a written row: its uid and state."""
+    return {"uid": str(row["uid"]), "state": str(row.get("state", _OPEN))}
 
 
 def _lower_thread_priority() -> None:

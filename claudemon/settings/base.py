@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from claudemon.settings.env import (
     env_int,
     env_ip,
     env_origins,
+    env_redis_url,
     env_str,
     env_url,
 )
@@ -42,6 +44,11 @@ CLAUDEMON_REDACT_HEADERS = env_header_names("CLAUDEMON_REDACT_HEADERS", [])
 CLAUDEMON_PRICES_FILE = env_str("CLAUDEMON_PRICES_FILE", "")
 # Routing of chosen calls to other models or providers (apps/proxy/routing).
 CLAUDEMON_ROUTES_FILE = env_str("CLAUDEMON_ROUTES_FILE", "")
+# This relay's name in the record (Exchange.relay): several relays on one database
+# each close at start only the calls their own earlier process left open.
+CLAUDEMON_RELAY_NAME = env_str(
+    "CLAUDEMON_RELAY_NAME", f"{socket.gethostname()}:{CLAUDEMON_CORE_PORT}"
+)[:100]
 CLAUDEMON_BACKLOG_SIZE = env_int("CLAUDEMON_BACKLOG_SIZE", 1000, minimum=1)
 # Bytes of each body the recording keeps (the relay forwards bodies whole). The
 # Messages API refuses requests over 32 MB, so every request it takes is kept whole.
@@ -65,6 +72,27 @@ CLAUDEMON_RETENTION_DAYS = env_int("CLAUDEMON_RETENTION_DAYS", 0, minimum=0)
 CLAUDEMON_ALLOWED_HOSTS = env_hosts(
     "CLAUDEMON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]
 )
+# The live feed across processes: with Redis, the relay's recorder publishes each
+# exchange it writes and the dashboard's feed is pushed (apps/proxy/services/feed.py);
+# unset, the feed polls the database, which needs nothing beyond the SQLite file.
+CLAUDEMON_REDIS_URL = env_redis_url("CLAUDEMON_REDIS_URL")
+if CLAUDEMON_REDIS_URL:
+    # channels_redis is the channels project's own Redis layer. Connecting fails
+    # within a second when Redis is away; reads wait longer than the layer's 5 s
+    # BZPOPMIN, which would otherwise time out while a feed merely idles.
+    _redis_host = {
+        "address": CLAUDEMON_REDIS_URL,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 10,
+    }
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [_redis_host], "prefix": "claudemon"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 if CLAUDEMON_CORE_PORT == CLAUDEMON_DATA_PORT:
     raise ImproperlyConfigured(

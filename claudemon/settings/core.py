@@ -21,7 +21,8 @@ TEMPLATES = []  # noqa: F811
 CLAUDEMON_LEAN_REQUESTS = True
 # The relay only appends rows: a small page cache and no memory map keep its
 # resident memory low and flat (the shared 32 MB cache suits the readers).
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+# (SQLite only: PostgreSQL's driver refuses an unknown connection option.)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] = (
         "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA cache_size=-4000"
     )

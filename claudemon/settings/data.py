@@ -9,7 +9,7 @@ from claudemon.settings.base import (
     CLAUDEMON_DATA_PORT,
     CLAUDEMON_VAR_DIR,
 )
-from claudemon.settings.env import env_int, env_list
+from claudemon.settings.env import env_int, env_list, env_path_prefix
 
 INSTALLED_APPS = [
     "daphne",
@@ -41,7 +41,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-STATIC_URL = "/static/"
+# Behind the front door (deploy/Caddyfile) the data side lives under a path prefix
+# ("/claudemon"): every path outside it belongs to the relays and Anthropic's API.
+# FORCE_SCRIPT_NAME puts it on every URL Django makes (links, redirects, static,
+# the API) and strips it from requests that carry it; requests without it, straight
+# to CLAUDEMON_DATA_PORT, are served as well. Unset: no prefix, as before.
+CLAUDEMON_DATA_PREFIX = env_path_prefix("CLAUDEMON_DATA_PREFIX", "")
+FORCE_SCRIPT_NAME = CLAUDEMON_DATA_PREFIX or None
+STATIC_URL = f"{CLAUDEMON_DATA_PREFIX}/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = CLAUDEMON_VAR_DIR / "staticfiles"
 # WhiteNoise warns at every start when STATIC_ROOT is missing, even though it serves
@@ -70,9 +77,10 @@ CLAUDEMON_LOGIN_FAILURES = env_int("CLAUDEMON_LOGIN_FAILURES", 5, minimum=1)
 CLAUDEMON_LOGIN_WINDOW_MINUTES = env_int(
     "CLAUDEMON_LOGIN_WINDOW_MINUTES", 15, minimum=1
 )
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/login/"
+# URL names, not paths: reversed, they carry the prefix.
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "dashboard:login"
 
 
 # Access from other machines: both deployments bind CLAUDEMON_BIND (default
@@ -98,7 +106,13 @@ CSRF_TRUSTED_ORIGINS = _trusted_origins(CLAUDEMON_ALLOWED_HOSTS, CLAUDEMON_DATA_
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# `python -m claudemon team` (make team): relays x N behind Caddy on one machine.
+CLAUDEMON_FRONT_PORT = env_int("CLAUDEMON_FRONT_PORT", 8000, minimum=1, maximum=65535)
+CLAUDEMON_TEAM_RELAYS = env_int("CLAUDEMON_TEAM_RELAYS", 3, minimum=1, maximum=64)
+CLAUDEMON_TEAM_RELAY_PORT = env_int(
+    "CLAUDEMON_TEAM_RELAY_PORT", 8101, minimum=1, maximum=65535 - 64
+)
 
 # Transcript index
 # Config roots to index (comma list); when set, replaces the discovery of

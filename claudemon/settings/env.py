@@ -92,6 +92,17 @@ def env_url(name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def env_redis_url(name: str) -> str:
+    """Return a redis:// or rediss:// URL setting, or '' when unset."""
+    value = _raw(name)
+    if value is None:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise _fail(name, value, "a URL such as redis://127.0.0.1:6379/0")
+    return value
+
+
 def env_ip(name: str, default: str) -> str:
     """Return an IP address setting (IPv4 or IPv6, no brackets)."""
     value = _raw(name) or default
@@ -125,6 +136,25 @@ def env_origins(name: str, default: list[str]) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
             raise _fail(name, origin, "origins such as https://tool.example:8443")
     return origins
+
+
+_PREFIX = re.compile(r"(/[A-Za-z0-9][A-Za-z0-9._~-]*)+\Z")
+# First segments a front door sends to the relays: Anthropic's API (/v1/..., a later
+# /v2/..., /api/event_logging/...) and the relay's probes.
+_RELAY_SEGMENT = re.compile(r"(v[0-9]+|api|health|ready)\Z", re.IGNORECASE)
+
+
+def env_path_prefix(name: str, default: str) -> str:
+    """Return a URL path prefix ("/claudemon"), or "" for none; never one that would
+    shadow an Anthropic API path such as /v1/... or /api/..."""
+    value = (_raw(name) or default).rstrip("/")
+    if not value:
+        return ""
+    if not _PREFIX.match(value) or _RELAY_SEGMENT.match(value.split("/")[1]):
+        raise _fail(
+            name, value, "a path such as /claudemon, not under /v1, /api or /health"
+        )
+    return value
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+\Z")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import sqlite3
 import subprocess
@@ -13,7 +14,14 @@ from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.proxy.checks import check_database_path, check_upstream_scheme
-from claudemon.settings.env import env_bool, env_float, env_int, env_list, env_url
+from claudemon.settings.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path_prefix,
+    env_url,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -85,6 +93,11 @@ def test_it_passes_manage_py_check_under_both_deployments(module, tmp_path):
         ("CLAUDEMON_REDACT_HEADERS", "x token", "expected header names"),
         ("CLAUDEMON_VAR_DIR", "/proc/claudemon", "CLAUDEMON_VAR_DIR='/proc/claudemon'"),
         ("CLAUDEMON_DB_PATH", "/proc/x/db.sqlite3", "CLAUDEMON_DB_PATH="),
+        (
+            "CLAUDEMON_REDIS_URL",
+            "127.0.0.1:6379",
+            "CLAUDEMON_REDIS_URL='127.0.0.1:6379'",
+        ),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(name, value, message, tmp_path):
@@ -95,6 +108,32 @@ def test_it_refuses_to_start_with_a_bad_value(name, value, message, tmp_path):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1  # one line, naming it
+
+
+@pytest.mark.parametrize(
+    "module", ["claudemon.settings.core", "claudemon.settings.data"]
+)
+@pytest.mark.parametrize(
+    ("redis_url", "backend"),
+    [
+        ("", "channels.layers.InMemoryChannelLayer"),
+        ("redis://127.0.0.1:6390/2", "channels_redis.core.RedisChannelLayer"),
+    ],
+)
+def test_it_takes_the_channel_layer_from_claudemon_redis_url(
+    module, redis_url, backend, tmp_path
+):
+    show = "from django.conf import settings; print(settings.CHANNEL_LAYERS)"
+    env = {"CLAUDEMON_VAR_DIR": str(tmp_path), "CLAUDEMON_REDIS_URL": redis_url}
+    result = run_manage(
+        "shell", "--no-imports", "-c", show, settings_module=module, **env
+    )
+
+    assert result.returncode == 0, result.stderr
+    layers = ast.literal_eval(result.stdout.strip())
+    assert layers["default"]["BACKEND"] == backend
+    hosts = layers["default"].get("CONFIG", {}).get("hosts", [{}])
+    assert hosts[0].get("address", "") == redis_url
 
 
 def test_the_launcher_refuses_a_bad_value_in_one_line(tmp_path):
@@ -170,6 +209,10 @@ def test_it_refuses_a_core_port_equal_to_the_data_port(tmp_path):
             "http://127.0.0.1:9/p/",
             "http://127.0.0.1:9/p",
         ),
+        (lambda: env_path_prefix("T_X", ""), None, ""),
+        (lambda: env_path_prefix("T_X", ""), "/claudemon/", "/claudemon"),
+        (lambda: env_path_prefix("T_X", ""), "/team/monitor", "/team/monitor"),
+        (lambda: env_path_prefix("T_X", ""), "/apis", "/apis"),
     ],
 )
 def test_it_reads_typed_values(monkeypatch, reader, raw, expected):
@@ -187,6 +230,16 @@ def test_it_reads_typed_values(monkeypatch, reader, raw, expected):
         (lambda: env_float("T_X", 1.0), "0"),
         (lambda: env_url("T_X", "https://a.example"), "ftp://x"),
         (lambda: env_url("T_X", "https://a.example"), "https://x/?q=1"),
+        # A front door's data prefix may never take Anthropic's or the relay's paths.
+        (lambda: env_path_prefix("T_X", ""), "/v1"),
+        (lambda: env_path_prefix("T_X", ""), "/V2/x"),
+        (lambda: env_path_prefix("T_X", ""), "/api"),
+        (lambda: env_path_prefix("T_X", ""), "/api/event_logging"),
+        (lambda: env_path_prefix("T_X", ""), "/health"),
+        (lambda: env_path_prefix("T_X", ""), "/ready"),
+        (lambda: env_path_prefix("T_X", ""), "claudemon"),
+        (lambda: env_path_prefix("T_X", ""), "/.."),
+        (lambda: env_path_prefix("T_X", ""), "/a b"),
     ],
 )
 def test_it_fails_loudly_on_bad_values(monkeypatch, reader, raw):

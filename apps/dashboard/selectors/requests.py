@@ -8,6 +8,7 @@ select ROW_FIELDS only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -207,15 +208,26 @@ def exchange_live_recent(*, limit: int = _LIVE_RECENT) -> list[Exchange]:
     return sorted(recent + extra, key=lambda row: row.pk, reverse=True)
 
 
-def exchange_live_changes(*, after_id: int, watch_ids: list[int]) -> list[Exchange]:
-    """Return exchanges inserted after after_id, and watched ones that have finished.
+def exchange_live_changes(
+    *, after_id: int, watch_ids: list[int], late_ids: Sequence[int] = ()
+) -> list[Exchange]:
+    """Return exchanges inserted after after_id, watched ones that have finished,
+    and the late_ids (rows below after_id the feed has not shown yet).
 
     New rows are found by primary key (rows are inserted when a call starts, or
     late with their end already set); finishes by re-reading the rows the feed
     showed in flight. Both use the primary key index, whatever the table size.
     """
     watched = watch_ids[-_LIVE_WATCH_MAX:]
-    condition = Q(pk__gt=after_id) | (
-        Q(pk__in=watched) & ~Q(state=Exchange.State.IN_PROGRESS)
+    condition = (
+        Q(pk__gt=after_id)
+        | Q(pk__in=late_ids)
+        | (Q(pk__in=watched) & ~Q(state=Exchange.State.IN_PROGRESS))
     )
     return list(Exchange.objects.only(*ROW_FIELDS).filter(condition).order_by("id"))
+
+
+def exchange_ids_between(*, above: int, upto: int) -> list[int]:
+    """Return the ids of the exchanges in (above, upto], from the key index alone."""
+    rows = Exchange.objects.filter(pk__gt=above, pk__lte=upto).order_by()
+    return list(rows.values_list("pk", flat=True))

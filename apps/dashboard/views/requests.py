@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import get_script_prefix
 
 from apps.dashboard import inspector, page_state
 from apps.dashboard.page_state import render_page
@@ -148,6 +149,8 @@ def live(request: HttpRequest) -> HttpResponse:
     context = {
         "rows": rows,
         "after_id": max((row.pk for row in rows), default=0),
+        # Under the front door's prefix the socket is too (apps/dashboard/routing).
+        "socket_path": f"{get_script_prefix()}ws/live/",
         "watch_ids": ",".join(
             str(row.pk) for row in rows if row.state == Exchange.State.IN_PROGRESS
         ),

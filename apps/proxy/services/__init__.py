@@ -15,10 +15,11 @@ from apps.proxy.services.exchanges import (
     exchange_finish,
     exchange_record,
 )
+from apps.proxy.services.feed import exchange_publish
 
 __all__ = [
     "call_dirty_sessions_take", "call_dirty_take", "call_error",
     "call_merge_transcripts", "call_record_exchanges",
     "call_unrelay", "call_untranscribe", "exchange_abandon_stale", "exchange_delete",
-    "exchange_finish", "exchange_record",
+    "exchange_finish", "exchange_publish", "exchange_record",
 ]  # fmt: skip

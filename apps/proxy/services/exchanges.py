@@ -62,10 +62,14 @@ def exchange_finish(
         Exchange.objects.create(**body_row_stored(start_row() | outcome))
 
 
-def exchange_abandon_stale(*, before_ts: float) -> int:
-    """Mark exchanges left in progress by a previous relay process as proxy errors."""
+def exchange_abandon_stale(*, before_ts: float, relay: str) -> int:
+    """Mark exchanges that this relay's previous process left in progress as proxy
+    errors. Other relays' exchanges are theirs to finish (rows from before relays
+    had names, relay "", count as anyone's)."""
     before = datetime.fromtimestamp(before_ts, tz=UTC)
-    stale = Exchange.objects.filter(state=_OPEN, started_at__lt=before)
+    stale = Exchange.objects.filter(
+        state=_OPEN, started_at__lt=before, relay__in=[relay, ""]
+    )
     with transaction.atomic():
         uids = list(stale.values_list("uid", flat=True))
         count = stale.update(

@@ -1,6 +1,7 @@
 // Live feed: rows rendered by the server (the same partial as the page) arrive
 // over a WebSocket; a row is replaced in place or added on top. Reconnects with
-// backoff (0.5 s doubling to 10 s) after the data deployment restarts.
+// backoff (0.5 s doubling to 10 s) after the data deployment restarts. The
+// status badge says when the feed polls because Redis does not answer.
 (function () {
   "use strict";
   var body = document.getElementById("live-rows");
@@ -14,6 +15,16 @@
   function setStatus(text, cls) {
     status.textContent = text;
     status.className = "badge " + (cls || "");
+  }
+
+  // Sent only with Redis configured: pushed by the relay, or polling while
+  // Redis does not answer (the feed still delivers every row, just later).
+  function showMode(feed) {
+    if (feed.mode === "push") {
+      setStatus("live", "ok");
+    } else {
+      setStatus("live updates: polling (" + feed.reason + ")", "warn");
+    }
   }
 
   function inFlightIds() {
@@ -48,7 +59,7 @@
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var url = scheme + location.host + "/ws/live/?after=" + after +
+    var url = scheme + location.host + body.dataset.socket + "?after=" + after +
       "&watch=" + encodeURIComponent(inFlightIds().join(","));
     var socket = new WebSocket(url);
     socket.onopen = function () {
@@ -59,6 +70,7 @@
     socket.onmessage = function (event) {
       var message;
       try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.feed) showMode(message.feed);
       (message.rows || []).forEach(place);
     };
     socket.onclose = function () {
