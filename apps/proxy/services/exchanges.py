@@ -97,11 +97,14 @@ def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
         if not batch:
             return deleted
         with transaction.atomic():
-            call_unrelay(exchange_ids=batch)
             doomed = Exchange.objects.filter(pk__in=batch)
             scopes = set(
                 doomed.exclude(session_id="").values_list("session_id", flat=True)
             )
+            # Sessions before the ledger, as exchange_record takes them: two
+            # writers taking both in opposite orders could each wait for the other.
+            bodyblock_lock(scopes=sorted(scopes))
+            call_unrelay(exchange_ids=batch)
             count, _ = doomed.delete()
             for scope in sorted(scopes):
                 bodyblock_sweep(scope=scope)
