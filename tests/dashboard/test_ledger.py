@@ -8,14 +8,18 @@ prompt tokens input 6, output 22.5. Opus 4.8 in fast mode: input 10.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
 
@@ -25,9 +29,10 @@ from apps.dashboard.selectors import figures_of, ledger_sums
 from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.selectors.sessions import session_figures
 from apps.indexing.services import index_sync
-from apps.proxy.models import ApiCall, Exchange
+from apps.proxy.models import ApiCall, ApiCallDirty, Exchange
 from apps.proxy.services import call_merge_transcripts, call_record_exchanges
 from apps.proxy.services import calls as calls_module
+from tests.conftest import ROOT, database_env, wait_for
 from tests.factories import exchange_build, exchange_create
 from tests.indexing.conftest import T0, ClaudeTree
 
@@ -369,3 +374,32 @@ def test_it_rolls_up_what_concurrent_writers_leave_in_the_ledger(monkeypatch):
         rolled[quarter] += calls
     assert ledger == {int(T0.timestamp()) // 900: 1}
     assert rolled == ledger
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_rollup_watcher_goes_on_after_the_database_server_restarts(tmp_path):
+    # pg_terminate_backend drops the watcher's connection, as a server restart or
+    # a failover does; its next passes must reconnect and roll up again.
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL: SQLite has no server to restart")
+    env = dict(
+        os.environ, **database_env(), CLAUDEMON_VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="claudemon.settings.data",
+    )  # fmt: skip
+    command = [sys.executable, "manage.py", "rollup", "--watch", "--interval", "0.1"]
+    watcher = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    try:
+        exchange_create(request_id="before", started_at=T0)
+        wait_for(lambda: not ApiCallDirty.objects.exists())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] >= 1
+        exchange_create(request_id="after", started_at=T0 + timedelta(hours=1))
+        wait_for(lambda: not ApiCallDirty.objects.exists())
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    assert UsageRollup.objects.aggregate(n=Sum("calls"))["n"] == 2
