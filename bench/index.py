@@ -1,6 +1,11 @@
 """Benchmark the transcript index on a synthetic ~/.claude tree; prints figures.
 
     .venv/bin/python bench/index.py [--files 2000] [--entries 300000] [--seed 7]
+    CLAUDEMON_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+        .venv/bin/python bench/index.py ...   # the same on PostgreSQL
+
+On PostgreSQL the bench creates a database of its own on that server (the URL's
+database is only connected to for that) and drops it at the end.
 
 Generates a tree with the real mix of line types and sizes (prompts, assistant
 text and thinking, one line per content block with repeated usage, tool calls
@@ -15,6 +20,7 @@ pass over 2,000 files < 0.5 s, search p95 < 50 ms, database <= half the source.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -24,8 +30,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -422,6 +430,34 @@ def _run(work: Path, args: argparse.Namespace) -> int:
         CLAUDEMON_VAR_DIR=str(work / "var"),
         CLAUDEMON_CLAUDE_DIRS=str(tree),
     )
+    server = os.environ.get("CLAUDEMON_DATABASE_URL", "")
+    with _postgres_database(server) if server else contextlib.nullcontext():
+        return _measure(work, tree, args, source_bytes)
+
+
+@contextlib.contextmanager
+def _postgres_database(url: str) -> Iterator[None]:
+    """Point CLAUDEMON_DATABASE_URL at a fresh database on url's server; drop it."""
+    import psycopg
+
+    name = f"claudemon_bench_{os.getpid()}"
+    parts = urlsplit(url)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    os.environ["CLAUDEMON_DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
+    try:
+        yield
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _measure(
+    work: Path, tree: Path, args: argparse.Namespace, source_bytes: int
+) -> int:
     import django
 
     django.setup()
@@ -432,6 +468,7 @@ def _run(work: Path, args: argparse.Namespace) -> int:
     from apps.indexing.services import index_sync
 
     call_command("migrate", verbosity=0)
+    print(f"database:        {connection.vendor}")
     report = index_sync()
     print(f"full index:      {report.summary_line()}")
     print(f"  rate           {report.rate:,.0f} entries/s (target >= 5,000)")
@@ -464,12 +501,16 @@ def _run(work: Path, args: argparse.Namespace) -> int:
     )
 
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db_bytes = sum(
-        p.stat().st_size
-        for p in work.glob("bench.sqlite3*")
-        if p.suffix != ".index-lock"
-    )
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db_bytes = sum(
+                p.stat().st_size
+                for p in work.glob("bench.sqlite3*")
+                if p.suffix != ".index-lock"
+            )
+        else:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            db_bytes = cursor.fetchone()[0]
     print(
         f"database size:   {db_bytes / 1e6:,.1f} MB vs source "
         f"{source_bytes / 1e6:,.1f} "

@@ -189,6 +189,7 @@ class Connection:
         path: str = "/v1/messages?beta=true",
         body: bytes = BODY,
         expected: int | None = None,
+        headers: str = "",
     ) -> Stream:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(
@@ -198,7 +199,7 @@ class Connection:
             f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
             "x-api-key: sk-ant-bench-key\r\nanthropic-version: 2023-06-01\r\n"
-            f"x-fake-events: {events}\r\nx-fake-gap-ms: {gap_ms}\r\n\r\n"
+            f"x-fake-events: {events}\r\nx-fake-gap-ms: {gap_ms}\r\n{headers}\r\n"
         ).encode()
         started = time.perf_counter()
         self.writer.write(head + body)

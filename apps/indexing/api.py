@@ -29,7 +29,8 @@ router = Router(tags=["transcripts"])
 
 @router.get("/search", response=answers(SearchOut))
 def search(request: HttpRequest, filters: Query[SearchFilter]) -> dict:
-    """Search entries: all words, "phrases", word* prefixes; mode=raw for FTS5."""
+    """Search entries: all words, "phrases", word* prefixes; mode=raw for the
+    engine's syntax (FTS5's, or PostgreSQL's websearch_to_tsquery's)."""
     try:
         hits = selectors.entry_search(
             query=filters.q,

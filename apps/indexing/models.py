@@ -1,9 +1,10 @@
 """The transcript index: Claude Code's own files copied into the database.
 
-Entries are written in bulk by apps.indexing.services (executemany, not ORM saves),
-their original lines and searchable texts packed into Blocks. The FTS5 table
-indexing_entry_fts follows indexing_entry (inserts by the writer, deletes through
-the tombstones of migration 0010) and is used only through apps.indexing.fts.
+Entries are written in bulk by apps.indexing.services (executemany or COPY, not ORM
+saves), their original lines and searchable texts packed into Blocks. The full-text
+index follows indexing_entry (inserts by the writer; deletes through the tombstones
+of migration 0011 on SQLite's FTS5 table indexing_entry_fts, through the triggers of
+0012 on PostgreSQL's indexing_entry_tsv) and is used only through apps.indexing.fts.
 """
 
 from __future__ import annotations

@@ -109,7 +109,22 @@ def json_parse(text: str) -> Any:
         # The stored line keeps it as written; the decoded values get U+FFFD.
         dumped = json.dumps(data, ensure_ascii=False)
         data = json.loads(_SURROGATE.sub("\ufffd", dumped))
+    if "\\u0000" in text:
+        # An escaped NUL: PostgreSQL's text cannot hold one (and an id with one is
+        # no id). The stored line keeps it as written; decoded values get U+FFFD.
+        data = _nul_replace(data)
     return data
+
+
+def _nul_replace(value: Any) -> Any:
+    """Return value with every NUL in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_nul_replace(item) for item in value]
+    if isinstance(value, dict):
+        return {_nul_replace(k): _nul_replace(v) for k, v in value.items()}
+    return value
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")

@@ -37,12 +37,23 @@ NEXT_ID = (
     "SELECT max(coalesce(max(id), 0), coalesce((SELECT seq FROM sqlite_sequence "
     "WHERE name = '{table}'), 0)) FROM {table}"
 )
+# PostgreSQL: ids from the table's sequence (several writers at once).
+IDS_TAKE = (
+    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+)
 # A file's offset moves only from the value its batch started from.
 SOURCE_MOVE = (
     'UPDATE indexing_sourcefile SET "offset" = %s, lines = %s, size = %s, '
-    "mtime_ns = %s, device = %s, inode = %s, missing = 0, session_id = %s, "
+    "mtime_ns = %s, device = %s, inode = %s, missing = FALSE, session_id = %s, "
     "head = %s, bad_lines = bad_lines + %s, indexed_at = %s "
     'WHERE id = %s AND "offset" = %s'
+)
+
+# --- the index lock on PostgreSQL (services.sync) --------------------------------
+# The backend pid holding the advisory lock of a small key (low 32 bits: objid).
+LOCK_HOLDER = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND objid = %s AND objsubid = 1"
 )
 
 # --- sessions (services.sessions, services.batches) -------------------------------

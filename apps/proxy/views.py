@@ -303,11 +303,15 @@ async def health(request: HttpRequest) -> JsonResponse:
 
 async def ready(request: HttpRequest) -> JsonResponse:
     """Say whether the relay can serve: the upstream reachable (a call answered in
-    the last 30 s, else a connect check kept 10 s) and recording keeping up."""
+    the last 30 s, else a connect check kept 10 s) and its recording threads alive.
+
+    A busy or absent database does not make a relay unready: every relay shares it,
+    so a load balancer would take them all out at once, while each relay's backlog
+    and spill file hold the calls until it is back (/health says degraded)."""
     upstream = await upstream_reach.check()
     backlog = recording()
     backlog.start()
-    problem = backlog.problem()
+    problem = backlog.own_problem()
     report = {
         "status": "not ready" if upstream or problem else "ready",
         "upstream": upstream or "ok",

@@ -186,12 +186,21 @@ class Recording:
             return f"database busy: a write has waited {time.monotonic() - since:.1f} s"
         return ""
 
-    def problem(self) -> str:
-        """Describe why recording is down or behind ('' when it keeps up)."""
+    def own_problem(self) -> str:
+        """Describe what is wrong with this process's recording itself ('' when
+        nothing): a failed or stopped thread. A slow or absent database is not its
+        own: the backlog and the spill file hold the calls until it is back."""
         if self.failure:
             return self.failure
         if self._threads and not self._running() and not self._stopping.is_set():
             return "a recording thread is not running"
+        return ""
+
+    def problem(self) -> str:
+        """Describe why recording is down or behind ('' when it keeps up)."""
+        own = self.own_problem()
+        if own:
+            return own
         database = self.database_problem()
         if database:
             return database

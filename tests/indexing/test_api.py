@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from apps.indexing import selectors
 from apps.indexing.services import index_sync
@@ -52,6 +53,21 @@ def test_it_answers_hostile_queries_with_a_list(api, indexed, q: str) -> None:
     assert isinstance(response.json()["results"], list)
 
 
+@pytest.mark.parametrize(
+    "q",
+    ['"', "NEAR(", "-", "or", "--x", "a\x00b", "x" * 19_000, "(a OR", '-"', "\x00",
+     "-\x00-", '"\x00"', "alembic\x00"],
+)  # fmt: skip
+def test_it_answers_hostile_raw_queries_with_a_list_or_a_422(api, indexed, q) -> None:
+    response = api.get("/api/search", {"q": q, "mode": "raw"})
+    if connection.vendor == "sqlite" and response.status_code == 422:
+        assert "FTS5 query error" in response.json()["detail"]  # FTS5 syntax only
+    else:
+        assert response.status_code == 200
+        assert isinstance(response.json()["results"], list)
+
+
+@pytest.mark.sqlite_only("FTS5's syntax errors; websearch_to_tsquery has none")
 def test_it_reports_raw_syntax_errors_as_422(api, indexed) -> None:
     response = api.get("/api/search", {"q": "NEAR(", "mode": "raw"})
     assert response.status_code == 422
@@ -163,3 +179,43 @@ def test_it_guards_list_selector_queries(django_assert_num_queries, claude_tree)
         selectors.todo_list()
     with django_assert_num_queries(1):
         selectors.plan_list()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "alembic", "session": "s\x00"},
+        {"q": "alembic", "session": "\x00"},
+        {"q": "alembic", "tool": "\x00"},
+        {"q": "\x00", "session": "\x00", "role": "user"},
+    ],
+)
+def test_it_answers_a_nul_in_any_search_parameter_without_a_500(api, indexed, params):
+    response = api.get("/api/search", params)
+    assert response.status_code == 200
+    assert isinstance(response.json()["results"], list)
+
+
+def test_it_answers_422_for_a_query_over_its_length_limit(api, indexed) -> None:
+    response = api.get("/api/search", {"q": "x" * 20_001})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "q"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/api/transcripts/a%00b", {}, 404),
+        ("/api/transcripts", {"title": "plan\x00"}, 200),
+        ("/api/todos", {"session": "\x00"}, 200),
+        ("/api/todos", {"status": "pending\x00"}, 200),
+    ],
+)
+def test_it_finds_nothing_by_an_id_or_title_with_a_nul(
+    api, indexed, path, params, status
+) -> None:
+    response = api.get(path, params)
+    assert response.status_code == status
+    if status == 200:
+        body = response.json()
+        assert (body["todos"] if "todos" in body else body) == []

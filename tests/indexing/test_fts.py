@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from apps.indexing import fts
 from apps.indexing.fts import FtsQueryError, fts_integrity_check, fts_query_escape
@@ -158,14 +159,55 @@ def test_it_highlights_the_match_in_the_snippet(claude_tree) -> None:
     assert "billing service" in hit.snippet
 
 
+# Queries excluding a word, and with either of two, in each engine's raw syntax.
+EXCLUDING = {"sqlite": "alembic NOT downgrade", "postgresql": "alembic -downgrade"}
+EITHER = {
+    "sqlite": '"alembic downgrade" OR invoices',
+    "postgresql": '"alembic downgrade" or invoices',
+}
+
+
 @pytest.mark.django_db
 def test_it_runs_raw_syntax_only_when_asked(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    assert len(entry_search(query="alembic NOT downgrade", raw=True)) == 2
-    assert len(entry_search(query="alembic NOT downgrade")) == 0
+    excluding = EXCLUDING[connection.vendor]
+    raw = entry_search(query=excluding, raw=True)
+    assert len(raw) == 2
+    # Read as words, the operator excludes nothing: what it finds is not in raw.
+    words = entry_search(query=excluding)
+    assert {h.entry_id for h in words}.isdisjoint({h.entry_id for h in raw})
+    either = entry_search(query=EITHER[connection.vendor], raw=True)
+    phrase, word = (
+        entry_search(query='"alembic downgrade"'),
+        entry_search(query="invoices"),
+    )
+    assert {h.entry_id for h in either} == {h.entry_id for h in phrase + word}
+    assert phrase and word
+
+
+@pytest.mark.sqlite_only("FTS5's syntax errors; websearch_to_tsquery has none")
+@pytest.mark.django_db
+def test_it_reports_raw_syntax_errors(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
     with pytest.raises(FtsQueryError, match="syntax error"):
         entry_search(query="NEAR(", raw=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", HOSTILE)
+def test_it_never_fails_on_hostile_raw_input_but_with_a_syntax_error(
+    claude_tree, query: str
+) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    try:
+        results = entry_search(query=query, raw=True, limit=5)
+    except FtsQueryError:
+        assert connection.vendor == "sqlite"  # only FTS5's syntax can be wrong
+    else:
+        assert isinstance(results, list)
 
 
 @pytest.mark.django_db
@@ -228,3 +270,82 @@ def test_it_follows_orm_deletes_of_sources_and_sessions(claude_tree, model) -> N
     assert models.Entry.objects.count() == 0
     assert fts.fts_row_count() == 0
     fts_integrity_check()
+
+
+@pytest.mark.django_db
+def test_it_ranks_a_prompt_above_tool_output_with_the_word_as_often(claude_tree):
+    t = claude_tree.transcript()
+    t.tool_result("toolu_1", "log: the kafka consumer lagged " + "ok " * 40)
+    t.user("why does the kafka consumer lag?")
+    t.assistant(
+        [{"type": "text", "text": "the kafka consumer lags because " + "so " * 20}],
+        message_id="m1",
+        request_id="r1",
+    )
+    index_sync()
+    hits = entry_search(query="kafka")
+    assert [h.role for h in hits] == ["user", "assistant", "tool"]
+    assert [h.rank for h in hits] == sorted(h.rank for h in hits)  # lower is better
+
+
+@pytest.mark.django_db
+def test_it_keeps_markup_paths_and_control_characters_in_snippets_as_text(
+    claude_tree,
+) -> None:
+    t = claude_tree.transcript()
+    t.user("see <b>billing</b> in /srv/billing/app.py \x02 and \x03 <script>x</script>")
+    index_sync()
+    (hit,) = entry_search(query="billing")
+    assert [text for text, match in hit.snippet_parts if match] == ["billing"] * 2
+    assert hit.snippet == (
+        "see <b>billing</b> in /srv/billing/app.py \x02 and \x03 <script>x</script>"
+    )
+    assert len(entry_search(query="app py")) == 1  # words of a path are words
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["the", "not", "if not", '"is not"'])
+def test_it_finds_words_other_engines_drop_as_stop_words(claude_tree, query) -> None:
+    t = claude_tree.transcript()
+    t.user("this is not the answer")
+    t.user("zebra")
+    index_sync()
+    assert len(entry_search(query=query)) == (0 if query == "if not" else 1)
+
+
+@pytest.mark.django_db
+def test_it_searches_the_same_after_optimizing(claude_tree) -> None:
+    conversation_write(claude_tree)
+    index_sync()
+    before = [(h.entry_id, h.rank) for h in entry_search(query="alembic")]
+    fts.fts_optimize()
+    assert [(h.entry_id, h.rank) for h in entry_search(query="alembic")] == before
+    fts_integrity_check()
+
+
+# Each engine's raw syntax for a word without another.
+WITHOUT = {"sqlite": "cafe NOT zebra", "postgresql": "cafe -zebra"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["cafe muller", "Café MÜLLER", "raw"])
+def test_it_finds_words_with_or_without_their_accents(claude_tree, query):
+    t = claude_tree.transcript()
+    t.user("the café at Müllerstraße, run by Herr Müller")
+    index_sync()
+    raw = query == "raw"
+    (hit,) = entry_search(query=WITHOUT[connection.vendor] if raw else query, raw=raw)
+    if query == "Café MÜLLER":  # highlighted as written (on SQLite, in Python)
+        assert {"café", "Müller"} <= {
+            text for text, match in hit.snippet_parts if match
+        }
+
+
+@pytest.mark.django_db
+def test_it_reads_a_dotted_or_hyphenated_raw_word_as_a_phrase(claude_tree) -> None:
+    t = claude_tree.transcript()
+    t.user("edit app.py, then python")
+    index_sync()
+    raw = connection.vendor != "sqlite"  # FTS5's raw syntax has no dotted word
+    assert len(entry_search(query="app.py", raw=raw)) == 1
+    assert entry_search(query="py.app", raw=raw) == []

@@ -65,6 +65,27 @@ def test_it_indexes_a_line_with_a_lone_surrogate(claude_tree):
     assert hit.uuid == "u\ufffd"
 
 
+def test_it_indexes_a_line_with_nul_characters_everywhere(claude_tree):
+    # JSON may escape a NUL anywhere; PostgreSQL's text cannot hold one at all.
+    t = claude_tree.transcript()
+    t.write(
+        b'{"type": "assistant", "uuid": "u\\u0000v", "requestId": "r\\u0000",'
+        b' "message": {"role": "assistant", "model": "m\\u0000", "id": "x\\u0000",'
+        b' "content": [{"type": "text", "text": "nul\\u0000byte here"},'
+        b' {"type": "tool_use", "id": "t1", "name": "Ba\\u0000sh", "input": {}}]}}'
+    )
+    t.user("after the nul line")
+    claude_tree.plan("nul-plan", "a plan\x00with a nul")
+    report = index_sync()
+    assert report.bad_lines == 0
+    assert Entry.objects.count() == 3
+    [hit] = entry_search(query="nul byte")
+    assert "byte here" in hit.snippet
+    assert hit.uuid == "u\ufffdv"  # the stored line keeps the escape as written
+    assert len(entry_search(query="after")) == 1
+    assert len(entry_search(query="plan with")) == 1
+
+
 def test_it_reports_the_hostile_line_from_the_command(claude_tree):
     t = claude_tree.transcript()
     t.write(DEEP)

@@ -29,7 +29,6 @@ HITS_PER_PAGE = 20
 QUERY_MAX = 2000
 MAX_PAGE = 500  # 10,000 hits deep; further pages would only cost time
 ROLES = (("user", "User"), ("assistant", "Assistant"), ("tool", "Tool result"))
-FTS_SYNTAX = "https://www.sqlite.org/fts5.html#full_text_query_syntax"
 OTHER_JSON_MAX = 4000
 
 log = logging.getLogger("apps.dashboard")
@@ -147,7 +146,8 @@ def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     items = index.session_thread(
         session=found, limit=THREAD_PER_PAGE, offset=(page - 1) * THREAD_PER_PAGE
     )
-    # hl is the search that led here; advanced=1 when it was raw FTS5 syntax.
+    # hl is the search that led here; advanced=1 when it was in the raw syntax
+    # of the database's engine (FTS5's or PostgreSQL's websearch).
     highlight = request.GET.get("hl", "")[:QUERY_MAX]
     raw = page_state.flag_param(request.GET, "advanced")
     context = {
@@ -288,7 +288,7 @@ def search(request: HttpRequest) -> HttpResponse:
         "first_rank": (form["page"] - 1) * HITS_PER_PAGE + 1, "error": error,
         "has_next": len(hits) > HITS_PER_PAGE, "roles": ROLES,
         "projects": index.project_list(), "problems": problems,
-        "syntax_url": FTS_SYNTAX, "searched": bool(form["q"] or form["tool"]),
+        "syntax": index.fts_syntax(), "searched": bool(form["q"] or form["tool"]),
     }  # fmt: skip
     return render_page(request, "dashboard/transcripts/search.html", context, zone=zone)
 

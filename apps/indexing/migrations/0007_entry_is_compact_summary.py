@@ -46,7 +46,7 @@ def _summaries_mark(apps, schema_editor) -> None:
                     if slot < len(records) and _is_summary(records[slot][0]):
                         marked.append((entry_id,))
         cursor.executemany(
-            "UPDATE indexing_entry SET is_compact_summary = 1 WHERE id = %s", marked
+            "UPDATE indexing_entry SET is_compact_summary = TRUE WHERE id = %s", marked
         )
         cursor.execute(
             "UPDATE indexing_session SET user_count = (SELECT count(*)"

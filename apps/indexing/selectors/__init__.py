@@ -5,7 +5,15 @@ session's turns (turns), its thread and single entries (entries), and todos
 and plans (todos).
 """
 
-from apps.indexing.fts import FtsQueryError, fts_query_words
+from apps.indexing.fts import (
+    SNIPPET_BEFORE,
+    SNIPPET_CHARS,
+    FtsQueryError,
+    fts_query_words,
+    fts_syntax,
+    snippet_parts,
+    snippet_pattern,
+)
 from apps.indexing.selectors.entries import (
     NOT_TRANSCRIPT,
     SubagentThread,
@@ -22,15 +30,7 @@ from apps.indexing.selectors.entries import (
     thread_count,
     thread_position,
 )
-from apps.indexing.selectors.search import (
-    SNIPPET_BEFORE,
-    SNIPPET_CHARS,
-    SearchHit,
-    entry_search,
-    highlight_parts,
-    snippet_parts,
-    snippet_pattern,
-)
+from apps.indexing.selectors.search import SearchHit, entry_search, highlight_parts
 from apps.indexing.selectors.sessions import (
     project_list,
     session_get,
@@ -58,13 +58,15 @@ from apps.indexing.selectors.turns import (
     session_turn_marks,
 )
 
-# FtsQueryError for the API's 422; fts_query_words for the thread's highlights.
+# FtsQueryError for the API's 422; fts_query_words and the snippet functions for
+# the thread's highlights; fts_syntax for the search page's help.
 __all__ = [
     "NOT_TRANSCRIPT", "SNIPPET_BEFORE", "SNIPPET_CHARS", "TURN_PROMPT",
     "TURN_START_SQL", "TURN_SUMMARY", "FtsQueryError", "SearchHit", "SubagentThread",
     "ThreadEntry", "TurnMark", "entry_by_request_id", "entry_id_by_uuid",
     "entry_ids_by_uuid", "entry_raw", "entry_records", "entry_row_time",
-    "entry_search", "entry_text", "fts_query_words", "highlight_parts",
+    "entry_search", "entry_text", "fts_query_words", "fts_syntax",
+    "highlight_parts",
     "line_record", "plan_by_slug", "plan_list", "project_list",
     "session_calls", "session_exchange_links", "session_get",
     "session_keys_by_project", "session_list",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from apps.indexing.models import Block, Entry, Session
 from apps.indexing.rawlines import block_record
+from apps.indexing.selectors.sessions import findable
 from apps.indexing.selectors.turns import TurnMark
 from apps.proxy.selectors import exchange_ids_by_request_id
 
@@ -89,6 +90,8 @@ def _entries_unpack(
 
 def session_exchange_links(*, session_id: str) -> list[tuple[int, str, str, int]]:
     """Return (entry id, uuid, requestId, exchange id) of a session's relayed turns."""
+    if not findable(session_id):
+        return []
     rows = list(
         Entry.objects.filter(session__session_id=session_id)
         .exclude(request_id="")
@@ -103,7 +106,7 @@ def session_exchange_links(*, session_id: str) -> list[tuple[int, str, str, int]
 
 def entry_by_request_id(*, request_id: str) -> Entry | None:
     """Return the first transcript entry written for a relayed request-id, or None."""
-    if not request_id:
+    if not request_id or not findable(request_id):
         return None
     return (
         Entry.objects.select_related("session__project")
@@ -135,7 +138,7 @@ def line_record(line: bytes) -> dict | list | str:
 
 def entry_ids_by_uuid(*, session: Session, uuids: list[str]) -> dict[str, int]:
     """Return {uuid: entry id} for a session's entries with these uuids."""
-    wanted = [u for u in uuids if u]
+    wanted = [u for u in uuids if u and findable(u)]
     if not wanted:
         return {}
     rows = Entry.objects.filter(session=session, uuid__in=wanted[:900])
@@ -166,7 +169,7 @@ def thread_position(*, session: Session, entry_id: int) -> int | None:
 
 def entry_id_by_uuid(*, session: Session, uuid: str) -> int | None:
     """Return the id of a session's entry with this uuid, or None."""
-    if not uuid:
+    if not uuid or not findable(uuid):
         return None
     return (
         Entry.objects.filter(session=session, uuid=uuid)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from apps.indexing.fts import (
     FtsFilters,
-    fts_query_escape,
     fts_query_words,
     fts_search,
-    fts_tool_filter,
+    fts_snippets,
+    snippet_pattern,
 )
 from apps.indexing.models import Entry, Session
 from apps.indexing.selectors.entries import entry_records
+from apps.indexing.selectors.sessions import findable
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +47,10 @@ def entry_search(
     limit: int = 20,
     offset: int = 0,
 ) -> list[SearchHit]:
-    """Return one page of entries matching the query, best bm25 rank first."""
-    match = query.strip() if raw else fts_query_escape(query)
-    tool_clause = fts_tool_filter(tool) if tool else ""
-    if tool and not tool_clause:
-        return []
-    if match and tool_clause:
-        match = f"({match}) AND {tool_clause}"
-    match = match or tool_clause
-    if not match:
-        return []
+    """Return one page of entries matching the query, best rank first."""
     session_pk = None
+    if session_id and not findable(session_id):
+        return []
     if session_id:
         session_pk = (
             Session.objects.filter(session_id=session_id)
@@ -74,13 +67,13 @@ def entry_search(
         until=until,
     )
     ranked = fts_search(
-        match=match, filters=filters, limit=limit, offset=offset, raw=raw
+        query=query, raw=raw, tool=tool, filters=filters, limit=limit, offset=offset
     )
-    return _hits_build(ranked, fts_query_words(query, raw=raw))
+    return _hits_build(ranked, query, raw)
 
 
 def _hits_build(
-    ranked: list[tuple[int, float]], words: list[tuple[str, bool]]
+    ranked: list[tuple[int, float]], query: str, raw: bool
 ) -> list[SearchHit]:
     entries = (
         Entry.objects.filter(id__in=[r[0] for r in ranked])
@@ -102,14 +95,17 @@ def _hits_build(
     )
     by_id = {entry.id: entry for entry in entries}
     texts = entry_records(entries=list(by_id.values()))
-    pattern = snippet_pattern(words)
+    # Deleted between the two statements: not a hit.
+    found = [(entry_id, rank) for entry_id, rank in ranked if entry_id in by_id]
+    snippets = fts_snippets(
+        texts=[texts.get(entry_id, (b"", ""))[1] for entry_id, _ in found],
+        query=query,
+        raw=raw,
+    )
     hits = []
-    for entry_id, rank in ranked:
-        entry = by_id.get(entry_id)
-        if entry is None:  # deleted between the two statements
-            continue
+    for (entry_id, rank), parts in zip(found, snippets, strict=True):
+        entry = by_id[entry_id]
         session = entry.session
-        parts = snippet_parts(texts.get(entry_id, (b"", ""))[1], pattern)
         hits.append(
             SearchHit(
                 entry_id=entry.id,
@@ -130,47 +126,6 @@ def _hits_build(
             )
         )
     return hits
-
-
-SNIPPET_BEFORE = 60
-SNIPPET_CHARS = 240
-
-
-def snippet_pattern(words: list[tuple[str, bool]]) -> re.Pattern[str] | None:
-    """Return a regex finding the query's words as the index matches them.
-
-    The index stems words (porter), so a word also matches its longer forms:
-    "inspecting" highlights "inspect" and "inspected" by a shared beginning.
-    """
-    alternatives = []
-    for word, _prefix in words:
-        stem = word if len(word) <= 4 else word[: max(4, len(word) - 3)]
-        alternatives.append(re.escape(stem) + r"\w*")
-    if not alternatives:
-        return None
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")", re.IGNORECASE)
-
-
-def snippet_parts(text: str, pattern: re.Pattern[str] | None) -> list[tuple[str, bool]]:
-    """Return a window of text around the first match as (text, is_match) parts."""
-    first = pattern.search(text) if pattern else None
-    start = max(0, first.start() - SNIPPET_BEFORE) if first else 0
-    if first and start:
-        space = text.find(" ", start, first.start())
-        start = space + 1 if space >= 0 else start
-    window = " ".join(text[start : start + SNIPPET_CHARS].split())
-    parts: list[tuple[str, bool]] = [("…", False)] if start else []
-    position = 0
-    for match in pattern.finditer(window) if pattern else ():
-        if match.start() > position:
-            parts.append((window[position : match.start()], False))
-        parts.append((match.group(0), True))
-        position = match.end()
-    if position < len(window):
-        parts.append((window[position:], False))
-    if start + SNIPPET_CHARS < len(text):
-        parts.append(("…", False))
-    return parts
 
 
 def highlight_parts(

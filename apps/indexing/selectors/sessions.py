@@ -13,6 +13,16 @@ if TYPE_CHECKING:  # django-stubs' helper: a dev dependency, read by the checker
     from django_stubs_ext import WithAnnotations
 
 
+def findable(text: str) -> bool:
+    """Say whether a stored id, title, slug or status could contain text.
+
+    None holds a NUL (the parser reads one as U+FFFD; PostgreSQL's text cannot
+    hold one, and a query naming one fails there), so text with a NUL finds
+    nothing, on every database.
+    """
+    return "\x00" not in text
+
+
 class ProjectFigures(TypedDict):
     session_count: int
     last_at: datetime | None
@@ -47,6 +57,8 @@ def session_list(
     if project_id is not None:
         sessions = sessions.filter(project_id=project_id)
     if title:
+        if not findable(title):
+            return []
         sessions = sessions.filter(title__icontains=title)
     if since is not None:
         sessions = sessions.filter(last_at__gte=since)
@@ -57,6 +69,8 @@ def session_list(
 
 def session_get(*, session_id: str) -> Session | None:
     """Return one session with its project and parent, or None."""
+    if not findable(session_id):
+        return None
     return (
         Session.objects.select_related("project", "parent")
         .filter(session_id=session_id)
@@ -71,7 +85,7 @@ def session_subagent_list(*, session: Session) -> list[Session]:
 
 def sessions_by_id(*, session_ids: list[str]) -> dict[str, Session]:
     """Return {session id: Session with project} for the ids that are indexed."""
-    wanted = [s for s in dict.fromkeys(session_ids) if s]
+    wanted = [s for s in dict.fromkeys(session_ids) if s and findable(s)]
     found: dict[str, Session] = {}
     for start in range(0, len(wanted), 900):
         rows = Session.objects.select_related("project").filter(

@@ -7,10 +7,12 @@ blocks (apps.indexing.rawlines); the FTS rows are inserted beside the entries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from apps.indexing import rawlines, sql
@@ -101,41 +103,69 @@ def entry_row(
 def entries_insert(*, blocks: list[tuple[int, bytes]], rows: list[tuple]) -> None:
     """Insert blocks (source id, data), entry rows, and their FTS rows.
 
-    Call inside the write transaction. Ids are assigned here, under the IMMEDIATE
-    write lock, so rows can name their block and the FTS rows can be inserted with
-    the plain text already in hand.
+    Call inside the write transaction. Ids are assigned here (_ids_take), so rows
+    can name their block and the FTS rows can be inserted with the plain text
+    already in hand.
     """
     if not rows:
         return
     with connection.cursor() as cursor:
-        cursor.execute(sql.NEXT_ID.format(table="indexing_block"))
-        first_block = cursor.fetchone()[0] + 1
-        cursor.executemany(
+        block_ids = _ids_take(cursor, "indexing_block", len(blocks))
+        _rows_insert(
+            cursor,
             sql.BLOCK_INSERT,
-            [
-                (first_block + n, source, data)
-                for n, (source, data) in enumerate(blocks)
-            ],
+            [(block_ids[n], source, data) for n, (source, data) in enumerate(blocks)],
         )
-        cursor.execute(sql.NEXT_ID.format(table="indexing_entry"))
-        first = cursor.fetchone()[0] + 1
-        cursor.executemany(
+        ids = _ids_take(cursor, "indexing_entry", len(rows))
+        _rows_insert(
+            cursor,
             _ENTRY_INSERT,
             [
                 (
-                    first + n,
+                    ids[n],
                     *row[:_BLOCK],
-                    first_block + row[_BLOCK],
+                    block_ids[row[_BLOCK]],
                     *row[_BLOCK + 1 : -1],
                 )
                 for n, row in enumerate(rows)
             ],
         )
-    fts_insert(rows=[(first + n, row[-1], row[_TOOLS]) for n, row in enumerate(rows)])
+    fts_insert(
+        rows=[
+            (ids[n], row[-1], row[_TOOLS], row[_TYPE], row[_ROLE])
+            for n, row in enumerate(rows)
+        ]
+    )
+
+
+def _rows_insert(cursor: CursorWrapper, insert: str, rows: list[tuple]) -> None:
+    """Run an INSERT ... VALUES for each row: executemany on SQLite, one COPY on
+    PostgreSQL, where a statement per row cost three times the COPY's time."""
+    if connection.vendor == "sqlite":
+        cursor.executemany(insert, rows)
+        return
+    table_columns = insert.split(" VALUES ")[0].removeprefix("INSERT INTO ")
+    with cursor.cursor.copy(f"COPY {table_columns} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _ids_take(cursor: CursorWrapper, table: str, count: int) -> Sequence[int]:
+    """Return count fresh ids of table, ascending, never used before."""
+    if connection.vendor == "sqlite":
+        # Under the IMMEDIATE write lock nobody else takes ids meanwhile.
+        cursor.execute(sql.NEXT_ID.format(table=table))
+        first = cursor.fetchone()[0] + 1
+        return range(first, first + count)
+    # Other writers may take ids at the same time: draw them from the sequence.
+    cursor.execute(sql.IDS_TAKE, [table, count])
+    return [row[0] for row in cursor.fetchall()]
 
 
 _BLOCK = _COLUMNS.index("block_id")
 _TOOLS = _COLUMNS.index("tools")
+_TYPE = _COLUMNS.index("type")
+_ROLE = _COLUMNS.index("role")
 
 
 class Batch:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import connection
 
+from apps.indexing import sql
 from apps.indexing.fts import fts_optimize, fts_stale_apply, fts_stale_count
 from apps.indexing.models import Block, Entry, Session, SourceFile
 from apps.indexing.services.batches import Batch, Committer, sessions_ensure
@@ -189,6 +190,17 @@ def index_lock(
     *, wait: bool = True, on_wait: Callable[[str], None] | None = None
 ) -> Iterator[None]:
     """Hold the per-database index lock (a second run waits or raises IndexBusy)."""
+    if connection.vendor == "sqlite":
+        lock = _file_lock(wait=wait, on_wait=on_wait)
+    else:
+        lock = _advisory_lock(wait=wait, on_wait=on_wait)
+    with lock:
+        yield
+
+
+@contextmanager
+def _file_lock(*, wait: bool, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    """Lock a file beside the SQLite file, naming the holder's pid in it."""
     path = f"{connection.settings_dict['NAME']}.index-lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -207,6 +219,37 @@ def index_lock(
         yield
     finally:
         os.close(fd)
+
+
+# The key of the index's session-level advisory lock ("clmn"): runs on several
+# hosts share one server, so the lock must be the database's, not a file's.
+ADVISORY_KEY = 0x636C6D6E
+
+
+@contextmanager
+def _advisory_lock(
+    *, wait: bool, on_wait: Callable[[str], None] | None
+) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock on this connection for the whole run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_KEY])
+        if not cursor.fetchone()[0]:
+            cursor.execute(sql.LOCK_HOLDER, [ADVISORY_KEY])
+            row = cursor.fetchone()
+            message = (
+                f"another reindex run (database session {row[0] if row else '?'}) "
+                "is indexing this database"
+            )
+            if not wait:
+                raise IndexBusy(message)
+            if on_wait:
+                on_wait(f"{message}; waiting for it to finish…")
+            cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_KEY])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_KEY])
 
 
 class _Run:

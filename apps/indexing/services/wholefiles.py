@@ -107,7 +107,8 @@ def _todo_writer(
 def _plan_writer(
     found: FoundFile, source: SourceFile, data: bytes
 ) -> tuple[Callable[[], None], int]:
-    text = data.decode("utf-8", errors="replace")
+    # A NUL (which PostgreSQL's text cannot hold) reads as U+FFFD, as in JSON lines.
+    text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     slug = Path(found.path).stem
     session_pk = (
         Session.objects.filter(slug=slug)

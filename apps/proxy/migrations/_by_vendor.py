@@ -58,6 +58,8 @@ class ByVendor(Operation):
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
         operations = self._chosen(schema_editor)
+        if not operations:  # nothing for this engine (zip below needs one or more)
+            return
         states = [to_state]
         for operation in operations[:-1]:
             state = states[-1].clone()

@@ -1,4 +1,5 @@
-"""Every FTS5 statement of the project, and the one way user text reaches MATCH.
+"""The SQLite form of the index: every FTS5 statement, and the one way user text
+reaches MATCH.
 
 Invariants:
 - indexing_entry_fts is a contentless FTS5 table (content=''): each entry's text
@@ -11,80 +12,64 @@ Invariants:
   row from a contentless index needs its exact text, which SQL alone cannot
   unpack, so a delete, whoever makes it, queues a tombstone in
   indexing_fts_stale (the entry's block is copied to indexing_fts_stale_block
-  if the block goes first); fts_stale_apply() removes them from the index, at
+  if the block goes first); stale_apply() removes them from the index, at
   the start of every index_sync and right after the indexer's own deletes.
   Queued rows are already invisible: searches and counts exclude them.
   Nothing outside this module and the migrations names these tables.
 - User text reaches MATCH only through fts_query_escape(): every token is quoted
   (so AND/OR/NOT/NEAR, column names, brackets, `-`, `^` and `:` are literal words),
   quotes are balanced, a quoted phrase stays a phrase, `word*` stays a prefix, a
-  NUL is a space, and input with no searchable token yields '' (the caller
-  returns no results).
+  NUL is a space, and input with no searchable token yields '' (no results).
   https://www.sqlite.org/fts5.html#full_text_query_syntax
 - Raw FTS5 syntax runs only when a caller passes raw=True; its syntax errors raise
   FtsQueryError with SQLite's message. Escaped queries never raise.
-- Ranking is bm25 (FTS5 `rank`) over the RANK_WINDOW (1,000) most recent
-  matching entries: exact for any query matching fewer, and bounded in cost for
-  a word found in 70,000 entries. Metadata filters join indexing_entry (and
-  indexing_session) on rowid; every query has a LIMIT; snippets are computed only
-  for the page of hits, in Python from the entries' texts: FTS5's snippet() would
-  evaluate the whole query again for each hit.
+- Ranking is bm25 (FTS5 `rank`) over the `window` most recent matching entries:
+  exact for any query matching fewer, and bounded in cost for a word found in
+  70,000 entries. Metadata filters join indexing_entry (and indexing_session) on
+  rowid; every query has a LIMIT; snippets are computed only for the page of
+  hits, in Python from the entries' texts: FTS5's snippet() would evaluate the
+  whole query again for each hit.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
-from datetime import datetime
 
 from django.db import DatabaseError, connection
 
+from apps.indexing.fts.shared import (
+    MAX_TERM_CHARS,
+    MAX_TERMS,
+    FtsFilters,
+    FtsQueryError,
+    filter_sql,
+    no_nul,
+    plain_terms,
+    snippet_parts,
+    snippet_pattern,
+)
 from apps.indexing.rawlines import block_text
 
 TABLE = "indexing_entry_fts"
-RANK_WINDOW = 1000
-MAX_TERMS = 32
-MAX_TERM_CHARS = 200
-
-_TOKEN = re.compile(r'"([^"]*)("?)(\*?)|(\S+)')
-
-
-class FtsQueryError(ValueError):
-    """A raw FTS5 query SQLite rejected; the message is SQLite's."""
+SYNTAX = ("FTS5", "https://www.sqlite.org/fts5.html#full_text_query_syntax")
 
 
 def fts_query_escape(text: str) -> str:
     """Return a safe MATCH expression: all words required, phrases, `word*` prefixes."""
-    terms: list[str] = []
-    for phrase, _closing, star, word in _TOKEN.findall(_no_nul(text)):
-        body, prefix = (phrase, star) if not word else _split_prefix(word)
-        words = [w for w in body.split() if any(c.isalnum() for c in w)]
-        if not words:
-            continue
-        quoted = " ".join(words)[:MAX_TERM_CHARS].replace('"', '""')
-        terms.append(f'"{quoted}"' + ("*" if prefix else ""))
-        if len(terms) == MAX_TERMS:
-            break
-    return " ".join(terms)
+    return " ".join(
+        '"' + body.replace('"', '""') + '"' + ("*" if prefix else "")
+        for body, prefix in plain_terms(text)
+    )
 
 
-_WORD = re.compile(r"\w+(\*?)")
+def raw_words(text: str) -> list[tuple[str, bool]]:
+    """Return the words a raw FTS5 query looks for in the text (for highlighting).
 
-
-def fts_query_words(text: str, *, raw: bool = False) -> list[tuple[str, bool]]:
-    """Return the (lowercased word, is prefix) pairs a query searches for.
-
-    For highlighting. A raw (advanced) query is read as FTS5 syntax: operators,
-    column names and NEAR distances are not words, and neither are the words a
-    query excludes (after NOT) or looks for only in the tools column.
+    Operators, column names and NEAR distances are not words, and neither are
+    the words a query excludes (after NOT) or looks for only in the tools column.
     """
-    if raw:
-        return _RawTerms(text or "").words()[:MAX_TERMS]
-    words = []
-    for match in _WORD.finditer(text or ""):
-        words.append((match.group(0).rstrip("*").lower(), bool(match.group(1))))
-    return words[:MAX_TERMS]
+    return _RawTerms(text).words()[:MAX_TERMS]
 
 
 # FTS5 query tokens: strings ("" escapes a quote), barewords (letters, digits,
@@ -219,47 +204,41 @@ class _RawTerms:
             self.at += 1
 
 
-def _no_nul(text: str | None) -> str:
-    """Return text with every NUL turned into a space."""
-    # FTS5 reads a query as a C string: a NUL inside a quoted term ends the query
-    # there ("unterminated string").
-    return (text or "").replace("\x00", " ")
-
-
-def _split_prefix(word: str) -> tuple[str, str]:
-    stripped = word.rstrip("*")
-    return stripped, "*" if stripped != word else ""
-
-
-def fts_tool_filter(tool: str) -> str:
+def _tool_filter(tool: str) -> str:
     """Return a MATCH clause restricting hits to entries that used the named tool."""
-    words = [w for w in _no_nul(tool).split() if any(c.isalnum() for c in w)]
+    words = [w for w in no_nul(tool).split() if any(c.isalnum() for c in w)]
     if not words:
         return ""
     quoted = " ".join(words)[:MAX_TERM_CHARS].replace('"', '""')
     return f'tools : "{quoted}"'
 
 
-@dataclass(frozen=True, slots=True)
-class FtsFilters:
-    project_id: int | None = None
-    session_pk: int | None = None
-    role: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def fts_search(
-    *, match: str, filters: FtsFilters, limit: int, offset: int, raw: bool = False
+def search(
+    *,
+    query: str,
+    raw: bool,
+    tool: str,
+    filters: FtsFilters,
+    window: int,
+    limit: int,
+    offset: int,
 ) -> list[tuple[int, float]]:
-    """Return (entry id, bm25 rank) for one page of hits, best first."""
-    where, params = _filter_sql(filters)
+    """Return (entry id, bm25 rank) for one page of hits, best (lowest) first."""
+    match = query.strip() if raw else fts_query_escape(query)
+    tool_clause = _tool_filter(tool) if tool else ""
+    if tool and not tool_clause:
+        return []
+    if match and tool_clause:
+        match = f"({match}) AND {tool_clause}"
+    match = match or tool_clause
+    if not match:
+        return []
+    where, params = filter_sql(filters)
     join = "JOIN indexing_entry e ON e.id = f.rowid" if where else ""
     where += _LIVE
     # bm25 costs a few microseconds per matching row: rank only the most recent
-    # RANK_WINDOW matches (all of them for any but very common words). FTS5 walks
+    # `window` matches (all of them for any but very common words). FTS5 walks
     # matches in rowid order cheaply, and a rowid bound is pushed into the index.
-    window = max(RANK_WINDOW, offset + limit)
     cut_sql = (
         f"SELECT f.rowid FROM {TABLE} f {join} WHERE {TABLE} MATCH %s {where} "
         f"ORDER BY f.rowid DESC LIMIT 1 OFFSET %s"
@@ -277,37 +256,17 @@ def fts_search(
     ]
 
 
+def snippets(
+    *, texts: list[str], words: list[tuple[str, bool]], query: str, raw: bool
+) -> list[list[tuple[str, bool]]]:
+    """Return each text's snippet parts, found in Python (see the module docstring)."""
+    pattern = snippet_pattern(words)
+    return [snippet_parts(text, pattern) for text in texts]
+
+
 STALE = "indexing_fts_stale"
-# Tombstones: deleted entries whose postings fts_stale_apply has not removed yet.
+# Tombstones: deleted entries whose postings stale_apply has not removed yet.
 _LIVE = f" AND f.rowid NOT IN (SELECT entry_id FROM {STALE})"
-
-
-def _filter_sql(filters: FtsFilters) -> tuple[str, list]:
-    clauses: list[str] = []
-    params: list = []
-    if filters.session_pk is not None:
-        clauses.append("e.session_id = %s")
-        params.append(filters.session_pk)
-    if filters.project_id is not None:
-        clauses.append(
-            "e.session_id IN (SELECT id FROM indexing_session WHERE project_id = %s)"
-        )
-        params.append(filters.project_id)
-    if filters.role:
-        clauses.append("e.role = %s")
-        params.append(filters.role)
-    # Stored the way Django stores DateTimeField on SQLite: naive UTC text.
-    if filters.since is not None:
-        clauses.append("e.timestamp >= %s")
-        params.append(_db_time(filters.since))
-    if filters.until is not None:
-        clauses.append("e.timestamp < %s")
-        params.append(_db_time(filters.until))
-    return "".join(f" AND {c}" for c in clauses), params
-
-
-def _db_time(moment: datetime) -> str | None:
-    return connection.ops.adapt_datetimefield_value(moment)
 
 
 def _run(sql: str, params: list, *, raw: bool) -> list[tuple]:
@@ -321,22 +280,24 @@ def _run(sql: str, params: list, *, raw: bool) -> list[tuple]:
         raise
 
 
-def fts_insert(*, rows: list[tuple[int, str, str]]) -> None:
-    """Index new entries: (entry id, text, tools), inside the entries' transaction."""
+def insert(*, rows: list[tuple[int, str, str, str, str]]) -> None:
+    """Index new entries: (entry id, text, tools, type, role); all columns weigh
+    the same here (bm25's default), so type and role are not used."""
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {TABLE}(rowid, text, tools) VALUES (%s, %s, %s)", rows
+            f"INSERT INTO {TABLE}(rowid, text, tools) VALUES (%s, %s, %s)",
+            [row[:3] for row in rows],
         )
 
 
-def fts_stale_count() -> int:
+def stale_count() -> int:
     """Return how many deleted entries still wait to leave the index."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {STALE}")
         return cursor.fetchone()[0]
 
 
-def fts_stale_apply(*, limit: int = 5000) -> int:
+def stale_apply(*, limit: int = 5000) -> int:
     """Remove up to limit deleted entries from the index; return how many.
 
     Call inside a write transaction. A tombstone whose text is lost (its block
@@ -374,13 +335,13 @@ WHERE NOT EXISTS (SELECT 1 FROM {STALE} s WHERE s.block_id = {STALE}_block.id)
 """
 
 
-def fts_optimize() -> None:
+def optimize() -> None:
     """Merge the index into one b-tree: smaller and faster to query after bulk loads."""
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('optimize')")
 
 
-def fts_integrity_check() -> None:
+def integrity_check() -> None:
     """Raise DatabaseError when the index is damaged or disagrees with the entries."""
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('integrity-check')")
@@ -411,8 +372,11 @@ SELECT
 """
 
 
-def fts_match_count(*, match: str) -> int:
-    """Return how many live entries a MATCH expression finds (for checks, tests)."""
+def match_count(*, query: str) -> int:
+    """Return how many live entries a plain query finds (for checks, tests)."""
+    match = fts_query_escape(query)
+    if not match:
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM {TABLE} f WHERE {TABLE} MATCH %s {_LIVE}", [match]
@@ -420,7 +384,7 @@ def fts_match_count(*, match: str) -> int:
         return cursor.fetchone()[0]
 
 
-def fts_row_count() -> int:
+def row_count() -> int:
     """Return the number of live entries the FTS index holds."""
     with connection.cursor() as cursor:
         cursor.execute(
