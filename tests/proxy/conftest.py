@@ -52,13 +52,13 @@ print("locked", flush=True)
 sys.stdin.readline()
 db.execute("COMMIT")
 """
-# PostgreSQL's counterpart of SQLite's write lock: what a long migration or a
-# VACUUM FULL holds, so that the recorder's writes (and the relay's probe) wait.
+# PostgreSQL's counterpart of SQLite's write lock (BEGIN IMMEDIATE): EXCLUSIVE
+# mode makes every write wait and lets reads go on, as SQLite's WAL does.
 PG_LOCKER = """
 import sys, psycopg
 db = psycopg.connect(sys.argv[1], autocommit=True)
 db.execute("BEGIN")
-db.execute("LOCK TABLE proxy_exchange, proxy_apicall IN ACCESS EXCLUSIVE MODE")
+db.execute("LOCK TABLE proxy_exchange, proxy_apicall IN EXCLUSIVE MODE")
 print("locked", flush=True)
 sys.stdin.readline()
 db.execute("COMMIT")
