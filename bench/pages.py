@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/pages.py [--rows 200000] [--runs 20] [--keep PATH]
 
-Fills a temporary SQLite database with the same generator as bench/stats.py
+Fills a temporary SQLite database (or, with CLAUDEMON_DATABASE_URL, a fresh
+PostgreSQL one) with the same generator as bench/stats.py
 (30 days, several models, sessions, errors, cache use, tool calls, limits),
 adds one long Claude Code conversation (200 messages with tool calls, an Edit,
 thinking) for the inspector, then renders each page in-process with Django's
@@ -50,20 +51,28 @@ def main() -> int:
     os.environ["CLAUDEMON_DB_PATH"] = str(path)
     os.environ["DJANGO_SETTINGS_MODULE"] = "claudemon.settings.data"
     os.environ.setdefault("CLAUDEMON_ALLOWED_HOSTS", "testserver,127.0.0.1")
-    import django
+    # Shared with the stats bench: the generator, and PostgreSQL when
+    # CLAUDEMON_DATABASE_URL is set (a fresh database, dropped at the end).
+    from bench.stats import (
+        database_size,
+        exchanges_fill,
+        postgres_database,
+        rollup_fill,
+    )
 
-    django.setup()
-    from django.core.management import call_command
+    with postgres_database(os.environ.get("CLAUDEMON_DATABASE_URL", "")):
+        import django
 
-    from bench.stats import exchanges_fill, rollup_fill  # shared with the stats bench
+        django.setup()
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    now = datetime.now(UTC).replace(microsecond=0)
-    exchanges_fill(rows=args.rows, now=now)
-    inspected = _long_conversation(now=now)
-    print(f"database: {path} ({path.stat().st_size / 1e6:,.0f} MB)")
-    print(f"rollups built ahead of reads (manage.py rollup): {rollup_fill():.1f} s")
-    _measure(runs=args.runs, inspected=inspected, member=args.member)
+        call_command("migrate", verbosity=0)
+        now = datetime.now(UTC).replace(microsecond=0)
+        exchanges_fill(rows=args.rows, now=now)
+        inspected = _long_conversation(now=now)
+        print(f"database: {database_size(path)}")
+        print(f"rollups built ahead of reads (manage.py rollup): {rollup_fill():.1f} s")
+        _measure(runs=args.runs, inspected=inspected, member=args.member)
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)

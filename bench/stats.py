@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/stats.py [--rows 200000] [--runs 20] [--keep PATH]
 
-Fills a temporary SQLite database (the real migrations, bulk_create in
-batches) with realistic exchanges spread over 30 days: several models,
+Fills a temporary SQLite database, or with CLAUDEMON_DATABASE_URL a fresh
+PostgreSQL database on that server, dropped at the end (the real migrations,
+bulk_create in batches) with realistic exchanges spread over 30 days: several models,
 ~800 sessions with subagent calls, streaming and not, errors (429, 529,
 mid-stream), cache reads and writes, tool calls, unified rate-limit headers on
 subscription traffic and standard ones on API-key traffic, compressed bodies
@@ -27,6 +28,7 @@ its figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -35,8 +37,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,20 +71,58 @@ def main() -> int:
     os.environ["CLAUDEMON_DB_PATH"] = str(path)
     os.environ["DJANGO_SETTINGS_MODULE"] = "claudemon.settings.data"
     os.environ.setdefault("CLAUDEMON_ALLOWED_HOSTS", "testserver,127.0.0.1")
-    import django
+    with postgres_database(os.environ.get("CLAUDEMON_DATABASE_URL", "")):
+        import django
 
-    django.setup()
-    from django.core.management import call_command
+        django.setup()
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    now = datetime.now(UTC).replace(microsecond=0)
-    exchanges_fill(rows=args.rows, now=now)
-    print(f"database: {path} ({path.stat().st_size / 1e6:,.0f} MB)")
-    _measure(runs=args.runs, now=now, member=args.member)
+        call_command("migrate", verbosity=0)
+        now = datetime.now(UTC).replace(microsecond=0)
+        exchanges_fill(rows=args.rows, now=now)
+        print(f"database: {database_size(path)}")
+        _measure(runs=args.runs, now=now, member=args.member)
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     return 0
+
+
+@contextlib.contextmanager
+def postgres_database(url: str) -> Iterator[None]:
+    """With a postgres:// url, point CLAUDEMON_DATABASE_URL at a fresh database on
+    its server for the run, and drop it after; else use the SQLite file."""
+    if not url:
+        yield
+        return
+    import psycopg
+
+    name = f"claudemon_bench_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    os.environ["CLAUDEMON_DATABASE_URL"] = urlunsplit(
+        urlsplit(url)._replace(path=f"/{name}")
+    )
+    try:
+        yield
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def database_size(path: Path) -> str:
+    """Return which database the bench fills, and its size."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return f"{path} ({path.stat().st_size / 1e6:,.0f} MB)"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        size = cursor.fetchone()[0]
+    return f"PostgreSQL {connection.settings_dict['NAME']} ({size / 1e6:,.0f} MB)"
 
 
 def exchanges_fill(*, rows: int, now: datetime) -> None:

@@ -16,6 +16,9 @@ Filters the rollups do not keep (a session) read the ledger alone.
 
 from __future__ import annotations
 
+from functools import cache
+from types import SimpleNamespace
+
 QUARTER = 900  # seconds
 # The rollup tables of sums and the columns each is keyed by: what a read may
 # group and filter by. The project one is 3x larger (bench/usage.py): only reads
@@ -330,16 +333,54 @@ FROM (
     SELECT r.*, ROW_NUMBER() OVER (PARTITION BY turn ORDER BY entry_id DESC) - 1
                AS later
     FROM ({CALL_ROWS}) r
-)
+) AS t
 GROUP BY turn ORDER BY turn
 """
 
-# --- the statusline (apps.dashboard.statusline): plain sqlite3, no Django ----
+# --- the statusline (apps.dashboard.statusline): sqlite3 or psycopg, no Django ---
 STATUS_ANY = "SELECT 1 FROM proxy_apicall LIMIT 1"
 # The newest subscription limits the relay saw: the condition is the partial
 # index exchange_unified_time's (apps/proxy migration 0002), word for word.
 STATUS_LIMITS = """
 SELECT unified_5h_utilization, unified_5h_reset, unified_7d_utilization
-FROM proxy_exchange WHERE unified_5h_utilization IS NOT NULL AND started_at < ?
+FROM proxy_exchange WHERE unified_5h_utilization IS NOT NULL AND started_at < %s
 ORDER BY started_at DESC LIMIT 1
 """
+
+
+# --- PostgreSQL ----------------------------------------------------------------------
+# The statements whose SQLite form PostgreSQL does not run or should not: SQLite's
+# planner pins (INDEXED BY, a unary + on a column) go, PostgreSQL's planner picks
+# from its own statistics; SUM of a bigint is a numeric there (a Decimal in
+# Python), so token sums are cast back; GROUP_CONCAT is string_agg.
+_TOKEN_SUMS = [f"SUM({c}) AS {c}" for c in SUM_COLUMNS if c.endswith("_tokens")]
+
+
+def _postgresql(statement: str) -> str:
+    for token_sum in _TOKEN_SUMS:
+        statement = statement.replace(
+            token_sum, token_sum.replace(") AS", ")::bigint AS")
+        )
+    return (
+        statement.replace(f" INDEXED BY {COVER_INDEX}", "")
+        .replace(" INDEXED BY exchange_provider_time", "")
+        .replace("+at >= %s AND +at < %s", "at >= %s AND at < %s")
+        .replace("GROUP_CONCAT(DISTINCT model)", "string_agg(DISTINCT model, ',')")
+    )
+
+
+@cache
+def on(vendor: str) -> SimpleNamespace:
+    """Return this module's statements in the form `vendor` (Django's
+    connection.vendor) runs."""
+    forms = {
+        name: value
+        for name, value in globals().items()
+        if name.isupper() and not name.startswith("_")
+    }
+    if vendor == "postgresql":
+        forms = {
+            name: _postgresql(value) if isinstance(value, str) else value
+            for name, value in forms.items()
+        }
+    return SimpleNamespace(**forms)

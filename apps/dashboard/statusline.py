@@ -10,10 +10,13 @@ Why not a management command: Django's start-up alone took longer than the
 process). So this runs on the standard library only (`python -I -S`), reads the
 SQLite file read-only, and shares its SQL (apps.dashboard.sql), block rule
 (apps.dashboard.blocks) and formatting (apps.dashboard.terminal) with the rest.
+On PostgreSQL (--db or CLAUDEMON_DATABASE_URL a postgres:// URL) it adds the
+interpreter's site-packages for psycopg, the one library it then needs.
 It never prints a traceback into the user's status line: any failure prints a
 short fallback and exits 0.
 
-    python -I -S /path/to/claudemon/apps/dashboard/statusline.py [--db PATH] [--tz ZONE]
+    python -I -S /path/to/claudemon/apps/dashboard/statusline.py [--db PATH|URL]
+        [--tz ZONE]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sqlite3
 import sys
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,62 +42,110 @@ _WINDOW = timedelta(hours=48)  # calls read to find the active block's start
 _BUSY_MS = 50  # wait this long for a locked database, then fall back
 
 
-def database_path(arguments: list[str]) -> Path:
-    """Return the SQLite file: --db, CLAUDEMON_DB_PATH, or the var folder's
-    (the same defaults as claudemon.settings.base)."""
+def database_path(arguments: list[str]) -> Path | str:
+    """Return the database: --db (a file or a postgres:// URL),
+    CLAUDEMON_DATABASE_URL, CLAUDEMON_DB_PATH, or the var folder's file (the same
+    defaults as claudemon.settings.base)."""
     if "--db" in arguments:
-        return Path(arguments[arguments.index("--db") + 1])
+        target = arguments[arguments.index("--db") + 1]
+        return target if _is_url(target) else Path(target)
+    if os.environ.get("CLAUDEMON_DATABASE_URL"):
+        return os.environ["CLAUDEMON_DATABASE_URL"]
     if os.environ.get("CLAUDEMON_DB_PATH"):
         return Path(os.environ["CLAUDEMON_DB_PATH"])
     var = Path(os.environ.get("CLAUDEMON_VAR_DIR") or ROOT / "var")
     return var / "claudemon.sqlite3"
 
 
+def _is_url(target: str) -> bool:
+    return target.startswith(("postgres://", "postgresql://"))
+
+
+class _Reader:
+    """The one read-only connection, SQLite or PostgreSQL, and its SQL forms."""
+
+    def __init__(self, db: Path | str) -> None:
+        if isinstance(db, Path):
+            uri = f"file:{db}?mode=ro"
+            self.db: Any = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000)
+            self.sql, self.mark = sql.on("sqlite"), "?"
+            return
+        try:
+            import psycopg
+        except ImportError:  # run with -S: the interpreter's site-packages hold it
+            import site
+
+            site.main()
+            import psycopg
+        self.db = psycopg.connect(
+            db,
+            autocommit=True,
+            connect_timeout=2,
+            options=f"-c lock_timeout={_BUSY_MS} -c statement_timeout=2000",
+            cursor_factory=psycopg.ClientCursor,  # as Django binds: literals
+        )
+        self.sql, self.mark = sql.on("postgresql"), "%s"
+
+    def run(self, statement: str, params: list[Any] | None = None) -> Any:
+        """Execute a statement of apps.dashboard.sql (%s marks); return the cursor."""
+        params = params or []
+        if self.mark == "?":
+            statement = statement.replace("%s", "?")
+            params = [_stored(p) if isinstance(p, datetime) else p for p in params]
+        return self.db.execute(statement, params)
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def _stored(moment: datetime) -> str:
-    """Return an instant as the ledger stores it (naive UTC text, sortable)."""
+    """Return an instant as SQLite's ledger stores it (naive UTC text, sortable)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+def _moment(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):  # PostgreSQL's timestamptz
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def status_line(*, db: Path, session_id: str, zone: ZoneInfo, now: datetime) -> str:
+def status_line(
+    *, db: Path | str, session_id: str, zone: ZoneInfo, now: datetime
+) -> str:
     """Return the status line's text for a session."""
-    if not db.is_file():
+    if isinstance(db, Path) and not db.is_file():
         return "claudemon: no database yet (make run)"
-    uri = f"file:{db}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000) as connection:
-        if connection.execute(sql.STATUS_ANY).fetchone() is None:
+    reader = _Reader(db)
+    try:
+        if reader.run(reader.sql.STATUS_ANY).fetchone() is None:
             return "claudemon: no calls recorded yet"
-        quarters = _quarters(connection, now)
+        quarters = _quarters(reader, now)
         midnight = datetime.combine(now.astimezone(zone).date(), time(), tzinfo=zone)
         today = [q for q in quarters if q.first_at >= midnight]
         parts = [
-            _session_part(connection, session_id),
+            _session_part(reader, session_id),
             f"{money(sum(q.cost_usd for q in today), sum(q.unpriced for q in today))}"
             " today",
             _block_part(quarters, now),
-            _limits_part(connection, now),
+            _limits_part(reader, now),
         ]
+    finally:
+        reader.close()
     return " · ".join(part for part in parts if part)
 
 
-def _quarters(connection: sqlite3.Connection, now: datetime) -> list[Activity]:
+def _quarters(reader: _Reader, now: datetime) -> list[Activity]:
     """Return the last _WINDOW's Messages calls as quarter-hour activity, read
     as every usage figure is (apps.dashboard.sql.SUMS: rollups, dirty quarters
     from the ledger)."""
     name, keys = sql.TABLES["usage"]
-    statement = sql.SUMS.format(
-        group="quarter", comma=", ", where=" AND kind = ?", group_by="GROUP BY quarter",
-        table=name, keys=", ".join(keys),
-    ).replace("%s", "?")  # fmt: skip
+    statement = reader.sql.SUMS.format(
+        group="quarter", comma=", ", where=" AND kind = %s",
+        group_by="GROUP BY quarter", table=name, keys=", ".join(keys),
+    )  # fmt: skip
     start = now - _WINDOW
     rolled, live = sql.quarter_bounds(int(start.timestamp()), int(now.timestamp()))
-    rows = connection.execute(
-        statement,
-        [*rolled, "messages", *live, _stored(start), _stored(now), "messages"],
-    )
+    rows = reader.run(statement, [*rolled, "messages", *live, start, now, "messages"])
     names = [column[0] for column in rows.description]
     return [_activity(dict(zip(names, row, strict=True))) for row in rows if row[1]]
 
@@ -109,11 +161,11 @@ def _activity(row: dict) -> Activity:
     )  # fmt: skip
 
 
-def _session_part(connection: sqlite3.Connection, session_id: str) -> str:
+def _session_part(reader: _Reader, session_id: str) -> str:
     if not session_id:
         return ""
-    statement = sql.SESSIONS_SELECT.format(where=" AND session_id = ?")
-    row = connection.execute(statement.replace("%s", "?"), [session_id]).fetchone()
+    statement = reader.sql.SESSIONS_SELECT.format(where=" AND session_id = %s")
+    row = reader.run(statement, [session_id]).fetchone()
     if row is None:
         return f"{money(0.0)} session"
     found = dict(zip(sql.SESSION_COLUMNS, row, strict=True))
@@ -130,8 +182,8 @@ def _block_part(quarters: list[Activity], now: datetime) -> str:
     return f"{money(active.cost_usd, active.unpriced)} block ({left} left{rate})"
 
 
-def _limits_part(connection: sqlite3.Connection, now: datetime) -> str:
-    row = connection.execute(sql.STATUS_LIMITS, [_stored(now)]).fetchone()
+def _limits_part(reader: _Reader, now: datetime) -> str:
+    row = reader.run(reader.sql.STATUS_LIMITS, [now]).fetchone()
     if row is None:
         return ""
     five, _reset, seven = row
@@ -164,13 +216,21 @@ def main(arguments: list[str]) -> int:
             zone=zone,
             now=datetime.now(UTC),
         )
-    except sqlite3.DatabaseError as exc:
-        busy = "locked" in str(exc) or "busy" in str(exc)
-        line = "claudemon: database busy" if busy else "claudemon: no data"
-    except Exception:  # noqa: BLE001 - never a traceback in the status line
-        line = "claudemon: unavailable"
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the status line
+        line = _fallback(exc)
     print(line)
     return 0
+
+
+def _fallback(exc: Exception) -> str:
+    """Return the short line for a failure: busy (a lock held too long: SQLite's
+    busy timeout, PostgreSQL's lock_timeout), no data, or unavailable."""
+    text, kind = str(exc), type(exc).__name__
+    if "locked" in text or "busy" in text or kind == "LockNotAvailable":
+        return "claudemon: database busy"
+    if isinstance(exc, sqlite3.DatabaseError) or kind == "OperationalError":
+        return "claudemon: no data"
+    return "claudemon: unavailable"
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ Invariants (tests/proxy/test_bodies.py): body_decode returns exactly the bytes
 that were relayed; every block a stored body lists exists, with the body's
 session_id as its scope; after a delete through services.exchange_delete,
 no block of a touched session is left unlisted. Blocks are written and swept
-only inside IMMEDIATE transactions (one writer at a time), so a block found by
-bodyblock_store cannot be swept before the row listing it is written.
+only inside transactions that hold their session (bodyblock_lock: SQLite's
+IMMEDIATE transactions, one writer at a time; a lock per session on PostgreSQL),
+so a block found by bodyblock_store cannot be swept before the row listing it
+is written, and two relays never store the same block twice.
 
 This module holds its own queries (against the house habit of services and
 selectors): the format and the rows that carry it are one invariant, kept where
@@ -122,11 +124,9 @@ def body_decode(stored: bytes | memoryview | None) -> bytes | None:
 
 
 def _body_join(ids: list[int]) -> bytes:
+    statement = sql.on(connection.vendor).BODYBLOCKS_READ
     with connection.cursor() as cursor:  # one parameter: sql.BODYBLOCKS_READ says why
-        cursor.execute(
-            sql.BODYBLOCKS_READ,
-            [json.dumps(ids)],
-        )
+        cursor.execute(statement, [json.dumps(ids)])
         contents = dict(cursor.fetchall())
     if len(contents) < len(set(ids)):
         missing = len(set(ids)) - len(contents)
@@ -209,8 +209,17 @@ def body_row_stored(row: dict[str, Any]) -> dict[str, Any]:
     return row | {"request_body": bodyblock_store(body=body, scope=row["session_id"])}
 
 
+def bodyblock_lock(*, scopes: list[str]) -> None:
+    """Hold these sessions' blocks until the transaction ends (call in one)."""
+    statement = sql.on(connection.vendor).BODYBLOCK_LOCK
+    if statement and scopes:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [sorted(set(scopes))])
+
+
 def bodyblock_store(*, body: BodyBlocks, scope: str) -> bytes:
     """Store the blocks a session lacks; return the body's stored form."""
+    bodyblock_lock(scopes=[scope])
     # All of the session's digests in one index-only read: a body lists most of
     # them, and IN lists of its own digests cost 3x the CPU (bench/storage.py).
     rows = BodyBlock.objects.filter(scope=scope).values_list("digest", "id")
@@ -228,6 +237,7 @@ def bodyblock_store(*, body: BodyBlocks, scope: str) -> bytes:
 def bodyblock_sweep(*, scope: str) -> int:
     """Delete the blocks of a session that none of its exchanges lists; count them."""
     with transaction.atomic():
+        bodyblock_lock(scopes=[scope])
         unlisted = set(
             BodyBlock.objects.filter(scope=scope).values_list("id", flat=True)
         )

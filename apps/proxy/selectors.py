@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 
 from apps.proxy import sql
@@ -64,12 +66,20 @@ def call_session_ids(*, viewer: Viewer) -> QuerySet | None:
 
 def database_status() -> str:
     """Return 'ok' if the database answers a read within 0.5 s, else the error."""
-    # A fresh read-only connection: it must not wait behind the recorder's writes.
-    uri = f"file:{settings.CLAUDEMON_DB_PATH}?mode=ro"
+    # A fresh connection: it must not wait behind the recorder's writes (SQLite: a
+    # read-only one; PostgreSQL: one whose connect and statement time out).
     try:
-        with sqlite3.connect(uri, uri=True, timeout=0.5) as db:
-            db.execute(sql.EXCHANGE_ANY).fetchall()
-    except sqlite3.Error as exc:
+        if connection.vendor == "sqlite":
+            uri = f"file:{settings.CLAUDEMON_DB_PATH}?mode=ro"
+            with sqlite3.connect(uri, uri=True, timeout=0.5) as db:
+                db.execute(sql.EXCHANGE_ANY).fetchall()
+        else:
+            params = connection.get_connection_params()
+            options = f"{params.get('options', '')} -c statement_timeout=500"
+            params |= {"connect_timeout": 1, "options": options.strip()}
+            with psycopg.connect(**params) as db:
+                db.execute(sql.EXCHANGE_ANY).fetchall()
+    except (sqlite3.Error, psycopg.Error) as exc:
         return f"error: {exc}"
     return "ok"
 

@@ -9,6 +9,9 @@ proxy_apicalldirtysession) for the rollups.
 
 from __future__ import annotations
 
+from functools import cache
+from types import SimpleNamespace
+
 # --- the ledger ------------------------------------------------------------------
 # {columns}, {marks}: the row's columns and one %s each; {assignments}: the
 # merge rule of each column (RELAY_SETS or TRANSCRIPT_SETS, joined).
@@ -70,14 +73,26 @@ DIRTY_SESSION_MARK = (
     " ON CONFLICT (session_id)"
     " DO UPDATE SET touched = proxy_apicalldirtysession.touched + 1"
 )
-DIRTY_OLDEST = "SELECT quarter FROM proxy_apicalldirty ORDER BY quarter LIMIT %s"
-DIRTY_FORGET = "DELETE FROM proxy_apicalldirty WHERE quarter IN ({marks})"
-DIRTY_SESSIONS_FIRST = (
-    "SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id LIMIT %s"
+# Take up to %s marks off the list, returning them. On SQLite the rollup's
+# IMMEDIATE transaction holds the one write lock, so nobody marks meanwhile.
+DIRTY_TAKE = (
+    "DELETE FROM proxy_apicalldirty WHERE quarter IN"
+    " (SELECT quarter FROM proxy_apicalldirty ORDER BY quarter LIMIT %s)"
+    " RETURNING quarter"
 )
-DIRTY_SESSIONS_FORGET = (
-    "DELETE FROM proxy_apicalldirtysession WHERE session_id IN ({marks})"
+DIRTY_SESSIONS_TAKE = (
+    "DELETE FROM proxy_apicalldirtysession WHERE session_id IN"
+    " (SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id LIMIT %s)"
+    " RETURNING session_id"
 )
+# The ledger's writers read a row's old quarter and session, then write it: on
+# SQLite the IMMEDIATE transaction makes them one at a time; PostgreSQL (read
+# committed, many writers) needs a lock for it (_POSTGRESQL). Nothing here.
+LEDGER_LOCK = ""
+# A session's body blocks: a block found by one transaction must not be swept
+# by another before the row listing it is written (apps.proxy.bodies).
+# %s: the sessions (a list), sorted so that two takers never deadlock.
+BODYBLOCK_LOCK = ""
 
 # --- bodies and health -------------------------------------------------------------
 # One bound parameter however many blocks (a JSON array of ids): the ORM's IN
@@ -87,3 +102,46 @@ BODYBLOCKS_READ = (
     "SELECT id, data FROM proxy_bodyblock WHERE id IN (SELECT value FROM json_each(%s))"
 )
 EXCHANGE_ANY = "SELECT 1 FROM proxy_exchange LIMIT 1"
+
+# --- PostgreSQL ---------------------------------------------------------------------
+# Any read-committed transaction may run beside another writer: what SQLite's
+# single writer kept apart takes a transaction-scoped advisory lock (released at
+# commit or rollback; https://www.postgresql.org/docs/15/explicit-locking.html
+# #ADVISORY-LOCKS), keyed (_LOCKS, what). A taker skips marks a writer holds
+# (SKIP LOCKED): that writer's mark stays for the next round.
+_LOCKS = 0x636D  # "cm": claudemon's advisory locks
+_POSTGRESQL = {
+    "DIRTY_TAKE": (
+        "DELETE FROM proxy_apicalldirty WHERE quarter IN"
+        " (SELECT quarter FROM proxy_apicalldirty ORDER BY quarter LIMIT %s"
+        " FOR UPDATE SKIP LOCKED) RETURNING quarter"
+    ),
+    "DIRTY_SESSIONS_TAKE": (
+        "DELETE FROM proxy_apicalldirtysession WHERE session_id IN"
+        " (SELECT session_id FROM proxy_apicalldirtysession ORDER BY session_id"
+        " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING session_id"
+    ),
+    "LEDGER_LOCK": f"SELECT pg_advisory_xact_lock({_LOCKS}, 1)",
+    "BODYBLOCK_LOCK": (
+        f"SELECT pg_advisory_xact_lock({_LOCKS + 1}, hashtext(s))"
+        " FROM unnest(%s::text[]) AS s"
+    ),
+    "BODYBLOCKS_READ": (
+        "SELECT id, data FROM proxy_bodyblock WHERE id IN"
+        " (SELECT value::bigint FROM jsonb_array_elements_text(%s::jsonb))"
+    ),
+}
+
+
+@cache
+def on(vendor: str) -> SimpleNamespace:
+    """Return this module's statements in the form `vendor` (Django's
+    connection.vendor) runs."""
+    forms = {
+        name: value
+        for name, value in globals().items()
+        if name.isupper() and not name.startswith("_")
+    }
+    if vendor == "postgresql":
+        forms.update(_POSTGRESQL)
+    return SimpleNamespace(**forms)

@@ -224,6 +224,7 @@ class Recording:
         while True:
             try:
                 loop()
+                connection.close()  # this thread's own: a server counts it
                 return
             except Exception as exc:
                 log.exception("the recording %s thread failed; it starts again", name)
@@ -386,7 +387,10 @@ class Recording:
                         raise _Stopped from exc
                     delay = min(delay * 2, _MAX_RETRY_PAUSE)
                 except Exception as exc:
-                    raise _Permanent(f"{type(exc).__name__}: {exc}") from exc
+                    # The first line only: PostgreSQL's DETAIL line repeats the
+                    # failing row, prompts and all, which the reason must not hold.
+                    first = str(exc).partition("\n")[0]
+                    raise _Permanent(f"{type(exc).__name__}: {first}") from exc
                 else:
                     self.database_error = self.failure = ""
                     return

@@ -26,3 +26,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] = (
         "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA cache_size=-4000"
     )
+else:
+    # As SQLite's 5 s busy timeout: a write that waits longer for a lock (a
+    # migration, a VACUUM FULL) fails, and the recorder says so and retries.
+    _options = DATABASES["default"]["OPTIONS"]
+    _options["options"] = f"{_options.get('options', '')} -c lock_timeout=5000".strip()
+    _options.setdefault("connect_timeout", 5)

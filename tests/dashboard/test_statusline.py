@@ -9,9 +9,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection
 
+from tests.conftest import database_env, free_port
 from tests.factories import exchange_create
 
 SCRIPT = Path(__file__).resolve().parents[2] / "apps" / "dashboard" / "statusline.py"
@@ -25,6 +27,13 @@ CLAUDE_CODE_INPUT = {
     "version": "2.1.197", "output_style": {"name": "default"},
     "cost": {"total_cost_usd": 0.01, "total_duration_ms": 1000},
 }  # fmt: skip
+
+
+def test_database() -> str:
+    """Return the test database as the statusline takes it: a file or a URL."""
+    return (
+        database_env().get("CLAUDEMON_DATABASE_URL") or connection.settings_dict["NAME"]
+    )
 
 
 def statusline(db: Path | str, stdin: str, *extra: str) -> subprocess.CompletedProcess:
@@ -46,7 +55,7 @@ def test_it_shows_session_today_block_and_limits():
             input_tokens=1000, output_tokens=0, unified_5h_utilization=0.42,
             unified_7d_utilization=0.18, unified_status="allowed",
         )  # fmt: skip
-    done = statusline(connection.settings_dict["NAME"], json.dumps(CLAUDE_CODE_INPUT))
+    done = statusline(test_database(), json.dumps(CLAUDE_CODE_INPUT))
     assert done.returncode == 0 and not done.stderr
     line = done.stdout.strip()
     assert line.startswith("$0.0060 session · $0.0090 today · $0.0090 block (")
@@ -65,11 +74,12 @@ def test_it_prints_a_short_line_instead_of_failing(tmp_path, setup, expected):
     if setup == "not a database":
         db.write_bytes(b"garbage" * 100)
     elif setup == "empty":
-        db = Path(connection.settings_dict["NAME"])  # migrated, no calls
+        db = test_database()  # migrated, no calls
     done = statusline(db, json.dumps(CLAUDE_CODE_INPUT))
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, expected, "")
 
 
+@pytest.mark.sqlite_only("an exclusively locked SQLite file")
 @pytest.mark.django_db(transaction=True)
 def test_it_falls_back_when_the_database_is_locked(tmp_path):
     exchange_create(session_id=SESSION)
@@ -93,6 +103,30 @@ def test_it_falls_back_when_the_database_is_locked(tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_it_reads_odd_input_as_no_session(stdin):
     exchange_create(started_at=datetime.now(UTC) - timedelta(minutes=1))
-    done = statusline(connection.settings_dict["NAME"], stdin)
+    done = statusline(test_database(), stdin)
     assert done.returncode == 0 and not done.stderr
     assert done.stdout.startswith("$") and "session" not in done.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_falls_back_when_the_ledger_stays_locked(tmp_path):
+    # PostgreSQL's counterpart of the locked file: a migration or VACUUM FULL holds
+    # the ledger; the line says so within its lock timeout instead of waiting.
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite: test_it_falls_back_when_the_database_is_locked")
+    exchange_create(session_id=SESSION)
+    with psycopg.connect(test_database()) as holder:
+        holder.execute("LOCK TABLE proxy_apicall IN ACCESS EXCLUSIVE MODE")
+        done = statusline(test_database(), json.dumps(CLAUDE_CODE_INPUT))
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (
+        0, "claudemon: database busy", ""
+    )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_says_no_data_when_the_server_is_gone():
+    gone = f"postgres://127.0.0.1:{free_port()}/gone"
+    done = statusline(gone, json.dumps(CLAUDE_CODE_INPUT))
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (
+        0, "claudemon: no data", ""
+    )  # fmt: skip

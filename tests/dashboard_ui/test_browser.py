@@ -7,17 +7,18 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
+from psycopg.types.json import Jsonb
 
 from apps.dashboard import services
 from apps.dashboard.templatetags.dashboard import num, pct, usd
 from apps.proxy.models import Exchange
 from apps.proxy.recorder import secret_fingerprint
+from tests.conftest import database_env
 from tests.dashboard_ui.conftest import login, screenshot
 from tests.dashboard_ui.seed import BASH_COMMAND, HOSTILE
 from tests.factories import exchange_build
@@ -125,35 +126,53 @@ def test_it_does_not_run_a_script_from_a_tool_result(page, member, world):
 
 
 def _insert_from_another_process(**fields) -> int:
-    """Insert an exchange with a raw sqlite3 INSERT run by a separate process."""
+    """Insert an exchange with a raw INSERT (sqlite3, or psycopg on PostgreSQL)
+    run by a separate process."""
     exchange = exchange_build(started_at=fields.pop("started_at"))
     for name, value in fields.items():  # after building: the factory derives times
         setattr(exchange, name, value)
     columns = [f for f in Exchange._meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(getattr(exchange, f.attname), connection)
+    values = [_plain(f.get_db_prep_save(getattr(exchange, f.attname), connection))
               for f in columns]  # fmt: skip
     job = {
-        "db": str(settings.DATABASES["default"]["NAME"]),
         "sql": f"INSERT INTO proxy_exchange ({', '.join(f.column for f in columns)})"
-        f" VALUES ({', '.join('?' * len(columns))})",
+        f" VALUES ({', '.join(['{m}'] * len(columns))})",
         "params": values,
         "uid": exchange.uid.hex,
     }
-    return _sqlite_job(job, "c.execute(d['sql'], d['params'])")
+    return _job(job, "c.execute(d['sql'].format(m=m), d['params'])")
 
 
-def _sqlite_job(job: dict, statement: str) -> int:
+def _plain(value: object) -> object:
+    """Return a prepared value as JSON can carry it (psycopg's Jsonb as its text)."""
+    return json.dumps(value.obj) if isinstance(value, Jsonb) else value
+
+
+# Another process's own connection: the database's driver, its parameter mark m.
+_CONNECT = """
+import json, sys
+d = json.load(sys.stdin)
+if d["db"].startswith("postgres://"):
+    import psycopg
+    c, m = psycopg.connect(d["db"], cursor_factory=psycopg.ClientCursor), "%s"
+else:
+    import sqlite3
+    c, m = sqlite3.connect(d["db"], timeout=5), "?"
+"""
+
+
+def _job(job: dict, statement: str) -> int:
     script = (
-        "import json, sqlite3, sys\n"
-        "d = json.load(sys.stdin)\n"
-        "c = sqlite3.connect(d['db'], timeout=5)\n"
-        f"{statement}\n"
+        f"{_CONNECT}{statement}\n"
         "c.commit()\n"
-        "print(c.execute('SELECT id FROM proxy_exchange WHERE uid = ?',"
+        "print(c.execute(f'SELECT id FROM proxy_exchange WHERE uid = {m}',"
         " (d['uid'],)).fetchone()[0])\n"
     )
+    db = (
+        database_env().get("CLAUDEMON_DATABASE_URL") or connection.settings_dict["NAME"]
+    )
     done = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(job, default=str),
+        [sys.executable, "-c", script], input=json.dumps(job | {"db": db}, default=str),
         capture_output=True, text=True, check=True, timeout=20,
     )  # fmt: skip
     return int(done.stdout.strip())
@@ -179,10 +198,10 @@ def test_it_shows_an_exchange_from_another_process_as_it_starts_and_ends(
     expect(row.locator(".timer")).to_contain_text(" s …")
     screenshot(page, "live-in-flight-light")
     uid = Exchange.objects.values_list("uid", flat=True).get(pk=new_id)
-    _sqlite_job(
-        {"db": str(settings.DATABASES["default"]["NAME"]), "uid": uid.hex},
+    _job(
+        {"uid": uid.hex},
         "c.execute(\"UPDATE proxy_exchange SET state='complete', status_code=200,"
-        " duration_ms=3210 WHERE uid = ?\", (d['uid'],))",
+        " duration_ms=3210 WHERE uid = \" + m, (d['uid'],))",
     )
     expect(row).to_contain_text("3.21 s", timeout=LIVE_WAIT)
     expect(row.locator(".timer")).to_have_count(0)

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from apps.proxy.models import Exchange
-from tests.conftest import wait_for
+from tests.conftest import database_env, wait_for
 
 
 def recorded(
@@ -52,14 +52,29 @@ print("locked", flush=True)
 sys.stdin.readline()
 db.execute("COMMIT")
 """
+# PostgreSQL's counterpart of SQLite's write lock (BEGIN IMMEDIATE): EXCLUSIVE
+# mode makes every write wait and lets reads go on, as SQLite's WAL does.
+PG_LOCKER = """
+import sys, psycopg
+db = psycopg.connect(sys.argv[1], autocommit=True)
+db.execute("BEGIN")
+db.execute("LOCK TABLE proxy_exchange, proxy_apicall IN EXCLUSIVE MODE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
 
 
 class Lock:
     """Another process holding the database's write lock until released."""
 
     def __init__(self) -> None:
+        if connection.vendor == "sqlite":
+            script, target = LOCKER, connection.settings_dict["NAME"]
+        else:
+            script, target = PG_LOCKER, database_env()["CLAUDEMON_DATABASE_URL"]
         self.process = subprocess.Popen(
-            [sys.executable, "-c", LOCKER, connection.settings_dict["NAME"]],
+            [sys.executable, "-c", script, target],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import uuid
 from datetime import UTC, datetime
 from unittest import mock
 
 import httpx
 import pytest
+from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -264,3 +266,54 @@ def test_it_asks_for_blocks_only_when_a_session_can_share_them():
 )
 def test_it_pretty_prints_a_body_for_people_or_shows_it_as_it_is(data, text):
     assert body_pretty(data) == text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_a_block_that_a_concurrent_write_found_when_a_delete_sweeps(
+    monkeypatch,
+):
+    # The recorder finds a block its body shares with an exchange being deleted,
+    # and has not written its row yet when the delete sweeps the session. On
+    # PostgreSQL (read committed, many writers) the sweep would not see that row
+    # and delete the block; a lock per session makes the sweep wait for it.
+    turns = [{"role": "user", "content": "w" * 3000}]
+    first, second = _call(_body(turns)), _call(_body(turns, stream=True))
+    _record(first)
+    paused, resume = threading.Event(), threading.Event()
+    encode = bodies.body_of_blocks
+
+    def pausing_encode(ids: list[int]) -> bytes:
+        if threading.current_thread().name == "recorder":
+            paused.set()
+            resume.wait(2)  # the sweep, if it does not wait for this write
+        return encode(ids)
+
+    monkeypatch.setattr(bodies, "body_of_blocks", pausing_encode)
+    doomed = Exchange.objects.filter(uid=first.uid)
+    recorder = threading.Thread(name="recorder", target=_closing(_record, second))
+    recorder.start()
+    paused.wait(10)
+    deleter = threading.Thread(
+        target=_closing(services.exchange_delete, queryset=doomed)
+    )
+    deleter.start()
+    deleter.join(1)  # done at once unless it waits for the recorder's write
+    resume.set()
+    recorder.join()
+    deleter.join()
+
+    assert not doomed.exists()
+    assert bodyblock_faults() == {"unlisted": set(), "missing": set()}
+    assert body_decode(_stored(second)) == second.request_body
+
+
+def _closing(work, *args, **kwargs):
+    """Return a thread's target: the work, then its own connection closed."""
+
+    def run() -> None:
+        try:
+            work(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return run

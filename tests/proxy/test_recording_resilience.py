@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,22 +11,12 @@ import httpx
 import pytest
 from django.db import connection
 
-from apps.proxy.models import Exchange
-from tests.conftest import wait_for
+from apps.proxy.models import ApiCall, Exchange
+from tests.conftest import free_port, wait_for
 from tests.fake_upstream import Reply, message_events
 from tests.proxy.conftest import recorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-# Holds the database's write lock until the test writes a line to its stdin.
-LOCKER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
 
 
 def health_when(relay, wanted) -> dict:
@@ -41,7 +31,7 @@ def health_when(relay, wanted) -> dict:
 
 
 def test_it_streams_and_later_records_everything_while_another_process_locks_the_db(
-    relay_factory, upstream
+    relay_factory, upstream, db_lock
 ):
     # A small backlog also forces the spill-to-file path.
     relay = relay_factory(
@@ -49,13 +39,7 @@ def test_it_streams_and_later_records_everything_while_another_process_locks_the
     )
     events = message_events(text="streamed while locked", text_parts=5)
     upstream.enqueue(*[Reply(events=events, pause=0.01) for _ in range(20)])
-    locker = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, connection.settings_dict["NAME"]],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert locker.stdout.readline().strip() == "locked"
+    lock = db_lock()
 
     def stream(_: int) -> bytes:
         return httpx.post(relay.url + "/v1/messages", content=b"{}", timeout=30).content
@@ -66,7 +50,7 @@ def test_it_streams_and_later_records_everything_while_another_process_locks_the
         # The writer meets the lock: the relay says so, and holds the recordings.
         health_during_lock = health_when(relay, lambda r: r["status"] == "degraded")
     finally:
-        locker.communicate("release\n", timeout=20)
+        lock.release()
 
     assert bodies == [b"".join(events)] * 20
     assert health_during_lock["recording_backlog"] >= 1
@@ -160,9 +144,11 @@ def test_it_shows_in_flight_exchanges_before_they_finish(relay, upstream):
 
 def test_it_keeps_relaying_when_the_database_is_gone(relay_factory, upstream, tmp_path):
     missing = tmp_path / "gone" / "claudemon.sqlite3"
-    relay = relay_factory(
-        CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_DB_PATH=str(missing)
-    )
+    if connection.vendor == "sqlite":
+        gone = {"CLAUDEMON_DB_PATH": str(missing)}
+    else:  # a server that no longer answers
+        gone = {"CLAUDEMON_DATABASE_URL": f"postgres://127.0.0.1:{free_port()}/gone"}
+    relay = relay_factory(CLAUDEMON_UPSTREAM_URL=upstream.url, **gone)
     missing.unlink(missing_ok=True)
     for leftover in missing.parent.glob("*"):
         leftover.unlink()
@@ -173,3 +159,60 @@ def test_it_keeps_relaying_when_the_database_is_gone(relay_factory, upstream, tm
 
     assert response.status_code == 200 and b"message_stop" in response.content
     assert report["database"].startswith("error")
+
+
+def test_it_loses_nothing_when_the_database_server_restarts_mid_stream(
+    relay_factory, upstream
+):
+    """Twenty streams run through a relay while the PostgreSQL server drops every
+    connection of the test database, again and again (pg_terminate_backend: what
+    a restart or a failover does to the relay's connections, without disturbing
+    other databases on the shared server). Every call is relayed whole, and once
+    the recorder's backlog catches up every one is an exchange and a ledger call,
+    with the right figures."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL: SQLite has no server to restart")
+    relay = relay_factory(CLAUDEMON_UPSTREAM_URL=upstream.url)
+    gate = threading.Event()
+    events = message_events(text="through the restart", text_parts=10)
+    upstream.enqueue(*[Reply(events=events, pause=0.05, gate=gate) for _ in range(20)])
+
+    def stream(_: int) -> bytes:
+        return httpx.post(relay.url + "/v1/messages", content=b"{}", timeout=60).content
+
+    with ThreadPoolExecutor(20) as pool:
+        bodies = pool.map(stream, range(20))
+        # Every start is written (so the writer holds a live connection), then the
+        # server drops it while the streams trickle and their finishes are written.
+        wait_for(
+            lambda: (
+                Exchange.objects.filter(state=Exchange.State.IN_PROGRESS).count() == 20
+            )
+        )
+        terminated = _terminate_backends()
+        gate.set()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            terminated += _terminate_backends()
+            time.sleep(0.1)
+        bodies = list(bodies)
+
+    assert terminated >= 1
+    assert bodies == [b"".join(events)] * 20
+    relay.settle(timeout=60)
+    rows = recorded(20, timeout=30)
+    assert len(rows) == 20 and all(r.state == Exchange.State.COMPLETE for r in rows)
+    calls = ApiCall.objects.filter(exchange_id__in=[r.pk for r in rows])
+    assert calls.count() == 20
+    assert sum(calls.values_list("input_tokens", flat=True)) == 20 * 25
+    assert httpx.get(relay.url + "/health").json()["status"] == "ok"
+
+
+def _terminate_backends() -> int:
+    """Drop every other connection to the test database; return how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]

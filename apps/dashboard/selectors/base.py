@@ -77,5 +77,7 @@ def exchange_count(*, queryset: QuerySet[Exchange], viewer: Viewer) -> int:
         return queryset.count()
     where, params = where_sql(queryset)
     with connection.cursor() as cursor:
-        cursor.execute(sql.EXCHANGE_COUNT.format(where=where), params)
+        cursor.execute(
+            sql.on(connection.vendor).EXCHANGE_COUNT.format(where=where), params
+        )
         return cursor.fetchone()[0]

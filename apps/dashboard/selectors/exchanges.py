@@ -81,7 +81,7 @@ def exchange_export_chunk(
         moment = connection.ops.adapt_datetimefield_value(after[0])
         qs = qs.filter(
             ExpressionWrapper(
-                RawSQL(sql.EXCHANGE_AFTER, (moment, after[1])),
+                RawSQL(sql.on(connection.vendor).EXCHANGE_AFTER, (moment, after[1])),
                 output_field=BooleanField(),
             )
         )
@@ -156,7 +156,7 @@ def _standard_limits(*, end: datetime, viewer: Viewer) -> dict | None:
     mine, whose = viewer_sql(viewer=viewer)
     with connection.cursor() as cursor:  # one index probe: sql.STANDARD_LIMITS
         cursor.execute(
-            sql.STANDARD_LIMITS.format(where=mine),
+            sql.on(connection.vendor).STANDARD_LIMITS.format(where=mine),
             [connection.ops.adapt_datetimefield_value(end), *whose],
         )
         found = cursor.fetchone()

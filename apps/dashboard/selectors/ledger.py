@@ -142,10 +142,12 @@ def ledger_rows(
     if scope.rollable:
         project = "project_id" in by or scope.project_id
         name, keys = sql.TABLES["project" if project else "usage"]
-        statement = sql.SUMS.format(**parts, table=name, keys=", ".join(keys))
+        statement = sql.on(connection.vendor).SUMS.format(
+            **parts, table=name, keys=", ".join(keys)
+        )
         params = [*rolled, *params, *live, *params]
     else:
-        statement = sql.SUMS_SCAN.format(**parts)
+        statement = sql.on(connection.vendor).SUMS_SCAN.format(**parts)
         params = [*live[-2:], *params]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
@@ -194,7 +196,10 @@ def ledger_route_sums(*, scope: Scope) -> list[dict]:
     adapt = connection.ops.adapt_datetimefield_value
     bounds = [adapt(scope.start), adapt(scope.end)]
     with connection.cursor() as cursor:
-        cursor.execute(sql.ROUTE_SUMS.format(where=where), [*bounds, *bounds, *params])
+        cursor.execute(
+            sql.on(connection.vendor).ROUTE_SUMS.format(where=where),
+            [*bounds, *bounds, *params],
+        )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -212,10 +217,10 @@ def ledger_latencies(
     where, params = _where(scope)
     rolled, live = _bounds(scope)
     if scope.latency_rollable:
-        statement = sql.LATENCIES.format(where=where)
+        statement = sql.on(connection.vendor).LATENCIES.format(where=where)
         params = [*rolled, *params, *live, *params]
     else:
-        statement = sql.LATENCIES_SCAN.format(where=where)
+        statement = sql.on(connection.vendor).LATENCIES_SCAN.format(where=where)
         params = [*live[-2:], *params]
     index = [{"quarter": 0, "kind": 1, "model": 2}[name] for name in by]
     seconds = [int(edge.timestamp()) for edge in edges or ()]
@@ -255,10 +260,13 @@ def ledger_tools(*, scope: Scope) -> list[tuple[str, int, int]]:
     where, params = _where(scope)
     rolled, live = _bounds(scope)
     if scope.tools_rollable:
-        statement = sql.TOOLS.format(where=where)
+        statement = sql.on(connection.vendor).TOOLS.format(where=where)
         params = [*rolled, *params, *live, *params]
     else:
-        statement, params = sql.TOOLS_SCAN.format(where=where), [*live[-2:], *params]
+        statement, params = (
+            sql.on(connection.vendor).TOOLS_SCAN.format(where=where),
+            [*live[-2:], *params],
+        )
     uses: Counter[str] = Counter()
     calls: Counter[str] = Counter()
     with connection.cursor() as cursor:
@@ -294,10 +302,12 @@ def ledger_quarter_models(*, scope: Scope) -> dict[int, set[str]]:
     rolled, live = _bounds(scope)
     if scope.rollable:  # as ledger_rows: the table that keeps the filter's columns
         table = sql.TABLES["project" if scope.project_id else "usage"][0]
-        statement = sql.QUARTER_MODELS.format(table=table, where=where)
+        statement = sql.on(connection.vendor).QUARTER_MODELS.format(
+            table=table, where=where
+        )
         params = [*rolled, *params, *live, *params]
     else:
-        statement = sql.QUARTER_MODELS_SCAN.format(where=where)
+        statement = sql.on(connection.vendor).QUARTER_MODELS_SCAN.format(where=where)
         params = [*live[-2:], *params]
     found: dict[int, set[str]] = {}
     with connection.cursor() as cursor:
@@ -312,7 +322,10 @@ def ledger_slowest(*, scope: Scope, limit: int) -> list[dict]:
     where, params = _where(scope)
     _, live = _bounds(scope)
     with connection.cursor() as cursor:
-        cursor.execute(sql.SLOWEST.format(where=where), [*live[-2:], *params, limit])
+        cursor.execute(
+            sql.on(connection.vendor).SLOWEST.format(where=where),
+            [*live[-2:], *params, limit],
+        )
         names = [column[0] for column in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     for row in rows:

@@ -280,7 +280,8 @@ def limits_in_spans(
     mine, whose = viewer_sql(viewer=viewer)
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.LIMITS_IN_SPANS.format(spans=values, where=mine), params + whose
+            sql.on(connection.vendor).LIMITS_IN_SPANS.format(spans=values, where=mine),
+            params + whose,
         )
         rows = cursor.fetchall()
     return {

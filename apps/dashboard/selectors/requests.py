@@ -123,7 +123,9 @@ def _cover_ids(
     order = ", ".join(
         f"{c.lstrip('-')} {'DESC' if c.startswith('-') else 'ASC'}" for c in order_by
     )
-    statement = sql.EXCHANGE_PAGE_IDS.format(where=where, order=order)
+    statement = sql.on(connection.vendor).EXCHANGE_PAGE_IDS.format(
+        where=where, order=order
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, limit, offset])
         return [row[0] for row in cursor.fetchall()]

@@ -69,7 +69,9 @@ def _sessions_rebuild(keys: list[str]) -> None:
     SessionTotal.objects.filter(session_id__in=keys).delete()
     marks = ", ".join(["%s"] * len(keys))
     with connection.cursor() as cursor:
-        cursor.execute(sql.SESSION_REBUILD.format(marks=marks), keys)
+        cursor.execute(
+            sql.on(connection.vendor).SESSION_REBUILD.format(marks=marks), keys
+        )
         rows = cursor.fetchall()
     SessionTotal.objects.bulk_create(
         [
@@ -91,7 +93,9 @@ def _rebuild(quarters: list[int]) -> None:
         model.objects.filter(quarter__in=quarters).delete()
     marks = ", ".join(["%s"] * len(quarters))
     with connection.cursor() as cursor:
-        cursor.execute(sql.QUARTER_CALLS.format(marks=marks), quarters)
+        cursor.execute(
+            sql.on(connection.vendor).QUARTER_CALLS.format(marks=marks), quarters
+        )
         names = [column[0] for column in cursor.description]
         calls = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     usage = _sum_rows(UsageRollup, sql.TABLES["usage"][1], calls)

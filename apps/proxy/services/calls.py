@@ -11,7 +11,8 @@ Invariants (apps.proxy.models.ApiCall; tests/proxy/test_ledger.py):
   records the call keeps it. A session's project follows its transcript.
 - Every write marks the quarter hours and sessions it touched, before and
   after, in ApiCallDirty and ApiCallDirtySession, in the caller's transaction:
-  the rollups can never miss a change.
+  the rollups can never miss a change. Writers run one at a time (_one_writer):
+  a row's old quarter, read before the write, is still its quarter at the write.
 - Whose: `credential` is the relay's (the exchange's credential fingerprint);
   a transcript never sets it, so a call only transcripts record is unclaimed,
   and a call whose exchange is deleted keeps the credential it was sent with.
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.proxy import sql
 from apps.proxy.models import ApiCall, Exchange
@@ -86,8 +88,25 @@ def call_error(*, error_type: str, status_code: int | None, state: str) -> str:
 
 def call_record_exchanges(*, uids: Iterable[Any]) -> None:
     """Enter the finished API calls among these exchanges in the ledger."""
+    with _one_writer():
+        _record_exchanges(list(uids))
+
+
+@contextmanager
+def _one_writer() -> Iterator[None]:
+    """Run a ledger write in a transaction that no other ledger write overlaps
+    (PostgreSQL: an advisory lock; SQLite's IMMEDIATE transactions already are)."""
+    with transaction.atomic(savepoint=False):
+        statement = sql.on(connection.vendor).LEDGER_LOCK
+        if statement:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        yield
+
+
+def _record_exchanges(uids: list[Any]) -> None:
     rows = []
-    for chunk in _chunks(list(uids)):
+    for chunk in _chunks(uids):
         finished = Exchange.objects.filter(uid__in=chunk).exclude(
             state=Exchange.State.IN_PROGRESS
         )
@@ -191,6 +210,11 @@ def call_merge_transcripts(*, rows: list[dict]) -> None:
     message_id, uuid, at, model, speed, the five token counts (TOKENS order as
     `usage`), cost_usd, tools, session_id (the main session's), agent_id and
     project_id. Keeps the relay's figures where an exchange backs the call."""
+    with _one_writer():
+        _merge_transcripts(rows)
+
+
+def _merge_transcripts(rows: list[dict]) -> None:
     calls = [_transcript_row(row) for row in rows]
     by_message = _keys_by_message(
         [c["message_id"] for c in calls if not c["request_id"] and c["message_id"]]
@@ -263,7 +287,12 @@ def _projects_follow(calls: list[dict]) -> None:
 def call_untranscribe(*, keys: Iterable[str]) -> None:
     """Forget the transcript side of these calls (their transcripts were dropped):
     rows no exchange backs go, the others keep the relay's figures."""
-    for chunk in _chunks(sorted(set(keys))):
+    with _one_writer():
+        _untranscribe(sorted(set(keys)))
+
+
+def _untranscribe(keys: list[str]) -> None:
+    for chunk in _chunks(keys):
         rows = ApiCall.objects.filter(key__in=chunk)
         _dirty(*_places(rows.values_list("quarter", "session_id")))
         rows.filter(exchange_id__isnull=True).delete()
@@ -273,7 +302,12 @@ def call_untranscribe(*, keys: Iterable[str]) -> None:
 def call_unrelay(*, exchange_ids: Iterable[int]) -> None:
     """Forget the relay side of these exchanges' calls (the exchanges are being
     deleted): a call a transcript records falls back to its figures, else goes."""
-    for chunk in _chunks(sorted(set(exchange_ids))):
+    with _one_writer():
+        _unrelay(sorted(set(exchange_ids)))
+
+
+def _unrelay(exchange_ids: list[int]) -> None:
+    for chunk in _chunks(exchange_ids):
         rows = ApiCall.objects.filter(exchange_id__in=chunk)
         quarters, sessions = _places(rows.values_list("quarter", "session_id"))
         rows.filter(transcript__isnull=True).delete()
@@ -306,27 +340,22 @@ def _places(rows: Iterable[tuple[int, str]]) -> tuple[set[int], set[str]]:
 def call_dirty_take(*, limit: int) -> list[int]:
     """Take up to `limit` dirty quarter hours (oldest first) off the list.
 
-    Call inside the transaction that rebuilds their rollups: the deletes wait for
-    a writer still holding a mark, and a mark set after them stays for next time.
+    Call inside the transaction that rebuilds their rollups, after which it reads
+    the ledger: a mark a writer holds is left for next time (PostgreSQL) or
+    cannot be held (SQLite's one writer), and a writer that marks a taken quarter
+    waits for the rebuild's commit, then marks it again. Two takers never take
+    the same mark.
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql.DIRTY_OLDEST, [limit])
-        quarters = [row[0] for row in cursor.fetchall()]
-        for chunk in _chunks(quarters):
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(sql.DIRTY_FORGET.format(marks=marks), chunk)
-    return quarters
+        cursor.execute(sql.on(connection.vendor).DIRTY_TAKE, [limit])
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def call_dirty_sessions_take(*, limit: int) -> list[str]:
     """Take up to `limit` dirty sessions off the list (as call_dirty_take)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql.DIRTY_SESSIONS_FIRST, [limit])
-        sessions = [row[0] for row in cursor.fetchall()]
-        for chunk in _chunks(sessions):
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(sql.DIRTY_SESSIONS_FORGET.format(marks=marks), chunk)
-    return sessions
+        cursor.execute(sql.on(connection.vendor).DIRTY_SESSIONS_TAKE, [limit])
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def _upsert(calls: list[dict], *, sets: dict[str, str]) -> None:

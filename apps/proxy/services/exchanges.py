@@ -10,7 +10,12 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 
-from apps.proxy.bodies import body_row_stored, bodyblock_sweep
+from apps.proxy.bodies import (
+    BodyBlocks,
+    body_row_stored,
+    bodyblock_lock,
+    bodyblock_sweep,
+)
 from apps.proxy.models import Exchange
 from apps.proxy.services.calls import call_record_exchanges, call_unrelay
 
@@ -22,6 +27,15 @@ def exchange_record(*, inserts: list[dict[str, Any]], finishes: list[Any]) -> No
     """Insert new rows and complete rows already started, in one transaction,
     and enter the calls that finished in the ledger."""
     with transaction.atomic():
+        # The sessions' blocks in one sorted step: taken one by one, in each
+        # batch's order, two relays could each wait for the other.
+        bodyblock_lock(
+            scopes=[
+                row["session_id"]
+                for row in inserts
+                if isinstance(row.get("request_body"), BodyBlocks)
+            ]
+        )
         if inserts:
             # A start re-read from the spill file after its finish already created
             # the row must not fail the batch: ON CONFLICT(uid) leaves that row as
@@ -83,11 +97,14 @@ def exchange_delete(*, queryset: QuerySet[Exchange]) -> int:
         if not batch:
             return deleted
         with transaction.atomic():
-            call_unrelay(exchange_ids=batch)
             doomed = Exchange.objects.filter(pk__in=batch)
             scopes = set(
                 doomed.exclude(session_id="").values_list("session_id", flat=True)
             )
+            # Sessions before the ledger, as exchange_record takes them: two
+            # writers taking both in opposite orders could each wait for the other.
+            bodyblock_lock(scopes=sorted(scopes))
+            call_unrelay(exchange_ids=batch)
             count, _ = doomed.delete()
             for scope in sorted(scopes):
                 bodyblock_sweep(scope=scope)

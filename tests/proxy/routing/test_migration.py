@@ -12,11 +12,8 @@ def test_the_routing_columns_leave_the_raw_sql_indexes_in_place():
     # Django's SQLite editor would rebuild the table for these NOT NULL columns
     # and drop the indexes migration 0002 made with RunSQL.
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index'"
-            " AND tbl_name = 'proxy_exchange'"
-        )
-        indexes = {row[0] for row in cursor.fetchall()}
+        constraints = connection.introspection.get_constraints(cursor, "proxy_exchange")
+        indexes = {name for name, c in constraints.items() if c["index"]}
         columns = {c.name for c in connection.introspection.get_table_description(
             cursor, "proxy_exchange"
         )}  # fmt: skip

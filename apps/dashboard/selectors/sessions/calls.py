@@ -65,7 +65,9 @@ def _rows(where: str, params: list, *, limit: int = 50_000) -> list[CallRow]:
         {"at": "'' || at", "transcribed": "transcript IS NOT NULL"}.get(name, name)
         for name in CallRow._fields
     )
-    statement = sql.SESSION_CALLS.format(columns=columns, where=where)
+    statement = sql.on(connection.vendor).SESSION_CALLS.format(
+        columns=columns, where=where
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, limit])
         return [CallRow._make(row) for row in cursor.fetchall()]

@@ -112,8 +112,9 @@ def session_totals(
     page of them. For a viewer who sees some calls, `among` (SQL, params)
     names the sessions to sum: ids, or sessions_since() (all of the viewer's
     when None)."""
+    forms = sql.on(connection.vendor)
     statement, params = _sessions_sql(
-        viewer, sql.SESSIONS_SELECT, sql.SESSIONS_MINE_SELECT, where, params, among
+        viewer, forms.SESSIONS_SELECT, forms.SESSIONS_MINE_SELECT, where, params, among
     )
     if order:
         statement += f" ORDER BY {order}"
@@ -134,8 +135,9 @@ def session_count(
     among: tuple[str, list] | None = None,
 ) -> int:
     """Return how many sessions match a condition (as session_totals)."""
+    forms = sql.on(connection.vendor)
     statement, values = _sessions_sql(
-        viewer, sql.SESSIONS_COUNT, sql.SESSIONS_MINE_COUNT, where, params, among
+        viewer, forms.SESSIONS_COUNT, forms.SESSIONS_MINE_COUNT, where, params, among
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, values)
@@ -195,7 +197,8 @@ def session_page_figures(*, session_id: str, viewer: Viewer) -> SessionFigures:
     whose, credentials = viewer_sql(viewer=viewer, column="a.credential")
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SESSION_FIGURES.format(where=whose), [session_id, *credentials]
+            sql.on(connection.vendor).SESSION_FIGURES.format(where=whose),
+            [session_id, *credentials],
         )
         rows = cursor.fetchall()
     for agent_id, calls, relayed, tokens, cost, unpriced, relay_only in rows:

@@ -230,7 +230,7 @@ def _turn_sums(session: Session, viewer: Viewer) -> list[tuple]:
     whose, credentials = viewer_sql(viewer=viewer, column="a.credential")
     params = [billing_session_id(session), *credentials, session.pk]
     with connection.cursor() as cursor:
-        cursor.execute(sql.TURN_SUMS.format(where=whose), params)
+        cursor.execute(sql.on(connection.vendor).TURN_SUMS.format(where=whose), params)
         return cursor.fetchall()
 
 

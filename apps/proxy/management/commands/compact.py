@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
+from django.db import connection
 
 from apps.proxy import bodies
 
@@ -30,10 +31,16 @@ class Command(BaseCommand):
         self.stdout.write(f"After:  {_sizes(after)}")
         self.stdout.write(
             f"Converted {converted:,} bodies, removed {swept:,} unlisted blocks, "
-            f"{_mb(_total(before) - _total(after))} saved. The file keeps its size: "
-            "SQLite reuses the freed pages (VACUUM, with the relay stopped, gives "
-            "them back to the disk)."
+            f"{_mb(_total(before) - _total(after))} saved. {_AFTER[connection.vendor]}"
         )
+
+
+_AFTER = {
+    "sqlite": "The file keeps its size: SQLite reuses the freed pages (VACUUM, "
+    "with the relay stopped, gives them back to the disk).",
+    "postgresql": "The tables keep their size: PostgreSQL reuses the freed space "
+    "once (auto)vacuum has passed (VACUUM FULL, which locks them, gives it back).",
+}
 
 
 def _total(sizes: dict[str, int]) -> int:
