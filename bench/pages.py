@@ -7,9 +7,11 @@ PostgreSQL one) with the same generator as bench/stats.py
 (30 days, several models, sessions, errors, cache use, tool calls, limits),
 adds one long Claude Code conversation (200 messages with tool calls, an Edit,
 thinking) for the inspector, then renders each page in-process with Django's
-test Client as a logged-in user and prints p50/p95 wall-clock time. It also
-checks that no list page reads a body column. Target: p95 < 300 ms. The stats
-rollups are built first, as `manage.py rollup --watch` does beside the dashboard.
+test Client as a logged-in staff user and prints p50/p95 wall-clock time. It
+also checks that no list page reads a body column. Target: p95 < 300 ms. The
+stats rollups are built first, as `manage.py rollup --watch` does beside the
+dashboard. With --member the pages are read by a user who is not staff and
+claimed one person's API key (a tenth of the calls; bench/stats.py PEOPLE).
 
 With --transcripts it then runs bench/pages_transcripts.py (session, thread and
 search pages over 300,000 indexed transcript entries) in its own process.
@@ -32,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stats import MEMBER_HELP  # noqa: E402  (after the path is set)
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -41,6 +45,7 @@ def main() -> int:
     parser.add_argument(
         "--transcripts", action="store_true", help="also bench the transcript pages"
     )
+    parser.add_argument("--member", action="store_true", help=MEMBER_HELP)
     args = parser.parse_args()
     path = Path(args.keep) if args.keep else Path(tempfile.mkdtemp()) / "pages.sqlite3"
     os.environ["CLAUDEMON_DB_PATH"] = str(path)
@@ -67,7 +72,7 @@ def main() -> int:
         inspected = _long_conversation(now=now)
         print(f"database: {database_size(path)}")
         print(f"rollups built ahead of reads (manage.py rollup): {rollup_fill():.1f} s")
-        _measure(runs=args.runs, inspected=inspected)
+        _measure(runs=args.runs, inspected=inspected, member=args.member)
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -82,6 +87,7 @@ def _long_conversation(*, now: datetime) -> int:
     """Store two consecutive calls of one long session; return the later one's id."""
     from apps.proxy.bodies import body_encode
     from apps.proxy.models import Exchange
+    from bench.stats import person_credential
     from tests.factories import exchange_create
 
     existing = Exchange.objects.filter(session_id="bench-long-session")
@@ -99,6 +105,7 @@ def _long_conversation(*, now: datetime) -> int:
             exchange_create(
                 started_at=now - timedelta(minutes=offset),
                 session_id="bench-long-session",
+                credential=person_credential(0),  # the member's (--member)
                 request_body=body_encode(json.dumps(body).encode()),
                 uid=uuid.uuid4(),
             ).pk
@@ -126,18 +133,20 @@ def _turn(turn: int) -> list[dict]:
     ]  # fmt: skip
 
 
-def _measure(*, runs: int, inspected: int) -> None:
-    from django.contrib.auth import get_user_model
+def _measure(*, runs: int, inspected: int, member: bool) -> None:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    client = Client()
-    client.force_login(user)
     from apps.proxy.models import Exchange
+    from bench.stats import bench_user, person_credential
 
-    recent = Exchange.objects.order_by("-started_at").values_list("id", flat=True)[5]
+    client = Client()
+    client.force_login(bench_user(member=member))
+    seen = Exchange.objects.all()
+    if member:  # the calls a member sees: person 0's
+        seen = seen.filter(credential=person_credential(0))
+    recent = seen.order_by("-started_at").values_list("id", flat=True)[5]
     pages = [
         ("overview 24h", "/", {}),
         ("overview 7d", "/", {"range": "7d"}),

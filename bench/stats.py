@@ -12,6 +12,12 @@ and headers of realistic size. Then it calls every API operation and the admin
 changelist in-process through Django's test Client as a logged-in superuser and
 prints p50/p95 wall-clock latency per operation. Target: p95 < 150 ms.
 
+The sessions belong to PEOPLE people, each calling with their own API key. With
+--member the operations are read instead by a user who is not staff and claimed
+one of those keys (a tenth of the calls): every read is then narrowed to their
+credential, and the rollups (kept for everyone) do not apply. The admin is
+staff-only and left out.
+
 Every usage figure is read from the usage ledger (the recorder's service enters
 each batch's calls, as the relay does) through its rollups, which `manage.py
 rollup --watch` builds beside the data deployment; that build is timed apart,
@@ -47,6 +53,11 @@ MODELS = [
 ]
 TOOLS = ["Bash", "Read", "Edit", "Write", "Grep", "Glob", "Task", "TodoWrite"]
 DAYS = 30
+PEOPLE = 10  # who the sessions belong to: each calls with their own API key
+MEMBER_HELP = (
+    "read as a user who is not staff and claimed one person's API key (a tenth "
+    "of the calls) instead of as a superuser"
+)
 
 
 def main() -> int:
@@ -54,6 +65,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", default="", help="reuse/keep this database file")
+    parser.add_argument("--member", action="store_true", help=MEMBER_HELP)
     args = parser.parse_args()
     path = Path(args.keep) if args.keep else Path(tempfile.mkdtemp()) / "bench.sqlite3"
     os.environ["CLAUDEMON_DB_PATH"] = str(path)
@@ -69,7 +81,7 @@ def main() -> int:
         now = datetime.now(UTC).replace(microsecond=0)
         exchanges_fill(rows=args.rows, now=now)
         print(f"database: {database_size(path)}")
-        _measure(runs=args.runs, now=now)
+        _measure(runs=args.runs, now=now, member=args.member)
     if not args.keep:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -125,6 +137,8 @@ def exchanges_fill(*, rows: int, now: datetime) -> None:
     started = time.perf_counter()
     rng = random.Random(42)
     sessions = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(800)]
+    # Whose each session is, round robin (the random draws stay as they were).
+    owner = {key: person_credential(n % PEOPLE) for n, key in enumerate(sessions)}
     bodies = [_request_body(rng, n) for n in range(8)]
     sse = body_encode(_sse_body().encode())
     headers = [[f"x-header-{i}", "v" * 40] for i in range(14)]
@@ -154,9 +168,11 @@ def exchanges_fill(*, rows: int, now: datetime) -> None:
         ttfb = rng.lognormvariate(6.5, 0.5)
         duration = ttfb + rng.lognormvariate(9, 0.8)
         streaming = rng.random() < 0.85
+        uid = uuid.UUID(int=rng.getrandbits(128))
+        session = rng.choice(sessions)  # drawn in the same order as before
         batch.append(
             Exchange(
-                uid=uuid.UUID(int=rng.getrandbits(128)),
+                uid=uid,
                 started_at=at,
                 first_byte_at=at + timedelta(milliseconds=ttfb),
                 ended_at=at + timedelta(milliseconds=duration),
@@ -168,7 +184,8 @@ def exchanges_fill(*, rows: int, now: datetime) -> None:
                 is_streaming=streaming and not other,
                 model_requested=model,
                 model=model,
-                session_id=rng.choice(sessions),
+                session_id=session,
+                credential=owner[session],
                 agent_id=f"agent-{index % 97}" if rng.random() < 0.2 else "",
                 user_agent="claude-cli/2.1.197 (external, cli)",
                 tools_offered=TOOLS,
@@ -268,22 +285,20 @@ def _sse_body() -> str:
     return "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events)
 
 
-def _measure(*, runs: int, now: datetime) -> None:
+def _measure(*, runs: int, now: datetime, member: bool) -> None:
     from asgiref.sync import async_to_sync
-    from django.contrib.auth import get_user_model
     from django.test import Client
 
     from apps.proxy.models import Exchange
 
-    User = get_user_model()
-    user = User.objects.filter(
-        username="bench"
-    ).first() or User.objects.create_superuser("bench", "", "bench-password")
     client = Client()
-    client.force_login(user)
+    client.force_login(bench_user(member=member))
+    seen = Exchange.objects.all()
+    if member:  # the calls a member sees: person 0's
+        seen = seen.filter(credential=person_credential(0))
     month = {"from": (now - timedelta(days=DAYS)).isoformat(), "to": now.isoformat()}
-    some_id = Exchange.objects.order_by("-started_at").values_list("id", flat=True)[500]
-    session = Exchange.objects.values_list("session_id", flat=True)[0]
+    some_id = seen.order_by("-started_at").values_list("id", flat=True)[500]
+    session = seen.values_list("session_id", flat=True)[0]
     model = MODELS[0][0]
     page = max(1, min(50, Exchange.objects.count() // 100 - 1))  # admin pages 1-based
     cases = [
@@ -322,6 +337,8 @@ def _measure(*, runs: int, now: datetime) -> None:
         ("admin changelist (page 50)", "/admin/proxy/exchange/", {"p": str(page)}),
         ("admin detail", f"/admin/proxy/exchange/{some_id}/change/", {}),
     ]  # fmt: skip
+    if member:  # the admin is staff's
+        cases = [case for case in cases if not case[0].startswith("admin")]
     print(f"rollups built ahead of reads (manage.py rollup): {rollup_fill():.1f} s")
     print(f"\n{'operation':<50} {'p50 ms':>8} {'p95 ms':>8}")
     worst = {"default": 0.0, "30 d": 0.0, "scanned": 0.0}
@@ -344,7 +361,7 @@ def _measure(*, runs: int, now: datetime) -> None:
         async_to_sync(drain)(response)
 
     p50, p95 = _time(lambda: export({"format": "csv"}), max(3, runs // 4))
-    rows = Exchange.objects.filter(started_at__gte=now - timedelta(hours=24)).count()
+    rows = seen.filter(started_at__gte=now - timedelta(hours=24)).count()
     print(f"{f'exchanges/export csv (24 h, {rows:,} rows)':<50} {p50:8.1f} {p95:8.1f}")
     started = time.perf_counter()
     export({**month, "format": "jsonl"})
@@ -357,6 +374,34 @@ def _measure(*, runs: int, now: datetime) -> None:
         f"worst p95 over 30 days with a filter rollups cannot apply: "
         f"{worst['scanned']:.1f} ms"
     )
+
+
+def person_key(n: int) -> str:
+    """Return the API key person n calls with."""
+    return f"sk-ant-bench-person-{n}"
+
+
+def person_credential(n: int) -> str:
+    """Return the fingerprint the relay records for person n's calls."""
+    from apps.proxy.recorder import secret_fingerprint
+
+    return secret_fingerprint(person_key(n))
+
+
+def bench_user(*, member: bool):
+    """Return the reader: a superuser, or a member who claimed person 0's key."""
+    from django.contrib.auth import get_user_model
+
+    from apps.dashboard import services
+
+    if not member:
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        user.is_staff = user.is_superuser = True  # a kept database's may be neither
+        user.save()
+        return user
+    user, _ = get_user_model().objects.get_or_create(username="bench-member")
+    services.claim_add(user=user, secret=person_key(0))
+    return user
 
 
 def rollup_fill() -> float:

@@ -19,9 +19,11 @@ from ninja import Path, Query, Router
 from ninja.errors import HttpError
 
 from apps.dashboard import schemas, selectors
+from apps.dashboard.auth import request_viewer
 from apps.dashboard.selectors import reports
 from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import scope_of
+from apps.proxy.selectors import Viewer
 
 router = Router(tags=["stats"])
 
@@ -37,8 +39,9 @@ def exchange_list(
 ) -> dict:
     """List exchanges (newest first, without bodies)."""
     return selectors.exchange_list(
-        filters=filters, limit=page.limit, offset=page.offset
-    )
+        filters=filters, viewer=request_viewer(request), limit=page.limit,
+        offset=page.offset,
+    )  # fmt: skip
 
 
 @router.get("/exchanges/export", response=schemas.answers(None))
@@ -48,7 +51,9 @@ def exchange_export(
     export: Query[schemas.ExportIn],
 ) -> StreamingHttpResponse:
     """Stream every matching exchange (oldest first) as CSV or JSON lines."""
-    lines = _export_lines(filters=filters, fmt=export.format)
+    # The viewer is read now: the lines are produced after this view returns.
+    viewer = request_viewer(request)
+    lines = _export_lines(filters=filters, viewer=viewer, fmt=export.format)
     content_type = "text/csv" if export.format == "csv" else "application/x-ndjson"
     response = StreamingHttpResponse(
         lines, content_type=f"{content_type}; charset=utf-8"
@@ -59,7 +64,7 @@ def exchange_export(
 
 
 async def _export_lines(
-    *, filters: schemas.ExchangeFilter, fmt: str
+    *, filters: schemas.ExchangeFilter, viewer: Viewer, fmt: str
 ) -> AsyncIterator[str]:
     # An async iterator: under ASGI Django would buffer a sync one whole. Each
     # chunk is one keyset query, so memory stays constant for any export size.
@@ -68,7 +73,9 @@ async def _export_lines(
         yield _csv_line(selectors.LIST_FIELDS)
     after: tuple[datetime, int] | None = None
     while True:
-        rows = await fetch(filters=filters, after=after, size=EXPORT_CHUNK)
+        rows = await fetch(
+            filters=filters, viewer=viewer, after=after, size=EXPORT_CHUNK
+        )
         if not rows:
             return
         if fmt == "csv":
@@ -111,7 +118,9 @@ def exchange_detail(
     request: HttpRequest, exchange_id: int = Path(..., ge=1, le=_MAX_ID)
 ) -> dict:
     """Return one exchange in full: headers, bodies (as text), assembled message."""
-    exchange = selectors.exchange_detail(exchange_id=exchange_id)
+    exchange = selectors.exchange_detail(
+        exchange_id=exchange_id, viewer=request_viewer(request)
+    )
     if exchange is None:
         raise HttpError(404, f"No exchange {exchange_id}.")
     return exchange
@@ -122,7 +131,9 @@ def exchange_detail(
 )
 def stats_summary(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> dict:
     """Totals over a range: requests, errors, tokens, cost, cache, latency."""
-    return selectors.usage_summary(scope=scope_of(filters))
+    return selectors.usage_summary(
+        scope=scope_of(filters, viewer=request_viewer(request))
+    )
 
 
 @router.get("/stats/timeseries", response=schemas.answers(schemas.TimeseriesOut))
@@ -131,7 +142,9 @@ def stats_timeseries(
 ) -> HttpResponse:
     """Per hour or day in `tz` (DST-aware), per model: requests, tokens, cost."""
     series = selectors.usage_timeseries(
-        scope=scope_of(filters), zone=filters.zone, unit=filters.bucket
+        scope=scope_of(filters, viewer=request_viewer(request)),
+        zone=filters.zone,
+        unit=filters.bucket,
     )
     # Validated and encoded by pydantic-core, not ninja's model_dump + json.dumps:
     # a month of hours is ~3,600 objects and 1,440 datetimes, which ninja's
@@ -144,19 +157,25 @@ def stats_timeseries(
 @router.get("/stats/models", response=schemas.answers(list[schemas.ModelStatsOut]))
 def stats_models(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> list:
     """Per model: requests, errors, tokens, cost, cache hit rate, mean latency."""
-    return selectors.usage_by_model(scope=scope_of(filters))
+    return selectors.usage_by_model(
+        scope=scope_of(filters, viewer=request_viewer(request))
+    )
 
 
 @router.get("/stats/tools", response=schemas.answers(list[schemas.ToolStatsOut]))
 def stats_tools(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> list:
     """Tools the model actually called, with call counts."""
-    return selectors.usage_by_tool(scope=scope_of(filters))
+    return selectors.usage_by_tool(
+        scope=scope_of(filters, viewer=request_viewer(request))
+    )
 
 
 @router.get("/stats/routes", response=schemas.answers(list[schemas.RouteStatsOut]))
 def stats_routes(request: HttpRequest, filters: Query[schemas.UsageFilter]) -> list:
     """Per provider and route: the calls a rule of the routes file sent elsewhere."""
-    return selectors.usage_by_route(scope=scope_of(filters))
+    return selectors.usage_by_route(
+        scope=scope_of(filters, viewer=request_viewer(request))
+    )
 
 
 @router.get("/stats/performance", response=schemas.answers(schemas.PerformanceOut))
@@ -164,7 +183,9 @@ def stats_performance(
     request: HttpRequest, filters: Query[schemas.UsageFilter]
 ) -> dict:
     """p50/p90/p95/p99 of time to first byte and duration, overall and per model."""
-    return selectors.performance_stats(scope=scope_of(filters))
+    return selectors.performance_stats(
+        scope=scope_of(filters, viewer=request_viewer(request))
+    )
 
 
 @router.get("/sessions", response=schemas.answers(schemas.SessionListOut))
@@ -176,6 +197,7 @@ def session_list(
     """Sessions with a call in the range, newest activity first, with their
     whole figures (the same as their pages)."""
     rows, total = session_selectors.session_rows(
+        viewer=request_viewer(request),
         start=filters.start, end=filters.end, project_id=filters.project,
         model=filters.model or "", limit=page.limit, offset=page.offset,
     )  # fmt: skip
@@ -189,7 +211,7 @@ def session_list(
 def projects(request: HttpRequest) -> list:
     """Projects (real paths), most recently active first, with every call of their
     sessions (from the usage ledger)."""
-    return reports.project_list()
+    return reports.project_list(viewer=request_viewer(request))
 
 
 @router.get("/limits", response=schemas.answers(schemas.LimitsOut))
@@ -199,7 +221,9 @@ def limits(
     options: Query[schemas.LimitsIn],
 ) -> dict:
     """Subscription (unified) limits now and over the range; API-key limits."""
-    return selectors.ratelimit_state(filters=filters, limit=options.limit)
+    return selectors.ratelimit_state(
+        filters=filters, viewer=request_viewer(request), limit=options.limit
+    )
 
 
 # --- usage reports: the same selectors as the usage pages and `manage.py usage`
@@ -213,7 +237,7 @@ def limits(
 )
 def usage_daily(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per local day of `tz`, split by model."""
-    return _periods(filters, "daily")
+    return _periods(request, filters, "daily")
 
 
 @router.get(
@@ -224,7 +248,7 @@ def usage_daily(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> d
 )
 def usage_weekly(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per week (starting on `week_start`), by model."""
-    return _periods(filters, "weekly")
+    return _periods(request, filters, "weekly")
 
 
 @router.get(
@@ -235,12 +259,13 @@ def usage_weekly(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> 
 )
 def usage_monthly(request: HttpRequest, filters: Query[schemas.MonthlyFilter]) -> dict:
     """Calls, tokens and cost per calendar month in `tz`, by model."""
-    return _periods(filters, "monthly")
+    return _periods(request, filters, "monthly")
 
 
-def _periods(filters: schemas.ReportFilter, report: str) -> dict:
+def _periods(request: HttpRequest, filters: schemas.ReportFilter, report: str) -> dict:
     return reports.report_periods(
-        scope=scope_of(filters), zone=filters.zone, report=report,
+        scope=scope_of(filters, viewer=request_viewer(request)),
+        zone=filters.zone, report=report,
         week_start=filters.week_start_index,
     )  # fmt: skip
 
@@ -258,7 +283,8 @@ def usage_sessions(
 ) -> dict:
     """Sessions with a call in the range, each with its whole figures."""
     return reports.report_sessions(
-        scope=scope_of(filters), zone=filters.zone, limit=page.limit,
+        scope=scope_of(filters, viewer=request_viewer(request)),
+        zone=filters.zone, limit=page.limit,
         offset=page.offset,
     )  # fmt: skip
 
@@ -271,7 +297,9 @@ def usage_sessions(
 )
 def usage_projects(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per project over the range."""
-    return reports.report_projects(scope=scope_of(filters), zone=filters.zone)
+    return reports.report_projects(
+        scope=scope_of(filters, viewer=request_viewer(request)), zone=filters.zone
+    )
 
 
 @router.get(
@@ -282,7 +310,9 @@ def usage_projects(request: HttpRequest, filters: Query[schemas.ReportFilter]) -
 )
 def usage_models(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> dict:
     """Calls, tokens and cost per model over the range."""
-    return reports.report_models(scope=scope_of(filters), zone=filters.zone)
+    return reports.report_models(
+        scope=scope_of(filters, viewer=request_viewer(request)), zone=filters.zone
+    )
 
 
 @router.get(
@@ -295,5 +325,7 @@ def usage_blocks(request: HttpRequest, filters: Query[schemas.ReportFilter]) -> 
     """5-hour blocks: calls, tokens, cost, gaps, the active block's burn rate and
     projection, and the 5-hour and weekly utilization the relay saw."""
     return reports.report_blocks(
-        scope=scope_of(filters), zone=filters.zone, now=timezone.now()
+        scope=scope_of(filters, viewer=request_viewer(request)),
+        zone=filters.zone,
+        now=timezone.now(),
     )

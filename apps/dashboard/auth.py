@@ -6,6 +6,7 @@ Three gates, one rule (anonymous gets nothing but /health and the login page):
   methods) or `Authorization: Bearer <token>`; anonymous gets 401 JSON;
 - the live feed: apps.dashboard.routing closes anonymous websockets (4401), and
   the feed closes itself (4401) once its session no longer logs in its user.
+What a user sees once in: request_viewer (their claimed calls; staff everyone's).
 Passwords are checked by ThrottledModelBackend (a lockout after repeated
 failures) and must pass Django's password validators (settings/data.py).
 """
@@ -32,7 +33,9 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from apps.dashboard import services
+from apps.dashboard.selectors.claims import viewer_of
 from apps.dashboard.selectors.logins import login_throttled
+from apps.proxy.selectors import Viewer
 
 # Set in a request's META when the login throttle refused it (an extension key,
 # as WSGI reserves lower-case dotted names for them).
@@ -168,6 +171,12 @@ def session_login_valid(*, session_key: str | None, user: Any) -> bool:
     reading.session = store
     current = get_user(reading)
     return current.is_authenticated and current.pk == user.pk
+
+
+def request_viewer(request: HttpRequest) -> Viewer:
+    """Return whose calls the request's user sees: their own claimed calls, or
+    for staff everyone's, one person's when `?user=<username>` names them."""
+    return viewer_of(user=request.user, person=request.GET.get("user", "")[:150])
 
 
 def api_auth() -> list:

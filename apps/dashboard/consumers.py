@@ -32,6 +32,7 @@ from django.utils import timezone
 from apps.dashboard import page_state
 from apps.dashboard.auth import session_login_valid
 from apps.dashboard.selectors import requests as request_selectors
+from apps.dashboard.selectors.claims import viewer_of
 from apps.indexing.schemas import ID_MAX
 from apps.proxy.models import Exchange
 from apps.proxy.services.feed import FEED_GROUP, REDIS_ERRORS
@@ -63,6 +64,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         self.watch_ids = [_int(v) for v in query.get("watch", [""])[0].split(",") if v]
         self.watch_ids = [v for v in self.watch_ids if v > 0][-500:]
         self.zone = page_state.zone_from_name(self.scope.get("cookies", {}).get("tz"))
+        self.person = query.get("user", [""])[0][:150]  # staff: one person's calls
         self.mode = ""
         # Ids at most LATE_WINDOW below after_id that the page has: None until the
         # first read takes those the page was rendered with.
@@ -177,6 +179,8 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _changes(self) -> list[dict]:
         """Read changed rows and render them (in a worker thread: ORM + templates)."""
+        # Whose calls, read every tick: a claim made or given up shows at once.
+        viewer = viewer_of(user=self.scope["user"], person=self.person)
         below = request_selectors.exchange_ids_between(
             above=max(0, self.after_id - LATE_WINDOW), upto=self.after_id
         )
@@ -184,7 +188,10 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             self.shown = set(below)
         late = [pk for pk in below if pk not in self.shown]
         changed = request_selectors.exchange_live_changes(
-            after_id=self.after_id, watch_ids=self.watch_ids, late_ids=late
+            after_id=self.after_id,
+            watch_ids=self.watch_ids,
+            viewer=viewer,
+            late_ids=late,
         )
         # A late id that is not returned is not the viewer's: never ask again.
         self.shown.update(late, (row.pk for row in changed))

@@ -1,4 +1,5 @@
 """API tokens (per-user bearer credentials for scripts, stored only as a hash),
+claimed credentials (whose calls are whose),
 failed logins kept for the login throttle, and the stats rollups."""
 
 from __future__ import annotations
@@ -30,6 +31,27 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         label = self.name or "token"
         return f"{label} ({self.prefix}...) of {self.user}"
+
+
+class CredentialClaim(models.Model):
+    """A user's claim on an API key or OAuth token: calls sent with it are theirs.
+
+    Only the fingerprint is kept (apps.proxy.recorder.secret_fingerprint, as the
+    relay stores it); unique, so a credential belongs to one user at most.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="claims"
+    )
+    fingerprint = models.CharField(max_length=24, unique=True)
+    label = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint} of {self.user}"
 
 
 class LoginFailure(models.Model):

@@ -84,6 +84,12 @@ class RangeFilter(Schema):
         json_schema_extra={"pattern": YEAR_PATTERN},
     )
 
+    user: str | None = Field(
+        None,
+        max_length=150,
+        description="staff only: just this person's calls (a username); "
+        "others always see only the calls of the credentials they claimed",
+    )
     _zone: ZoneInfo = PrivateAttr()
     _start: datetime = PrivateAttr()
     _end: datetime = PrivateAttr()

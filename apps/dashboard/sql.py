@@ -204,6 +204,23 @@ SESSIONS_SELECT = f"""
 SELECT * FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
 SESSIONS_COUNT = f"""
 SELECT COUNT(*) FROM ({SESSIONS}) AS s WHERE session_id <> ''{{where}}"""
+# The same for a reader who sees only some credentials' calls ({mine}: their
+# condition, apps.proxy.selectors.viewer_sql): their calls summed from the
+# ledger, as the kept totals hold everyone's; only the sessions {among} names
+# (ids, or SESSIONS_MINE_SINCE), as summing all of theirs for a page of ten
+# took 0.5 s over 20,000 calls (bench/pages.py --member).
+_SESSIONS_MINE = f"""
+WITH s({", ".join(SESSION_COLUMNS)}) AS (
+    SELECT {_SESSION_SUMS} FROM proxy_apicall
+    WHERE kind = 'messages'{{mine}} AND session_id IN ({{among}}) GROUP BY session_id
+)"""
+# The sessions holding a call of the reader's at or after a moment: those whose
+# last_at can be in a range starting then.
+SESSIONS_MINE_SINCE = "SELECT session_id FROM proxy_apicall WHERE at >= %s{mine}"
+SESSIONS_MINE_SELECT = f"""{_SESSIONS_MINE}
+SELECT * FROM s WHERE session_id <> ''{{where}}"""
+SESSIONS_MINE_COUNT = f"""{_SESSIONS_MINE}
+SELECT COUNT(*) FROM s WHERE session_id <> ''{{where}}"""
 # The models of each quarter hour of a range (blocks list theirs); {table}: the
 # rollup table that keeps the filter's columns (TABLES).
 QUARTER_MODELS = f"""
@@ -221,7 +238,8 @@ WHERE at >= %s AND at < %s{where}
 """
 # The newest subscription limits the relay saw within each of some spans
 # ({spans}: a VALUES list of (index, start, end)); one index probe per span on
-# the partial index exchange_unified_time (apps/proxy migration 0002).
+# the partial index exchange_unified_time (apps/proxy migration 0002); {where}:
+# the viewer's condition (apps.proxy.selectors.viewer_sql), or "".
 LIMITS_IN_SPANS = """
 WITH span(i, lo, hi) AS (VALUES {spans})
 SELECT span.i, e.started_at, e.unified_status, e.unified_5h_utilization,
@@ -229,7 +247,7 @@ SELECT span.i, e.started_at, e.unified_status, e.unified_5h_utilization,
 FROM span JOIN proxy_exchange e ON e.id = (
     SELECT id FROM proxy_exchange
     WHERE unified_5h_utilization IS NOT NULL AND started_at >= span.lo
-      AND started_at < span.hi
+      AND started_at < span.hi{where}
     ORDER BY started_at DESC LIMIT 1)
 """
 # The slowest calls of a range: the duration index is walked from the top and
@@ -262,9 +280,11 @@ EXCHANGE_PAGE_IDS = (
 EXCHANGE_AFTER = "(started_at, id) > (%s, %s)"
 # The newest standard (API-key) limits: literal conditions that match the partial
 # index exchange_std_limits (apps/proxy migration), so one index probe.
+# {where}: the viewer's condition (apps.proxy.selectors.viewer_sql), or "".
 STANDARD_LIMITS = (
     "SELECT id FROM proxy_exchange WHERE unified_5h_utilization IS NULL"
-    " AND ratelimits <> '{}' AND started_at < %s ORDER BY started_at DESC LIMIT 1"
+    " AND ratelimits <> '{{}}' AND started_at < %s{where}"
+    " ORDER BY started_at DESC LIMIT 1"
 )
 
 # --- a session's calls and turns (selectors.sessions) -----------------------------
@@ -285,22 +305,22 @@ _KEY = (
 # Each call of one transcript file's session counted in the session it belongs
 # to (the first parameter: the session id the ledger knows it by), with the
 # ledger's figures; a call the ledger gives another session (the same response
-# in a forked session's file) is not this one's.
+# in a forked session's file) is not this one's. {where}: the viewer's.
 CALL_ROWS = f"""
 SELECT c.turn, c.entry_id, a.exchange_id AS xid, {_SENT} AS sent,
        a.output_tokens AS output, a.cache_read_tokens AS cache_read,
        a.cost_usd AS cost
 FROM indexing_transcriptcall c
-JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s
+JOIN proxy_apicall a ON a.key = {_KEY} AND a.session_id = %s{{where}}
 WHERE c.session_id = %s
 """
-# A session's figures per agent, from the ledger.
+# A session's figures per agent, from the ledger ({where}: the viewer's).
 SESSION_FIGURES = f"""
 SELECT agent_id, COUNT(*), COUNT(exchange_id), SUM({_SENT} + a.output_tokens),
        SUM(a.cost_usd), SUM(CASE WHEN a.cost_usd IS NULL AND {_SENT}
                                       + a.output_tokens > 0 THEN 1 ELSE 0 END),
        SUM(CASE WHEN a.transcript IS NULL THEN 1 ELSE 0 END)
-FROM proxy_apicall a WHERE a.session_id = %s AND a.kind = 'messages'
+FROM proxy_apicall a WHERE a.session_id = %s AND a.kind = 'messages'{{where}}
 GROUP BY agent_id
 """
 # Per turn: calls, relayed calls, tokens, prompt tokens, cache reads, cost, and

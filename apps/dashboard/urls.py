@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from apps.dashboard.auth import LoginForm
-from apps.dashboard.views import health, requests, sessions, usage
+from apps.dashboard.views import health, profile, requests, sessions, usage
 
 app_name = "dashboard"
 urlpatterns = [
@@ -29,6 +29,7 @@ urlpatterns = [
     path("projects/", sessions.projects, name="projects"),
     path("search/", sessions.search, name="search"),
     path("todos/", sessions.todos, name="todos"),
+    path("profile/", profile.profile, name="profile"),
     # "home" kept as an alias so older links and reverses keep working.
     path("", usage.overview, name="overview"),
     path("", usage.overview, name="home"),

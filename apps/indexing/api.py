@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.errors import HttpError
 
+from apps.dashboard.auth import request_viewer
 from apps.dashboard.schemas import answers
 from apps.indexing import selectors
 from apps.indexing.models import Entry, Session
@@ -23,6 +25,7 @@ from apps.indexing.schemas import (
     TranscriptOut,
     TranscriptSessionOut,
 )
+from apps.proxy.selectors import call_session_ids
 
 router = Router(tags=["transcripts"])
 
@@ -33,6 +36,7 @@ def search(request: HttpRequest, filters: Query[SearchFilter]) -> dict:
     engine's syntax (FTS5's, or PostgreSQL's websearch_to_tsquery's)."""
     try:
         hits = selectors.entry_search(
+            visible=_visible(request),
             query=filters.q,
             raw=filters.mode == "raw",
             project_id=filters.project,
@@ -79,6 +83,7 @@ def _hit(hit: selectors.SearchHit) -> dict:
 def transcripts(request: HttpRequest, filters: Query[SessionFilter]) -> list[dict]:
     """List sessions, most recently active first."""
     sessions = selectors.session_list(
+        visible=_visible(request),
         project_id=filters.project,
         title=filters.title,
         since=_utc(filters.since),
@@ -97,7 +102,7 @@ def transcript(
     request: HttpRequest, session_id: str, filters: Query[ThreadFilter]
 ) -> dict:
     """Return a session and a page of its entries, subagents attached to their turn."""
-    session = selectors.session_get(session_id=session_id)
+    session = selectors.session_get(session_id=session_id, visible=_visible(request))
     if session is None:
         raise HttpError(404, "No such session.")
     thread = selectors.session_thread(
@@ -114,14 +119,18 @@ def transcript(
 @router.get("/todos", response=answers(TodosOut))
 def todos(request: HttpRequest, filters: Query[TodoFilter]) -> dict:
     """List todo and task items with counts by status."""
+    visible = _visible(request)
     items = selectors.todo_list(
+        visible=visible,
         session_id=filters.session,
         status=filters.status,
         limit=filters.limit,
         offset=filters.offset,
     )
     return {
-        "counts": selectors.todo_status_counts(session_id=filters.session),
+        "counts": selectors.todo_status_counts(
+            visible=visible, session_id=filters.session
+        ),
         "todos": [
             {
                 "kind": t.kind,
@@ -140,7 +149,14 @@ def todos(request: HttpRequest, filters: Query[TodoFilter]) -> dict:
 @router.get("/plans", response=answers(list[PlanOut]))
 def plans(request: HttpRequest, filters: Query[PlanFilter]) -> list:
     """List plan-mode plans, most recently modified first."""
-    return selectors.plan_list(limit=filters.limit, offset=filters.offset)
+    return selectors.plan_list(
+        visible=_visible(request), limit=filters.limit, offset=filters.offset
+    )
+
+
+def _visible(request: HttpRequest) -> QuerySet | None:
+    """Return the ledger's session ids the request's user sees (None: all)."""
+    return call_session_ids(viewer=request_viewer(request))
 
 
 def _utc(moment: datetime | None) -> datetime | None:

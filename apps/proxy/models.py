@@ -39,6 +39,9 @@ class Exchange(models.Model):
     agent_id = models.CharField(max_length=100, blank=True, default="")
     user_agent = models.CharField(max_length=500, blank=True, default="")
     tools_offered = models.JSONField(default=list, blank=True)
+    # The fingerprint of the API key or OAuth token the call was sent with
+    # (recorder.credential_fingerprint): whose call it is, once a user claims it.
+    credential = models.CharField(max_length=24, blank=True, default="")
 
     # Outcome.
     state = models.CharField(
@@ -112,6 +115,9 @@ class Exchange(models.Model):
             models.Index(
                 fields=["provider", "started_at"], name="exchange_provider_time"
             ),
+            models.Index(
+                fields=["credential", "started_at"], name="exchange_credential_time"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -163,6 +169,9 @@ class ApiCall(models.Model):
     ttfb_ms = models.FloatField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     tools = models.TextField(blank=True, default="")  # names called, one per call
+    # The exchange's credential fingerprint; "" for a call only transcripts
+    # record (no credential: unclaimed, seen by staff only).
+    credential = models.CharField(max_length=24, blank=True, default="")
     # The transcript's figures (JSON), when a transcript records the call.
     transcript = models.TextField(null=True, blank=True)
 
@@ -171,6 +180,7 @@ class ApiCall(models.Model):
             models.Index(fields=["quarter"], name="apicall_quarter"),
             models.Index(fields=["session_id", "at"], name="apicall_session_at"),
             models.Index(fields=["at"], name="apicall_at"),
+            models.Index(fields=["credential", "at"], name="apicall_credential_at"),
             # The slowest calls of a range: walked from the top, range checked.
             models.Index(fields=["duration_ms", "at"], name="apicall_duration"),
             models.Index(

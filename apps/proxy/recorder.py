@@ -55,6 +55,9 @@ class Call:
     # (read back from a spill file, which caps bodies); None: they are whole.
     request_size: int | None = None
     response_size: int | None = None
+    # Read back from a spill file (whose headers are fingerprints already): the
+    # credential_fingerprint() of the call's own headers; None: read them.
+    credential: str | None = None
 
 
 # --- secrets -----------------------------------------------------------------
@@ -74,6 +77,32 @@ def secret_fingerprint(value: str) -> str:
         "sha256:"
         + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     )
+
+
+def credential_fingerprint(headers: Iterable[Header], *, redacted: bool = False) -> str:
+    """Return the fingerprint of the API key or OAuth token a call was sent with
+    (x-api-key, else an Authorization bearer), or "" when it carries neither.
+
+    A call's own key is always hashed, even one shaped as a fingerprint, so
+    nobody sends another's fingerprint as a key to have a call recorded as
+    theirs (a claim, too, hashes what is pasted). Only `redacted` headers, from
+    a spill line written before lines carried the credential, keep one.
+    """
+    for name in (b"x-api-key", b"authorization"):
+        value = header_value(headers, name).strip()
+        if value.lower().startswith("bearer "):
+            value = value[7:].strip()
+        if value:
+            return _fingerprinted(value) if redacted else secret_fingerprint(value)
+    return ""
+
+
+def call_credential(call: Call) -> str:
+    """Return whose a call is: its credential's fingerprint (kept when read back
+    from a spill file, whose headers hold fingerprints, not keys)."""
+    if call.credential is not None:
+        return call.credential
+    return credential_fingerprint(call.request_headers)
 
 
 def headers_redact(
@@ -465,6 +494,7 @@ def call_start_row(
         "session_id": session_id,
         "agent_id": header_value(headers, b"x-claude-code-agent-id")[:100],
         "user_agent": header_value(headers, b"user-agent")[:500],
+        "credential": call_credential(call),
         "request_headers": headers_redact(headers, extra=redact),
         "request_size": size,
         "relay": relay,

@@ -1,4 +1,4 @@
-"""Reads of the relay's records."""
+"""Reads of the relay's records, and whose calls a reader may see (Viewer)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,62 @@ import json
 import sqlite3
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connection
+from django.db.models import QuerySet
 
 from apps.proxy import sql
-from apps.proxy.models import Exchange
+from apps.proxy.models import ApiCall, Exchange
 from apps.proxy.spill import backlog_files, lines_read
+
+# --- who sees what (issue 15 §4) ---------------------------------------------------
+# Every read of calls (exchanges, ledger rows, sessions and their transcripts)
+# takes a Viewer and applies it in one place per table: exchange_visible for
+# the exchange table, viewer_sql for raw SQL over either table, and
+# call_session_ids for what hangs off a session (transcripts, todos, search).
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose calls a reader sees: `credentials` None for everyone's (staff),
+    else the credential fingerprints they claimed (none: no call at all)."""
+
+    credentials: tuple[str, ...] | None = None
+
+    @property
+    def sees_all(self) -> bool:
+        return self.credentials is None
+
+
+EVERYONE = Viewer()
+
+
+def viewer_sql(*, viewer: Viewer, column: str = "credential") -> tuple[str, list]:
+    """Return " AND <column> IN (...)" and its parameters ("" for everyone)."""
+    if viewer.credentials is None:
+        return "", []
+    marks = ", ".join(["%s"] * len(viewer.credentials)) or "NULL"
+    return f" AND {column} IN ({marks})", list(viewer.credentials)
+
+
+def exchange_visible(*, viewer: Viewer) -> QuerySet[Exchange]:
+    """Return the exchanges a viewer may see."""
+    if viewer.credentials is None:
+        return Exchange.objects.all()
+    return Exchange.objects.filter(credential__in=viewer.credentials)
+
+
+def call_session_ids(*, viewer: Viewer) -> QuerySet | None:
+    """Return the ledger's session ids holding a call of the viewer (a subquery),
+    or None for everyone: a session nobody claimed a call of is staff-only."""
+    if viewer.credentials is None:
+        return None
+    calls = ApiCall.objects.filter(credential__in=viewer.credentials)
+    return calls.exclude(session_id="").values("session_id").distinct()
 
 
 def database_status() -> str:

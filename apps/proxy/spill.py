@@ -27,7 +27,14 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.proxy.recorder import Call, body_prefix, headers_redact, query_redact
+from apps.proxy.recorder import (
+    Call,
+    body_prefix,
+    call_credential,
+    credential_fingerprint,
+    headers_redact,
+    query_redact,
+)
 
 VERSION = 1
 
@@ -67,6 +74,8 @@ def step_line(kind: str, call: Call, **extra: Any) -> bytes:
         "path": call.path,
         "query": query_redact(call.query),
         "request_headers": headers_redact(call.request_headers, extra=redact),
+        # Whose call, from the key itself: the headers above hold its fingerprint.
+        "credential": call_credential(call),
         "request_body": _b64(call.request_body[:cap]),
         "request_size": _size(call.request_size, len(call.request_body)),
         "status_code": call.status_code,
@@ -125,7 +134,16 @@ def _call(record: dict[str, Any]) -> Call:
         state=record["state"],
         error_type=record["error_type"],
         error_message=record["error_message"],
+        credential=_credential(record),
     )
+
+
+def _credential(record: dict[str, Any]) -> str:
+    if "credential" in record:
+        return str(record["credential"])
+    # A line spilled before lines carried it: its headers' fingerprint, as is.
+    headers = _headers(record["request_headers"])
+    return credential_fingerprint(headers, redacted=True)
 
 
 def _headers(pairs: list[list[str]]) -> list[tuple[bytes, bytes]]:

@@ -33,6 +33,7 @@ def relay_sets(figures: tuple[str, ...]) -> dict[str, str]:
         "agent_id": f"CASE WHEN excluded.session_id <> '' THEN excluded.agent_id"
         f" ELSE {OLD}.agent_id END",
         "project_id": f"COALESCE(excluded.project_id, {OLD}.project_id)",
+        "credential": "excluded.credential",
     }
 
 
@@ -40,6 +41,7 @@ def transcript_sets(figures: tuple[str, ...]) -> dict[str, str]:
     """Return the merge rule of each column when a transcript records a call."""
     return {
         "transcript": "excluded.transcript",
+        "credential": f"{OLD}.credential",
         "request_id": f"COALESCE(NULLIF({OLD}.request_id, ''), excluded.request_id)",
         "message_id": f"COALESCE(NULLIF({OLD}.message_id, ''), excluded.message_id)",
         **{

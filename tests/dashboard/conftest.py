@@ -13,8 +13,24 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def user(db):
-    """A plain active user (not staff)."""
-    return get_user_model().objects.create_user(username="alice", password=PASSWORD)
+    """The single user of a default deployment: staff (sees every call), without
+    admin permissions."""
+    return get_user_model().objects.create_user(
+        username="alice", password=PASSWORD, is_staff=True
+    )
+
+
+@pytest.fixture
+def member(db):
+    """A plain active user (not staff): sees only the calls they claimed."""
+    return get_user_model().objects.create_user(username="carol", password=PASSWORD)
+
+
+@pytest.fixture
+def member_client(member) -> Client:
+    client = Client()
+    client.force_login(member)
+    return client
 
 
 @pytest.fixture

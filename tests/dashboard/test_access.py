@@ -96,11 +96,11 @@ def test_it_lets_a_user_in_with_a_session(user_client):
 
 
 @pytest.mark.django_db
-def test_it_keeps_non_staff_users_out_of_the_admin(user_client):
-    response = user_client.get("/admin/")
+def test_it_keeps_non_staff_users_out_of_the_admin(member_client):
+    response = member_client.get("/admin/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
-    assert user_client.get("/admin/proxy/exchange/").status_code == 302
+    assert member_client.get("/admin/proxy/exchange/").status_code == 302
 
 
 @pytest.mark.django_db

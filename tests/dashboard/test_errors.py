@@ -12,6 +12,7 @@ from django.urls import reverse
 from apps.dashboard import selectors
 from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import EVERYONE
 from tests.factories import T0, exchange_create
 
 State = Exchange.State
@@ -42,6 +43,8 @@ def test_it_marks_as_errors_on_the_requests_page_exactly_the_calls_the_figures_c
     page = user_client.get(reverse("dashboard:exchange-list"), span)
     rows = re.findall(r'<tr data-id="\d+".*?</tr>', page.content.decode(), re.S)
     marked = sum('class="badge bad"' in row for row in rows)
-    counted = selectors.error_counts(scope=Scope(T0, T0 + timedelta(hours=1)))
+    counted = selectors.error_counts(
+        scope=Scope(T0, T0 + timedelta(hours=1), viewer=EVERYONE)
+    )
     assert len(rows) == len(ENDINGS)
     assert marked == sum(counted.values()) == 5

@@ -16,6 +16,7 @@ from apps.dashboard import page_state
 from apps.dashboard.selectors import requests as request_selectors
 from apps.indexing.services import index_sync
 from apps.proxy.bodies import body_encode
+from apps.proxy.selectors import EVERYONE
 from tests.factories import exchange_create
 from tests.indexing.conftest import ClaudeTree, conversation_write
 
@@ -159,5 +160,5 @@ def test_it_refuses_a_sort_column_outside_the_covering_index_with_a_value_error(
     now = page_state.now_utc()
     with pytest.raises(ValueError, match="request_body"):
         request_selectors.exchange_page(
-            start=now - timedelta(days=1), end=now, filters=filters
+            start=now - timedelta(days=1), end=now, filters=filters, viewer=EVERYONE
         )

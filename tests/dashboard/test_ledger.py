@@ -30,6 +30,7 @@ from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.selectors.sessions import session_figures
 from apps.indexing.services import index_sync
 from apps.proxy.models import ApiCall, ApiCallDirty, Exchange
+from apps.proxy.selectors import EVERYONE
 from apps.proxy.services import call_merge_transcripts, call_record_exchanges
 from apps.proxy.services import calls as calls_module
 from tests.conftest import ROOT, database_env, wait_for
@@ -265,12 +266,18 @@ def test_it_counts_a_relayed_call_once_whatever_order_the_sources_arrive(db, tmp
 
 
 def test_it_rolls_up_exactly_what_it_reads_live(world):
-    scope = Scope(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    scope = Scope(T0 - timedelta(days=1), T0 + timedelta(days=1), viewer=EVERYONE)
     by = ("quarter", "model", "project_id", "error")
     sessions = [A, F, D, R, M, X, S1, S2]
-    live = ledger_sums(scope=scope, by=by), session_figures(session_ids=sessions)
+    live = (
+        ledger_sums(scope=scope, by=by),
+        session_figures(session_ids=sessions, viewer=EVERYONE),
+    )
     data.rollup_refresh()  # every quarter and session rolled up: none read live
-    rolled = ledger_sums(scope=scope, by=by), session_figures(session_ids=sessions)
+    rolled = (
+        ledger_sums(scope=scope, by=by),
+        session_figures(session_ids=sessions, viewer=EVERYONE),
+    )
     key = lambda r: tuple(r[name] or 0 for name in by)  # noqa: E731
     assert _exact([figures_of(r) for r in sorted(live[0], key=key)]) == _exact(
         [figures_of(r) for r in sorted(rolled[0], key=key)]

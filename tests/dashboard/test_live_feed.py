@@ -1,4 +1,5 @@
-"""The live feed over a real websocket (channels' communicator, the deployed stack)."""
+"""The live feed over a real websocket (channels' communicator, the deployed stack),
+showing a member (not staff) only the calls of the credentials they claimed."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from apps.dashboard import routing
+from apps.dashboard import routing, services
 from apps.dashboard.consumers import POLL_TASK
+from apps.proxy.models import Exchange
+from apps.proxy.recorder import secret_fingerprint
 from tests.factories import exchange_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,3 +125,32 @@ def test_it_does_not_resend_rows_the_page_was_rendered_with(user_client):
         return newer.pk
 
     async_to_sync(run)()
+
+
+def test_it_shows_a_member_their_new_calls_and_never_anothers(member, member_client):
+    services.claim_add(user=member, secret="sk-ant-key-of-carol")
+    mine, theirs = (
+        {"credential": secret_fingerprint(key)}
+        for key in ("sk-ant-key-of-carol", "sk-ant-key-of-anna")
+    )
+    flying = exchange_create(state=Exchange.State.IN_PROGRESS, ended_at=None, **theirs)
+
+    async def run() -> tuple[list[int], list[int]]:
+        # Watching another's call by id (a hand-made URL) does not show it either.
+        feed = live_feed(member_client, f"after={flying.pk}&watch={flying.pk}")
+        assert (await feed.connect())[0]
+        create = database_sync_to_async(exchange_create)
+        sent = [(await create(**theirs)).pk, (await create(**mine)).pk]
+        await database_sync_to_async(Exchange.objects.filter(pk=flying.pk).update)(
+            state=Exchange.State.COMPLETE
+        )
+        sent += [(await create(**theirs)).pk, (await create(**mine)).pk]
+        received: list[int] = []
+        while sent[-1] not in received:  # every row up to B's newest call
+            message = await feed.receive_json_from(timeout=WAIT)
+            received += [row["id"] for row in message["rows"]]
+        await feed.disconnect()
+        return sent, received
+
+    sent, received = async_to_sync(run)()
+    assert received == [sent[1], sent[3]]

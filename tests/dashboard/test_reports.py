@@ -17,6 +17,7 @@ from django.urls import reverse
 from apps.dashboard.blocks import Activity, blocks_build, gaps_between
 from apps.dashboard.selectors import reports, usage_summary
 from apps.dashboard.selectors.ledger import Scope
+from apps.proxy.selectors import EVERYONE
 from tests.factories import exchange_create
 
 CALL = 0.003
@@ -145,7 +146,7 @@ def test_it_reports_blocks_with_gaps_and_the_limits_the_relay_saw(db):
          unified_7d_utilization=0.18, unified_status="allowed",
          unified_5h_reset=at("2026-11-20T14:00:00"))  # fmt: skip
     call("2026-11-20T20:30:00")
-    scope = Scope(at("2026-11-20T00:00:00"), at("2026-11-21T00:00:00"))
+    scope = Scope(at("2026-11-20T00:00:00"), at("2026-11-21T00:00:00"), viewer=EVERYONE)
     now = at("2026-11-20T21:30:00")
     report = reports.report_blocks(scope=scope, zone=UTC, now=now)
     kinds = [(row["kind"], row["start"]) for row in report["rows"]]
@@ -168,7 +169,7 @@ def test_it_chains_blocks_from_before_the_range(db):
     # from 10:00 must not start a block at 10:00.
     for n in range(14):
         call((at("2026-11-20T06:10:00") + timedelta(minutes=30 * n)).isoformat()[:19])
-    scope = Scope(at("2026-11-20T10:00:00"), at("2026-11-20T14:00:00"))
+    scope = Scope(at("2026-11-20T10:00:00"), at("2026-11-20T14:00:00"), viewer=EVERYONE)
     report = reports.report_blocks(scope=scope, zone=UTC, now=at("2026-11-21T00:00:00"))
     starts = [row["start"] for row in report["rows"]]
     assert starts == [at("2026-11-20T06:00:00"), at("2026-11-20T11:00:00")]
@@ -268,7 +269,7 @@ def test_it_renders_every_report_page(late_call, client_in, report):
 
 
 def test_it_keeps_the_overview_and_the_daily_page_in_step(late_call):
-    scope = Scope(at("2026-11-19T00:00:00"), at("2026-11-22T00:00:00"))
+    scope = Scope(at("2026-11-19T00:00:00"), at("2026-11-22T00:00:00"), viewer=EVERYONE)
     summary = usage_summary(scope=scope)
     daily = reports.report_periods(scope=scope, zone=UTC, report="daily")
     assert summary["cost_usd"] == pytest.approx(daily["totals"]["cost_usd"])

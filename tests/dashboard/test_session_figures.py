@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from apps.dashboard.selectors import sessions as session_selectors
 from apps.indexing.services import index_sync
+from apps.proxy.selectors import EVERYONE
 from tests.factories import exchange_create
 from tests.indexing.conftest import T0, ClaudeTree
 
@@ -152,7 +153,7 @@ def test_it_shows_the_same_session_totals_on_the_list_the_page_and_projects(
 
 
 def test_it_sums_a_session_from_its_parts(world):
-    total = session_selectors.session_page_figures(session_id=RELAYED)
+    total = session_selectors.session_page_figures(session_id=RELAYED, viewer=EVERYONE)
     subagent = total.subagents["bagent"]
     parts = {
         "main": (total.main.calls, total.main.relayed, total.main.tokens),

@@ -18,6 +18,7 @@ from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import scope_of
 from apps.proxy import services
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import EVERYONE
 from tests.factories import exchange_create
 
 SONNET = "claude-sonnet-4-5-20250929"
@@ -204,7 +205,7 @@ def test_it_encodes_the_timeseries_as_ninja_would(seeded, api, params):
     response = api("/api/stats/timeseries", **params)
     filters = schemas.TimeseriesFilter(**params)
     series = selectors.usage_timeseries(
-        scope=scope_of(filters), zone=filters.zone, unit=filters.bucket
+        scope=scope_of(filters, viewer=EVERYONE), zone=filters.zone, unit=filters.bucket
     )
     dumped = schemas.TimeseriesOut.model_validate(series).model_dump()
     assert response["Content-Type"] == "application/json; charset=utf-8"
@@ -443,17 +444,27 @@ def test_it_reads_naive_times_in_the_given_zone():
 @pytest.mark.parametrize(
     ("call", "queries"),
     [
-        (lambda f: selectors.exchange_list(filters=f, limit=50, offset=0), 2),
-        (lambda f: selectors.usage_by_model(scope=scope_of(f)), 1),
-        (lambda f: selectors.usage_by_tool(scope=scope_of(f)), 1),
+        (
+            lambda f: selectors.exchange_list(
+                filters=f, viewer=EVERYONE, limit=50, offset=0
+            ),
+            2,
+        ),
+        (lambda f: selectors.usage_by_model(scope=scope_of(f, viewer=EVERYONE)), 1),
+        (lambda f: selectors.usage_by_tool(scope=scope_of(f, viewer=EVERYONE)), 1),
         # one grouped read (sums, errors by type, unpriced models, token
         # counts), one of the latencies
-        (lambda f: selectors.usage_summary(scope=scope_of(f)), 2),
-        (lambda f: selectors.performance_stats(scope=scope_of(f)), 1),
-        (lambda f: selectors.ratelimit_state(filters=f, limit=500), 3),
+        (lambda f: selectors.usage_summary(scope=scope_of(f, viewer=EVERYONE)), 2),
+        (lambda f: selectors.performance_stats(scope=scope_of(f, viewer=EVERYONE)), 1),
+        (lambda f: selectors.ratelimit_state(filters=f, viewer=EVERYONE, limit=500), 3),
         # the sessions in range, their whole figures, the index's sessions (no
         # transcript here: no subagents to count)
-        (lambda f: session_selectors.session_rows(start=f.start, end=f.end), 3),
+        (
+            lambda f: session_selectors.session_rows(
+                viewer=EVERYONE, start=f.start, end=f.end
+            ),
+            3,
+        ),
     ],
 )
 def test_it_guards_query_counts(seeded, django_assert_num_queries, call, queries):
@@ -468,5 +479,5 @@ def test_it_guards_the_timeseries_query_count(seeded, django_assert_num_queries)
     filters = schemas.TimeseriesFilter.model_validate({**DAY, "tz": "Asia/Kolkata"})
     with django_assert_num_queries(1):
         selectors.usage_timeseries(
-            scope=scope_of(filters), zone=filters.zone, unit="hour"
+            scope=scope_of(filters, viewer=EVERYONE), zone=filters.zone, unit="hour"
         )

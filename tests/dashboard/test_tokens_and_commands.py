@@ -18,6 +18,7 @@ from apps.dashboard import services
 from apps.dashboard.auth import api_auth
 from apps.dashboard.models import ApiToken
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import EVERYONE
 from apps.proxy.services import exchanges
 from tests.factories import exchange_create
 
@@ -188,4 +189,5 @@ def test_it_guards_the_token_and_model_list_queries(user, django_assert_num_quer
         tokens = selectors.apitoken_list(username="alice")
         assert [str(t.user) for t in tokens] == ["alice"] * 5  # user joined in
     with django_assert_num_queries(1):
-        assert selectors.exchange_models() == ["claude-test-0", "claude-test-1"]
+        models = selectors.exchange_models(viewer=EVERYONE)
+        assert models == ["claude-test-0", "claude-test-1"]

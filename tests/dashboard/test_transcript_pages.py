@@ -22,6 +22,7 @@ from apps.dashboard.templatetags.dashboard import usd
 from apps.indexing.services import index_sync
 from apps.proxy import services
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import EVERYONE
 from tests.dashboard.conftest import PASSWORD  # noqa: F401  (shared fixtures)
 from tests.factories import exchange_create
 from tests.indexing.conftest import T0, ClaudeTree
@@ -142,7 +143,7 @@ def test_it_lists_session_rows_with_a_bounded_number_of_queries(
     # The sessions in range, their whole figures, the index's sessions and
     # their subagent counts, whatever the session count.
     with django_assert_max_num_queries(4):
-        rows, total = session_selectors.session_rows(**span)
+        rows, total = session_selectors.session_rows(viewer=EVERYONE, **span)
     by_id = {r.session_id: r for r in rows}
     assert total == 12
     assert by_id[RELAYED].relayed and by_id[RELAYED].indexed

@@ -7,14 +7,17 @@ import subprocess
 import sys
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 from psycopg.types.json import Jsonb
 
+from apps.dashboard import services
 from apps.dashboard.templatetags.dashboard import num, pct, usd
 from apps.proxy.models import Exchange
+from apps.proxy.recorder import secret_fingerprint
 from tests.conftest import database_env
 from tests.dashboard_ui.conftest import login, screenshot
 from tests.dashboard_ui.seed import BASH_COMMAND, HOSTILE
@@ -217,6 +220,27 @@ def test_it_links_every_page_from_the_navigation(page, member, world):
     expect(page.locator("#errors-table")).to_contain_text("overloaded_error")
     expect(page.locator("#slowest-table tbody tr").first).to_contain_text("6.00 s")
     _shots(page, "performance")
+
+
+def test_it_keeps_a_staff_members_live_feed_to_the_person_the_url_names(
+    page, member, world
+):
+    anna = get_user_model().objects.create_user(username="anna")
+    services.claim_add(user=anna, secret="sk-ant-key-of-anna")
+    login(page)
+    page.goto("/live/?user=anna")
+    expect(page.locator("#live-status")).to_have_text("live")
+    expect(page.locator("#live-rows tr[data-id]")).to_have_count(0)  # none of hers
+    someone = _insert_from_another_process(
+        started_at=timezone.now(), credential=secret_fingerprint("sk-ant-other")
+    )
+    hers = _insert_from_another_process(
+        started_at=timezone.now(), credential=secret_fingerprint("sk-ant-key-of-anna")
+    )
+    expect(page.locator(f'#live-rows tr[data-id="{hers}"]')).to_be_visible(
+        timeout=LIVE_WAIT
+    )
+    expect(page.locator(f'#live-rows tr[data-id="{someone}"]')).to_have_count(0)
 
 
 def test_it_reconnects_the_live_feed_after_a_restart(page, member, world, data_server):

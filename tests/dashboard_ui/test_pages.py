@@ -18,6 +18,7 @@ from apps.dashboard.selectors import requests as request_selectors
 from apps.dashboard.selectors.ledger import Scope
 from apps.proxy.bodies import body_encode
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import EVERYONE
 from tests.dashboard_ui.seed import HOSTILE, world_seed
 from tests.factories import exchange_create
 
@@ -155,18 +156,18 @@ def test_it_pages_with_a_fixed_number_of_queries(
 def test_it_finds_new_and_finished_exchanges_for_the_live_feed(db):
     done = exchange_create()
     flying = exchange_create(state=Exchange.State.IN_PROGRESS, ended_at=None)
-    assert request_selectors.exchange_live_changes(after_id=done.pk, watch_ids=[]) == [
-        flying
-    ]
+    assert request_selectors.exchange_live_changes(
+        after_id=done.pk, watch_ids=[], viewer=EVERYONE
+    ) == [flying]
     assert (
         request_selectors.exchange_live_changes(
-            after_id=flying.pk, watch_ids=[flying.pk]
+            after_id=flying.pk, watch_ids=[flying.pk], viewer=EVERYONE
         )
         == []
     )
     Exchange.objects.filter(pk=flying.pk).update(state=Exchange.State.COMPLETE)
     changed = request_selectors.exchange_live_changes(
-        after_id=flying.pk, watch_ids=[flying.pk]
+        after_id=flying.pk, watch_ids=[flying.pk], viewer=EVERYONE
     )
     assert [(row.pk, row.state) for row in changed] == [(flying.pk, "complete")]
 
@@ -259,7 +260,7 @@ def test_it_computes_latency_percentiles_per_bucket_and_model(db):
     exchange_create(started_at=start + timedelta(minutes=70), duration_ms=50.0,
                     model="claude-haiku-4-5-20251001")  # fmt: skip
     exchange_create(started_at=start + timedelta(minutes=150), duration_ms=9e9)
-    scope = Scope(edges[0], edges[-1])
+    scope = Scope(edges[0], edges[-1], viewer=EVERYONE)
     rows = selectors.latency_by_bucket(scope=scope, edges=edges)["duration_ms"]
     found = {(r["bucket"], r["model"]): (r["count"], r["p50"], r["p95"]) for r in rows}
     # nearest rank: p50 of 4 values is rank 2, p95 is rank 4

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def api(client):
-    user = get_user_model().objects.create_user("reader", password="pw")
+    # The default deployment's one user: staff, who sees every session (what a
+    # non-staff reader sees is tests/dashboard/test_visibility.py's).
+    user = get_user_model().objects.create_user("reader", password="pw", is_staff=True)
     client.force_login(user)
     return client
 
@@ -164,21 +166,21 @@ def test_it_guards_list_selector_queries(django_assert_num_queries, claude_tree)
         )
     index_sync()
     with django_assert_num_queries(1):
-        selectors.project_list()
+        selectors.project_list(visible=None)
     with django_assert_num_queries(1):
-        sessions = selectors.session_list()
+        sessions = selectors.session_list(visible=None)
         [s.project.path for s in sessions]
-    session = selectors.session_get(session_id=t.session_id)
+    session = selectors.session_get(session_id=t.session_id, visible=None)
     with django_assert_num_queries(5):
         thread = selectors.session_thread(session=session)
     assert sum(len(item.subagents) for item in thread) == 2
     with django_assert_num_queries(4):
-        hits = selectors.entry_search(query="alembic")
+        hits = selectors.entry_search(visible=None, query="alembic")
         [(h.session_id, h.project_path) for h in hits]
     with django_assert_num_queries(1):
-        selectors.todo_list()
+        selectors.todo_list(visible=None)
     with django_assert_num_queries(1):
-        selectors.plan_list()
+        selectors.plan_list(visible=None)
 
 
 @pytest.mark.parametrize(

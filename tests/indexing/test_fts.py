@@ -131,7 +131,7 @@ def test_it_reads_raw_words_of_any_input_without_failing(query: str) -> None:
 def test_it_never_fails_on_hostile_input(claude_tree, query: str) -> None:
     conversation_write(claude_tree)
     index_sync()
-    results = entry_search(query=query, limit=5)
+    results = entry_search(visible=None, query=query, limit=5)
     assert isinstance(results, list)
 
 
@@ -139,22 +139,26 @@ def test_it_never_fails_on_hostile_input(claude_tree, query: str) -> None:
 def test_it_finds_words_phrases_and_prefixes(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    assert [h.type for h in entry_search(query="migration rollback")] == ["user"]
-    assert len(entry_search(query='"alembic downgrade"')) == 1
-    assert len(entry_search(query='"downgrade alembic"')) == 0
+    assert [h.type for h in entry_search(visible=None, query="migration rollback")] == [
+        "user"
+    ]
+    assert len(entry_search(visible=None, query='"alembic downgrade"')) == 1
+    assert len(entry_search(visible=None, query='"downgrade alembic"')) == 0
     # Porter stemming: "rolled" and "rollback" do not share a stem, "inspecting" does.
-    assert len(entry_search(query="inspecting")) == 1
-    assert len(entry_search(query="alemb*")) == 3  # text, tool input, downgrade reply
-    assert len(entry_search(query="alembic", tool="Bash")) == 1
-    assert entry_search(query="alembic", role="tool") == []
-    assert len(entry_search(query="invoices", role="tool")) == 1
+    assert len(entry_search(visible=None, query="inspecting")) == 1
+    assert (
+        len(entry_search(visible=None, query="alemb*")) == 3
+    )  # text, tool input, downgrade reply
+    assert len(entry_search(visible=None, query="alembic", tool="Bash")) == 1
+    assert entry_search(visible=None, query="alembic", role="tool") == []
+    assert len(entry_search(visible=None, query="invoices", role="tool")) == 1
 
 
 @pytest.mark.django_db
 def test_it_highlights_the_match_in_the_snippet(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    (hit,) = entry_search(query="billing")
+    (hit,) = entry_search(visible=None, query="billing")
     assert ("billing", True) in hit.snippet_parts
     assert "billing service" in hit.snippet
 
@@ -172,15 +176,15 @@ def test_it_runs_raw_syntax_only_when_asked(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
     excluding = EXCLUDING[connection.vendor]
-    raw = entry_search(query=excluding, raw=True)
+    raw = entry_search(visible=None, query=excluding, raw=True)
     assert len(raw) == 2
     # Read as words, the operator excludes nothing: what it finds is not in raw.
-    words = entry_search(query=excluding)
+    words = entry_search(visible=None, query=excluding)
     assert {h.entry_id for h in words}.isdisjoint({h.entry_id for h in raw})
-    either = entry_search(query=EITHER[connection.vendor], raw=True)
+    either = entry_search(visible=None, query=EITHER[connection.vendor], raw=True)
     phrase, word = (
-        entry_search(query='"alembic downgrade"'),
-        entry_search(query="invoices"),
+        entry_search(visible=None, query='"alembic downgrade"'),
+        entry_search(visible=None, query="invoices"),
     )
     assert {h.entry_id for h in either} == {h.entry_id for h in phrase + word}
     assert phrase and word
@@ -192,7 +196,7 @@ def test_it_reports_raw_syntax_errors(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
     with pytest.raises(FtsQueryError, match="syntax error"):
-        entry_search(query="NEAR(", raw=True)
+        entry_search(visible=None, query="NEAR(", raw=True)
 
 
 @pytest.mark.django_db
@@ -203,7 +207,7 @@ def test_it_never_fails_on_hostile_raw_input_but_with_a_syntax_error(
     conversation_write(claude_tree)
     index_sync()
     try:
-        results = entry_search(query=query, raw=True, limit=5)
+        results = entry_search(visible=None, query=query, raw=True, limit=5)
     except FtsQueryError:
         assert connection.vendor == "sqlite"  # only FTS5's syntax can be wrong
     else:
@@ -217,7 +221,7 @@ def test_it_keeps_the_index_in_step_with_entries(claude_tree) -> None:
     t.path.write_text("")  # truncated: its entries are dropped and re-read (none)
     index_sync()
     fts_integrity_check()
-    assert entry_search(query="alembic") == []
+    assert entry_search(visible=None, query="alembic") == []
 
 
 @pytest.mark.django_db
@@ -229,8 +233,12 @@ def test_it_ranks_among_the_most_recent_matches_of_a_common_word(
     for number in range(6):
         t.user(f"needle number {number}")
     index_sync()
-    assert {h.line_no for h in entry_search(query="needle", limit=2)} <= {4, 5, 6}
-    assert len(entry_search(query="needle", limit=6)) == 6
+    assert {h.line_no for h in entry_search(visible=None, query="needle", limit=2)} <= {
+        4,
+        5,
+        6,
+    }
+    assert len(entry_search(visible=None, query="needle", limit=6)) == 6
 
 
 @pytest.mark.parametrize(
@@ -283,7 +291,7 @@ def test_it_ranks_a_prompt_above_tool_output_with_the_word_as_often(claude_tree)
         request_id="r1",
     )
     index_sync()
-    hits = entry_search(query="kafka")
+    hits = entry_search(visible=None, query="kafka")
     assert [h.role for h in hits] == ["user", "assistant", "tool"]
     assert [h.rank for h in hits] == sorted(h.rank for h in hits)  # lower is better
 
@@ -295,12 +303,14 @@ def test_it_keeps_markup_paths_and_control_characters_in_snippets_as_text(
     t = claude_tree.transcript()
     t.user("see <b>billing</b> in /srv/billing/app.py \x02 and \x03 <script>x</script>")
     index_sync()
-    (hit,) = entry_search(query="billing")
+    (hit,) = entry_search(visible=None, query="billing")
     assert [text for text, match in hit.snippet_parts if match] == ["billing"] * 2
     assert hit.snippet == (
         "see <b>billing</b> in /srv/billing/app.py \x02 and \x03 <script>x</script>"
     )
-    assert len(entry_search(query="app py")) == 1  # words of a path are words
+    assert (
+        len(entry_search(visible=None, query="app py")) == 1
+    )  # words of a path are words
 
 
 @pytest.mark.django_db
@@ -310,16 +320,20 @@ def test_it_finds_words_other_engines_drop_as_stop_words(claude_tree, query) -> 
     t.user("this is not the answer")
     t.user("zebra")
     index_sync()
-    assert len(entry_search(query=query)) == (0 if query == "if not" else 1)
+    assert len(entry_search(visible=None, query=query)) == (
+        0 if query == "if not" else 1
+    )
 
 
 @pytest.mark.django_db
 def test_it_searches_the_same_after_optimizing(claude_tree) -> None:
     conversation_write(claude_tree)
     index_sync()
-    before = [(h.entry_id, h.rank) for h in entry_search(query="alembic")]
+    before = [(h.entry_id, h.rank) for h in entry_search(visible=None, query="alembic")]
     fts.fts_optimize()
-    assert [(h.entry_id, h.rank) for h in entry_search(query="alembic")] == before
+    assert [
+        (h.entry_id, h.rank) for h in entry_search(visible=None, query="alembic")
+    ] == before
     fts_integrity_check()
 
 
@@ -334,7 +348,9 @@ def test_it_finds_words_with_or_without_their_accents(claude_tree, query):
     t.user("the café at Müllerstraße, run by Herr Müller")
     index_sync()
     raw = query == "raw"
-    (hit,) = entry_search(query=WITHOUT[connection.vendor] if raw else query, raw=raw)
+    (hit,) = entry_search(
+        visible=None, query=WITHOUT[connection.vendor] if raw else query, raw=raw
+    )
     if query == "Café MÜLLER":  # highlighted as written (on SQLite, in Python)
         assert {"café", "Müller"} <= {
             text for text, match in hit.snippet_parts if match
@@ -347,5 +363,5 @@ def test_it_reads_a_dotted_or_hyphenated_raw_word_as_a_phrase(claude_tree) -> No
     t.user("edit app.py, then python")
     index_sync()
     raw = connection.vendor != "sqlite"  # FTS5's raw syntax has no dotted word
-    assert len(entry_search(query="app.py", raw=raw)) == 1
-    assert entry_search(query="py.app", raw=raw) == []
+    assert len(entry_search(visible=None, query="app.py", raw=raw)) == 1
+    assert entry_search(visible=None, query="py.app", raw=raw) == []

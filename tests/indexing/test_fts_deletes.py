@@ -59,7 +59,7 @@ def test_it_keeps_the_index_consistent_when_blocks_go_first_or_last(claude_tree,
 def test_it_lets_plain_sqlite_read_delete_and_vacuum_the_file(claude_tree):
     conversation_write(claude_tree)
     index_sync()
-    [hit] = entry_search(query="downgrade")
+    [hit] = entry_search(visible=None, query="downgrade")
 
     other = sqlite3.connect(connection.settings_dict["NAME"])  # no Django at all
     try:
@@ -74,7 +74,7 @@ def test_it_lets_plain_sqlite_read_delete_and_vacuum_the_file(claude_tree):
     finally:
         other.close()
 
-    assert entry_search(query="downgrade") == []  # gone at once
+    assert entry_search(visible=None, query="downgrade") == []  # gone at once
     assert (Entry.objects.count(), fts_row_count()) == (10, 10)
     fts_integrity_check()
     index_sync()  # the next pass takes its postings out of the index
@@ -104,7 +104,7 @@ def test_it_follows_plain_sqlite_deleting_everything(claude_tree, order):
     assert fts_stale_count() == 0
     fts_integrity_check()
     index_sync(full=True)
-    assert len(entry_search(query="rollback")) > 0
+    assert len(entry_search(visible=None, query="rollback")) > 0
     fts_integrity_check()
 
 
@@ -154,10 +154,10 @@ def test_it_refuses_to_change_an_entrys_text_or_tools(claude_tree):
 def test_it_follows_another_session_deleting_in_any_order(claude_tree, order):
     conversation_write(claude_tree)
     index_sync()
-    [hit] = entry_search(query="downgrade")
+    [hit] = entry_search(visible=None, query="downgrade")
     with _other_connection() as other:
         other.execute(f"DELETE FROM indexing_entry WHERE id = {int(hit.entry_id)}")
-    assert entry_search(query="downgrade") == []  # gone at once
+    assert entry_search(visible=None, query="downgrade") == []  # gone at once
     assert (Entry.objects.count(), fts_row_count()) == (10, 10)
     fts_integrity_check()
     with _other_connection() as other:
@@ -165,7 +165,7 @@ def test_it_follows_another_session_deleting_in_any_order(claude_tree, order):
             other.execute(f"DELETE FROM {table}")
     assert (fts_row_count(), fts_match_count(query="rollback")) == (0, 0)
     index_sync(full=True)
-    assert len(entry_search(query="rollback")) > 0
+    assert len(entry_search(visible=None, query="rollback")) > 0
     fts_integrity_check()
 
 
@@ -218,9 +218,9 @@ def test_it_follows_the_tables_emptied_at_once(claude_tree):
         for statement in EMPTY_ALL[connection.vendor]:
             other.execute(statement)
     assert (fts_row_count(), fts_match_count(query="rollback")) == (0, 0)
-    assert entry_search(query="rollback") == []
+    assert entry_search(visible=None, query="rollback") == []
     index_sync(full=True)
-    assert len(entry_search(query="rollback")) > 0
+    assert len(entry_search(visible=None, query="rollback")) > 0
     fts_integrity_check()
 
 
@@ -236,7 +236,10 @@ EMPTY_INDEX = {
 def test_it_fills_the_index_from_the_blocks_as_the_writer_does(claude_tree):
     conversation_write(claude_tree)
     index_sync()
-    before = [(h.entry_id, h.rank) for h in entry_search(query="alembic rollback*")]
+    before = [
+        (h.entry_id, h.rank)
+        for h in entry_search(visible=None, query="alembic rollback*")
+    ]
     with connection.cursor() as cursor:
         cursor.execute(EMPTY_INDEX[connection.vendor])
     migration = importlib.import_module(
@@ -244,5 +247,8 @@ def test_it_fills_the_index_from_the_blocks_as_the_writer_does(claude_tree):
     )
     migration._index_fill(None, SimpleNamespace(connection=connection))
     fts_integrity_check()
-    after = [(h.entry_id, h.rank) for h in entry_search(query="alembic rollback*")]
+    after = [
+        (h.entry_id, h.rank)
+        for h in entry_search(visible=None, query="alembic rollback*")
+    ]
     assert after == before and before

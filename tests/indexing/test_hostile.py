@@ -61,7 +61,7 @@ def test_it_indexes_a_line_with_a_lone_surrogate(claude_tree):
     t.user("after")
     report = index_sync()
     assert (report.entries_added, report.bad_lines) == (3, 0)
-    [hit] = entry_search(query="surrogate")
+    [hit] = entry_search(visible=None, query="surrogate")
     assert hit.uuid == "u\ufffd"
 
 
@@ -79,11 +79,11 @@ def test_it_indexes_a_line_with_nul_characters_everywhere(claude_tree):
     report = index_sync()
     assert report.bad_lines == 0
     assert Entry.objects.count() == 3
-    [hit] = entry_search(query="nul byte")
+    [hit] = entry_search(visible=None, query="nul byte")
     assert "byte here" in hit.snippet
     assert hit.uuid == "u\ufffdv"  # the stored line keeps the escape as written
-    assert len(entry_search(query="after")) == 1
-    assert len(entry_search(query="plan with")) == 1
+    assert len(entry_search(visible=None, query="after")) == 1
+    assert len(entry_search(visible=None, query="plan with")) == 1
 
 
 def test_it_reports_the_hostile_line_from_the_command(claude_tree):
@@ -156,8 +156,8 @@ def test_it_keeps_the_history_of_files_it_cannot_read(claude_tree, full):
     ]
     assert Entry.objects.filter(source__path=str(t.path)).count() == 11
     assert list(Todo.objects.values_list("content", flat=True)) == ["ship it"]
-    assert len(entry_search(query="alembic downgrade")) == 1
-    assert len(entry_search(query="ship")) == 1
+    assert len(entry_search(visible=None, query="alembic downgrade")) == 1
+    assert len(entry_search(visible=None, query="ship")) == 1
     assert "Permission denied" in report.problems[0].reason
     assert "its indexed history is kept" in report.problems[0].reason
 
@@ -189,6 +189,6 @@ def test_it_follows_no_symlink_out_of_the_claude_folder(claude_tree, tmp_path):
 
     assert report.files_scanned == 1
     assert list(SourceFile.objects.values_list("path", flat=True)) == [str(mine.path)]
-    assert entry_search(query="hunter2") == []
+    assert entry_search(visible=None, query="hunter2") == []
     with pytest.raises(OSError):  # a link swapped in between scan and read
         source_open(str(mine.path.parent / "linked.jsonl"))

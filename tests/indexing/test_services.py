@@ -147,8 +147,8 @@ def test_it_rereads_a_truncated_file_from_the_start(claude_tree) -> None:
     report = index_sync()
     assert report.entries_added == 1
     assert Entry.objects.count() == 1
-    assert entry_search(query="alembic") == []
-    assert len(entry_search(query="kafka")) == 1
+    assert entry_search(visible=None, query="alembic") == []
+    assert len(entry_search(visible=None, query="kafka")) == 1
 
 
 def test_it_rereads_a_replaced_file_of_the_same_size(claude_tree) -> None:
@@ -160,8 +160,8 @@ def test_it_rereads_a_replaced_file_of_the_same_size(claude_tree) -> None:
     os.replace(replacement, t.path)
     index_sync()
     assert Entry.objects.count() == 11
-    assert entry_search(query="billing") == []
-    assert len(entry_search(query="payroll")) == 1
+    assert entry_search(visible=None, query="billing") == []
+    assert len(entry_search(visible=None, query="payroll")) == 1
 
 
 def test_it_rereads_a_file_rewritten_in_place(claude_tree) -> None:
@@ -175,7 +175,7 @@ def test_it_rereads_a_file_rewritten_in_place(claude_tree) -> None:
         )
     index_sync()
     assert Entry.objects.count() == 12
-    assert entry_search(query="billing") == []
+    assert entry_search(visible=None, query="billing") == []
 
 
 def test_it_keeps_history_of_deleted_files_unless_pruned(claude_tree) -> None:
@@ -186,7 +186,7 @@ def test_it_keeps_history_of_deleted_files_unless_pruned(claude_tree) -> None:
     assert report.files_missing == 1
     assert SourceFile.objects.get().missing is True
     assert Entry.objects.count() == 11
-    assert len(entry_search(query="billing")) == 1
+    assert len(entry_search(visible=None, query="billing")) == 1
     report = index_sync(prune=True)
     assert report.files_pruned == 1
     assert (
@@ -204,7 +204,7 @@ def test_it_rebuilds_with_full_without_duplicates(claude_tree) -> None:
     report = index_sync(full=True)
     assert report.entries_added == 11
     assert Entry.objects.count() == 11
-    assert len(entry_search(query="billing")) == 1
+    assert len(entry_search(visible=None, query="billing")) == 1
     fts_integrity_check()
 
 
@@ -281,16 +281,16 @@ def test_it_indexes_todos_plans_and_history(claude_tree) -> None:
         ("run staging", "pending"),
     ]
     assert Plan.objects.get().slug == "brave-otter"
-    (plan_hit,) = entry_search(query="zanzibar")
+    (plan_hit,) = entry_search(visible=None, query="zanzibar")
     assert plan_hit.type == "plan"
-    (todo_hit,) = entry_search(query="staging")
+    (todo_hit,) = entry_search(visible=None, query="staging")
     assert (todo_hit.type, todo_hit.session_id) == ("todo", t.session_id)
     assert Entry.objects.filter(type="history").count() == 1
     assert Session.objects.get().entry_count == 11  # todo/history are not its lines
     claude_tree.todo(t.session_id, [{"content": "done", "status": "completed"}])
     index_sync()
     assert list(Todo.objects.values_list("content", flat=True)) == ["done"]
-    assert entry_search(query="staging") == []
+    assert entry_search(visible=None, query="staging") == []
 
 
 def test_it_reports_a_uuid_seen_in_another_file_and_keeps_both(claude_tree) -> None:
@@ -329,7 +329,9 @@ def test_it_indexes_a_20_mb_line_whole(claude_tree) -> None:
     entry = Entry.objects.get(uuid=big["uuid"])
     assert len(entry_raw(entry=entry)) > 20_000_000
     assert entry_raw(entry=entry) == t.path.read_bytes().split(b"\n")[1]
-    assert [h.uuid for h in entry_search(query="zanzibar")] == [big["uuid"]]
+    assert [h.uuid for h in entry_search(visible=None, query="zanzibar")] == [
+        big["uuid"]
+    ]
 
 
 RELEASE_EXTRAS = {
@@ -384,5 +386,5 @@ def test_it_indexes_the_line_shapes_of_each_release(claude_tree, version) -> Non
     kinds = set(Entry.objects.values_list("type", flat=True))
     assert {r["type"] for r in RELEASE_EXTRAS[version]} <= kinds
     # Unknown shapes are kept whole but add nothing to search.
-    assert entry_search(query="eyJhIjoxfQ") == []
+    assert entry_search(visible=None, query="eyJhIjoxfQ") == []
     fts_integrity_check()

@@ -24,8 +24,12 @@ from asgiref.sync import ThreadSensitiveContext
 from apps.proxy.transport import LoopBackend, LoopStream
 
 ROOT = Path(__file__).resolve().parents[2]
+# Migrations are frozen and may import only other migration modules, whose helpers
+# need a leading underscore so Django's loader does not take them for migrations.
 SOURCES = sorted(
-    [*ROOT.joinpath("apps").rglob("*.py"), *ROOT.glob("claudemon/**/*.py")]
+    path
+    for path in [*ROOT.joinpath("apps").rglob("*.py"), *ROOT.glob("claudemon/**/*.py")]
+    if path.parent.name != "migrations"
 )
 
 

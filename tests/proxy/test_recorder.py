@@ -30,6 +30,7 @@ from apps.proxy.recorder import (
     tools_called,
     usage_from_api,
 )
+from apps.proxy.spill import step_line, step_read
 from apps.proxy.sse import sse_events
 from tests.fake_upstream import message_events
 
@@ -370,3 +371,51 @@ def test_it_stores_a_body_over_the_cap_cut_with_its_size_and_a_note():
     assert body_decode(finish["response_body"]) == b"y" * 1024
     assert finish["response_size"] == 6000
     assert "first 1,024 of 6,000 bytes" in finish["response_body_note"]
+
+
+KEY = "sk-ant-api03-key"
+SPOOF = secret_fingerprint("someone-elses-key")  # a value shaped as a fingerprint
+
+
+@pytest.mark.parametrize(
+    ("headers", "credential"),
+    [
+        ([(b"x-api-key", KEY.encode())], secret_fingerprint(KEY)),
+        ([(b"authorization", f"Bearer {KEY}".encode())], secret_fingerprint(KEY)),
+        ([(b"authorization", f"bearer  {KEY} ".encode())], secret_fingerprint(KEY)),
+        # x-api-key first, as the upstream reads it
+        ([(b"authorization", b"Bearer other"), (b"x-api-key", KEY.encode())],
+         secret_fingerprint(KEY)),
+        ([(b"x-api-key", SPOOF.encode())], secret_fingerprint(SPOOF)),  # hashed
+        ([(b"authorization", b"Bearer " + SPOOF.encode())], secret_fingerprint(SPOOF)),
+        ([(b"authorization", b"Basic dXNlcjpwdw==")],
+         secret_fingerprint("Basic dXNlcjpwdw==")),
+        ([(b"user-agent", b"claude-cli")], ""),
+        ([(b"x-api-key", b"  ")], ""),
+    ],
+)  # fmt: skip
+def test_it_records_the_fingerprint_of_the_credential_a_call_was_sent_with(
+    headers, credential
+):
+    call = Call(
+        uid=uuid.uuid4(), started_at=datetime(2026, 11, 20, tzinfo=UTC), t0=0.0,
+        method="POST", path="/v1/messages", query="", request_headers=headers,
+        request_body=b"{}",
+    )  # fmt: skip
+    assert call_start_row(call)["credential"] == credential
+    # Read back from a spill file (headers fingerprinted on the way): the same.
+    _, replayed = step_read(step_line("start", call))
+    assert call_start_row(replayed)["credential"] == credential
+
+
+def test_it_keeps_the_header_fingerprint_of_a_spill_line_without_a_credential():
+    # Written by a relay from before lines carried the credential.
+    call = Call(
+        uid=uuid.uuid4(), started_at=datetime(2026, 11, 20, tzinfo=UTC), t0=0.0,
+        method="POST", path="/v1/messages", query="",
+        request_headers=[(b"x-api-key", KEY.encode())], request_body=b"{}",
+    )  # fmt: skip
+    record = json.loads(step_line("start", call))
+    del record["credential"]
+    _, replayed = step_read(json.dumps(record).encode())
+    assert call_start_row(replayed)["credential"] == secret_fingerprint(KEY)

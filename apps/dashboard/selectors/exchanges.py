@@ -24,23 +24,26 @@ from apps.dashboard.selectors.base import (
 )
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import Viewer, exchange_visible, viewer_sql
 
 # --- exchanges ---------------------------------------------------------------
 
 
-def exchange_list(*, filters: ExchangeFilter, limit: int, offset: int) -> dict:
+def exchange_list(
+    *, filters: ExchangeFilter, viewer: Viewer, limit: int, offset: int
+) -> dict:
     """Return one page of exchanges (newest first, no bodies) and the match count."""
-    qs = exchange_filter(filters=filters)
+    qs = exchange_filter(filters=filters, viewer=viewer)
     items = list(
         qs.order_by("-started_at", "-id").values(*LIST_FIELDS)[offset : offset + limit]
     )
-    count = exchange_count(queryset=qs)
+    count = exchange_count(queryset=qs, viewer=viewer)
     return {"count": count, "limit": limit, "offset": offset, "items": items}
 
 
-def exchange_detail(*, exchange_id: int) -> dict | None:
+def exchange_detail(*, exchange_id: int, viewer: Viewer) -> dict | None:
     """Return one exchange in full, bodies decoded to text, or None."""
-    exchange = Exchange.objects.filter(pk=exchange_id).first()
+    exchange = exchange_visible(viewer=viewer).filter(pk=exchange_id).first()
     if exchange is None:
         return None
     row = {
@@ -62,14 +65,18 @@ def _body_text(stored: bytes | memoryview | None) -> str | None:
 
 
 def exchange_export_chunk(
-    *, filters: ExchangeFilter, after: tuple[datetime, int] | None, size: int
+    *,
+    filters: ExchangeFilter,
+    viewer: Viewer,
+    after: tuple[datetime, int] | None,
+    size: int,
 ) -> list[dict]:
     """Return the next `size` exchanges (oldest first) after a (started_at, id) key.
 
     Keyset pagination on the started_at index (which carries the rowid), so every
     chunk costs the same however deep the export is.
     """
-    qs = exchange_filter(filters=filters)
+    qs = exchange_filter(filters=filters, viewer=viewer)
     if after is not None:
         moment = connection.ops.adapt_datetimefield_value(after[0])
         qs = qs.filter(
@@ -100,10 +107,13 @@ _UNIFIED_FIELDS = (
 )  # fmt: skip
 
 
-def ratelimit_state(*, filters: Span, limit: int) -> dict:
+def ratelimit_state(*, filters: Span, viewer: Viewer, limit: int) -> dict:
     """Return the latest subscription limits before `to`, their history in the
-    range (newest `limit` points) and the latest standard API-key limits."""
-    unified = Exchange.objects.filter(unified_5h_utilization__isnull=False)
+    range (newest `limit` points) and the latest standard API-key limits, as
+    the viewer's calls saw them."""
+    unified = exchange_visible(viewer=viewer).filter(
+        unified_5h_utilization__isnull=False
+    )
     latest = (
         unified.filter(started_at__lt=filters.end)
         .order_by("-started_at")
@@ -119,7 +129,7 @@ def ratelimit_state(*, filters: Span, limit: int) -> dict:
     return {
         "unified": _unified_out(latest) if latest else None,
         "history": [_unified_point(row) for row in history],
-        "standard": _standard_limits(end=filters.end),
+        "standard": _standard_limits(end=filters.end, viewer=viewer),
     }
 
 
@@ -142,11 +152,12 @@ def _unified_point(row: dict) -> dict:
     }
 
 
-def _standard_limits(*, end: datetime) -> dict | None:
+def _standard_limits(*, end: datetime, viewer: Viewer) -> dict | None:
+    mine, whose = viewer_sql(viewer=viewer)
     with connection.cursor() as cursor:  # one index probe: sql.STANDARD_LIMITS
         cursor.execute(
-            sql.on(connection.vendor).STANDARD_LIMITS,
-            [connection.ops.adapt_datetimefield_value(end)],
+            sql.on(connection.vendor).STANDARD_LIMITS.format(where=mine),
+            [connection.ops.adapt_datetimefield_value(end), *whose],
         )
         found = cursor.fetchone()
     if found is None:
@@ -214,10 +225,11 @@ def index_health() -> dict:
         return {"status": f"error: {type(exc).__name__}", "entries": None}
 
 
-def exchange_models() -> list[str]:
+def exchange_models(*, viewer: Viewer) -> list[str]:
     """Return the distinct model ids recorded (read from the model index)."""
     return list(
-        Exchange.objects.exclude(model="")
+        exchange_visible(viewer=viewer)
+        .exclude(model="")
         .order_by("model")
         .values_list("model", flat=True)
         .distinct()

@@ -13,7 +13,7 @@ import re
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import overload
 
@@ -21,6 +21,7 @@ import numpy as np
 from django.db import connection
 
 from apps.dashboard import sql
+from apps.proxy.selectors import Viewer, viewer_sql
 
 _QUARTER = sql.QUARTER
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
@@ -28,7 +29,8 @@ ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 @dataclass(frozen=True)
 class Scope:
-    """Which calls: [start, end) in UTC, a kind ('' for all) and filters."""
+    """Which calls: [start, end) in UTC, a kind ('' for all) and filters, of
+    those a viewer sees (required: no read of the ledger forgets whose it is)."""
 
     start: datetime
     end: datetime
@@ -38,11 +40,15 @@ class Scope:
     project_id: int | None = None
     session_id: str | None = None
     sessions: tuple[str, ...] | None = None  # any of these session ids
+    viewer: Viewer = field(kw_only=True)
 
     @property
     def rollable(self) -> bool:
-        """Tell whether the usage rollups (kept without sessions) apply."""
-        return self.session_id is None and self.sessions is None
+        """Tell whether the usage rollups (kept without sessions or credentials,
+        so for a viewer who sees everyone) apply."""
+        return (
+            self.session_id is None and self.sessions is None and self.viewer.sees_all
+        )
 
     @property
     def tools_rollable(self) -> bool:
@@ -55,9 +61,10 @@ class Scope:
         return self.rollable and self.project_id is None
 
 
-def scope_of(filters: object) -> Scope:
+def scope_of(filters: object, *, viewer: Viewer) -> Scope:
     """Return the Scope of a filter schema (schemas.UsageFilter or alike)."""
     return Scope(
+        viewer=viewer,
         start=filters.start,  # type: ignore[attr-defined]
         end=filters.end,  # type: ignore[attr-defined]
         kind=getattr(filters, "kind", None) or "messages",
@@ -88,7 +95,8 @@ def _where(scope: Scope) -> tuple[str, list]:
         # Django's startswith on SQLite: LIKE, with the wildcards escaped.
         parts.append("model LIKE %s ESCAPE '\\'")
         params.append(re.sub(r"([\\%_])", r"\\\1", scope.family) + "%")
-    return "".join(f" AND {part}" for part in parts), params
+    mine, whose = viewer_sql(viewer=scope.viewer)
+    return "".join(f" AND {part}" for part in parts) + mine, params + whose
 
 
 def _bounds(scope: Scope) -> tuple[list, list]:

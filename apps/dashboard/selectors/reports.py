@@ -25,6 +25,7 @@ from apps.dashboard.selectors.ledger import (
 from apps.dashboard.selectors.sessions.listing import session_out, session_rows
 from apps.dashboard.selectors.usage import TOKEN_KINDS, figures_of, usage_in_buckets
 from apps.indexing import selectors as index
+from apps.proxy.selectors import Viewer, call_session_ids, viewer_sql
 
 PERIODS = {"daily": "day", "weekly": "week", "monthly": "month"}
 # How far back blocks are chained from: a block's start depends on the block
@@ -133,7 +134,8 @@ def report_models(*, scope: Scope, zone: tzinfo) -> dict:
 def report_projects(*, scope: Scope, zone: tzinfo) -> dict:
     """Return the per-project report of a range (calls no transcript places in a
     project are one row, project None)."""
-    paths = {project.pk: project.path for project in index.project_list()}
+    projects = index.project_list(visible=call_session_ids(viewer=scope.viewer))
+    paths = {project.pk: project.path for project in projects}
     rows = [
         {
             "project_id": row["project_id"],
@@ -146,11 +148,14 @@ def report_projects(*, scope: Scope, zone: tzinfo) -> dict:
     return _report("projects", scope, zone, rows)
 
 
-def project_list() -> list[dict]:
-    """Return the indexed projects with every call of theirs (all time)."""
+def project_list(*, viewer: Viewer) -> list[dict]:
+    """Return the indexed projects with every call of theirs (all time) a
+    viewer sees."""
     figures = {
         row["project_id"]: figures_row(row)
-        for row in ledger_sums(scope=Scope(*ALL_TIME), by=("project_id",))
+        for row in ledger_sums(
+            scope=Scope(*ALL_TIME, viewer=viewer), by=("project_id",)
+        )
     }
     return [
         {
@@ -161,7 +166,7 @@ def project_list() -> list[dict]:
             "last_at": project.last_at,
             **figures.get(project.pk, figures_row(None)),
         }  # fmt: skip
-        for project in index.project_list()
+        for project in index.project_list(visible=call_session_ids(viewer=viewer))
     ]
 
 
@@ -169,7 +174,8 @@ def report_sessions(*, scope: Scope, zone: tzinfo, limit: int, offset: int) -> d
     """Return the sessions with a call in the range, with their whole figures
     (as the sessions list and the session pages count them)."""
     rows, total = session_rows(
-        start=scope.start, end=scope.end, project_id=scope.project_id,
+        viewer=scope.viewer, start=scope.start, end=scope.end,
+        project_id=scope.project_id,
         model=scope.model or "", limit=limit, offset=offset,
     )  # fmt: skip
     items = [session_out(row) for row in rows]
@@ -197,7 +203,9 @@ def report_blocks(*, scope: Scope, zone: tzinfo, now: datetime) -> dict:
     blocks = [
         b for b in blocks_build(block_activity(scope=wide)) if b.end > scope.start
     ]
-    limits = limits_in_spans(spans=[(b.start, min(b.end, now)) for b in blocks])
+    limits = limits_in_spans(
+        spans=[(b.start, min(b.end, now)) for b in blocks], viewer=scope.viewer
+    )
     rows: list[dict] = []
     gaps = dict(gaps_between(blocks))
     active = None
@@ -208,7 +216,9 @@ def report_blocks(*, scope: Scope, zone: tzinfo, now: datetime) -> dict:
         if block.end in gaps:
             rows.append({"kind": "gap", "start": block.end, "end": gaps[block.end]})
     report = _report("blocks", scope, zone, [])
-    latest = limits_in_spans(spans=[(datetime(1970, 1, 1, tzinfo=UTC), now)])
+    latest = limits_in_spans(
+        spans=[(datetime(1970, 1, 1, tzinfo=UTC), now)], viewer=scope.viewer
+    )
     return {
         **report,
         "rows": rows,
@@ -255,9 +265,11 @@ def _block_totals(blocks: list[Block]) -> dict:
     }
 
 
-def limits_in_spans(*, spans: list[tuple[datetime, datetime]]) -> dict[int, dict]:
-    """Return {span index: the newest subscription limits the relay saw in it}:
-    5-hour and weekly utilization, their resets and the status."""
+def limits_in_spans(
+    *, spans: list[tuple[datetime, datetime]], viewer: Viewer
+) -> dict[int, dict]:
+    """Return {span index: the newest subscription limits the viewer's calls saw
+    in it}: 5-hour and weekly utilization, their resets and the status."""
     if not spans:
         return {}
     adapt = connection.ops.adapt_datetimefield_value
@@ -265,9 +277,11 @@ def limits_in_spans(*, spans: list[tuple[datetime, datetime]]) -> dict[int, dict
     params = [
         value for i, (lo, hi) in enumerate(spans) for value in (i, adapt(lo), adapt(hi))
     ]
+    mine, whose = viewer_sql(viewer=viewer)
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.on(connection.vendor).LIMITS_IN_SPANS.format(spans=values), params
+            sql.on(connection.vendor).LIMITS_IN_SPANS.format(spans=values, where=mine),
+            params + whose,
         )
         rows = cursor.fetchall()
     return {

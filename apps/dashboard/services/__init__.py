@@ -2,12 +2,15 @@
 
 from apps.dashboard.services.accounts import (
     TOKEN_PREFIX,
+    ClaimError,
     admin_ensure,
     apitoken_authenticate,
     apitoken_create,
     apitoken_fill,
     apitoken_hash,
     apitoken_revoke,
+    claim_add,
+    claim_remove,
     login_failure_record,
     login_failures_clear,
 )
@@ -26,7 +29,8 @@ from apps.dashboard.services.workers import (
 __all__ = [
     "HEARTBEAT_EVERY", "worker_heartbeat_start", "worker_heartbeat_write",
     "TOKEN_PREFIX", "admin_ensure", "apitoken_authenticate", "apitoken_create",
-    "apitoken_fill", "apitoken_hash", "apitoken_revoke", "exchange_delete",
+    "apitoken_fill", "apitoken_hash", "apitoken_revoke", "ClaimError", "claim_add",
+    "claim_remove", "exchange_delete",
     "exchange_prune", "ledger_rebuild", "login_failure_record",
     "login_failures_clear", "rollup_refresh",
 ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""Writes about people: API tokens, failed logins and the first admin."""
+"""Writes about people: API tokens, claimed credentials, failed logins and the
+first admin."""
 
 from __future__ import annotations
 
@@ -11,13 +12,49 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.dashboard.models import ApiToken, LoginFailure
+from apps.dashboard.models import ApiToken, CredentialClaim, LoginFailure
+from apps.proxy.recorder import secret_fingerprint
 
 TOKEN_PREFIX = "cm_"
 _TOUCH_EVERY = timedelta(minutes=1)
+
+
+class ClaimError(ValueError):
+    """A credential that cannot be claimed (empty, or another user's)."""
+
+
+def claim_add(*, user: User, secret: str, label: str = "") -> CredentialClaim:
+    """Claim the API key or OAuth token `secret` for a user: its calls are theirs.
+
+    Only its fingerprint is stored, computed as the relay fingerprints the key
+    it forwards, so the claim matches the calls' `credential`. A pasted
+    "Bearer " prefix is dropped, as the relay drops it.
+    """
+    value = secret.strip()
+    if value.lower().startswith("bearer "):
+        value = value[7:].strip()
+    if not value:
+        raise ClaimError("Paste an API key or OAuth token.")
+    fingerprint = secret_fingerprint(value)
+    mine = CredentialClaim.objects.filter(fingerprint=fingerprint, user=user).first()
+    if mine is not None:
+        return mine
+    try:
+        with transaction.atomic():
+            return CredentialClaim.objects.create(
+                user=user, fingerprint=fingerprint, label=label[:100]
+            )
+    except IntegrityError:  # unique fingerprint: someone else holds it
+        raise ClaimError("Another user already claimed this credential.") from None
+
+
+def claim_remove(*, user: User, claim_id: int) -> bool:
+    """Give up one of a user's claims; return whether there was one."""
+    deleted, _ = CredentialClaim.objects.filter(pk=claim_id, user=user).delete()
+    return deleted > 0
 
 
 def apitoken_hash(*, raw: str) -> str:

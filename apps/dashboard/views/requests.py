@@ -11,10 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import get_script_prefix
 
 from apps.dashboard import inspector, page_state
+from apps.dashboard.auth import request_viewer
 from apps.dashboard.page_state import render_page
 from apps.dashboard.selectors import requests as request_selectors
 from apps.proxy.bodies import body_decode
 from apps.proxy.models import Exchange
+from apps.proxy.selectors import Viewer
 
 CONVERSATION_PAGE = 100  # messages per page of the conversation tab
 INSPECTOR_TABS = (
@@ -33,8 +35,9 @@ def requests_list(request: HttpRequest) -> HttpResponse:
     zone = page_state.zone_from_request(request)
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
     filters = page_state.filter_from_query(request.GET)
+    viewer = request_viewer(request)
     page = request_selectors.exchange_page(
-        start=span.start, end=span.end, filters=filters
+        start=span.start, end=span.end, filters=filters, viewer=viewer
     )
     export = page_state.query_string(
         **{"from": span.start.isoformat(), "to": span.end.isoformat()}, **filters.params
@@ -43,7 +46,7 @@ def requests_list(request: HttpRequest) -> HttpResponse:
         "span": span,
         "filters": filters,
         "page": page,
-        "models": request_selectors.exchange_model_names(),
+        "models": request_selectors.exchange_model_names(viewer=viewer),
         "states": Exchange.State.choices,
         "export_query": export,
         "problems": span.problems + filters.problems,
@@ -54,7 +57,8 @@ def requests_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
     """Inspect one exchange; ?tab= picks the part shown (new messages by default)."""
-    exchange = request_selectors.exchange_detail(exchange_id=exchange_id)
+    viewer = request_viewer(request)
+    exchange = request_selectors.exchange_detail(exchange_id=exchange_id, viewer=viewer)
     if exchange is None:
         raise Http404("No such exchange.")
     tab = request.GET.get("tab", "new")
@@ -65,19 +69,25 @@ def exchange_detail(request: HttpRequest, exchange_id: int) -> HttpResponse:
         "exchange": exchange,
         "tab": tab,
         "tabs": INSPECTOR_TABS,
-        "next_id": request_selectors.exchange_next_in_session(exchange=exchange),
-        **_inspector_context(exchange, tab=tab, page=page),
+        "next_id": request_selectors.exchange_next_in_session(
+            exchange=exchange, viewer=viewer
+        ),
+        **_inspector_context(exchange, viewer=viewer, tab=tab, page=page),
     }
     zone = page_state.zone_from_request(request)
     return render_page(request, "dashboard/inspector.html", context, zone=zone)
 
 
-def _inspector_context(exchange: Exchange, *, tab: str, page: int | None) -> dict:
+def _inspector_context(
+    exchange: Exchange, *, viewer: Viewer, tab: str, page: int | None
+) -> dict:
     """Decode bodies (only through body_decode) and shape what the tab shows."""
     request_bytes = _decoded(exchange.request_body)
     body = inspector.json_load(request_bytes)
     view = inspector.request_view(body)
-    previous = request_selectors.exchange_previous_in_session(exchange=exchange)
+    previous = request_selectors.exchange_previous_in_session(
+        exchange=exchange, viewer=viewer
+    )
     start = 0
     if previous is not None:
         previous_body = inspector.json_load(_decoded(previous.request_body))
@@ -145,7 +155,7 @@ def _decoded(stored: bytes | memoryview | None) -> bytes | None:
 @login_required
 def live(request: HttpRequest) -> HttpResponse:
     """Show in-flight and just-finished exchanges; live.js keeps them current."""
-    rows = request_selectors.exchange_live_recent()
+    rows = request_selectors.exchange_live_recent(viewer=request_viewer(request))
     context = {
         "rows": rows,
         "after_id": max((row.pk for row in rows), default=0),

@@ -13,15 +13,18 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 
 from apps.dashboard import inspector, page_state, selectors
+from apps.dashboard.auth import request_viewer
 from apps.dashboard.markdown import markdown_html
 from apps.dashboard.page_state import render_page
 from apps.dashboard.selectors import sessions as session_selectors
 from apps.dashboard.selectors.ledger import ALL_TIME, Scope
 from apps.indexing import selectors as index
 from apps.proxy.bodies import json_pretty
+from apps.proxy.selectors import call_session_ids
 
 SESSIONS_PER_PAGE = 50
 THREAD_PER_PAGE = 150
@@ -45,15 +48,18 @@ def sessions(request: HttpRequest) -> HttpResponse:
     project = page_state.int_param(request.GET, "project", low=1)
     model = request.GET.get("model", "")[:200]
     sort = "cost" if request.GET.get("sort") == "cost" else "last"
+    viewer = request_viewer(request)
+    visible = call_session_ids(viewer=viewer)
     rows, total = session_selectors.session_rows(
-        start=span.start, end=span.end, project_id=project,
+        viewer=viewer, start=span.start, end=span.end, project_id=project,
         model=model, sort=sort, limit=SESSIONS_PER_PAGE,
         offset=(page - 1) * SESSIONS_PER_PAGE,
     )  # fmt: skip
     context = {
         "span": span, "rows": rows, "total": total, "page": page,
         "has_next": page * SESSIONS_PER_PAGE < total, "project": project,
-        "model": model, "sort": sort, "projects": index.project_list(),
+        "model": model, "sort": sort,
+        "projects": index.project_list(visible=visible),
         "problems": span.problems,
     }  # fmt: skip
     return render_page(
@@ -73,7 +79,8 @@ def _default_range(query: QueryDict) -> QueryDict:
 @login_required
 def session(request: HttpRequest, session_id: str) -> HttpResponse:
     """Show a session turn by turn with the wire's figures beside each turn."""
-    found, turns = session_selectors.session_turns(session_id=session_id)
+    viewer = request_viewer(request)
+    found, turns = session_selectors.session_turns(session_id=session_id, viewer=viewer)
     if found is None and not turns:
         raise Http404("No such session.")
     per = session_selectors.TURNS_PER_PAGE
@@ -81,9 +88,11 @@ def session(request: HttpRequest, session_id: str) -> HttpResponse:
     page = min(page_state.int_param(request.GET, "page", low=1) or 1, pages)
     shown = turns[(page - 1) * per : page * per]
     figures = session_selectors.session_page_figures_of(
-        session_id=session_id, session=found
+        session_id=session_id, session=found, viewer=viewer
     )
-    session_selectors.turn_details_fill(session=found, turns=shown, figures=figures)
+    session_selectors.turn_details_fill(
+        session=found, turns=shown, figures=figures, viewer=viewer
+    )
     context = {
         "session_id": session_id, "session": found, "turns": shown,
         "turn_count": session_selectors.turn_count(turns), "page": page, "pages": pages,
@@ -133,7 +142,8 @@ def _turn_charts(turns: list[session_selectors.Turn]) -> dict:
 @login_required
 def thread(request: HttpRequest, session_id: str) -> HttpResponse:
     """Render a session's transcript, a page of entries at a time."""
-    found = index.session_get(session_id=session_id)
+    visible = call_session_ids(viewer=request_viewer(request))
+    found = index.session_get(session_id=session_id, visible=visible)
     if found is None:
         raise Http404("No transcript for this session.")
     total = index.thread_count(session=found)
@@ -262,10 +272,11 @@ def _blocks_highlight(blocks: list[dict], message: dict, query: str, raw: bool) 
 @login_required
 def projects(request: HttpRequest) -> HttpResponse:
     """List projects with session counts, last activity, tokens and cost."""
-    figures = selectors.usage_by_project(scope=Scope(*ALL_TIME))
+    viewer = request_viewer(request)
+    figures = selectors.usage_by_project(scope=Scope(*ALL_TIME, viewer=viewer))
     rows = [
         {"project": project, "figures": figures.get(project.pk)}
-        for project in index.project_list()
+        for project in index.project_list(visible=call_session_ids(viewer=viewer))
     ]
     context = {"rows": rows, "unplaced": figures.get(None)}
     zone = page_state.zone_from_request(request)
@@ -279,15 +290,16 @@ def search(request: HttpRequest) -> HttpResponse:
     """Search transcripts: one box, filters, ranked hits linking into threads."""
     zone = page_state.zone_from_request(request)
     form, problems = _search_form(request.GET, zone=zone)
+    visible = call_session_ids(viewer=request_viewer(request))
     hits: list[index.SearchHit] = []
     error = ""
     if form["q"] or form["tool"]:
-        hits, error = _search_run(form)
+        hits, error = _search_run(form, visible=visible)
     context = {
         "form": form, "hits": [_hit_row(h) for h in hits[:HITS_PER_PAGE]],
         "first_rank": (form["page"] - 1) * HITS_PER_PAGE + 1, "error": error,
         "has_next": len(hits) > HITS_PER_PAGE, "roles": ROLES,
-        "projects": index.project_list(), "problems": problems,
+        "projects": index.project_list(visible=visible), "problems": problems,
         "syntax": index.fts_syntax(), "searched": bool(form["q"] or form["tool"]),
     }  # fmt: skip
     return render_page(request, "dashboard/transcripts/search.html", context, zone=zone)
@@ -330,10 +342,11 @@ def _search_form(query: QueryDict, *, zone: tzinfo) -> tuple[dict, list[str]]:
     }, problems  # fmt: skip
 
 
-def _search_run(form: dict) -> tuple[list, str]:
+def _search_run(form: dict, *, visible: QuerySet | None) -> tuple[list, str]:
     try:
         hits = index.entry_search(
-            query=form["q"], raw=form["raw"], project_id=form["project"],
+            visible=visible, query=form["q"], raw=form["raw"],
+            project_id=form["project"],
             session_id=form["session"] or None, role=form["role"],
             since=form["since"], until=form["until"], tool=form["tool"],
             limit=HITS_PER_PAGE + 1, offset=(form["page"] - 1) * HITS_PER_PAGE,
@@ -364,24 +377,30 @@ def _at(day: date | None, zone: tzinfo) -> datetime | None:
 def todos(request: HttpRequest) -> HttpResponse:
     """Show todo lists with status counts and plans, per session or overall."""
     session_id = request.GET.get("session", "")[:200].strip()
-    found = index.session_get(session_id=session_id) if session_id else None
-    items = index.todo_list(session_id=session_id, limit=500)
+    visible = call_session_ids(viewer=request_viewer(request))
+    found = (
+        index.session_get(session_id=session_id, visible=visible)
+        if session_id
+        else None
+    )
+    items = index.todo_list(visible=visible, session_id=session_id, limit=500)
     lists: dict[tuple[str, str], list] = {}
     for item in items:
         lists.setdefault((item.session_key, item.agent_id), []).append(item)
     if found is not None:
-        plan = index.plan_by_slug(slug=found.slug)
+        plan = index.plan_by_slug(slug=found.slug, visible=visible)
         plans = [plan] if plan else []
     else:
-        plans = [] if session_id else index.plan_list(limit=20)
+        plans = [] if session_id else index.plan_list(visible=visible, limit=20)
     context = {
         "session_id": session_id, "session": found,
-        "counts": index.todo_status_counts(session_id=session_id),
+        "counts": index.todo_status_counts(visible=visible, session_id=session_id),
         "lists": [{"session": k[0], "agent": k[1], "items": v}
                   for k, v in lists.items()],
         "plans": [{"plan": p, "html": markdown_html(p.content[:200_000])}
                   for p in plans],
-        "sessions": [] if session_id else index.todo_sessions(limit=50),
+        "sessions": [] if session_id
+        else index.todo_sessions(visible=visible, limit=50),
     }  # fmt: skip
     zone = page_state.zone_from_request(request)
     return render_page(request, "dashboard/transcripts/todos.html", context, zone=zone)

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.dateformat import format as dateformat
 
 from apps.dashboard import page_state, selectors
+from apps.dashboard.auth import request_viewer
 from apps.dashboard.page_state import render_page
 from apps.dashboard.schemas import WEEKDAYS
 from apps.dashboard.selectors import reports
@@ -27,9 +28,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     zone = page_state.zone_from_request(request)
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
     metric = "cost" if request.GET.get("metric") == "cost" else "tokens"
-    scope = Scope(span.start, span.end)
+    viewer = request_viewer(request)
+    scope = Scope(span.start, span.end, viewer=viewer)
     series = selectors.usage_timeseries(scope=scope, zone=zone, unit=span.bucket)
-    limits = selectors.ratelimit_state(filters=span, limit=1)["unified"]
+    limits = selectors.ratelimit_state(filters=span, viewer=viewer, limit=1)
+    limits = limits["unified"]
     context = {
         "span": span,
         "metric": metric,
@@ -39,7 +42,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "routes": selectors.usage_by_route(scope=scope),
         "limits": limits,
         "sessions": session_selectors.session_rows(
-            start=span.start, end=span.end, sort="cost", limit=10
+            viewer=viewer, start=span.start, end=span.end, sort="cost", limit=10
         )[0],
         "tools": selectors.usage_by_tool(scope=scope)[:12],
         "problems": span.problems,
@@ -91,7 +94,9 @@ def usage(request: HttpRequest) -> HttpResponse:
     week_start = request.GET.get("week_start", "monday")
     week_start = week_start if week_start in WEEKDAYS else "monday"
     found = _report(
-        report, Scope(page_state.day_start(span), span.end), zone,
+        report,
+        Scope(page_state.day_start(span), span.end, viewer=request_viewer(request)),
+        zone,
         week_start=WEEKDAYS.index(week_start),
     )  # fmt: skip
     context = {
@@ -158,7 +163,7 @@ def performance(request: HttpRequest) -> HttpResponse:
     """Answer 'how fast, how reliable': latency percentiles, errors, slowest calls."""
     zone = page_state.zone_from_request(request)
     span = page_state.range_from_query(request.GET, zone=zone, now=page_state.now_utc())
-    scope = Scope(span.start, span.end)
+    scope = Scope(span.start, span.end, viewer=request_viewer(request))
     edges = selectors.bucket_edges(
         start=span.start, end=span.end, zone=zone, unit=span.bucket
     )

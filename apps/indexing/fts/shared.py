@@ -27,6 +27,7 @@ class FtsQueryError(ValueError):
 class FtsFilters:
     project_id: int | None = None
     session_pk: int | None = None
+    session_pks: tuple[int, ...] | None = None  # any of these: a reader's sessions
     role: str = ""
     since: datetime | None = None
     until: datetime | None = None
@@ -83,6 +84,10 @@ def filter_sql(filters: FtsFilters) -> tuple[str, list]:
     if filters.session_pk is not None:
         clauses.append("e.session_id = %s")
         params.append(filters.session_pk)
+    if filters.session_pks is not None:
+        marks = ", ".join(["%s"] * len(filters.session_pks)) or "NULL"
+        clauses.append(f"e.session_id IN ({marks})")
+        params.extend(filters.session_pks)
     if filters.project_id is not None:
         clauses.append(
             "e.session_id IN (SELECT id FROM indexing_session WHERE project_id = %s)"

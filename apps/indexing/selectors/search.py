@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import QuerySet
+
 from apps.indexing.fts import (
     FtsFilters,
     fts_query_words,
@@ -12,9 +14,9 @@ from apps.indexing.fts import (
     fts_snippets,
     snippet_pattern,
 )
-from apps.indexing.models import Entry, Session
+from apps.indexing.models import Entry
 from apps.indexing.selectors.entries import entry_records
-from apps.indexing.selectors.sessions import findable
+from apps.indexing.selectors.sessions import findable, session_visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class SearchHit:
 
 def entry_search(
     *,
+    visible: QuerySet | None,
     query: str,
     raw: bool = False,
     project_id: int | None = None,
@@ -51,17 +54,19 @@ def entry_search(
     session_pk = None
     if session_id and not findable(session_id):
         return []
+    # A reader who does not see every session searches only theirs (few).
+    mine = session_visible(visible=visible)
+    session_pks = None if visible is None else tuple(mine.values_list("pk", flat=True))
     if session_id:
         session_pk = (
-            Session.objects.filter(session_id=session_id)
-            .values_list("pk", flat=True)
-            .first()
+            mine.filter(session_id=session_id).values_list("pk", flat=True).first()
         )
         if session_pk is None:
             return []
     filters = FtsFilters(
         project_id=project_id,
         session_pk=session_pk,
+        session_pks=session_pks,
         role=role,
         since=since,
         until=until,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from apps.indexing.models import Entry, Project, Session
 
@@ -29,19 +29,40 @@ class ProjectFigures(TypedDict):
     cost_usd: float | None
 
 
-def project_list() -> list[WithAnnotations[Project, ProjectFigures]]:
-    """Return projects with session count, last activity and cost, most recent first."""
+def session_visible(*, visible: QuerySet | None) -> QuerySet[Session]:
+    """Return the sessions a reader sees: `visible` holds the ledger's session ids
+    of their calls (apps.proxy.selectors.call_session_ids; None: every session);
+    a subagent's calls are counted under its main session's id."""
+    if visible is None:
+        return Session.objects.all()
+    return Session.objects.filter(Q(session_id__in=visible) | Q(parent_key__in=visible))
+
+
+def project_list(
+    *, visible: QuerySet | None
+) -> list[WithAnnotations[Project, ProjectFigures]]:
+    """Return projects with session count, last activity and cost, most recent
+    first (of the sessions a reader sees, and only projects holding one)."""
+    projects = Project.objects.all()
+    mine = Q()
+    if visible is not None:
+        pks = session_visible(visible=visible).values("pk")
+        projects = projects.filter(sessions__pk__in=pks).distinct()
+        mine = Q(sessions__pk__in=pks)
     return list(
-        Project.objects.annotate(
-            session_count=Count("sessions", filter=Q(sessions__is_subagent=False)),
-            last_at=Max("sessions__last_at"),
-            cost_usd=Sum("sessions__cost_usd"),
+        projects.annotate(
+            session_count=Count(
+                "sessions", filter=Q(sessions__is_subagent=False) & mine, distinct=True
+            ),
+            last_at=Max("sessions__last_at", filter=mine),
+            cost_usd=Sum("sessions__cost_usd", filter=mine),
         ).order_by("-last_at", "path")
     )
 
 
 def session_list(
     *,
+    visible: QuerySet | None,
     project_id: int | None = None,
     title: str = "",
     since: datetime | None = None,
@@ -51,7 +72,8 @@ def session_list(
     offset: int = 0,
 ) -> list[Session]:
     """Return sessions, most recently active first, with their project."""
-    sessions = Session.objects.select_related("project").order_by("-last_at", "-id")
+    sessions = session_visible(visible=visible).select_related("project")
+    sessions = sessions.order_by("-last_at", "-id")
     if not subagents:
         sessions = sessions.filter(is_subagent=False)
     if project_id is not None:
@@ -67,12 +89,13 @@ def session_list(
     return list(sessions[offset : offset + limit])
 
 
-def session_get(*, session_id: str) -> Session | None:
-    """Return one session with its project and parent, or None."""
+def session_get(*, session_id: str, visible: QuerySet | None) -> Session | None:
+    """Return one session a reader sees, with its project and parent, or None."""
     if not findable(session_id):
         return None
     return (
-        Session.objects.select_related("project", "parent")
+        session_visible(visible=visible)
+        .select_related("project", "parent")
         .filter(session_id=session_id)
         .first()
     )

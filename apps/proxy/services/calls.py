@@ -13,6 +13,9 @@ Invariants (apps.proxy.models.ApiCall; tests/proxy/test_ledger.py):
   after, in ApiCallDirty and ApiCallDirtySession, in the caller's transaction:
   the rollups can never miss a change. Writers run one at a time (_one_writer):
   a row's old quarter, read before the write, is still its quarter at the write.
+- Whose: `credential` is the relay's (the exchange's credential fingerprint);
+  a transcript never sets it, so a call only transcripts record is unclaimed,
+  and a call whose exchange is deleted keeps the credential it was sent with.
 - Only Messages calls (and count_tokens, a kind of its own) are calls; probes
   and telemetry (HEAD /, /api/event_logging/batch) stay exchanges only.
 """
@@ -46,7 +49,7 @@ _FIGURES = (
 )  # fmt: skip
 _COLUMNS = (
     "key", "request_id", "message_id", "exchange_id", "session_id", "agent_id",
-    "project_id", *_FIGURES, "transcript",
+    "project_id", *_FIGURES, "transcript", "credential",
 )  # fmt: skip
 _RELAY_SETS = sql.relay_sets(_FIGURES)
 _TRANSCRIPT_SETS = sql.transcript_sets(_FIGURES)
@@ -54,6 +57,7 @@ _EXCHANGE_FIELDS = (
     "id", "uid", "method", "path", "started_at", "state", "status_code",
     "error_type", "request_id", "message_id", "session_id", "agent_id", "model",
     "speed", *_TOKENS, "cost_usd", "ttfb_ms", "duration_ms", "tools_called",
+    "credential",
 )  # fmt: skip
 
 
@@ -151,6 +155,7 @@ def _relayed_row(exchange: dict) -> dict | None:
             name for name, n in called.items() for _ in range(int(n or 0))
         ),
         "transcript": None,
+        "credential": exchange["credential"],
     }
 
 
@@ -242,7 +247,7 @@ def _transcript_row(row: dict) -> dict:
         "key": key, "request_id": row["request_id"], "message_id": row["message_id"],
         "exchange_id": None, "session_id": row["session_id"],
         "agent_id": row["agent_id"], "project_id": row["project_id"], **figures,
-        "transcript": json.dumps(stored),
+        "transcript": json.dumps(stored), "credential": "",
     }  # fmt: skip
 
 

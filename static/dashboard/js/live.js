@@ -10,6 +10,8 @@
   var MAX_ROWS = 200;
   var after = parseInt(body.dataset.after || "0", 10) || 0;
   var watch = (body.dataset.watch || "").split(",").filter(Boolean);
+  // Staff's ?user= (one person's calls) holds for the feed as for the page.
+  var person = new URLSearchParams(location.search).get("user") || "";
   var delay = 500;
 
   function setStatus(text, cls) {
@@ -60,7 +62,8 @@
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var url = scheme + location.host + body.dataset.socket + "?after=" + after +
-      "&watch=" + encodeURIComponent(inFlightIds().join(","));
+      "&watch=" + encodeURIComponent(inFlightIds().join(",")) +
+      (person ? "&user=" + encodeURIComponent(person) : "");
     var socket = new WebSocket(url);
     socket.onopen = function () {
       delay = 500;

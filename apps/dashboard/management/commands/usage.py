@@ -21,6 +21,7 @@ from apps.dashboard.selectors.ledger import Scope
 from apps.dashboard.terminal import report_table, zone_local_name
 from apps.indexing import selectors as index
 from apps.indexing.services import IndexBusy, index_sync
+from apps.proxy.selectors import EVERYONE
 
 REPORTS: dict[str, type[BaseModel]] = {
     "daily": schemas.PeriodReportOut, "weekly": schemas.PeriodReportOut,
@@ -123,9 +124,10 @@ def _scope(options: dict, *, zone: ZoneInfo) -> Scope:
     if since > until:
         raise CommandError("--since must not be after --until.")
     start, end = reports.day_range(since=since, until=until, zone=zone)
+    # The command runs on the server, as its operator: everyone's calls.
     return Scope(
         start, end, model=str(options["model"]) or None,
-        project_id=_project(str(options["project"])),
+        project_id=_project(str(options["project"])), viewer=EVERYONE,
     )  # fmt: skip
 
 
@@ -133,7 +135,7 @@ def _project(text: str) -> int | None:
     """Return the project named by an id, a path or the end of one."""
     if not text:
         return None
-    projects = index.project_list()
+    projects = index.project_list(visible=None)
     found = [
         p for p in projects
         if str(p.pk) == text or p.path == text or p.path.endswith("/" + text)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from apps.dashboard import sql
+from apps.proxy.selectors import Viewer, viewer_sql
 
 _CHUNK = 900
 
@@ -31,23 +32,31 @@ class CallRow(NamedTuple):
     transcribed: bool
 
 
-def calls_by_key(*, keys: list[str], session_id: str) -> dict[str, CallRow]:
-    """Return {ledger key: figures} for the keys the ledger counts in a session."""
+def calls_by_key(
+    *, keys: list[str], session_id: str, viewer: Viewer
+) -> dict[str, CallRow]:
+    """Return {ledger key: figures} for the keys the ledger counts in a session,
+    of the calls a viewer sees."""
     wanted = sorted({k for k in keys if k})
     found: dict[str, CallRow] = {}
+    whose, credentials = viewer_sql(viewer=viewer)
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
-        where = f"session_id = %s AND key IN ({marks})"
-        found.update((row.key, row) for row in _rows(where, [session_id, *chunk]))
+        where = f"session_id = %s AND key IN ({marks}){whose}"
+        rows = _rows(where, [session_id, *chunk, *credentials])
+        found.update((row.key, row) for row in rows)
     return found
 
 
-def call_list_by_session(*, session_id: str, limit: int = 5000) -> list[CallRow]:
-    """Return a session's calls (figures only) in time order."""
+def call_list_by_session(
+    *, session_id: str, viewer: Viewer, limit: int = 5000
+) -> list[CallRow]:
+    """Return a session's calls a viewer sees (figures only) in time order."""
     if not session_id:
         return []
-    return _rows("session_id = %s", [session_id], limit=limit)
+    whose, credentials = viewer_sql(viewer=viewer)
+    return _rows("session_id = %s" + whose, [session_id, *credentials], limit=limit)
 
 
 def _rows(where: str, params: list, *, limit: int = 50_000) -> list[CallRow]:

@@ -17,8 +17,9 @@ from datetime import datetime
 from django.db import connection
 
 from apps.dashboard import sql
-from apps.dashboard.selectors.ledger import moment_utc
+from apps.dashboard.selectors.ledger import ALL_TIME, moment_utc
 from apps.indexing.models import Session
+from apps.proxy.selectors import Viewer, viewer_sql
 
 _CHUNK = 500
 
@@ -77,34 +78,49 @@ _KINDS = {
 }
 
 
-def session_figures(*, session_ids: list[str]) -> dict[str, SessionFigures]:
-    """Return {session id: its whole figures} (every call, whenever made)."""
+def session_figures(
+    *, session_ids: list[str], viewer: Viewer
+) -> dict[str, SessionFigures]:
+    """Return {session id: its whole figures} (every call a viewer sees,
+    whenever made)."""
     found = {key: SessionFigures() for key in session_ids}
     keys = sorted(k for k in found if k)
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        where = f"session_id IN ({', '.join(['%s'] * len(chunk))})"
-        for row in session_totals(where=where, params=chunk):
+        marks = ", ".join(["%s"] * len(chunk))
+        rows = session_totals(
+            viewer=viewer, where=f"session_id IN ({marks})", params=chunk,
+            among=(marks, chunk),
+        )  # fmt: skip
+        for row in rows:
             session_figures_fill(found[row["session_id"]], row)
     return found
 
 
 def session_totals(
     *,
+    viewer: Viewer,
     where: str = "",
     params: list | tuple = (),
     order: str = "",
     limit: int = 0,
     offset: int = 0,
+    among: tuple[str, list] | None = None,
 ) -> list[dict]:
     """Return sessions' whole figures (sql.SESSIONS) matching a condition on
-    sql.SESSION_COLUMNS; with an order (fixed SQL), one page of them."""
-    statement = sql.on(connection.vendor).SESSIONS_SELECT.format(
-        where=f" AND {where}" if where else ""
-    )
-    params = list(params)
+    sql.SESSION_COLUMNS; with an order (fixed SQL) sorted, with a limit one
+    page of them. For a viewer who sees some calls, `among` (SQL, params)
+    names the sessions to sum: ids, or sessions_since() (all of the viewer's
+    when None)."""
+    statements = sql.on(connection.vendor)
+    statement, params = _sessions_sql(
+        viewer, statements.SESSIONS_SELECT, statements.SESSIONS_MINE_SELECT, where,
+        params, among,
+    )  # fmt: skip
     if order:
-        statement += f" ORDER BY {order} LIMIT %s OFFSET %s"
+        statement += f" ORDER BY {order}"
+    if limit:
+        statement += " LIMIT %s OFFSET %s"
         params += [limit, offset]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
@@ -112,14 +128,50 @@ def session_totals(
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def session_count(*, where: str = "", params: list | tuple = ()) -> int:
+def session_count(
+    *,
+    viewer: Viewer,
+    where: str = "",
+    params: list | tuple = (),
+    among: tuple[str, list] | None = None,
+) -> int:
     """Return how many sessions match a condition (as session_totals)."""
-    statement = sql.on(connection.vendor).SESSIONS_COUNT.format(
-        where=f" AND {where}" if where else ""
-    )
+    statements = sql.on(connection.vendor)
+    statement, values = _sessions_sql(
+        viewer, statements.SESSIONS_COUNT, statements.SESSIONS_MINE_COUNT, where,
+        params, among,
+    )  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(statement, list(params))
+        cursor.execute(statement, values)
         return cursor.fetchone()[0]
+
+
+def sessions_since(*, viewer: Viewer, moment: datetime) -> tuple[str, list]:
+    """Return session_totals' `among` for the sessions holding a call of the
+    viewer's at or after a moment (those whose last_at can be in a range
+    starting then)."""
+    whose, credentials = viewer_sql(viewer=viewer)
+    adapt = connection.ops.adapt_datetimefield_value
+    statement = sql.on(connection.vendor).SESSIONS_MINE_SINCE.format(mine=whose)
+    return statement, [adapt(moment), *credentials]
+
+
+def _sessions_sql(
+    viewer: Viewer,
+    everyone: str,
+    mine: str,
+    where: str,
+    params: list | tuple,
+    among: tuple[str, list] | None,
+) -> tuple[str, list]:
+    """Return the sessions statement for a viewer (kept totals serve everyone's)."""
+    condition = f" AND {where}" if where else ""
+    if viewer.sees_all:
+        return everyone.format(where=condition), list(params)
+    whose, credentials = viewer_sql(viewer=viewer)
+    among = among or sessions_since(viewer=viewer, moment=ALL_TIME[0])
+    statement = mine.format(mine=whose, among=among[0], where=condition)
+    return statement, [*credentials, *among[1], *params]
 
 
 def session_figures_fill(figures: SessionFigures, row: dict) -> None:
@@ -141,12 +193,16 @@ def session_figures_fill(figures: SessionFigures, row: dict) -> None:
     figures.project_id = row["project_id"]
 
 
-def session_page_figures(*, session_id: str) -> SessionFigures:
+def session_page_figures(*, session_id: str, viewer: Viewer) -> SessionFigures:
     """Return a session's whole figures, split into its main thread and each
     subagent, for its page (the same sums as session_figures())."""
-    figures = session_figures(session_ids=[session_id])[session_id]
+    figures = session_figures(session_ids=[session_id], viewer=viewer)[session_id]
+    whose, credentials = viewer_sql(viewer=viewer, column="a.credential")
     with connection.cursor() as cursor:
-        cursor.execute(sql.on(connection.vendor).SESSION_FIGURES, [session_id])
+        cursor.execute(
+            sql.on(connection.vendor).SESSION_FIGURES.format(where=whose),
+            [session_id, *credentials],
+        )
         rows = cursor.fetchall()
     for agent_id, calls, relayed, tokens, cost, unpriced, relay_only in rows:
         part = figures.main if not agent_id else Figures()
@@ -166,13 +222,13 @@ def billing_session_id(session: Session) -> str:
 
 
 def session_page_figures_of(
-    *, session_id: str, session: Session | None
+    *, session_id: str, session: Session | None, viewer: Viewer
 ) -> SessionFigures:
     """Return the figures a session page heads with: a subagent's own are its
     part of its main session's (the ledger counts its calls under that id)."""
     if session is None or not session.is_subagent or not session.parent_key:
-        return session_page_figures(session_id=session_id)
-    whole = session_page_figures(session_id=session.parent_key)
+        return session_page_figures(session_id=session_id, viewer=viewer)
+    whole = session_page_figures(session_id=session.parent_key, viewer=viewer)
     own = whole.subagents.get(session.agent_id, Figures())
     return SessionFigures(
         own.calls, own.relayed, own.tokens, own.cost_usd, own.unpriced, main=own

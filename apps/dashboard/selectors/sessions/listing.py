@@ -18,9 +18,11 @@ from apps.dashboard.selectors.sessions.figures import (
     session_count,
     session_figures_fill,
     session_totals,
+    sessions_since,
 )
 from apps.indexing import selectors as index
 from apps.indexing.models import Session
+from apps.proxy.selectors import Viewer
 
 
 @dataclass(slots=True)
@@ -73,6 +75,7 @@ _ORDERS = {
 
 def session_rows(
     *,
+    viewer: Viewer,
     start: datetime,
     end: datetime,
     project_id: int | None = None,
@@ -94,9 +97,9 @@ def session_rows(
         where.append("',' || model_list || ',' LIKE %s ESCAPE '\\'")
         params.append("%," + re.sub(r"([\\%_])", r"\\\1", model) + ",%")
     condition = " AND ".join(where)
-    totals = session_totals(
-        where=condition, params=params, order=_ORDERS.get(sort, _ORDERS["last"]),
-        limit=limit, offset=offset,
+    totals, count = _totals_page(
+        viewer, condition, params, order=_ORDERS.get(sort, _ORDERS["last"]),
+        limit=limit, offset=offset, among=sessions_since(viewer=viewer, moment=start),
     )  # fmt: skip
     rows = []
     for total in totals:
@@ -104,7 +107,35 @@ def session_rows(
         session_figures_fill(figures, total)
         rows.append(_row(total["session_id"], figures))
     _index_fill(rows)
-    return rows, session_count(where=condition, params=params)
+    return rows, count
+
+
+def _totals_page(
+    viewer: Viewer,
+    where: str,
+    params: list,
+    *,
+    order: str,
+    limit: int,
+    offset: int,
+    among: tuple[str, list],
+) -> tuple[list[dict], int]:
+    """Return one page of the matching sessions' totals and how many match."""
+    if viewer.sees_all:  # kept totals: a page and a count, each read cheaply
+        page = session_totals(
+            viewer=viewer, where=where, params=params, order=order, limit=limit,
+            offset=offset, among=among,
+        )  # fmt: skip
+        return page, session_count(
+            viewer=viewer, where=where, params=params, among=among
+        )
+    # A viewer's totals are summed from their calls at every read: one pass for
+    # the page and the count (bench/stats.py --member, sessions); their
+    # sessions of a range are few.
+    every = session_totals(
+        viewer=viewer, where=where, params=params, order=order, among=among
+    )
+    return every[offset : offset + limit], len(every)
 
 
 def _row(key: str, figures: SessionFigures) -> SessionRow:

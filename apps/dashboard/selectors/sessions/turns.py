@@ -29,6 +29,7 @@ from apps.dashboard.selectors.sessions.figures import (
 from apps.indexing import selectors as index
 from apps.indexing.models import Session, TranscriptCall
 from apps.indexing.selectors import TurnMark
+from apps.proxy.selectors import Viewer, call_session_ids, viewer_sql
 
 TURNS_PER_PAGE = 50
 
@@ -121,7 +122,9 @@ class Turn:
             self.cost_usd = (self.cost_usd or 0.0) + cost
 
 
-def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
+def session_turns(
+    *, session_id: str, viewer: Viewer
+) -> tuple[Session | None, list[Turn]]:
     """Return a session (None if only relayed) and its turns in order, summed.
 
     From the transcript when indexed (a turn starts at each prompt, as
@@ -129,11 +132,12 @@ def session_turns(*, session_id: str) -> tuple[Session | None, list[Turn]]:
     ledger's calls of the session alone. turn_details_fill() completes
     the turns a page shows.
     """
-    session = index.session_get(session_id=session_id)
+    visible = call_session_ids(viewer=viewer)
+    session = index.session_get(session_id=session_id, visible=visible)
     if session is None:
-        return None, _relay_turns(session_id=session_id)
+        return None, _relay_turns(session_id=session_id, viewer=viewer)
     turns = _turns_build(index.session_turn_marks(session=session))
-    _sums_apply(turns, _turn_sums(session))
+    _sums_apply(turns, _turn_sums(session, viewer))
     _subagents_attach(session, turns, index.session_subagent_list(session=session))
     return session, turns
 
@@ -145,12 +149,17 @@ def turn_count(turns: list[Turn]) -> int:
 
 
 def turn_details_fill(
-    *, session: Session | None, turns: list[Turn], figures: SessionFigures
+    *,
+    session: Session | None,
+    turns: list[Turn],
+    figures: SessionFigures,
+    viewer: Viewer,
 ) -> None:
-    """Read the calls, tools and prompt texts of the turns a page shows, and give
-    their subagents their figures (session_page_figures()' parts)."""
+    """Read the calls, tools and prompt texts of the turns a page shows (the
+    calls a viewer sees), and give their subagents their figures
+    (session_page_figures()' parts)."""
     if session is not None:
-        _calls_fill(session, turns)
+        _calls_fill(session, turns, viewer)
     for turn in turns:
         turn.subagent_rows = [
             (sub, figures.subagents.get(sub.agent_id, Figures()))
@@ -163,13 +172,16 @@ def turn_details_fill(
             turn.prompt = texts[turn.prompt_entry.id][1]
 
 
-def _calls_fill(session: Session, turns: list[Turn]) -> None:
+def _calls_fill(session: Session, turns: list[Turn], viewer: Viewer) -> None:
     by_number = {turn.number: turn for turn in turns}
     calls = index.session_calls(session=session, turns=list(by_number))
     ledger = calls_by_key(
-        keys=[call_key(c) for c in calls], session_id=billing_session_id(session)
-    )
+        keys=[call_key(c) for c in calls], session_id=billing_session_id(session),
+        viewer=viewer,
+    )  # fmt: skip
     for call in calls:
+        if not viewer.sees_all and call_key(call) not in ledger:
+            continue  # another person's call, or unclaimed: staff's to see
         turn = by_number[call.turn]
         if not turn.calls and not turn.uuid:  # turn 0 opened by a reply
             turn.uuid, turn.entry_id, turn.at = call.uuid, call.entry_id, call.timestamp
@@ -214,12 +226,11 @@ def _sums_apply(turns: list[Turn], sums: list[tuple]) -> None:
         del turns[0]
 
 
-def _turn_sums(session: Session) -> list[tuple]:
+def _turn_sums(session: Session, viewer: Viewer) -> list[tuple]:
+    whose, credentials = viewer_sql(viewer=viewer, column="a.credential")
+    params = [billing_session_id(session), *credentials, session.pk]
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.on(connection.vendor).TURN_SUMS,
-            [billing_session_id(session), session.pk],
-        )
+        cursor.execute(sql.on(connection.vendor).TURN_SUMS.format(where=whose), params)
         return cursor.fetchall()
 
 
@@ -279,13 +290,13 @@ def _turn_at(turns: list[Turn], moment: datetime | None) -> Turn | None:
     return started[-1] if started else (turns[0] if turns else None)
 
 
-def _relay_turns(*, session_id: str) -> list[Turn]:
+def _relay_turns(*, session_id: str, viewer: Viewer) -> list[Turn]:
     """Turns of a session no transcript records: one per main-agent call.
 
     Subagent calls and token counts join the turn they ran in.
     """
     turns: list[Turn] = []
-    for row in call_list_by_session(session_id=session_id):
+    for row in call_list_by_session(session_id=session_id, viewer=viewer):
         if row.kind != "messages":  # token counts are listed apart, not calls
             continue
         starts = not row.agent_id and row.kind == "messages"
