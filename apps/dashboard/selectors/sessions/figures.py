@@ -112,11 +112,10 @@ def session_totals(
     page of them. For a viewer who sees some calls, `among` (SQL, params)
     names the sessions to sum: ids, or sessions_since() (all of the viewer's
     when None)."""
-    statements = sql.on(connection.vendor)
+    forms = sql.on(connection.vendor)
     statement, params = _sessions_sql(
-        viewer, statements.SESSIONS_SELECT, statements.SESSIONS_MINE_SELECT, where,
-        params, among,
-    )  # fmt: skip
+        viewer, forms.SESSIONS_SELECT, forms.SESSIONS_MINE_SELECT, where, params, among
+    )
     if order:
         statement += f" ORDER BY {order}"
     if limit:
@@ -136,11 +135,10 @@ def session_count(
     among: tuple[str, list] | None = None,
 ) -> int:
     """Return how many sessions match a condition (as session_totals)."""
-    statements = sql.on(connection.vendor)
+    forms = sql.on(connection.vendor)
     statement, values = _sessions_sql(
-        viewer, statements.SESSIONS_COUNT, statements.SESSIONS_MINE_COUNT, where,
-        params, among,
-    )  # fmt: skip
+        viewer, forms.SESSIONS_COUNT, forms.SESSIONS_MINE_COUNT, where, params, among
+    )
     with connection.cursor() as cursor:
         cursor.execute(statement, values)
         return cursor.fetchone()[0]
@@ -152,8 +150,7 @@ def sessions_since(*, viewer: Viewer, moment: datetime) -> tuple[str, list]:
     starting then)."""
     whose, credentials = viewer_sql(viewer=viewer)
     adapt = connection.ops.adapt_datetimefield_value
-    statement = sql.on(connection.vendor).SESSIONS_MINE_SINCE.format(mine=whose)
-    return statement, [adapt(moment), *credentials]
+    return sql.SESSIONS_MINE_SINCE.format(mine=whose), [adapt(moment), *credentials]
 
 
 def _sessions_sql(
