@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 
 from apps.proxy import sql
 from apps.proxy.models import ApiCall, Exchange
-from apps.proxy.spill import backlog_files, lines_read
+from apps.proxy.spill import lines_read, quarantine_files
 
 # --- who sees what (issue 15 §4) ---------------------------------------------------
 # Every read of calls (exchanges, ledger rows, sessions and their transcripts)
@@ -105,18 +105,22 @@ _QUARANTINE_FIELDS = ("at", "reason", "kind", "uid", "method", "path", "query", 
 
 
 def quarantine_list(*, limit: int = 50) -> list[dict[str, Any]]:
-    """Return the newest steps the recorder set aside, newest first, without bodies.
+    """Return the newest steps the recorders set aside, newest first, without bodies.
 
-    Read from CLAUDEMON_VAR_DIR/backlog/<database>.quarantine.jsonl, where the relay
-    appends them (JSON lines, secrets already fingerprinted).
+    Read from CLAUDEMON_VAR_DIR/backlog/<database>.<relay>.quarantine.jsonl, where
+    each relay appends them (JSON lines, secrets already fingerprinted).
     """
-    newest: deque[dict[str, Any]] = deque(maxlen=limit)
-    for line in lines_read(backlog_files().quarantine):
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            record = {"reason": "unreadable quarantine line"}
-        if not isinstance(record, dict):
-            record = {"reason": "unreadable quarantine line"}
-        newest.append({key: record.get(key) for key in _QUARANTINE_FIELDS})
-    return list(reversed(newest))
+    steps: list[dict[str, Any]] = []
+    for path in quarantine_files():
+        newest: deque[dict[str, Any]] = deque(maxlen=limit)
+        for line in lines_read(path):
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                record = {"reason": "unreadable quarantine line"}
+            if not isinstance(record, dict):
+                record = {"reason": "unreadable quarantine line"}
+            newest.append({key: record.get(key) for key in _QUARANTINE_FIELDS})
+        steps += newest
+    steps.sort(key=lambda step: str(step.get("at") or ""), reverse=True)
+    return steps[:limit]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,18 +46,49 @@ class BacklogFiles:
     quarantine: Path
     legacy: Path  # the pickle spill of earlier versions, never loaded
     legacy_aside: Path  # where such a file is moved and reported
+    unnamed: Path  # the spill of versions before relays had names, adopted
 
 
 def backlog_files() -> BacklogFiles:
-    """Return the backlog files of this database, under CLAUDEMON_VAR_DIR/backlog."""
+    """Return this relay's backlog files under CLAUDEMON_VAR_DIR/backlog, named
+    after the database and the relay (CLAUDEMON_RELAY_NAME): relays that share a
+    host and its var folder never append to, or drain, one another's spill."""
     folder = settings.CLAUDEMON_VAR_DIR / "backlog"
     stem = settings.CLAUDEMON_DB_PATH.stem
+    own = f"{stem}.{_file_safe(settings.CLAUDEMON_RELAY_NAME)}"
     return BacklogFiles(
-        spill=folder / f"{stem}.spill.jsonl",
-        quarantine=folder / f"{stem}.quarantine.jsonl",
+        spill=folder / f"{own}.spill.jsonl",
+        quarantine=folder / f"{own}.quarantine.jsonl",
         legacy=folder / f"{stem}.spill",
         legacy_aside=folder / f"{stem}.spill.legacy-pickle",
+        unnamed=folder / f"{stem}.spill.jsonl",
     )
+
+
+def quarantine_files() -> list[Path]:
+    """Return every relay's quarantine file of this database (and an unnamed one
+    from before relays had names)."""
+    folder = settings.CLAUDEMON_VAR_DIR / "backlog"
+    stem = settings.CLAUDEMON_DB_PATH.stem
+    named = sorted(folder.glob(f"{stem}.*.quarantine.jsonl"))
+    return [folder / f"{stem}.quarantine.jsonl", *named]
+
+
+def unnamed_adopt(files: BacklogFiles) -> None:
+    """Take over the spill (and its draining part) of a version before relays had
+    names: one relay wins each rename, the others find nothing to take."""
+    for suffix in ("", ".draining"):
+        source = files.unnamed.with_name(files.unnamed.name + suffix)
+        target = files.spill.with_name(files.spill.name + suffix)
+        if source.exists() and not target.exists():
+            try:
+                os.rename(source, target)
+            except FileNotFoundError:
+                pass
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
 
 
 def step_line(kind: str, call: Call, **extra: Any) -> bytes:

@@ -50,6 +50,7 @@ from apps.proxy.spill import (
     lines_read,
     step_line,
     step_read,
+    unnamed_adopt,
     unreadable_line,
 )
 from apps.proxy.steps import Item, Row, steps_rows
@@ -291,6 +292,7 @@ class Recording:
                 aside,
             )
         with self._file_lock:
+            unnamed_adopt(self._files)
             self._spilled = lines_count(self._files.spill)
             self._draining = lines_count(self._draining_path)
         self.quarantined = lines_count(self._files.quarantine)

@@ -64,8 +64,9 @@ def test_it_spills_no_secret_to_disk_and_keeps_the_files_owner_only(
 def test_it_spills_the_batch_in_hand_when_stopped_while_the_database_is_locked(
     relay_factory, upstream, db_lock, tmp_path
 ):
-    var = str(tmp_path / "var")
-    relay = relay_factory(CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_VAR_DIR=var)
+    # The same relay started again: the same var folder and name (its spill's).
+    same = {"CLAUDEMON_VAR_DIR": str(tmp_path / "var"), "CLAUDEMON_RELAY_NAME": "r1"}
+    relay = relay_factory(CLAUDEMON_UPSTREAM_URL=upstream.url, **same)
     lock = db_lock()
     httpx.post(relay.url + "/v1/messages", content=b'{"model": "held-at-stop"}')
     wait_for(lambda: health(relay)["database"].startswith("error"))
@@ -73,7 +74,7 @@ def test_it_spills_the_batch_in_hand_when_stopped_while_the_database_is_locked(
     relay.stop()  # SIGTERM while the writer holds the call, waiting for the lock
     lock.release()
     assert not Exchange.objects.filter(model_requested="held-at-stop").exists()
-    again = relay_factory(CLAUDEMON_UPSTREAM_URL=upstream.url, CLAUDEMON_VAR_DIR=var)
+    again = relay_factory(CLAUDEMON_UPSTREAM_URL=upstream.url, **same)
 
     [row] = recorded(model_requested="held-at-stop", timeout=30)
     assert row.state == Exchange.State.COMPLETE

@@ -55,6 +55,7 @@ def files(folder: Path) -> BacklogFiles:
         quarantine=folder / "b.quarantine.jsonl",
         legacy=folder / "b.spill",
         legacy_aside=folder / "b.spill.legacy-pickle",
+        unnamed=folder / "b.unnamed.spill.jsonl",
     )
 
 
@@ -152,7 +153,7 @@ def test_it_never_touches_the_disk_on_the_event_loop_with_a_full_queue(
         probing.cancel()
         return threading.get_ident(), max(stalls)
 
-    spill = process_recording / "claudemon.spill.jsonl"
+    spill = backlog_files().spill
     with file_opens(process_recording) as opened:
         # The first call of the process, then the writer stuck on the locked database
         # with it: the queue (2 steps) fills at once.
@@ -465,6 +466,32 @@ def test_it_lists_the_quarantine_newest_first_for_the_admin(settings, tmp_path):
         ("/first", "start", "IntegrityError: one"),
     ]
     assert [q["path"] for q in quarantine_list(limit=1)] == ["/second"]
+
+
+@pytest.mark.django_db
+def test_relays_sharing_a_var_folder_keep_backlogs_of_their_own(settings, tmp_path):
+    """Relays on one host (make team) share CLAUDEMON_VAR_DIR: on one spill file,
+    each would append to and drain the others' steps, and the one that lost the
+    race to move it could set valid steps aside. The admin reads every relay's
+    quarantine."""
+    settings.CLAUDEMON_VAR_DIR = tmp_path
+    settings.CLAUDEMON_DB_PATH = tmp_path / "claudemon.sqlite3"
+    unnamed = backlog_files().unnamed
+    unnamed.parent.mkdir(mode=0o700)
+    unnamed.write_bytes(step_line("start", make_call(path="/before")))
+    recordings = []
+    for name in ("host:8101", "host:8102"):
+        settings.CLAUDEMON_RELAY_NAME = name
+        recordings.append(Recording(capacity=1, files=backlog_files()))
+    first, second = recordings
+
+    assert first._files.spill != second._files.spill
+    first._set_aside([Item("start", make_call(path="/one"))], "ValueError: one")
+    second._set_aside([Item("start", make_call(path="/two"))], "ValueError: two")
+    first._open_backlog()
+
+    assert not unnamed.exists() and first._spilled == 1  # adopted once, by one
+    assert [q["path"] for q in quarantine_list(limit=10)] == ["/two", "/one"]
 
 
 @pytest.mark.django_db(transaction=True)
