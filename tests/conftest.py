@@ -173,6 +173,9 @@ def relay_factory(
 
     start.started = started  # type: ignore[attr-defined]
     yield start
+    for relay in started:  # all at once: each takes a moment to close its connections
+        if relay.process.poll() is None:
+            relay.process.terminate()
     for relay in started:
         relay.stop()
 
