@@ -19,6 +19,8 @@ from __future__ import annotations
 from functools import cache
 from types import SimpleNamespace
 
+from apps.proxy.sql import vendor_forms
+
 QUARTER = 900  # seconds
 # The rollup tables of sums and the columns each is keyed by: what a read may
 # group and filter by. The project one is 3x larger (bench/usage.py): only reads
@@ -371,16 +373,5 @@ def _postgresql(statement: str) -> str:
 
 @cache
 def on(vendor: str) -> SimpleNamespace:
-    """Return this module's statements in the form `vendor` (Django's
-    connection.vendor) runs."""
-    forms = {
-        name: value
-        for name, value in globals().items()
-        if name.isupper() and not name.startswith("_")
-    }
-    if vendor == "postgresql":
-        forms = {
-            name: _postgresql(value) if isinstance(value, str) else value
-            for name, value in forms.items()
-        }
-    return SimpleNamespace(**forms)
+    """Return this module's statements in the form `vendor` runs."""
+    return vendor_forms(globals(), vendor, rewrite=_postgresql)

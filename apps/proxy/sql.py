@@ -9,8 +9,10 @@ proxy_apicalldirtysession) for the rollups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from types import SimpleNamespace
+from typing import Any
 
 # --- the ledger ------------------------------------------------------------------
 # {columns}, {marks}: the row's columns and one %s each; {assignments}: the
@@ -133,15 +135,32 @@ _POSTGRESQL = {
 }
 
 
-@cache
-def on(vendor: str) -> SimpleNamespace:
-    """Return this module's statements in the form `vendor` (Django's
-    connection.vendor) runs."""
+def vendor_forms(
+    statements: dict[str, Any],
+    vendor: str,
+    *,
+    rewrite: Callable[[str], str] | None = None,
+    replaced: dict[str, str] | None = None,
+) -> SimpleNamespace:
+    """Return a SQL module's statements (its public upper-case names) in the form
+    `vendor` (Django's connection.vendor) runs: on PostgreSQL each string goes
+    through `rewrite`, then the `replaced` ones take their own form."""
     forms = {
         name: value
-        for name, value in globals().items()
+        for name, value in statements.items()
         if name.isupper() and not name.startswith("_")
     }
     if vendor == "postgresql":
-        forms.update(_POSTGRESQL)
+        if rewrite is not None:
+            forms = {
+                name: rewrite(value) if isinstance(value, str) else value
+                for name, value in forms.items()
+            }
+        forms.update(replaced or {})
     return SimpleNamespace(**forms)
+
+
+@cache
+def on(vendor: str) -> SimpleNamespace:
+    """Return this module's statements in the form `vendor` runs."""
+    return vendor_forms(globals(), vendor, replaced=_POSTGRESQL)

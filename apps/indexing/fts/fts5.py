@@ -43,6 +43,7 @@ from apps.indexing.fts.shared import (
     MAX_TERMS,
     FtsFilters,
     FtsQueryError,
+    drift_check,
     filter_sql,
     no_nul,
     plain_terms,
@@ -352,12 +353,7 @@ def integrity_check() -> None:
             f"USING fts5vocab(main, {TABLE}, instance)"
         )
         cursor.execute(_DRIFT_SQL)
-        orphans, missing = cursor.fetchone()
-    if orphans or missing:
-        raise DatabaseError(
-            f"FTS index drift: {orphans} indexed rowids without an entry, "
-            f"{missing} entries not indexed"
-        )
+        drift_check(*cursor.fetchone())
 
 
 _DRIFT_SQL = f"""

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 MAX_TERMS = 32
 MAX_TERM_CHARS = 200
@@ -75,6 +75,15 @@ def plain_words(text: str) -> list[tuple[str, bool]]:
     for match in _WORD.finditer(text or ""):
         words.append((match.group(0).rstrip("*").lower(), bool(match.group(1))))
     return words[:MAX_TERMS]
+
+
+def drift_check(orphans: int, missing: int) -> None:
+    """Raise DatabaseError when the index and the entries disagree."""
+    if orphans or missing:
+        raise DatabaseError(
+            f"FTS index drift: {orphans} indexed rowids without an entry, "
+            f"{missing} entries not indexed"
+        )
 
 
 def filter_sql(filters: FtsFilters) -> tuple[str, list]:

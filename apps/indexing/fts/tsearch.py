@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import re
 
-from django.db import DatabaseError, connection
+from django.db import connection
 
 from apps.indexing.fts.shared import (
     MAX_TERM_CHARS,
     MAX_TERMS,
     FtsFilters,
+    drift_check,
     filter_sql,
     no_nul,
     plain_terms,
@@ -288,12 +289,7 @@ def integrity_check() -> None:
     reverse, which the triggers make impossible short of disabling them)."""
     with connection.cursor() as cursor:
         cursor.execute(_DRIFT_SQL)
-        orphans, missing = cursor.fetchone()
-    if orphans or missing:
-        raise DatabaseError(
-            f"FTS index drift: {orphans} indexed rowids without an entry, "
-            f"{missing} entries not indexed"
-        )
+        drift_check(*cursor.fetchone())
 
 
 _DRIFT_SQL = f"""
